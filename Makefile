@@ -1,0 +1,48 @@
+# containerfs: `make run` mounts at /run/containerfs, `make test` runs the suite.
+# Both set up everything a fresh Debian machine lacks (needs root).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIN    := $(VENV)/bin/containerfs-pin
+STAMP  := $(VENV)/.installed
+DEB    := fuse3 libfuse3-dev pkg-config gcc tini util-linux iproute2
+MOUNTPOINT ?= /run/containerfs
+
+.PHONY: run test unit lint typecheck deps clean
+
+run: $(STAMP) $(PIN)
+	$(VENV)/bin/containerfs mount $(MOUNTPOINT)
+
+test: $(STAMP) $(PIN)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check containerfs tests examples
+	$(VENV)/bin/ruff format --check containerfs tests examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy containerfs
+
+# Debian packages: only what is missing, so a prepared machine needs no network.
+deps:
+	@missing=""; for p in $(DEB); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The namespace holder: a tiny C init, one per container (see docs/design.md).
+$(PIN): containerfs/kernel/pin.c $(STAMP)
+	gcc -O2 -Wall -Wextra -Werror -static-pie -o $@ $< 2>/dev/null || gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""The `containerfs` command line: `mount` runs the daemon, `exec` enters a container."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+DESCRIPTION = """\
+containerfs gives Linux namespaces and cgroup controllers one filesystem API.
+A directory is a container: mkdir creates real namespaces and cgroups, rmdir
+frees them, writing a PID to `tasks` moves a process in, and control files such
+as `uts.hostname` or `memory.max` set what the kernel enforces.
+"""
+
+MOUNT_HELP = """\
+Mount containerfs at MOUNTPOINT (default /run/containerfs) and serve it in the
+foreground until SIGINT or SIGTERM, which unmount cleanly. The root directory
+is the root container: the daemon's own namespaces and the cgroups it was
+started in. Containers are made below those cgroups only, so start the daemon
+in a cgroup delegated to it. Needs root and /dev/fuse.
+
+Containers that still have tasks when the daemon stops are kept (and named in
+the log); empty ones are removed.
+"""
+
+EXEC_HELP = """\
+Run CMD inside every subsystem of CONTAINER, a directory of a mounted
+containerfs: it joins the container's namespaces, starts CMD in its pid and
+time namespaces, and CMD is placed in its cgroups before it runs. The exit
+status of CMD is passed back (128+N when killed by signal N). Works for an
+interactive shell:
+
+    containerfs exec /run/containerfs/web -- /bin/sh
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .daemon import DEFAULT_MOUNTPOINT, DEFAULT_STATE_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="containerfs",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    m = sub.add_parser(
+        "mount",
+        help="mount and serve containerfs in the foreground",
+        description=MOUNT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    m.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT, metavar="MOUNTPOINT")
+    m.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help=f"where the daemon keeps its state (default {DEFAULT_STATE_DIR})",
+    )
+    m.add_argument(
+        "--subtree",
+        default=None,
+        metavar="KINDS",
+        help="the root's initial container.subtree, e.g. '+uts +ipc +pids' "
+        "(default: every available kind but user; '' for none)",
+    )
+    m.add_argument("--debug", action="store_true", help="log every FUSE request")
+
+    e = sub.add_parser(
+        "exec",
+        help="run a command inside a container",
+        description=EXEC_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="containerfs exec CONTAINER -- CMD [ARGS...]",
+    )
+    e.add_argument("container", metavar="CONTAINER", help="the container's directory")
+    e.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "mount":
+        level = logging.DEBUG if args.debug else logging.INFO
+        logging.basicConfig(level=level, format="containerfs: %(levelname)s %(message)s")
+        from .daemon import mount
+
+        return mount(args.mountpoint, args.state_dir, args.subtree, args.debug)
+    if args.command == "exec":
+        cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not cmd:
+            print("containerfs exec: no command given", file=sys.stderr)
+            return 2
+        from .execute import run
+
+        return run(args.container, cmd)
+    return 2

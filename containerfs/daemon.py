@@ -1,0 +1,398 @@
+"""The daemon: the engine, the kernel backends and the mount under one trio nursery.
+
+``Daemon`` is the service the FUSE adapter calls. Each request is decided by
+the engine first (so bad input changes nothing), then carried out on the
+kernel through the backends, then committed to the engine. Kernel work that
+blocks (cgroup migrations, spawning a namespace holder) runs on worker
+threads; anything that must ``setns()`` runs on a fresh thread of its own
+(``kernel.namespaces``), never on trio's pooled ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from .engine.errors import InvalidInput, NotPermitted
+from .engine.kinds import NAMESPACE_NAMES, KindClass, all_kinds
+from .engine.tree import (
+    NAMESPACE_KNOBS,
+    Container,
+    Engine,
+    FileSpec,
+    MkdirPlan,
+    Role,
+    parse_hostname,
+)
+from .engine.tree import parse_pid as parse_pid_text
+from .fuse.ops import Operations
+from .kernel import namespaces, procs
+from .kernel.cgroups import CgroupBackend
+
+log = logging.getLogger("containerfs")
+
+DEFAULT_MOUNTPOINT = "/run/containerfs"
+DEFAULT_STATE_DIR = "/run/containerfs-state"
+STATE_VERSION = 1
+
+# Sysctl behind each namespace knob file.
+_NS_SYSCTL = {"uts.hostname": "kernel.hostname", "uts.domainname": "kernel.domainname"}
+
+
+def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
+    """Every usable kind except ``user``: a user namespace without an ID map runs
+    everything as ``nobody``, which surprises more than it protects."""
+    return frozenset(k for k, why in available.items() if why is None and k != "user")
+
+
+def namespace_availability() -> dict[str, str | None]:
+    return {
+        k: None if os.path.exists(f"/proc/self/ns/{k}") else "kernel-lacks-it"
+        for k in NAMESPACE_NAMES
+    }
+
+
+class Daemon:
+    """The service behind the mount (see ``fuse.ops.Service``)."""
+
+    def __init__(
+        self,
+        mountpoint: str,
+        state_dir: str,
+        cgroups: CgroupBackend,
+        pin_path: str,
+        root_subtree: str | None = None,
+    ) -> None:
+        self.mountpoint = mountpoint
+        self.state_dir = Path(state_dir)
+        self.cgroups = cgroups
+        self.pin_path = pin_path
+        controller_avail = cgroups.kinds()
+        available = namespace_availability() | controller_avail
+        kinds = all_kinds(list(controller_avail))
+        knobs: dict[str, dict[str, bool]] = {k: dict(v) for k, v in NAMESPACE_KNOBS.items()}
+        for kind in controller_avail:
+            knobs[kind] = cgroups.files(kind)
+        root_ids = {
+            k: str(namespaces.ns_inode("self", k)) for k in NAMESPACE_NAMES if not available[k]
+        }
+        for kind in controller_avail:
+            if controller_avail[kind] is None:
+                root_ids[kind] = cgroups.cgroup_path((), kind)
+        self.engine = Engine(kinds, available, knobs, root_ids)
+        if root_subtree is None:
+            self.engine.root.subtree = default_root_subtree(self.engine.available)
+        elif root_subtree.strip():
+            self.engine.set_subtree(self.engine.root, root_subtree)
+        self.holders: dict[int, namespaces.Holder] = {}  # container uid -> holder
+        self._lock = trio.Lock()
+
+    # -- helpers -----------------------------------------------------------
+
+    def holder_for(self, c: Container) -> namespaces.Holder | None:
+        """The holder of the namespaces ``c`` lives in: its own, or its nearest ancestor's."""
+        node: Container | None = c
+        while node is not None:
+            holder = self.holders.get(node.uid)
+            if holder is not None:
+                return holder
+            node = node.parent
+        return None
+
+    def _placement(self, c: Container) -> list[Path]:
+        return self.cgroups.placement(c.path, lambda kind: c.owner(kind).path)
+
+    def save(self) -> None:
+        """Write the tree to the state dir (atomically), for inspection and restart."""
+        state = {
+            "version": STATE_VERSION,
+            "mountpoint": self.mountpoint,
+            "containers": [
+                {
+                    "path": list(c.path),
+                    "owned": sorted(c.owned),
+                    "subtree": sorted(c.subtree),
+                    "release": str(c.release),
+                    "ids": c.ids,
+                    "holder": self.holders[c.uid].pid if c.uid in self.holders else None,
+                }
+                for c in self.engine.root.walk()
+            ],
+        }
+        tmp = self.state_dir / "state.json.tmp"
+        tmp.write_text(json.dumps(state, indent=1) + "\n")
+        os.replace(tmp, self.state_dir / "state.json")
+
+    # -- the Service interface -------------------------------------------------
+
+    async def mkdir(self, parent: Container, name: str) -> Container:
+        async with self._lock:
+            plan = self.engine.plan_mkdir(parent, name)
+            try:
+                return await self._make(plan)
+            finally:
+                self.engine.abort_mkdir(plan)
+
+    async def _make(self, plan: MkdirPlan) -> Container:
+        path = (*plan.parent.path, plan.name)
+        own_ns = frozenset(k for k in plan.owned if self.engine.kinds[k].cls == KindClass.NAMESPACE)
+        own_cg = plan.owned - own_ns
+        ids: dict[str, str] = {k: self.cgroups.cgroup_path(path, k) for k in own_cg}
+        await trio.to_thread.run_sync(self.cgroups.create, path, own_cg)
+        holder = None
+        try:
+            if own_ns:
+                holder = await trio.to_thread.run_sync(
+                    self._spawn_holder, plan.parent, path, plan.owned
+                )
+                ids |= {k: str(holder.inodes[k]) for k in own_ns}
+        except BaseException:
+            with contextlib.suppress(OSError):
+                await trio.to_thread.run_sync(self.cgroups.remove, path)
+            raise
+        child = self.engine.commit_mkdir(plan, ids)
+        if holder is not None:
+            self.holders[child.uid] = holder
+        log.info("mkdir %s: own %s", "/".join(path), " ".join(sorted(plan.owned)) or "-")
+        self.save()
+        return child
+
+    def _spawn_holder(
+        self, parent: Container, path: tuple[str, ...], owned: frozenset[str]
+    ) -> namespaces.Holder:
+        """Start the holder of a new container's namespaces (blocking; on a worker thread).
+
+        When the container owns its cgroup namespace, the holder must sit in the
+        container's cgroups at unshare() time, since that fixes the namespace's root.
+        """
+
+        def owner_path(kind: str) -> tuple[str, ...]:
+            return path if kind in owned else parent.owner(kind).path
+
+        target = self.cgroups.placement(path, owner_path)
+        if "cgroup" in owned:
+            target = [d.parent if d.name == ".tasks" else d for d in target]
+
+        def place(pid: int) -> None:
+            self.cgroups.move(pid, target if "cgroup" in owned else self.cgroups.pins_placement())
+
+        holder = namespaces.spawn_holder(
+            parent=self.holder_for(parent),
+            unshare=frozenset(k for k in owned if k in NAMESPACE_NAMES),
+            place=place,
+            mountpoint=self.mountpoint,
+            pin_path=self.pin_path,
+        )
+        try:
+            if "cgroup" in owned:
+                self.cgroups.move(holder.pid, self.cgroups.pins_placement())
+        except BaseException:
+            holder.kill()
+            holder.close()
+            raise
+        return holder
+
+    async def rmdir(self, c: Container) -> None:
+        async with self._lock:
+            tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.path)
+            self.engine.check_rmdir(c, len(tasks))
+            await trio.to_thread.run_sync(self._destroy, c)
+            self.engine.commit_rmdir(c)
+            log.info("rmdir %s", "/".join(c.path))
+            self.save()
+
+    def _destroy(self, c: Container) -> None:
+        holder = self.holders.pop(c.uid, None)
+        if holder is not None:
+            holder.kill()
+            holder.close()
+        self.cgroups.remove(c.path)
+
+    async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes:
+        return (await self._render(c, spec)).encode()
+
+    async def _render(self, c: Container, spec: FileSpec) -> str:
+        e = self.engine
+        match spec.role:
+            case Role.SUBSYSTEMS:
+                return e.render_subsystems()
+            case Role.CONTAINER_SUBSYSTEMS:
+                return e.render_container_subsystems(c)
+            case Role.SUBTREE:
+                return e.render_subtree(c)
+            case Role.RELEASE:
+                return f"{c.release}\n"
+            case Role.TASKS:
+                pids = await trio.to_thread.run_sync(self.cgroups.procs, c.path)
+                return "".join(f"{p}\n" for p in pids)
+            case Role.EVENTS:
+                populated = await trio.to_thread.run_sync(self.cgroups.populated, c.path)
+                return f"populated {int(populated)}\n"
+            case Role.INIT:
+                holder = self.holder_for(c)
+                return f"{holder.pid if holder else 0}\n"
+            case Role.KNOB:
+                assert spec.kind is not None
+                owner = c.owner(spec.kind)
+                if spec.name in _NS_SYSCTL:
+                    return await self._read_sysctl(owner, spec.kind, _NS_SYSCTL[spec.name])
+                return await trio.to_thread.run_sync(self.cgroups.read, owner.path, spec.name)
+        raise AssertionError(spec.role)
+
+    async def _read_sysctl(self, owner: Container, kind: str, name: str) -> str:
+        holder = self.holders.get(owner.uid)
+        if holder is None:  # the root: the daemon's own namespace
+            return Path("/proc/sys", *name.split(".")).read_text()
+        return await namespaces.read_sysctl_async(holder, kind, name)
+
+    async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None:
+        text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
+        match spec.role:
+            case Role.TASKS:
+                async with self._lock:
+                    await self._enter(c, parse_pid_text(text), writer_pid)
+            case Role.SUBTREE:
+                async with self._lock:
+                    self.engine.set_subtree(c, text)
+                    self.save()
+            case Role.RELEASE:
+                self.engine.set_release(c, text)
+                self.save()
+            case Role.KNOB:
+                self.engine.check_knob_write(c, spec.name)
+                assert spec.kind is not None
+                if spec.name in _NS_SYSCTL:
+                    value = parse_hostname(text, spec.name)
+                    holder = self.holders.get(c.uid)
+                    if holder is None:
+                        raise NotPermitted(f"{spec.name}: no namespace holder")
+                    await namespaces.write_sysctl_async(
+                        holder, spec.kind, _NS_SYSCTL[spec.name], value
+                    )
+                else:
+                    await trio.to_thread.run_sync(self.cgroups.write, c.path, spec.name, text)
+                log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
+            case _:
+                raise InvalidInput(f"{spec.name}: read-only")
+
+    async def _enter(self, c: Container, pid: int, writer_pid: int) -> None:
+        """Move a process in: refuse if a namespace differs (engine), else move its cgroups."""
+        try:
+            real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
+            inodes = procs.process_inodes(real)
+        except (ProcessLookupError, FileNotFoundError):
+            raise OSError(3, f"no process {pid}") from None  # ESRCH
+        self.engine.check_enter(c, inodes)
+        await trio.to_thread.run_sync(self.cgroups.move, real, self._placement(c))
+        log.info("%s/tasks <- %d", "/".join(c.path) or "/", real)
+
+    # -- shutdown ----------------------------------------------------------------
+
+    def teardown(self) -> None:
+        """Remove every container that has no tasks, children first; keep (and say) the rest."""
+        for c in reversed(list(self.engine.root.walk())):
+            if c.is_root:
+                continue
+            try:
+                tasks = self.cgroups.procs(c.path)
+                if tasks or c.children:
+                    log.warning("keeping %s: %d task(s) inside", "/".join(c.path), len(tasks))
+                    continue
+                self._destroy(c)
+                self.engine.commit_rmdir(c)
+            except OSError as exc:
+                log.warning("could not remove %s: %s", "/".join(c.path), exc)
+        for holder in self.holders.values():
+            holder.close()
+        self.save()
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """One daemon per state dir."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"containerfs: {state_dir} is in use by another daemon") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _signals(cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s: unmounting", signal.Signals(signum).name)
+            pyfuse3.terminate()
+            cancel.cancel()
+            return
+
+
+async def serve(daemon: Daemon, options: set[str]) -> None:
+    ops = Operations(daemon)
+    pyfuse3.init(ops, daemon.mountpoint, options)
+    try:
+        log.info("mounted at %s (state in %s)", daemon.mountpoint, daemon.state_dir)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_signals, nursery.cancel_scope)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+    finally:
+        pyfuse3.close(unmount=True)
+        daemon.teardown()
+        log.info("unmounted %s", daemon.mountpoint)
+
+
+def find_pin() -> str:
+    """The holder binary: beside the interpreter (the venv's bin), else on PATH."""
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / "containerfs-pin"
+    if here.exists():
+        return str(here)
+    found = shutil.which("containerfs-pin")
+    if found is None:
+        raise SystemExit("containerfs: containerfs-pin not found (run `make` to build it)")
+    return found
+
+
+def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool) -> int:
+    """`containerfs mount`: run in the foreground until SIGINT/SIGTERM."""
+    if os.geteuid() != 0:
+        raise SystemExit("containerfs: mount needs root")
+    if not os.path.exists("/dev/fuse"):
+        raise SystemExit("containerfs: /dev/fuse is missing (modprobe fuse)")
+    pin = find_pin()
+    os.makedirs(mountpoint, exist_ok=True)
+    if os.path.ismount(mountpoint):
+        raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
+    with state_lock(Path(state_dir)):
+        cgroups = CgroupBackend.discover()
+        cgroups.setup()
+        daemon = Daemon(mountpoint, state_dir, cgroups, pin, root_subtree)
+        daemon.save()
+        options = {
+            "fsname=containerfs",
+            "subtype=containerfs",
+            "default_permissions",
+            "allow_other",
+        }
+        if debug:
+            options.add("debug")
+        trio.run(serve, daemon, options)
+    return 0

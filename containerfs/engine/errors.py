@@ -1,0 +1,50 @@
+"""Domain errors of the state engine.
+
+Each carries the errno a filesystem user should see; the FUSE adapter turns
+them into errno in one place (``containerfs.fuse.errors``). The message is
+what the daemon logs, so it says *why*.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class ContainerError(Exception):
+    """Base class: a request the engine refuses. ``errno`` is what the caller gets."""
+
+    errno: int = errno.EIO
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ContainerError):
+    errno = errno.EINVAL
+
+
+class NotFound(ContainerError):
+    errno = errno.ENOENT
+
+
+class Exists(ContainerError):
+    errno = errno.EEXIST
+
+
+class Busy(ContainerError):
+    errno = errno.EBUSY
+
+
+class NotPermitted(ContainerError):
+    errno = errno.EPERM
+
+
+class ReadOnly(ContainerError):
+    """Writing a file that is read-only here (a shared kind, or the root's own objects)."""
+
+    errno = errno.EACCES
+
+
+class NameTooLong(ContainerError):
+    errno = errno.ENAMETOOLONG

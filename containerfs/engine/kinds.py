@@ -1,0 +1,80 @@
+"""Subsystem kinds and the properties each declares.
+
+The seed's single abstraction: every namespace kind and every cgroup
+controller is a *subsystem kind*, parameterised by whether a running process
+may enter it, how an instance can be created, and what should happen when an
+instance empties. The kinds declare these in code; the root file
+``subsystems`` shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class KindClass(StrEnum):
+    NAMESPACE = "namespace"
+    CONTROLLER = "controller"
+
+
+class Enter(StrEnum):
+    MIGRATE = "migrate"  # a running process can be moved in
+    SPAWN = "spawn"  # only new processes can start inside
+
+
+class Release(StrEnum):
+    IGNORE = "ignore"
+    NOTIFY = "notify"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class SubsystemKind:
+    name: str
+    cls: KindClass
+    enter: Enter
+    create: tuple[str, ...]
+    release: Release
+    summary: str
+
+
+def _ns(name: str, summary: str) -> SubsystemKind:
+    # Moving running processes into namespaces is not built yet: every
+    # namespace kind is `spawn` until then (see the README's roadmap).
+    # Namespaces vanish with their last user, so their natural release is
+    # `delete`; containers made by mkdir still default to `ignore`.
+    return SubsystemKind(
+        name, KindClass.NAMESPACE, Enter.SPAWN, ("mkdir", "clone"), Release.DELETE, summary
+    )
+
+
+NAMESPACE_KINDS: tuple[SubsystemKind, ...] = (
+    _ns("ipc", "System V IPC objects and POSIX message queues"),
+    _ns("uts", "hostname and NIS domain name"),
+    _ns("net", "network devices, addresses, routes, sockets"),
+    _ns("pid", "process IDs; the container's first process is its init"),
+    _ns("mnt", "mount table"),
+    _ns("user", "user and group IDs, capabilities"),
+    _ns("cgroup", "the root of the cgroup tree as seen from inside"),
+    _ns("time", "CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets"),
+)
+
+NAMESPACE_NAMES: tuple[str, ...] = tuple(k.name for k in NAMESPACE_KINDS)
+
+
+def controller_kind(name: str) -> SubsystemKind:
+    """A cgroup controller: processes migrate freely, instances come from mkdir and persist."""
+    return SubsystemKind(
+        name,
+        KindClass.CONTROLLER,
+        Enter.MIGRATE,
+        ("mkdir",),
+        Release.IGNORE,
+        f"cgroup controller {name}",
+    )
+
+
+def all_kinds(controllers: list[str]) -> tuple[SubsystemKind, ...]:
+    """Namespace kinds first (fixed order), then controllers in the order given."""
+    return NAMESPACE_KINDS + tuple(controller_kind(c) for c in controllers)

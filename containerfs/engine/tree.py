@@ -1,0 +1,331 @@
+"""The container tree: a pure state machine with no I/O.
+
+The daemon asks the engine what a request means (which kinds a new container
+owns, whether a process may enter, what a write says), carries out the kernel
+work itself, then commits the outcome here. Every refusal is a
+``ContainerError`` raised *before* anything changes, so bad input never
+leaves half-applied state.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .errors import Busy, Exists, InvalidInput, NameTooLong, NotFound, NotPermitted, ReadOnly
+from .kinds import NAMESPACE_NAMES, KindClass, Release, SubsystemKind
+
+MAX_NAME = 255
+
+
+class Role(StrEnum):
+    """What a file in a container directory is; the daemon dispatches on it."""
+
+    TASKS = "tasks"
+    SUBSYSTEMS = "subsystems"  # root only: the kinds and their properties
+    CONTAINER_SUBSYSTEMS = "container.subsystems"
+    SUBTREE = "container.subtree"
+    RELEASE = "container.release"
+    EVENTS = "container.events"
+    INIT = "container.init"
+    KNOB = "knob"  # a subsystem's control file, `<kind>.<knob>`
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    name: str
+    role: Role
+    writable: bool
+    kind: str | None = None  # for KNOB: the kind it belongs to
+
+
+# Control files of namespace kinds (name -> writable when owned).
+NAMESPACE_KNOBS: dict[str, dict[str, bool]] = {
+    "uts": {"uts.hostname": True, "uts.domainname": True},
+}
+
+_BASE_FILES: tuple[tuple[str, Role, bool], ...] = (
+    ("tasks", Role.TASKS, True),
+    ("container.subsystems", Role.CONTAINER_SUBSYSTEMS, False),
+    ("container.subtree", Role.SUBTREE, True),
+    ("container.release", Role.RELEASE, True),
+    ("container.events", Role.EVENTS, False),
+    ("container.init", Role.INIT, False),
+)
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Container:
+    name: str
+    parent: Container | None
+    owned: frozenset[str]
+    subtree: frozenset[str] = frozenset()
+    release: Release = Release.IGNORE
+    # Instance IDs of owned kinds: namespace inode (decimal) or cgroup path.
+    ids: dict[str, str] = field(default_factory=dict)
+    children: dict[str, Container] = field(default_factory=dict)
+    uid: int = field(default_factory=lambda: next(_ids))
+    removed: bool = False
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        parts: list[str] = []
+        node: Container | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return tuple(reversed(parts))
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent is None
+
+    def owner(self, kind: str) -> Container:
+        """The container whose instance of ``kind`` this one uses (itself if it owns it)."""
+        node: Container = self
+        while kind not in node.owned:
+            assert node.parent is not None, "the root owns every kind"
+            node = node.parent
+        return node
+
+    def instance_id(self, kind: str) -> str:
+        return self.owner(kind).ids.get(kind, "-")
+
+    def walk(self) -> Iterator[Container]:
+        """This container and its descendants, parents before children."""
+        yield self
+        for child in self.children.values():
+            yield from child.walk()
+
+
+@dataclass(frozen=True)
+class MkdirPlan:
+    parent: Container
+    name: str
+    owned: frozenset[str]
+
+
+def validate_name(name: str) -> None:
+    if len(name.encode()) > MAX_NAME:
+        raise NameTooLong(f"name longer than {MAX_NAME} bytes")
+    if not name or name in (".", ".."):
+        raise InvalidInput("empty name")
+    if name.startswith("."):
+        raise InvalidInput(f"{name!r}: names starting with '.' are reserved")
+    if "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise InvalidInput(f"{name!r}: '/' and control characters are not allowed")
+
+
+def parse_pid(text: str) -> int:
+    """One PID per write, as cgroupfs takes it."""
+    words = text.split()
+    if len(words) != 1 or not words[0].isdigit():
+        raise InvalidInput(f"expected one PID, got {text.strip()[:40]!r}")
+    pid = int(words[0])
+    if pid <= 0 or pid > 2**22:
+        raise InvalidInput(f"{pid}: not a valid PID")
+    return pid
+
+
+def parse_release(text: str) -> Release:
+    word = text.strip()
+    try:
+        return Release(word)
+    except ValueError:
+        raise InvalidInput(f"release must be ignore, notify or delete, not {word[:40]!r}") from None
+
+
+def parse_hostname(text: str, what: str = "hostname") -> str:
+    """A UTS name as sethostname(2) takes it: at most 64 bytes, printable, no spaces."""
+    value = text.rstrip("\n")
+    raw = value.encode(errors="replace")
+    if len(raw) > 64:
+        raise InvalidInput(f"{what} longer than 64 bytes")
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidInput(f"{what} must be non-empty, printable and without spaces")
+    return value
+
+
+class Engine:
+    """The tree of containers and the rules that govern it."""
+
+    def __init__(
+        self,
+        kinds: tuple[SubsystemKind, ...],
+        available: Mapping[str, str | None],
+        knobs: Mapping[str, Mapping[str, bool]],
+        root_ids: Mapping[str, str],
+        root_subtree: frozenset[str] = frozenset(),
+    ) -> None:
+        self.kinds: dict[str, SubsystemKind] = {k.name: k for k in kinds}
+        # kind -> None when usable here, else the reason it is not
+        self.available: dict[str, str | None] = {k: available.get(k, "unknown") for k in self.kinds}
+        self.knobs = {kind: dict(files) for kind, files in knobs.items()}
+        usable = frozenset(k for k, why in self.available.items() if why is None)
+        self.root = Container("", None, owned=frozenset(self.kinds), ids=dict(root_ids))
+        self.root.subtree = self._check_kinds(root_subtree)
+        self._usable = usable
+        self._pending: set[tuple[int, str]] = set()
+
+    # -- lookups -------------------------------------------------------------
+
+    def lookup(self, path: tuple[str, ...]) -> Container:
+        node = self.root
+        for part in path:
+            child = node.children.get(part)
+            if child is None:
+                raise NotFound("/".join(path))
+            node = child
+        return node
+
+    def files(self, c: Container) -> dict[str, FileSpec]:
+        """The files of a container directory, in listing order."""
+        out: dict[str, FileSpec] = {}
+        if c.is_root:
+            out["subsystems"] = FileSpec("subsystems", Role.SUBSYSTEMS, False)
+        for name, role, writable in _BASE_FILES:
+            out[name] = FileSpec(name, role, writable)
+        for kind, files in self.knobs.items():
+            if self.available.get(kind) is not None:
+                continue
+            # The root's objects belong to the host (the daemon's own namespaces and
+            # the cgroup it was started in): shown, never written.
+            own = kind in c.owned and not c.is_root
+            for fname, writable in files.items():
+                out[fname] = FileSpec(fname, Role.KNOB, writable and own, kind)
+        return out
+
+    def file(self, c: Container, name: str) -> FileSpec:
+        spec = self.files(c).get(name)
+        if spec is None:
+            raise NotFound(name)
+        return spec
+
+    # -- mkdir / rmdir ---------------------------------------------------------
+
+    def plan_mkdir(self, parent: Container, name: str) -> MkdirPlan:
+        validate_name(name)
+        if name in parent.children or (parent.uid, name) in self._pending:
+            raise Exists(name)
+        if name in self.files(parent):
+            raise Exists(f"{name}: a file of the container has that name")
+        self._pending.add((parent.uid, name))
+        owned = frozenset(k for k in parent.subtree if k in self._usable)
+        return MkdirPlan(parent, name, owned)
+
+    def abort_mkdir(self, plan: MkdirPlan) -> None:
+        self._pending.discard((plan.parent.uid, plan.name))
+
+    def commit_mkdir(self, plan: MkdirPlan, ids: Mapping[str, str]) -> Container:
+        self._pending.discard((plan.parent.uid, plan.name))
+        child = Container(plan.name, plan.parent, owned=plan.owned, ids=dict(ids))
+        plan.parent.children[plan.name] = child
+        return child
+
+    def check_rmdir(self, c: Container, ntasks: int) -> None:
+        if c.is_root:
+            raise NotPermitted("the root container cannot be removed")
+        if c.children:
+            raise Busy(f"{'/'.join(c.path)}: has child containers")
+        if ntasks:
+            raise Busy(f"{'/'.join(c.path)}: has {ntasks} task(s)")
+
+    def commit_rmdir(self, c: Container) -> None:
+        assert c.parent is not None
+        del c.parent.children[c.name]
+        c.removed = True
+
+    # -- writes ----------------------------------------------------------------
+
+    def _check_kinds(self, kinds: frozenset[str]) -> frozenset[str]:
+        for k in kinds:
+            if k not in self.kinds:
+                raise InvalidInput(f"{k}: no such subsystem kind")
+            why = self.available[k]
+            if why is not None:
+                raise InvalidInput(f"{k}: not available here ({why})")
+        return kinds
+
+    def parse_subtree(self, c: Container, text: str) -> frozenset[str]:
+        """``+net -pid`` as cgroup.subtree_control takes it: all tokens valid or nothing changes."""
+        add: set[str] = set()
+        remove: set[str] = set()
+        words = text.split()
+        if not words:
+            raise InvalidInput("expected +KIND or -KIND words")
+        for word in words:
+            sign, kind = word[:1], word[1:]
+            if sign not in "+-" or not kind:
+                raise InvalidInput(f"{word[:40]!r}: expected +KIND or -KIND")
+            self._check_kinds(frozenset([kind]))
+            (add if sign == "+" else remove).add(kind)
+        if add & remove:
+            raise InvalidInput(f"both added and removed: {' '.join(sorted(add & remove))}")
+        return (c.subtree | add) - remove
+
+    def set_subtree(self, c: Container, text: str) -> None:
+        c.subtree = self.parse_subtree(c, text)
+
+    def set_release(self, c: Container, text: str) -> None:
+        c.release = parse_release(text)
+
+    def check_knob_write(self, c: Container, name: str) -> FileSpec:
+        spec = self.file(c, name)
+        if not spec.writable:
+            if spec.kind is not None and spec.kind not in c.owned:
+                raise ReadOnly(f"{name}: {spec.kind} is shared with the parent container")
+            raise ReadOnly(f"{name}: read-only")
+        return spec
+
+    def check_enter(self, c: Container, process_ns: Mapping[str, int]) -> list[str]:
+        """Kinds where the process differs from the container; refuse if any cannot be entered.
+
+        Returns the differing namespace kinds (all of them ``migrate``) so the caller can
+        move the process; cgroup placement is always redone.
+        """
+        differ = [
+            k
+            for k in NAMESPACE_NAMES
+            if k in process_ns
+            and self.available.get(k) is None
+            and c.instance_id(k) != "-"
+            and str(process_ns[k]) != c.instance_id(k)
+        ]
+        refused = [k for k in differ if self.kinds[k].enter != "migrate"]
+        if refused:
+            raise InvalidInput(
+                "cannot move a running process into "
+                + ", ".join(f"{k} (enter={self.kinds[k].enter})" for k in refused)
+                + "; start it inside with `containerfs exec`"
+            )
+        return differ
+
+    # -- rendering -------------------------------------------------------------
+
+    def render_subsystems(self) -> str:
+        lines = []
+        for k in self.kinds.values():
+            why = self.available[k.name]
+            avail = "yes" if why is None else f"no:{why}"
+            lines.append(f"{k.name} {k.cls} {k.enter} {','.join(k.create)} {k.release} {avail}")
+        return "\n".join(lines) + "\n"
+
+    def render_container_subsystems(self, c: Container) -> str:
+        lines = []
+        for k in self.kinds.values():
+            if self.available[k.name] is not None:
+                continue
+            state = "own" if k.name in c.owned else "shared"
+            lines.append(f"{k.name} {state} {c.instance_id(k.name)}")
+        return "\n".join(lines) + "\n"
+
+    def render_subtree(self, c: Container) -> str:
+        ordered = [k for k in self.kinds if k in c.subtree]
+        return " ".join(ordered) + "\n"
+
+    def owned_of_class(self, c: Container, cls: KindClass) -> frozenset[str]:
+        return frozenset(k for k in c.owned if self.kinds[k].cls == cls)

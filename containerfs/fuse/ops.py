@@ -1,0 +1,272 @@
+"""pyfuse3 Operations: a thin adapter from FUSE requests to the daemon's service.
+
+This module only translates: inodes to (container, file), requests to
+service calls, results to attributes. What a request *means* is decided by
+the engine and carried out by the service (``containerfs.daemon``).
+
+Control files are generated when opened (a snapshot, as cgroupfs's seq files
+are) and served with ``direct_io`` so that their size of 0 does not hide the
+content. Each ``write()`` is applied on its own, as cgroupfs applies each
+write system call.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyfuse3
+
+from ..engine.tree import Container, Engine, FileSpec
+from .errors import fuse_errors
+
+ENTRY_TIMEOUT = 1.0
+ATTR_TIMEOUT = 1.0
+
+
+class Service(Protocol):
+    engine: Engine
+
+    async def mkdir(self, parent: Container, name: str) -> Container: ...
+
+    async def rmdir(self, c: Container) -> None: ...
+
+    async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes: ...
+
+    async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None: ...
+
+
+@dataclass
+class _Node:
+    container: Container
+    file: str | None  # None: the container's directory
+    ctime_ns: int
+
+
+@dataclass
+class _Handle:
+    node: _Node
+    spec: FileSpec
+    opener_pid: int
+    content: bytes | None
+
+
+class Operations(pyfuse3.Operations):
+    """Inode bookkeeping plus one short method per FUSE request."""
+
+    enable_writeback_cache = False
+
+    def __init__(self, service: Service) -> None:
+        super().__init__()
+        self.service = service
+        self._nodes: dict[int, _Node] = {}
+        self._inodes: dict[tuple[int, str | None], int] = {}
+        self._next_inode = pyfuse3.ROOT_INODE + 1
+        self._handles: dict[int, _Handle] = {}
+        self._next_fh = 1
+        root = service.engine.root
+        self._nodes[pyfuse3.ROOT_INODE] = _Node(root, None, time.time_ns())
+        self._inodes[(root.uid, None)] = pyfuse3.ROOT_INODE
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _inode(self, c: Container, file: str | None) -> int:
+        key = (c.uid, file)
+        ino = self._inodes.get(key)
+        if ino is None:
+            ino = self._next_inode
+            self._next_inode += 1
+            self._inodes[key] = ino
+            self._nodes[ino] = _Node(c, file, time.time_ns())
+        return ino
+
+    def _node(self, inode: int) -> _Node:
+        node = self._nodes.get(inode)
+        if node is None or node.container.removed:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _dir(self, inode: int) -> Container:
+        node = self._node(inode)
+        if node.file is not None:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return node.container
+
+    def forget_container(self, c: Container) -> None:
+        """Drop the inodes of a removed container so the maps do not grow without bound."""
+        for key in [k for k in self._inodes if k[0] == c.uid]:
+            self._nodes.pop(self._inodes.pop(key), None)
+
+    def _attr(self, inode: int, node: _Node) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = inode
+        attr.st_uid = 0
+        attr.st_gid = 0
+        attr.st_size = 0
+        attr.st_blksize = 4096
+        attr.st_blocks = 0
+        if node.file is None:
+            attr.st_mode = stat.S_IFDIR | 0o755
+            attr.st_nlink = 2 + len(node.container.children)
+        else:
+            spec = self.service.engine.file(node.container, node.file)
+            attr.st_mode = stat.S_IFREG | (0o644 if spec.writable else 0o444)
+            attr.st_nlink = 1
+        attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.ctime_ns
+        attr.entry_timeout = ENTRY_TIMEOUT
+        attr.attr_timeout = ATTR_TIMEOUT
+        return attr
+
+    def _entries(self, c: Container) -> list[tuple[str, int]]:
+        out = [(name, self._inode(child, None)) for name, child in sorted(c.children.items())]
+        out += [(name, self._inode(c, name)) for name in self.service.engine.files(c)]
+        return out
+
+    # -- FUSE requests ---------------------------------------------------------
+
+    @fuse_errors
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        c = self._dir(parent_inode)
+        text = os.fsdecode(name)
+        if text == ".":
+            return self._attr(parent_inode, self._node(parent_inode))
+        if text == "..":
+            up = c.parent or c
+            ino = self._inode(up, None)
+            return self._attr(ino, self._node(ino))
+        child = c.children.get(text)
+        if child is not None:
+            ino = self._inode(child, None)
+        else:
+            self.service.engine.file(c, text)  # NotFound -> ENOENT
+            ino = self._inode(c, text)
+        return self._attr(ino, self._node(ino))
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attr(inode, self._node(inode))
+
+    @fuse_errors
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        node = self._node(inode)
+        if fields.update_size:
+            # `echo X > file` truncates first; control files have no length to cut.
+            if node.file is None:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            if not self.service.engine.file(node.container, node.file).writable:
+                raise pyfuse3.FUSEError(errno.EACCES)
+        elif fields.update_mode or fields.update_uid or fields.update_gid:
+            raise pyfuse3.FUSEError(errno.EPERM)
+        return self._attr(inode, node)
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        self._dir(inode)
+        return inode
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self._entries(self._dir(fh))
+        for index in range(start_id, len(entries)):
+            name, ino = entries[index]
+            if not pyfuse3.readdir_reply(
+                token, os.fsencode(name), self._attr(ino, self._nodes[ino]), index + 1
+            ):
+                break
+
+    @fuse_errors
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @fuse_errors
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        child = await self.service.mkdir(parent, os.fsdecode(name))
+        ino = self._inode(child, None)
+        return self._attr(ino, self._nodes[ino])
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent = self._dir(parent_inode)
+        text = os.fsdecode(name)
+        child = parent.children.get(text)
+        if child is None:
+            if text in self.service.engine.files(parent):
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        await self.service.rmdir(child)
+        self.forget_container(child)
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if node.file is None:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        spec = self.service.engine.file(node.container, node.file)
+        mode = flags & os.O_ACCMODE
+        if mode != os.O_RDONLY and not spec.writable:
+            raise pyfuse3.FUSEError(errno.EACCES)
+        content = None
+        if mode != os.O_WRONLY:
+            content = await self.service.read(node.container, spec, ctx.pid)
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = _Handle(node, spec, ctx.pid, content)
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handles[fh]
+        if handle.content is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return handle.content[off : off + size]
+
+    @fuse_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handles[fh]
+        if handle.node.container.removed:
+            raise pyfuse3.FUSEError(errno.ENODEV)
+        await self.service.write(handle.node.container, handle.spec, buf, handle.opener_pid)
+        return len(buf)
+
+    @fuse_errors
+    async def release(self, fh: int) -> None:
+        self._handles.pop(fh, None)
+
+    @fuse_errors
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    @fuse_errors
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    @fuse_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_namemax = 255
+        return data

@@ -1,0 +1,108 @@
+"""Process facts from /proc: namespace inodes and pid translation.
+
+A pid written into a containerfs file is a number in the *writer's* pid
+namespace; the kernel interfaces the daemon uses (cgroup.procs, pidfd_open)
+want it in the daemon's.  ``/proc/PID/status`` lists a process's pid in every
+pid namespace from /proc's down to its own (``NSpid:``), which is enough to
+translate, given care that a matching number belongs to a process in the
+writer's namespace and not in a sibling one at the same depth.
+
+/proc is assumed to be mounted for the daemon's pid namespace (as it is for any
+process that did not move into another pid namespace after mounting it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+
+from containerfs.kernel import sys as ksys
+from containerfs.kernel.namespaces import KINDS, ns_inode
+
+
+def parse_nspid(status: str) -> list[int]:
+    """The ``NSpid:`` line of a /proc/PID/status text, outermost namespace first."""
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    raise ValueError("no NSpid line in status")
+
+
+def nspids(pid: int | str) -> list[int]:
+    """Pid of ``pid`` in each pid namespace from /proc's to its own."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return parse_nspid(f.read())
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+
+
+def process_inodes(pid: int | str) -> dict[str, int]:
+    """Inodes of all eight namespaces of ``pid`` (active ones for pid and time)."""
+    return {kind: ns_inode(pid, kind) for kind in KINDS}
+
+
+def _pid_ns_ancestor(pid: int, up: int) -> int:
+    """Inode of the pid namespace ``up`` levels above ``pid``'s active one."""
+    fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for _ in range(up):
+            parent = ksys.ns_get_parent(fd)
+            os.close(fd)
+            fd = parent
+        return os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+
+
+def _candidates(opener_pid: int) -> Iterator[str]:
+    """Likely processes first (the opener, its children), then all of /proc.
+
+    ``containerfs exec`` writes the pid of its own child, so the common case
+    never scans the whole process table.
+    """
+    yield str(opener_pid)
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{opener_pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{opener_pid}/task/{tid}/children") as f:
+                yield from f.read().split()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            yield name
+
+
+def translate_pid(pid: int, opener_pid: int) -> int:
+    """Translate ``pid`` as seen in ``opener_pid``'s pid namespace into ours.
+
+    ``opener_pid`` is in our pid namespace (the FUSE request's pid).  The
+    identity when the opener shares our pid namespace; otherwise the process
+    whose NSpid has ``pid`` at the opener's depth *and* whose pid namespace at
+    that depth is the opener's (checked by walking up with NS_GET_PARENT).
+    ``ProcessLookupError`` when no such process exists (or the opener is gone).
+    Thread ids of non-leader threads are not found (only /proc/PID entries are
+    scanned).
+    """
+    if pid <= 0:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}")
+    opener_ns = ns_inode(opener_pid, "pid")
+    if opener_ns == ns_inode("self", "pid"):
+        if not os.path.exists(f"/proc/{pid}"):
+            raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}")
+        return pid
+    depth = len(nspids(opener_pid))
+    seen: set[str] = set()
+    for name in _candidates(opener_pid):
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            chain = nspids(name)
+            if len(chain) < depth or chain[depth - 1] != pid:
+                continue
+            if _pid_ns_ancestor(chain[0], len(chain) - depth) == opener_ns:
+                return chain[0]
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    raise ProcessLookupError(errno.ESRCH, f"no process {pid} in the pid namespace of {opener_pid}")

@@ -1,0 +1,128 @@
+"""The few system calls Python 3.11 lacks, as thin ctypes wrappers.
+
+Python gained ``os.setns``/``os.unshare`` only in 3.12, so this module binds
+them (and mount/umount2) from the C library.  Every wrapper checks for ``-1``
+and raises ``OSError`` with the call's errno, so callers handle kernel errors
+like any other ``OSError``.  The nsfs ioctls need no ctypes: ``fcntl.ioctl``
+returns the ioctl's integer result.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+from collections.abc import Iterable
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.setns.restype = ctypes.c_int
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.unshare.restype = ctypes.c_int
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.mount.restype = ctypes.c_int
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.umount2.restype = ctypes.c_int
+
+CLONE_FS = 0x00000200
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+#: Namespace kind (the name of its ``/proc/PID/ns`` file) to its CLONE_NEW* flag.
+NS_FLAGS: dict[str, int] = {
+    "ipc": CLONE_NEWIPC,
+    "uts": CLONE_NEWUTS,
+    "net": CLONE_NEWNET,
+    "pid": CLONE_NEWPID,
+    "mnt": CLONE_NEWNS,
+    "user": CLONE_NEWUSER,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 0x2
+
+# linux/nsfs.h: _IO(0xb7, n)
+NS_GET_USERNS = 0xB701
+NS_GET_PARENT = 0xB702
+NS_GET_NSTYPE = 0xB703
+
+
+def _check(result: int) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return result
+
+
+def flags_of(kinds: Iterable[str]) -> int:
+    """OR of the CLONE_NEW* flags of namespace kind names (KeyError if unknown)."""
+    flags = 0
+    for kind in kinds:
+        flags |= NS_FLAGS[kind]
+    return flags
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Join the namespace(s) behind ``fd``: an nsfs fd, or a pidfd with several flags."""
+    _check(_libc.setns(fd, nstype))
+
+
+def unshare(flags: int) -> None:
+    """Detach the calling thread (or process, for user/pid/time) from its namespaces."""
+    _check(_libc.unshare(flags))
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
+    """mount(2); ``None`` passes NULL."""
+
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else os.fsencode(s)
+
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)))
+
+
+def umount2(target: str, flags: int) -> None:
+    """umount2(2)."""
+    _check(_libc.umount2(os.fsencode(target), flags))
+
+
+def ns_get_userns(fd: int) -> int:
+    """New fd on the user namespace that owns the namespace behind ``fd``."""
+    return fcntl.ioctl(fd, NS_GET_USERNS)
+
+
+def ns_get_parent(fd: int) -> int:
+    """New fd on the parent of a pid or user namespace (EPERM above our own)."""
+    return fcntl.ioctl(fd, NS_GET_PARENT)
+
+
+def ns_get_nstype(fd: int) -> int:
+    """The CLONE_NEW* flag of the namespace behind ``fd`` (not an fd)."""
+    return fcntl.ioctl(fd, NS_GET_NSTYPE)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def set_pdeathsig(sig: int) -> None:
+    """Have the kernel send ``sig`` to the caller when its parent thread exits."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0))

@@ -1,0 +1,267 @@
+"""A private cgroup subtree for one integration test, removed again whatever happens.
+
+Integration tests must never touch a cgroup they did not make, yet they need
+real cgroups in every hierarchy to start the daemon (or plain processes) in.
+:func:`own_subtree` makes one fresh cgroup directly below the test process's
+own cgroup in each mounted hierarchy and tears all of it down on exit: it kills
+only processes found inside those directories (the test started them all),
+waits for them to leave, then removes every directory bottom-up.
+
+This helper parses ``/proc`` on its own rather than using
+``containerfs.kernel.cgroups``, so that a bug in the code under test cannot
+also break the fixture that checks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OwnSubtree", "cgroup_dirs", "cgroups_available", "own_subtree"]
+
+TEARDOWN_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class _Mounted:
+    mount: Path
+    version: int
+    controllers: frozenset[str]
+    cgroup: str  # the test process's cgroup path in that hierarchy
+
+    @property
+    def here(self) -> Path:
+        return self.mount.joinpath(*[p for p in self.cgroup.split("/") if p])
+
+
+def _mounts(proc: Path) -> list[tuple[str, Path, str, frozenset[str]]]:
+    """(root, mount point, fstype, super options) of every cgroup mount."""
+    out = []
+    for line in (proc / "self" / "mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-", 6)
+        fstype = fields[sep + 1]
+        if fstype in ("cgroup", "cgroup2"):
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            out.append((fields[3], Path(point), fstype, frozenset(fields[sep + 3].split(","))))
+    return out
+
+
+def cgroup_dirs(proc: Path = Path("/proc")) -> list[_Mounted]:
+    """The current process's cgroup in every mounted controller hierarchy and cgroup2.
+
+    Named v1 hierarchies (``name=systemd``) are skipped: they carry no
+    controllers and belong to the init system. Only mounts whose root is ``/``
+    are used, which is all a test runner on the host needs.
+    """
+    mounts = [m for m in _mounts(proc) if m[0] == "/"]
+    found: list[_Mounted] = []
+    for line in (proc / "self" / "cgroup").read_text().splitlines():
+        hid, names, path = line.split(":", 2)
+        ctrls = frozenset(n for n in names.split(",") if n and not n.startswith("name="))
+        if hid == "0":
+            point = next((m[1] for m in mounts if m[2] == "cgroup2"), None)
+            if point is not None:
+                found.append(_Mounted(point, 2, frozenset(), path))
+        elif ctrls:
+            point = next((m[1] for m in mounts if m[2] == "cgroup" and ctrls <= m[3]), None)
+            if point is not None:
+                found.append(_Mounted(point, 1, ctrls, path))
+    return found
+
+
+def cgroups_available() -> str | None:
+    """None when integration tests can run here, else why not (for skip reasons)."""
+    if os.geteuid() != 0:
+        return "needs root"
+    try:
+        dirs = cgroup_dirs()
+    except OSError as e:
+        return f"cannot read /proc: {e}"
+    if not dirs:
+        return "no cgroup filesystem mounted"
+    return None
+
+
+@dataclass
+class OwnSubtree:
+    """One test's cgroups: ``dirs[i]`` is its cgroup in hierarchy ``i``."""
+
+    name: str
+    dirs: list[Path]
+    procs_files: list[Path]
+    versions: list[int]
+    controllers: list[frozenset[str]]
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def dir_for(self, controller: str) -> Path | None:
+        """This subtree's directory in the v1 hierarchy carrying `controller`, if any."""
+        for d, ctrls in zip(self.dirs, self.controllers, strict=True):
+            if controller in ctrls:
+                return d
+        return None
+
+    @property
+    def v2_dir(self) -> Path | None:
+        for d, v in zip(self.dirs, self.versions, strict=True):
+            if v == 2:
+                return d
+        return None
+
+    def join(self) -> None:
+        """Move the calling process into every cgroup of the subtree.
+
+        Meant for ``preexec_fn``: the child joins before it execs, so the
+        program starts already inside (``pid 0`` would do too; the explicit
+        pid keeps the intent readable).
+        """
+        pid = str(os.getpid()).encode()
+        for f in self.procs_files:
+            fd = os.open(f, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+
+    def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start `argv` inside the subtree; it is reaped (and if needed killed) on exit."""
+        user_preexec: Callable[[], None] | None = kwargs.pop("preexec_fn", None)
+
+        def preexec() -> None:
+            self.join()
+            if user_preexec is not None:
+                user_preexec()
+
+        proc: subprocess.Popen[bytes] = subprocess.Popen(argv, preexec_fn=preexec, **kwargs)
+        self.started.append(proc)
+        return proc
+
+
+def _all_dirs(top: Path) -> list[Path]:
+    """`top` and every cgroup directory below it, deepest first."""
+    out: list[Path] = []
+    for root, _dirs, _files in os.walk(top, topdown=False):
+        out.append(Path(root))
+    return out
+
+
+def _members(d: Path) -> list[int]:
+    try:
+        return [int(x) for x in (d / "cgroup.procs").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _kill_inside(dirs: list[Path]) -> None:
+    """SIGKILL each process inside `dirs`, re-checking membership after pinning it.
+
+    A pidfd is opened first and membership checked afterwards, so a pid that
+    was recycled in between can never be signalled unless the new holder is
+    itself inside our subtree.
+    """
+    me = os.getpid()
+    for d in dirs:
+        for pid in _members(d):
+            if pid == me:
+                continue  # the test runner joined its own subtree: a bug, reported by timeout
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            try:
+                if pid in _members(d):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            finally:
+                os.close(pidfd)
+
+
+def _thaw(dirs: list[Path]) -> None:
+    """Thaw frozen cgroups: a task frozen by the v1 freezer ignores even SIGKILL."""
+    for d in dirs:
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            f = d / name
+            if f.exists():
+                with contextlib.suppress(OSError):
+                    f.write_text(value)
+
+
+def _teardown(made: list[Path], started: list[subprocess.Popen[bytes]]) -> None:
+    """Kill what is inside, wait for it to leave, remove every directory; report leaks.
+
+    Removal is attempted even when processes outlast the deadline, so a stuck
+    test leaves as little behind as possible, and the error names what is left.
+    """
+    deadline = time.monotonic() + TEARDOWN_TIMEOUT
+    errors: list[str] = []
+
+    def tree() -> list[Path]:
+        return [d for top in made if top.exists() for d in _all_dirs(top)]
+
+    while any(_members(d) for d in tree()):
+        if time.monotonic() > deadline:
+            errors.append(f"processes still inside after {TEARDOWN_TIMEOUT}s")
+            break
+        _thaw(tree())
+        _kill_inside(tree())
+        time.sleep(0.01)
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for d in tree():  # deepest first within each top directory
+        while True:
+            try:
+                d.rmdir()
+                break
+            except OSError as e:
+                # A cgroup can stay busy for a moment after its last task left;
+                # anything lasting past the deadline is a leak.
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    errors.append(f"{d}: {e}")
+                    break
+                time.sleep(0.01)
+    if errors:
+        raise RuntimeError(f"test cgroups {[str(m) for m in made]} not cleaned: {errors}")
+
+
+@contextlib.contextmanager
+def own_subtree(tag: str) -> Iterator[OwnSubtree]:
+    """A fresh ``cfs-test-<tag>-<random>`` cgroup below ours in every hierarchy.
+
+    New v1 cpusets get their parent's CPUs and memory nodes, or no task could
+    join them. Everything below and including these cgroups is removed on
+    exit, after killing whatever the test left running inside.
+    """
+    # Test names carry brackets, dots and slashes; keep the name readable and safe.
+    tag = re.sub(r"[^A-Za-z0-9_-]+", "-", tag).strip("-")[:40] or "x"
+    name = f"cfs-test-{tag}-{secrets.token_hex(4)}"
+    made: list[Path] = []
+    tree = OwnSubtree(name, [], [], [], [])
+    try:
+        for m in cgroup_dirs():
+            d = m.here / name
+            d.mkdir()
+            made.append(d)
+            if "cpuset" in m.controllers:
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    (d / f).write_text((m.here / f).read_text())
+            tree.dirs.append(d)
+            tree.procs_files.append(d / "cgroup.procs")
+            tree.versions.append(m.version)
+            tree.controllers.append(m.controllers)
+        yield tree
+    finally:
+        _teardown(made, tree.started)

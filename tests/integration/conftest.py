@@ -1,0 +1,161 @@
+"""A mounted containerfs per test, started the way a user would start it.
+
+Each test gets its own cgroup subtree (``tests/cgtree.py``), mountpoint and
+state dir; the daemon runs in a subprocess placed in that subtree, exactly as
+``containerfs mount`` runs under a delegated cgroup. Teardown ends the
+processes the test started, stops the daemon with SIGTERM (which must
+unmount), then removes the subtree, even when the test failed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.cgtree import OwnSubtree, own_subtree
+
+BIN = Path(sys.executable).parent
+CONTAINERFS = [sys.executable, "-m", "containerfs"]
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse"
+    if not (BIN / "containerfs-pin").exists():
+        return "containerfs-pin not built (run `make test`)"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 missing (Debian package fuse3)"
+    return None
+
+
+@dataclass
+class Mounted:
+    mnt: Path
+    state: Path
+    subtree: OwnSubtree
+    daemon: subprocess.Popen[bytes]
+    log: Path
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def sh(
+        self, script: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell command as the administrator would, in the mount's directory."""
+        result = subprocess.run(
+            ["bash", "-c", script], cwd=self.mnt, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{script!r} exited {result.returncode}: {result.stderr.strip()}\n"
+                f"daemon log tail:\n{self.log_tail()}"
+            )
+        return result
+
+    def read(self, rel: str) -> str:
+        return (self.mnt / rel).read_text()
+
+    def exec(
+        self, container: str, *argv: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*CONTAINERFS, "exec", str(self.mnt / container), "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"exec {container} {argv} exited {result.returncode}: {result.stderr.strip()}\n"
+                f"daemon log tail:\n{self.log_tail()}"
+            )
+        return result
+
+    def spawn(self, container: str, *argv: str) -> subprocess.Popen[bytes]:
+        """Start a long-running process in a container (root: "."); ended at teardown."""
+        proc = subprocess.Popen(
+            [*CONTAINERFS, "exec", str(self.mnt / container), "--", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.started.append(proc)
+        return proc
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text().splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+def wait_for(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_daemon(
+    subtree: OwnSubtree, mnt: Path, state: Path, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [*CONTAINERFS, "mount", str(mnt), "--state-dir", str(state), *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=subtree.join,  # start below our own cgroups
+        )
+
+
+def stop_daemon(m: Mounted) -> None:
+    for proc in m.started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+    if m.daemon.poll() is None:
+        m.daemon.send_signal(signal.SIGTERM)
+        try:
+            m.daemon.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            m.daemon.kill()
+            m.daemon.wait(timeout=10)
+    if os.path.ismount(m.mnt):
+        subprocess.run(["fusermount3", "-u", "-z", str(m.mnt)], check=False)
+
+
+@pytest.fixture
+def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    extra: tuple[str, ...] = getattr(request, "param", ())
+    tmp = Path(tempfile.mkdtemp(prefix="cfs-test-"))
+    mnt, state, log = tmp / "mnt", tmp / "state", tmp / "daemon.log"
+    mnt.mkdir()
+    with own_subtree(request.node.name[:20]) as subtree:
+        daemon = start_daemon(subtree, mnt, state, log, *extra)
+        m = Mounted(mnt, state, subtree, daemon, log)
+        try:
+            wait_for(lambda: os.path.ismount(mnt) or daemon.poll() is not None, 20, "the mount")
+            if not os.path.ismount(mnt):
+                raise AssertionError(f"daemon exited {daemon.poll()}:\n{m.log_tail()}")
+            yield m
+        finally:
+            stop_daemon(m)
+            print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
+    shutil.rmtree(tmp, ignore_errors=True)

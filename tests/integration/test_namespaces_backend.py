@@ -1,0 +1,647 @@
+"""The namespace backend against the real kernel: holders, setns threads, pids, exec.
+
+No containerfs mount is involved: holders are spawned directly and
+``containerfs exec`` is driven through a fake container directory whose
+``tasks`` is a plain file.  Every holder a test starts is killed at teardown,
+mounts a test makes are unmounted in ``finally``, and the checks read
+``/proc`` rather than trusting the code under test.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from containerfs import execute
+from containerfs.kernel import namespaces as ns
+from containerfs.kernel import procs
+from containerfs.kernel.namespaces import KINDS, Holder
+
+PIN = Path(sys.executable).parent / "containerfs-pin"
+
+
+def _root_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not PIN.exists():
+        return "containerfs-pin not built (make .venv/bin/containerfs-pin)"
+    return None
+
+
+root = pytest.mark.skipif(_root_skip_reason() is not None, reason=_root_skip_reason() or "")
+
+
+def mine(kind: str) -> int:
+    return ns.ns_inode("self", kind)
+
+
+def proc_inodes(pid: int) -> dict[str, int]:
+    """Read straight from /proc, independent of the code under test."""
+    return {k: os.stat(f"/proc/{pid}/ns/{k}").st_ino for k in KINDS}
+
+
+def status_field(pid: int, name: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise KeyError(name)
+
+
+def gone(pid: int) -> bool:
+    """No process and no zombie with this pid any more."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def live_pins() -> set[int]:
+    """Living (not zombie) containerfs-pin processes on the machine."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/exe") == str(PIN):
+                found.add(int(name))
+        except OSError:
+            continue
+    return found
+
+
+class Spawner:
+    """Starts holders for one test and kills every one of them afterwards."""
+
+    def __init__(self, mountpoint: str = "/nonexistent-containerfs-mount") -> None:
+        self.holders: list[Holder] = []
+        self.placed: list[int] = []
+        self.mountpoint = mountpoint
+
+    def __call__(self, *kinds: str, parent: Holder | None = None, mountpoint: str = "") -> Holder:
+        holder = ns.spawn_holder(
+            parent=parent,
+            unshare=frozenset(kinds),
+            place=self.placed.append,
+            mountpoint=mountpoint or self.mountpoint,
+            pin_path=str(PIN),
+        )
+        self.holders.append(holder)
+        return holder
+
+    def cleanup(self) -> None:
+        for holder in reversed(self.holders):
+            if holder.pidfd >= 0:
+                try:
+                    holder.kill()
+                finally:
+                    holder.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    reason = _root_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    before = live_pins()
+    spawner = Spawner()
+    try:
+        yield spawner
+    finally:
+        spawner.cleanup()
+    # The first pin process of every spawn is ours and must have been reaped.
+    for pid in spawner.placed:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    leaked = live_pins() - before
+    assert not leaked, f"holders left running: {leaked}"
+
+
+@pytest.fixture
+def tmpfs_mount() -> Iterator[str]:
+    """A tmpfs mounted on a fresh directory, standing in for the containerfs mount."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    path = tempfile.mkdtemp(prefix="cfs-ns-mnt-")
+    subprocess.run(["mount", "-t", "tmpfs", "cfs-ns-test", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=False)
+        os.rmdir(path)
+
+
+# -- holders ------------------------------------------------------------------------
+
+
+@root
+def test_uts_ipc_holder_owns_exactly_those(spawn: Spawner) -> None:
+    holder = spawn("uts", "ipc")
+    seen = proc_inodes(holder.pid)
+    assert holder.inodes == seen
+    for kind in KINDS:
+        if kind in ("uts", "ipc"):
+            assert seen[kind] != mine(kind), kind
+        else:
+            assert seen[kind] == mine(kind), kind
+    assert holder.alive()
+    # Never our child: the first pin process forked it and was reaped by us.
+    assert int(status_field(holder.pid, "PPid")) != os.getpid()
+    assert spawn.placed and spawn.placed[0] != holder.pid
+    # Detached: own session, cwd "/", only /dev/null on 0-2 and nothing else.
+    assert os.getsid(holder.pid) == holder.pid
+    assert os.readlink(f"/proc/{holder.pid}/cwd") == "/"
+    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{holder.pid}/fd"))
+    assert fds == [0, 1, 2]
+    assert {os.readlink(f"/proc/{holder.pid}/fd/{fd}") for fd in fds} == {"/dev/null"}
+    # A holder that owns nothing just pins its parent's (here: our) namespaces.
+    assert spawn().inodes == {kind: mine(kind) for kind in KINDS}
+
+
+@root
+def test_holder_owning_all_eight_is_pid_1_and_reported_in_our_pid_ns(spawn: Spawner) -> None:
+    holder = spawn(*KINDS)
+    seen = proc_inodes(holder.pid)
+    assert holder.inodes == seen
+    for kind in KINDS:
+        assert seen[kind] != mine(kind), kind
+    # SO_PASSCRED gave the pid translated into our namespace, though the holder
+    # sits in a new pid namespace inside a user namespace without a uid_map.
+    nspid = [int(x) for x in status_field(holder.pid, "NSpid").split()]
+    assert nspid == [holder.pid, 1]
+    assert Path(f"/proc/{holder.pid}/uid_map").read_text() == ""
+    assert status_field(holder.pid, "Uid").split()[0] == "0"  # kuid 0, shown from outside
+    # The holder ignores catchable signals: only SIGKILL ends it.
+    signal.pidfd_send_signal(holder.pidfd, signal.SIGTERM)
+    signal.pidfd_send_signal(holder.pidfd, signal.SIGINT)
+    time.sleep(0.05)
+    assert holder.alive()
+
+
+@root
+def test_nested_holder_shares_parent_kinds(spawn: Spawner) -> None:
+    parent = spawn("pid", "user", "mnt")
+    child = spawn("uts", "net", parent=parent)
+    p, c = proc_inodes(parent.pid), proc_inodes(child.pid)
+    assert child.inodes == c
+    for kind in ("pid", "user", "mnt"):
+        assert c[kind] == p[kind] != mine(kind), kind
+    for kind in ("uts", "net"):
+        assert c[kind] != p[kind] and c[kind] != mine(kind), kind
+        assert p[kind] == mine(kind), kind
+    for kind in ("ipc", "cgroup", "time"):
+        assert c[kind] == p[kind] == mine(kind), kind
+    # The child lives in the parent's pid namespace, not as its init.
+    nspid = [int(x) for x in status_field(child.pid, "NSpid").split()]
+    assert nspid[0] == child.pid and len(nspid) == 2 and nspid[1] > 1
+    assert procs.translate_pid(nspid[1], parent.pid) == child.pid
+    # The child's uts namespace belongs to the parent's user namespace, a child
+    # of ours: a setns thread of the daemon still writes its hostname.
+    ns.write_sysctl(child, "uts", "kernel.hostname", "nested-box")
+    out = subprocess.run(
+        ["nsenter", "-t", str(child.pid), "-u", "hostname"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == "nested-box\n"
+    # Killing the parent's pid-namespace init ends the child holder too.
+    parent.kill()
+    assert not parent.alive()
+    wait_until(lambda: not child.alive(), 5, "the child holder to die with its pid namespace")
+
+
+@root
+def test_mount_namespace_is_private_and_mountpoint_detached(
+    spawn: Spawner, tmpfs_mount: str
+) -> None:
+    holder = spawn("mnt", mountpoint=tmpfs_mount)
+    inside = Path(f"/proc/{holder.pid}/mountinfo").read_text()
+    assert f" {tmpfs_mount} " not in inside
+    assert "shared:" not in inside
+    assert os.path.ismount(tmpfs_mount)  # ours is untouched
+    # In a mount namespace owned by a new user namespace the copied mounts are
+    # locked: the pin cannot detach it (EINVAL, ignored) and still succeeds.
+    locked = spawn("user", "mnt", mountpoint=tmpfs_mount)
+    assert f" {tmpfs_mount} " in Path(f"/proc/{locked.pid}/mountinfo").read_text()
+
+
+@root
+def test_spawn_failures_raise_with_errno_and_leave_nothing(spawn: Spawner) -> None:
+    parent = spawn("user", "pid")
+    # A user namespace without a uid_map cannot create a nested one: the pin
+    # reports unshare's EPERM from inside the parent's pid namespace (a forked
+    # process), and the whole chain exits.
+    with pytest.raises(OSError) as info:
+        spawn("user", parent=parent)
+    assert info.value.errno == errno.EPERM
+    assert "unshare" in str(info.value)
+
+    def refuse(pid: int) -> None:
+        raise RuntimeError(f"no cgroup for {pid}")
+
+    with pytest.raises(RuntimeError, match="no cgroup"):
+        ns.spawn_holder(
+            parent=None,
+            unshare=frozenset({"uts"}),
+            place=refuse,
+            mountpoint="/",
+            pin_path=str(PIN),
+        )
+    with pytest.raises(ValueError, match="unknown namespace kind"):
+        spawn("bogus")
+    with pytest.raises(FileNotFoundError):
+        ns.spawn_holder(
+            parent=None,
+            unshare=frozenset(),
+            place=lambda pid: None,
+            mountpoint="/",
+            pin_path="/nonexistent/containerfs-pin",
+        )
+    # A pin that never answers: the spawn times out and kills it.
+    silent = Path(tempfile.mkdtemp(prefix="cfs-ns-pin-")) / "pin"
+    try:
+        silent.write_text("#!/bin/sh\nexec sleep 100\n")
+        silent.chmod(0o755)
+        started: list[int] = []
+        with pytest.raises(TimeoutError):
+            ns.spawn_holder(
+                parent=None,
+                unshare=frozenset({"uts"}),
+                place=started.append,
+                mountpoint="/",
+                pin_path=str(silent),
+                timeout=0.3,
+            )
+        assert gone(started[0])
+    finally:
+        silent.unlink(missing_ok=True)
+        silent.parent.rmdir()
+    dead = spawn("uts")
+    dead.kill()
+    with pytest.raises(ProcessLookupError):
+        spawn("ipc", parent=dead)
+
+
+@root
+def test_kill_leaves_no_process_and_no_zombie(spawn: Spawner) -> None:
+    holder = spawn("pid", "uts")
+    # A process inside the pid namespace (its parent, nsenter, is ours), and an
+    # orphan there that the holder, as init, adopts and must reap by itself.
+    inner = subprocess.Popen(
+        ["nsenter", "-t", str(holder.pid), "-p", "--", "sh", "-c", "echo $$; exec sleep 1000"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert inner.stdout is not None
+        sleeper = procs.translate_pid(int(inner.stdout.readline()), holder.pid)
+        out = subprocess.run(
+            [
+                "nsenter",
+                "-t",
+                str(holder.pid),
+                "-p",
+                "--",
+                "sh",
+                "-c",
+                "sleep 1000 >/dev/null 2>&1 & echo $!",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        orphan = procs.translate_pid(int(out.stdout), holder.pid)
+        assert int(status_field(orphan, "PPid")) == holder.pid
+        os.kill(orphan, signal.SIGKILL)
+        wait_until(lambda: gone(orphan), 5, "the holder to reap its orphan")
+        holder.kill()
+        assert not holder.alive()
+        assert inner.wait(timeout=5) != 0
+        assert gone(sleeper)
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+        inner.wait()
+        assert inner.stdout is not None
+        inner.stdout.close()
+    # The host's init reaps the holder; give it time (process_api reaps every ~2 s).
+    wait_until(lambda: gone(holder.pid), 15, "the holder to be reaped")
+    holder.kill()  # harmless on a dead holder
+
+
+@root
+def test_attach_existing_holder(spawn: Spawner) -> None:
+    holder = spawn("uts")
+    again = Holder.attach(holder.pid)
+    try:
+        assert again.inodes == holder.inodes
+        assert again.alive()
+    finally:
+        again.close()
+
+
+# -- running code in a holder's namespaces ---------------------------------------------
+
+
+@root
+def test_sysctl_through_a_setns_thread_leaves_the_caller_alone(spawn: Spawner) -> None:
+    holder = spawn("uts", "ipc", "net")
+    before = os.stat("/proc/thread-self/ns/uts").st_ino
+    host = os.uname().nodename
+    threads = len(os.listdir("/proc/self/task"))
+    ns.write_sysctl(holder, "uts", "kernel.hostname", "box-1")
+    assert ns.read_sysctl(holder, "uts", "kernel.hostname") == "box-1\n"
+    out = subprocess.run(
+        ["nsenter", "-t", str(holder.pid), "-u", "hostname"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == "box-1\n"
+    assert os.uname().nodename == host
+    assert os.stat("/proc/thread-self/ns/uts").st_ino == before
+    assert len(os.listdir("/proc/self/task")) == threads  # the setns thread exited
+    # Per-namespace sysctls of other kinds.
+    ns.write_sysctl(holder, "ipc", "kernel.shmmni", "1000")
+    assert ns.read_sysctl(holder, "ipc", "kernel.shmmni") == "1000\n"
+    assert Path("/proc/sys/kernel/shmmni").read_text() != "1000\n"
+    ns.write_sysctl(holder, "net", "net.ipv4.ip_forward", "1")
+    assert ns.read_sysctl(holder, "net", "net.ipv4.ip_forward") == "1\n"
+    with pytest.raises(ValueError):
+        ns.read_sysctl(holder, "uts", "kernel..hostname")
+    with pytest.raises(FileNotFoundError):
+        ns.read_sysctl(holder, "uts", "kernel.no_such_sysctl")
+
+
+@root
+def test_run_in_namespaces_kinds_results_and_errors(spawn: Spawner) -> None:
+    import socket
+
+    holder = spawn("mnt", "net", "cgroup", "pid", "uts")
+    kinds = ["mnt", "net", "cgroup", "pid", "uts"]
+
+    def look() -> tuple[dict[str, int], list[str]]:
+        names = [name for _, name in socket.if_nameindex()]
+        got = {k: os.stat(f"/proc/thread-self/ns/{k}").st_ino for k in ("mnt", "net", "uts")}
+        got["pid_for_children"] = os.stat("/proc/thread-self/ns/pid_for_children").st_ino
+        got["cgroup"] = os.stat("/proc/thread-self/ns/cgroup").st_ino
+        return got, names
+
+    got, names = ns.run_in_namespaces(holder, kinds, look)
+    assert names == ["lo"]
+    for kind in ("mnt", "net", "uts", "cgroup"):
+        assert got[kind] == holder.inodes[kind]
+    assert got["pid_for_children"] == holder.inodes["pid"]
+    for kind in KINDS:
+        assert os.stat(f"/proc/thread-self/ns/{kind}").st_ino == mine(kind)
+
+    class Boom(Exception):
+        pass
+
+    def boom() -> None:
+        raise Boom("inside")
+
+    with pytest.raises(Boom, match="inside"):
+        ns.run_in_namespaces(holder, ["uts"], boom)
+    for refused in ("user", "time"):
+        with pytest.raises(ValueError, match=refused):
+            ns.run_in_namespaces(holder, [refused], lambda: None)
+
+
+@root
+async def test_run_in_namespaces_async_keeps_the_loop_running(spawn: Spawner) -> None:
+    holder = spawn("uts")
+    await ns.write_sysctl_async(holder, "uts", "kernel.hostname", "async-box")
+    assert await ns.read_sysctl_async(holder, "uts", "kernel.hostname") == "async-box\n"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0.01)
+
+    def slow() -> str:
+        time.sleep(0.3)
+        return os.uname().nodename
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        name = await ns.run_in_namespaces_async(holder, ["uts"], slow)
+        nursery.cancel_scope.cancel()
+    assert name == "async-box"
+    assert ticks >= 5
+
+    # A pooled worker thread that calls it stays in our namespace afterwards.
+    def visit_then_look() -> int:
+        ns.run_in_namespaces(holder, ["uts"], lambda: None)
+        return os.stat("/proc/thread-self/ns/uts").st_ino
+
+    assert await trio.to_thread.run_sync(visit_then_look) == mine("uts")
+    assert threading.current_thread() is threading.main_thread()
+
+
+# -- pid translation -------------------------------------------------------------------
+
+
+@root
+def test_translate_pid_picks_the_openers_namespace(spawn: Spawner) -> None:
+    a = spawn("pid")
+    b = spawn("pid")
+    assert procs.translate_pid(1, a.pid) == a.pid
+    assert procs.translate_pid(1, b.pid) == b.pid
+    me = os.getpid()
+    assert procs.translate_pid(me, me) == me
+    with pytest.raises(ProcessLookupError):
+        procs.translate_pid(4_000_000, a.pid)
+    with pytest.raises(ProcessLookupError):
+        procs.translate_pid(0, me)
+    # A process inside a's namespace, found by its pid there.
+    out = subprocess.run(
+        ["nsenter", "-t", str(a.pid), "-p", "--", "sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    )
+    inner = int(out.stdout)
+    host = procs.translate_pid(inner, a.pid)
+    try:
+        assert status_field(host, "NSpid").split() == [str(host), str(inner)]
+        assert procs.process_inodes(host)["pid"] == a.inodes["pid"]
+    finally:
+        os.kill(host, signal.SIGKILL)
+
+
+# -- containerfs exec ---------------------------------------------------------------
+
+
+def test_parse_subsystems_keeps_namespaces_only() -> None:
+    text = "ipc own 4026532771\nuts shared 4026531838\n\ncpu own /web\npids shared /\n"
+    assert execute.parse_subsystems(text) == {"ipc": 4026532771, "uts": 4026531838}
+    with pytest.raises(execute.ExecError):
+        execute.parse_subsystems("uts mine 1\n")
+    with pytest.raises(execute.ExecError):
+        execute.parse_subsystems("uts own /web\n")
+
+
+def test_read_init(tmp_path: Path) -> None:
+    assert execute.read_init(str(tmp_path)) == 0
+    (tmp_path / "container.init").write_text("0\n")
+    assert execute.read_init(str(tmp_path)) == 0
+    (tmp_path / "container.init").write_text("1234\n")
+    assert execute.read_init(str(tmp_path)) == 1234
+    (tmp_path / "container.init").write_text("x\n")
+    with pytest.raises(execute.ExecError):
+        execute.read_init(str(tmp_path))
+
+
+def fake_container(tmp: Path, holder: Holder | None, owned: set[str]) -> Path:
+    """A directory with the three files exec reads; ``tasks`` is a plain file."""
+    (tmp / "tasks").write_text("")
+    if holder is not None:
+        (tmp / "container.init").write_text(f"{holder.pid}\n")
+        lines = [f"{k} {'own' if k in owned else 'shared'} {holder.inodes[k]}" for k in KINDS]
+        (tmp / "container.subsystems").write_text("\n".join(lines + ["cpu own /x"]) + "\n")
+    return tmp
+
+
+def run_exec(container: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``execute.run`` in a child interpreter: it changes the namespaces of its caller."""
+    code = (
+        "import sys; from containerfs.execute import run; sys.exit(run(sys.argv[1], sys.argv[2:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(container), *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def tasks_pids(container: Path) -> list[int]:
+    return [int(x) for x in (container / "tasks").read_text().split()]
+
+
+@root
+def test_exec_runs_in_every_namespace_and_registers_first(spawn: Spawner, tmp_path: Path) -> None:
+    holder = spawn(*KINDS)
+    ns.write_sysctl(holder, "uts", "kernel.hostname", "exec-box")
+    box = fake_container(tmp_path, holder, set(KINDS))
+    script = (
+        "hostname; while read -r l; do case $l in NSpid*) echo $l;; esac; done </proc/self/status; "
+        "for k in ipc uts net pid mnt user cgroup time; do stat -L -c %i /proc/self/ns/$k; done"
+    )
+    done = run_exec(box, "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    assert lines[0] == "exec-box"
+    nspid = lines[1].split()[1:]
+    assert len(nspid) == 2 and nspid[1] != "1"
+    # The pid went to tasks before the command ran, as the parent sees it.
+    assert tasks_pids(box) == [int(nspid[0])]
+    assert [int(x) for x in lines[2:10]] == [holder.inodes[k] for k in KINDS]
+
+
+@root
+def test_exec_passes_status_and_signals_back(spawn: Spawner, tmp_path: Path) -> None:
+    holder = spawn("uts", "pid")
+    box = fake_container(tmp_path, holder, {"uts", "pid"})
+    assert run_exec(box, "sh", "-c", "exit 7").returncode == 7
+    assert run_exec(box, "sh", "-c", "kill -TERM $$").returncode == 128 + signal.SIGTERM
+    # The command gets default SIGINT although its parent ignores it.
+    assert run_exec(box, "sh", "-c", "kill -INT $$").returncode == 128 + signal.SIGINT
+    missing = run_exec(box, "no-such-command-xyz")
+    assert missing.returncode == 127
+    assert missing.stderr.startswith("containerfs exec: failed to execute no-such-command-xyz")
+    notexec = tmp_path / "notexec"
+    notexec.write_text("#!/bin/sh\n")
+    assert run_exec(box, str(notexec)).returncode == 126
+    assert len(tasks_pids(box)) == 1  # each write lands at offset 0 of the plain file
+
+
+@root
+def test_exec_parent_ignores_sigint_and_child_keeps_the_process_group(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    holder = spawn("uts")
+    box = fake_container(tmp_path, holder, {"uts"})
+    code = (
+        "import sys; from containerfs.execute import run; sys.exit(run(sys.argv[1], sys.argv[2:]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(box), "sh", "-c", "sleep 0.5; ps -o pgid= -p $$"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: bool(tasks_pids(box)), 10, "the command to be registered")
+        proc.send_signal(signal.SIGINT)  # only the exec client, not the group
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert int(out) == proc.pid  # the command runs in the client's process group
+
+
+@root
+def test_exec_refuses_a_holder_with_other_namespaces(spawn: Spawner, tmp_path: Path) -> None:
+    holder = spawn("uts")
+    other = spawn("uts")
+    box = fake_container(tmp_path, holder, {"uts"})
+    (box / "container.init").write_text(f"{other.pid}\n")  # e.g. a reused pid
+    done = run_exec(box, "true")
+    assert done.returncode == 1
+    assert "not in the container's uts namespace" in done.stderr
+    assert tasks_pids(box) == []
+    other.kill()
+    (box / "container.init").write_text(f"{other.pid}\n")
+    done = run_exec(box, "true")
+    assert done.returncode == 1 and done.stderr.startswith("containerfs exec: ")
+
+
+@root
+def test_exec_kills_the_command_when_tasks_refuses(spawn: Spawner, tmp_path: Path) -> None:
+    holder = spawn("uts")
+    box = fake_container(tmp_path, holder, {"uts"})
+    (box / "tasks").unlink()
+    (box / "tasks").symlink_to("/dev/full")  # every write fails with ENOSPC
+    marker = tmp_path / "ran"
+    done = run_exec(box, "touch", str(marker))
+    assert done.returncode == 1
+    assert done.stderr == (
+        "containerfs exec: cannot add process to the container: No space left on device\n"
+    )
+    assert not marker.exists()
+
+
+def test_exec_root_container_joins_nothing(tmp_path: Path) -> None:
+    box = fake_container(tmp_path, None, set())
+    done = run_exec(box, "sh", "-c", "readlink /proc/self/ns/uts")
+    assert done.returncode == 0
+    assert done.stdout == os.readlink("/proc/self/ns/uts") + "\n"
+    assert len(tasks_pids(box)) == 1
+    missing = run_exec(tmp_path / "nope", "true")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("containerfs exec: cannot open ")

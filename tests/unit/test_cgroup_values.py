@@ -1,0 +1,1028 @@
+"""Cgroup value conversion and backend logic, without root or a real cgroupfs.
+
+The pure functions are checked value by value. The backend's decisions (which
+directories, which ``subtree_control`` writes, how v2 names map onto v1 files)
+are checked against a fake ``/proc`` and a fake cgroup tree made of plain
+files in a temporary directory; plain files keep only the last write, which is
+enough to see what the backend asked the kernel to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from containerfs.kernel import cgroups as cg
+from containerfs.kernel.cgroups import CgroupBackend, Hierarchy
+
+REAL_WRITE = cg._write  # before the autouse fixture swaps in the fake
+
+# ---------------------------------------------------------------------------
+# Memory limits
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("max", None),
+        (" max\n", None),
+        ("0", 0),
+        ("4096", 4096),
+        ("1k", 1024),
+        ("1K", 1024),
+        ("64M", 64 << 20),
+        ("64m", 64 << 20),
+        ("2G", 2 << 30),
+        ("1T", 1 << 40),
+        ("1P", 1 << 50),
+        ("3E", 3 << 60),
+        ("67108864\n", 67108864),
+        (str(cg.U64_MAX), cg.U64_MAX),
+    ],
+)
+def test_parse_bytes_limit(text: str, value: int | None) -> None:
+    assert cg.parse_bytes_limit(text) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "-1",
+        "+5",
+        "1.5G",
+        "64MB",
+        "64 M",
+        "0x10",
+        "Max",
+        "MAX",
+        "infinity",
+        "16E",
+        str(cg.U64_MAX + 1),
+        "1k2",
+        "k",
+    ],
+)
+def test_parse_bytes_limit_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        cg.parse_bytes_limit(text)
+
+
+def test_bytes_limit_v1_spellings() -> None:
+    assert cg.bytes_limit_to_v1(None) == "-1"
+    assert cg.bytes_limit_to_v1(67108864) == "67108864"
+    assert cg.format_bytes_limit(None) == "max"
+    assert cg.format_bytes_limit(5) == "5"
+
+
+@pytest.mark.parametrize(
+    ("text", "page", "want"),
+    [
+        ("9223372036854771712\n", 4096, "max"),  # what v1 shows when unlimited (4 KiB)
+        ("9223372036854710272\n", 65536, "max"),  # the same with 64 KiB pages
+        ("9223372036854771711\n", 4096, "9223372036854771711"),
+        ("67108864\n", 4096, "67108864"),
+        ("0", 4096, "0"),
+    ],
+)
+def test_bytes_limit_from_v1(text: str, page: int, want: str) -> None:
+    assert cg.bytes_limit_from_v1(text, page) == want
+
+
+# ---------------------------------------------------------------------------
+# pids.max
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("max", None), ("0", 0), ("5\n", 5), (" 7 ", 7), ("4194304", 4194304)],
+)
+def test_parse_pids_max(text: str, value: int | None) -> None:
+    assert cg.parse_pids_max(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-1", "4194305", "0x10", "5k", "1e3", "max max", "unlimited"])
+def test_parse_pids_max_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        cg.parse_pids_max(text)
+
+
+# ---------------------------------------------------------------------------
+# cpu.max
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("max", (None, None)),
+        ("max 100000", (None, 100000)),
+        ("50000 100000\n", (50000, 100000)),
+        ("1000 1000", (1000, 1000)),
+        ("50000", (50000, None)),
+        (f"{(1 << 44) - 1} 1000000", ((1 << 44) - 1, 1000000)),
+    ],
+)
+def test_parse_cpu_max(text: str, value: tuple[int | None, int | None]) -> None:
+    assert cg.parse_cpu_max(text) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "999 100000",  # quota below 1 ms
+        "50000 999",  # period below 1 ms
+        "50000 1000001",  # period above 1 s
+        f"{1 << 44} 100000",  # quota above the scheduler's ceiling
+        "-1 100000",
+        "max max",
+        "50000 100000 3",
+        "half",
+        "50000 0x100",
+    ],
+)
+def test_parse_cpu_max_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        cg.parse_cpu_max(text)
+
+
+def test_cpu_max_v1_translation() -> None:
+    assert cg.cpu_max_from_v1("-1\n", "100000\n") == "max 100000"
+    assert cg.cpu_max_from_v1("50000\n", "100000\n") == "50000 100000"
+    assert cg.format_cpu_max(None, None) == "max"
+    assert cg.format_cpu_max(20000, None) == "20000"
+
+
+# ---------------------------------------------------------------------------
+# cpu.weight <-> cpu.shares
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("weight", "shares"),
+    [(1, 2), (100, 2597), (10000, 262144), (5000, 131059)],
+)
+def test_weight_to_shares_matches_runc(weight: int, shares: int) -> None:
+    assert cg.weight_to_shares(weight) == shares
+    assert cg.shares_to_weight(shares) == weight
+
+
+def test_every_weight_round_trips_through_shares() -> None:
+    for weight in range(1, 10001):
+        assert cg.shares_to_weight(cg.weight_to_shares(weight)) == weight
+
+
+def test_shares_to_weight_is_monotonic_and_clamped() -> None:
+    weights = [cg.shares_to_weight(s) for s in range(0, 262200)]
+    assert weights == sorted(weights)
+    assert cg.shares_to_weight(1024) == 40  # v1's default, between two weights
+    assert cg.shares_to_weight(0) == 1
+    assert cg.shares_to_weight(10**9) == 10000
+
+
+@pytest.mark.parametrize("weight", [0, 10001, -5])
+def test_weight_to_shares_rejects_out_of_range(weight: int) -> None:
+    with pytest.raises(ValueError):
+        cg.weight_to_shares(weight)
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", 1), ("100\n", 100), ("10000", 10000)])
+def test_parse_cpu_weight(text: str, value: int) -> None:
+    assert cg.parse_cpu_weight(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "10001", "", "max", "default", "-1", "1.5", "0x64"])
+def test_parse_cpu_weight_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        cg.parse_cpu_weight(text)
+
+
+# ---------------------------------------------------------------------------
+# cpu/node lists
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "members", "canonical"),
+    [
+        ("", set(), ""),
+        ("\n", set(), ""),
+        ("0", {0}, "0"),
+        ("0-3", {0, 1, 2, 3}, "0-3"),
+        ("3,1,2", {1, 2, 3}, "1-3"),
+        ("0-1,4,6-7\n", {0, 1, 4, 6, 7}, "0-1,4,6-7"),
+        ("0-7:2/4", {0, 1, 4, 5}, "0-1,4-5"),
+        ("2-2", {2}, "2"),
+        ("0,0", {0}, "0"),
+    ],
+)
+def test_cpulist(text: str, members: set[int], canonical: str) -> None:
+    assert cg.parse_cpulist(text) == members
+    assert cg.format_cpulist(cg.parse_cpulist(text)) == canonical
+
+
+@pytest.mark.parametrize(
+    "text", ["3-1", "a", "0,,1", ",", "0-", "-1", "0 1", "0-7:0/4", "0-7:5/4", "65536", "0-99999"]
+)
+def test_cpulist_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        cg.parse_cpulist(text)
+
+
+# ---------------------------------------------------------------------------
+# io.max, io.weight
+# ---------------------------------------------------------------------------
+
+
+def test_parse_io_max() -> None:
+    assert cg.parse_io_max("8:0 rbps=1048576 wiops=max") == (
+        "8:0",
+        {"rbps": 1048576, "wiops": None},
+    )
+    assert cg.parse_io_max("008:00") == ("8:0", {})
+    assert cg.format_io_max(*cg.parse_io_max("8:0 wiops=5 rbps=7")) == "8:0 rbps=7 wiops=5"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "8 rbps=1",
+        "sda rbps=1",
+        "8:0 rbps=0",
+        "8:0 rbps=1M",
+        "8:0 xbps=1",
+        "8:0 rbps",
+        "8:0 rbps=-1",
+        f"8:0 rbps={1 << 64}",
+    ],
+)
+def test_parse_io_max_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        cg.parse_io_max(text)
+
+
+def test_io_max_from_v1_merges_devices() -> None:
+    files = {
+        "rbps": "254:0 1048576\n8:0 5\n",
+        "wbps": "",
+        "riops": "",
+        "wiops": "254:0 100\n",
+    }
+    assert cg.io_max_from_v1(files) == (
+        "8:0 rbps=5 wbps=max riops=max wiops=max\n254:0 rbps=1048576 wbps=max riops=max wiops=100\n"
+    )
+    assert cg.io_max_from_v1(dict.fromkeys(cg.IO_MAX_KEYS, "")) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "norm"),
+    [
+        ("100", "default 100"),
+        ("default 50", "default 50"),
+        ("8:16 200", "8:16 200"),
+        ("8:16 default", "8:16 default"),
+    ],
+)
+def test_parse_io_weight(text: str, norm: str) -> None:
+    assert cg.parse_io_weight(text) == norm
+
+
+@pytest.mark.parametrize("text", ["", "0", "10001", "default default", "sda 5", "8:0 5 6"])
+def test_parse_io_weight_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        cg.parse_io_weight(text)
+
+
+# ---------------------------------------------------------------------------
+# cpu.stat
+# ---------------------------------------------------------------------------
+
+
+def test_cpu_stat_from_v1() -> None:
+    stat = "nr_periods 4\nnr_throttled 2\nthrottled_time 5000000\nnr_bursts 0\nburst_time 0\n"
+    usage = {
+        "cpuacct.usage": "3000000\n",
+        "cpuacct.usage_user": "2000999\n",
+        "cpuacct.usage_sys": "1000000\n",
+    }
+    assert cg.cpu_stat_from_v1(stat, usage) == (
+        "usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\n"
+        "nr_periods 4\nnr_throttled 2\nthrottled_usec 5000\nnr_bursts 0\nburst_usec 0\n"
+    )
+    assert cg.cpu_stat_from_v1(None, None) == ""
+    assert cg.cpu_stat_from_v1("nr_periods 1\n", None) == "nr_periods 1\n"
+
+
+# ---------------------------------------------------------------------------
+# /proc parsing
+# ---------------------------------------------------------------------------
+
+HYBRID_MOUNTINFO = """\
+25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw
+31 25 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset,clone_children
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
+50 31 0:32 /deep /mnt/mem\\040bind rw,relatime - cgroup cgroup rw,memory
+"""
+
+
+def test_parse_mountinfo_keeps_cgroup_mounts_and_unescapes() -> None:
+    mounts = cg.parse_mountinfo(HYBRID_MOUNTINFO)
+    assert [m.point for m in mounts] == [
+        Path("/sys/fs/cgroup/cpu,cpuacct"),
+        Path("/sys/fs/cgroup/cpuset"),
+        Path("/sys/fs/cgroup/memory"),
+        Path("/sys/fs/cgroup/systemd"),
+        Path("/sys/fs/cgroup/unified"),
+        Path("/mnt/mem bind"),
+    ]
+    assert mounts[0].super_options == {"rw", "cpu", "cpuacct"}
+    assert mounts[4].fstype == "cgroup2"
+    assert mounts[5].root == "/deep"
+    assert mounts[5].device == mounts[2].device
+
+
+def test_parse_pid_cgroup() -> None:
+    text = "12:cpu,cpuacct:/a\n1:name=systemd:/user.slice\n0::/b/c\n3:memory:/gone (deleted)\n"
+    assert cg.parse_pid_cgroup(text) == [
+        (12, frozenset({"cpu", "cpuacct"}), "/a"),
+        (1, frozenset({"name=systemd"}), "/user.slice"),
+        (0, frozenset(), "/b/c"),
+        (3, frozenset({"memory"}), "/gone"),
+    ]
+
+
+def test_parse_proc_cgroups() -> None:
+    text = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\nrdma\t0\t1\t0\n"
+    assert cg.parse_proc_cgroups(text) == {"cpu": True, "rdma": False}
+
+
+def test_kind_of() -> None:
+    assert [cg.kind_of(c) for c in ("cpu", "cpuacct", "blkio", "memory", "freezer")] == [
+        "cpu",
+        "cpu",
+        "io",
+        "memory",
+        "freezer",
+    ]
+
+
+def test_hierarchy_dir_relative_to_mount_root() -> None:
+    h = Hierarchy(Path("/m"), 1, frozenset({"memory"}), "/deep/x", "/deep")
+    assert h.dir() == Path("/m/x")
+    assert h.dir(("a", "b")) == Path("/m/x/a/b")
+    assert h.contains(Path("/m/x/a"))
+    assert not h.contains(Path("/m/xy"))
+    assert Hierarchy(Path("/m"), 2, frozenset(), "/", "/").dir() == Path("/m")
+    assert h.kinds == {"memory"}
+    assert Hierarchy(Path("/m"), 1, frozenset({"cpu", "cpuacct"}), "/").kinds == {"cpu"}
+
+
+# ---------------------------------------------------------------------------
+# A fake host
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FakeHost:
+    proc: Path
+    fs: Path
+
+    def pid_cgroup(self, pid: str, text: str) -> None:
+        d = self.proc / pid
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cgroup").write_text(text)
+        if not (d / "mountinfo").exists():
+            (d / "mountinfo").write_text((self.proc / "self" / "mountinfo").read_text())
+
+
+FRESH = {
+    "cgroup.procs": "",
+    "cgroup.subtree_control": "\n",
+    "cgroup.events": "populated 0\nfrozen 0\n",
+}
+
+
+def _fake_make_dir(path: Path) -> None:
+    """mkdir as a cgroupfs does it: the new directory comes with its control files.
+
+    It gets the parent's file names, empty (as a new v1 cpuset's cpus are), except
+    for the few core files whose fresh content matters to the backend.
+    """
+    path.mkdir()
+    for f in path.parent.iterdir():
+        if f.is_file():
+            (path / f.name).write_text(FRESH.get(f.name, ""))
+
+
+def _fake_remove_dir(path: Path) -> None:
+    """rmdir as a cgroupfs does it: control files do not count, child cgroups do."""
+    if any(p.is_dir() for p in path.iterdir()):
+        raise OSError(errno.EBUSY, "has children", str(path))
+    for f in path.iterdir():
+        f.unlink()
+    path.rmdir()
+
+
+def _fake_write(path: Path, text: str) -> None:
+    """A write to a cgroup file replaces its value; a missing file is ENOENT, never created."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode() or b"\n")
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture(autouse=True)
+def fake_cgroupfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cg, "_write", _fake_write)
+    monkeypatch.setattr(cg, "_make_dir", _fake_make_dir)
+    monkeypatch.setattr(cg, "_remove_dir", _fake_remove_dir)
+
+
+def _cgdir(d: Path, files: dict[str, str]) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (d / name).write_text(content)
+
+
+def make_v2_host(tmp_path: Path, *, base_procs: str = "", root_ctrls: str = "") -> FakeHost:
+    """A pure-v2 host: the daemon's base /svc/cfs has memory, pids and cpu delegated."""
+    proc, fs = tmp_path / "proc", tmp_path / "cg"
+    root_ctrls = root_ctrls or "cpuset cpu io memory hugetlb pids rdma misc"
+    _cgdir(fs, {"cgroup.controllers": root_ctrls + "\n", "cgroup.procs": "1\n"})
+    _cgdir(
+        fs / "svc",
+        {
+            "cgroup.controllers": root_ctrls + "\n",
+            "cgroup.subtree_control": "cpu memory pids\n",
+            "cgroup.procs": "",
+        },
+    )
+    _cgdir(
+        fs / "svc" / "cfs",
+        {
+            "cgroup.controllers": "cpu memory pids\n",
+            "cgroup.subtree_control": "\n",
+            "cgroup.procs": base_procs,
+            "memory.max": "max\n",
+        },
+    )
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text("0::/svc/cfs\n")
+    (proc / "self" / "mountinfo").write_text(
+        f"30 1 0:26 / {fs} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+    )
+    return FakeHost(proc, fs)
+
+
+def make_v1_host(tmp_path: Path) -> FakeHost:
+    """A v1 host with cpu,cpuacct co-mounted, cpuset, memory, pids, and name=systemd."""
+    proc, fs = tmp_path / "proc", tmp_path / "cg"
+    mounts = []
+    for i, (name, opts) in enumerate(
+        [
+            ("cpu,cpuacct", "cpu,cpuacct"),
+            ("cpuset", "cpuset"),
+            ("memory", "memory"),
+            ("pids", "pids"),
+            ("systemd", "name=systemd"),
+        ]
+    ):
+        mounts.append(f"{40 + i} 31 0:{30 + i} / {fs / name} rw - cgroup cgroup rw,{opts}")
+    base = {
+        "cpu,cpuacct": {
+            "cpu.cfs_quota_us": "-1\n",
+            "cpu.cfs_period_us": "100000\n",
+            "cpu.shares": "1024\n",
+            "cpu.stat": "nr_periods 0\nnr_throttled 0\nthrottled_time 0\n",
+            "cpuacct.usage": "5000\n",
+        },
+        "cpuset": {"cpuset.cpus": "0-3\n", "cpuset.mems": "0\n"},
+        "memory": {
+            "memory.limit_in_bytes": "9223372036854771712\n",
+            "memory.usage_in_bytes": "4096\n",
+        },
+        "pids": {"pids.max": "max\n", "pids.current": "1\n"},
+        "systemd": {},
+    }
+    for name, files in base.items():
+        _cgdir(fs / name / "svc", {"cgroup.procs": "", **files})
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text("\n".join(mounts) + "\n")
+    (proc / "self" / "cgroup").write_text(
+        "5:name=systemd:/svc\n4:pids:/svc\n3:memory:/svc\n2:cpuset:/svc\n1:cpu,cpuacct:/svc\n"
+    )
+    (proc / "cgroups").write_text(
+        "#subsys_name\thierarchy\tnum_cgroups\tenabled\n"
+        "cpuset\t2\t1\t1\ncpu\t1\t1\t1\ncpuacct\t1\t1\t1\nmemory\t3\t1\t1\n"
+        "pids\t4\t1\t1\nnet_cls\t0\t1\t1\nrdma\t0\t1\t0\n"
+    )
+    return FakeHost(proc, fs)
+
+
+# ---------------------------------------------------------------------------
+# Discovery and kinds
+# ---------------------------------------------------------------------------
+
+
+def test_discover_v2(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    assert b.v2 is not None
+    assert b.hierarchies == [b.v2]
+    assert b.v2.base == "/svc/cfs"
+    assert b.v2.controllers == {"cpu", "memory", "pids"}
+    assert b.v2.dir(("a",)) == host.fs / "svc" / "cfs" / "a"
+
+
+def test_discover_strips_own_tasks_leaf(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    (host.proc / "self" / "cgroup").write_text("0::/svc/cfs/.tasks\n")
+    assert CgroupBackend.discover(host.proc).hierarchies[0].base == "/svc/cfs"
+
+
+def test_kinds_v2(tmp_path: Path) -> None:
+    kinds = CgroupBackend.discover(make_v2_host(tmp_path).proc).kinds()
+    assert kinds["memory"] is None
+    assert kinds["cpu"] is None
+    assert kinds["pids"] is None
+    assert kinds["io"] == "not-delegated"
+    assert kinds["hugetlb"] == "not-delegated"
+    assert set(cg.STANDARD_KINDS) <= kinds.keys()
+
+
+def test_kinds_v2_base_with_other_processes(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path, base_procs=f"{os.getpid()}\n999999\n")
+    kinds = CgroupBackend.discover(host.proc).kinds()
+    assert kinds["memory"] == "base-has-other-processes"
+    # Only the daemon itself there: setup() will move it, so the kinds are usable.
+    (host.fs / "svc" / "cfs" / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    assert CgroupBackend.discover(host.proc).kinds()["memory"] is None
+    # Already enabled in the base: usable whoever is there.
+    (host.fs / "svc" / "cfs" / "cgroup.procs").write_text("999999\n")
+    (host.fs / "svc" / "cfs" / "cgroup.subtree_control").write_text("memory\n")
+    kinds = CgroupBackend.discover(host.proc).kinds()
+    assert kinds["memory"] is None
+    assert kinds["pids"] == "base-has-other-processes"
+
+
+def test_discover_v1(tmp_path: Path) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    assert b.v2 is None
+    by_ctrl = {h.controllers: h for h in b.hierarchies}
+    assert set(by_ctrl) == {
+        frozenset({"cpu", "cpuacct"}),
+        frozenset({"cpuset"}),
+        frozenset({"memory"}),
+        frozenset({"pids"}),
+    }
+    assert all(h.version == 1 and h.base == "/svc" for h in b.hierarchies)
+    kinds = b.kinds()
+    assert {k: kinds[k] for k in ("cpu", "cpuset", "memory", "pids")} == dict.fromkeys(
+        ("cpu", "cpuset", "memory", "pids")
+    )
+    assert kinds["io"] == "not-found"
+    assert kinds["net_cls"] == "not-mounted"
+    assert kinds["rdma"] == "disabled"
+    assert "cpuacct" not in kinds
+    assert b.files("memory") == {"memory.max": True, "memory.current": False, "memory.peak": False}
+    assert b.files("cpu") == {"cpu.max": True, "cpu.weight": True, "cpu.stat": False}
+    assert b.files("io") == {}
+
+
+def test_discover_namespaced_mount_root(tmp_path: Path) -> None:
+    """A mount whose root is not "/" (bind mount, cgroup namespace) is walked from its root."""
+    proc, fs = tmp_path / "proc", tmp_path / "cg"
+    _cgdir(fs / "x", {"cgroup.procs": ""})
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(
+        f"50 31 0:32 /deep {fs} rw - cgroup cgroup rw,memory\n"
+        f"51 31 0:33 /elsewhere {tmp_path} rw - cgroup cgroup rw,pids\n"
+    )
+    (proc / "self" / "cgroup").write_text("3:memory:/deep/x\n4:pids:/here\n")
+    b = CgroupBackend.discover(proc)
+    assert [h.dir() for h in b.hierarchies] == [fs / "x"]
+    assert b.kinds()["pids"] == "not-reachable"
+
+
+# ---------------------------------------------------------------------------
+# v2: setup, create, remove, placement, move
+# ---------------------------------------------------------------------------
+
+
+def test_setup_v2(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    host.pid_cgroup(str(os.getpid()), "0::/svc/cfs\n")
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    b.setup()
+    assert (base / ".pins").is_dir()
+    assert (base / ".tasks" / "cgroup.procs").read_text() == str(os.getpid())
+    # Once there, setup again neither fails nor writes.
+    (base / ".tasks" / "cgroup.procs").write_text("untouched")
+    host.pid_cgroup(str(os.getpid()), "0::/svc/cfs/.tasks\n")
+    b.setup()
+    assert (base / ".tasks" / "cgroup.procs").read_text() == "untouched"
+
+
+def test_create_v2_enables_owned_controllers_down_to_parent(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    b.create(("a",), frozenset())
+    assert (base / "a" / ".tasks").is_dir()
+    assert (base / "cgroup.subtree_control").read_text() == "\n"  # nothing owned: no write
+    b.create(("a", "b"), frozenset({"memory", "pids"}))
+    assert (base / "a" / "b" / ".tasks").is_dir()
+    # A plain file keeps the last write only: memory then pids were enabled in both.
+    assert (base / "cgroup.subtree_control").read_text() == "+pids"
+    assert (base / "a" / "cgroup.subtree_control").read_text() == "+pids"
+
+
+def test_create_v2_skips_already_enabled(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    (base / "cgroup.subtree_control").write_text("memory pids\n")
+    b.create(("a",), frozenset({"memory"}))
+    assert (base / "cgroup.subtree_control").read_text() == "memory pids\n"
+
+
+def test_create_v2_refuses_base_with_processes(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path, base_procs="4242\n")
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    with pytest.raises(OSError) as e:
+        b.create(("a",), frozenset({"memory"}))
+    assert e.value.errno == errno.EOPNOTSUPP  # kinds() already says why
+    b.kinds = lambda: dict.fromkeys(cg.STANDARD_KINDS)  # type: ignore[method-assign]
+    with pytest.raises(OSError) as e:
+        b.create(("a",), frozenset({"memory"}))
+    assert e.value.errno == errno.EBUSY
+    assert not (base / "a").exists()
+    assert (base / "cgroup.subtree_control").read_text() == "\n"
+
+
+def test_create_refuses_unavailable_kind(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    with pytest.raises(OSError) as e:
+        b.create(("a",), frozenset({"io"}))
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert "not-delegated" in str(e.value)
+    assert not (host.fs / "svc" / "cfs" / "a").exists()
+
+
+def test_create_v2_rolls_back_on_failure(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    b.create(("a",), frozenset())
+    # The parent's subtree_control cannot be written: the base's write must be undone.
+    (base / "a" / "cgroup.subtree_control").unlink()
+    (base / "a" / "cgroup.subtree_control").mkdir()
+    (base / "a" / "cgroup.subtree_control" / "x").write_text("")
+    with pytest.raises(OSError):
+        b.create(("a", "b"), frozenset({"memory"}))
+    assert (base / "cgroup.subtree_control").read_text() == "-memory"
+    assert not (base / "a" / "b").exists()
+    assert (base / "a" / ".tasks").is_dir()  # made by the earlier call, kept
+
+
+@pytest.mark.parametrize(
+    "path", [(), ("",), (".",), ("..",), ("a/b",), (".tasks",), ("a", ".pins"), ("x\0",)]
+)
+def test_bad_container_paths(tmp_path: Path, path: tuple[str, ...]) -> None:
+    b = CgroupBackend.discover(make_v2_host(tmp_path).proc)
+    with pytest.raises(ValueError):
+        b.create(path, frozenset())
+    if path:
+        with pytest.raises(ValueError):
+            b.read(path, "memory.max")
+
+
+def test_remove_v2(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    b.create(("a",), frozenset())
+    (base / "a" / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    with pytest.raises(OSError) as e:
+        b.remove(("a",))
+    assert e.value.errno == errno.EBUSY
+    (base / "a" / "cgroup.events").write_text("populated 0\nfrozen 0\n")
+    (base / "a" / "b").mkdir()
+    with pytest.raises(OSError) as e:
+        b.remove(("a",))
+    assert e.value.errno == errno.EBUSY
+    assert (base / "a" / ".tasks").is_dir()  # a refusal removes nothing
+    (base / "a" / "b").rmdir()
+    b.remove(("a",))
+    assert not (base / "a").exists()
+    b.remove(("a",))  # nothing left: nothing to do
+
+
+def test_cgroup_path(tmp_path: Path) -> None:
+    b = CgroupBackend.discover(make_v1_host(tmp_path).proc)
+    assert b.cgroup_path((), "memory") == "/svc"
+    assert b.cgroup_path(("a", "b"), "cpu") == "/svc/a/b"
+    with pytest.raises(OSError):
+        b.cgroup_path(("a",), "io")
+    root = Hierarchy(Path("/m"), 2, frozenset({"pids"}), "/")
+    assert CgroupBackend([root]).cgroup_path(("a",), "pids") == "/a"
+    assert CgroupBackend([root]).cgroup_path((), "pids") == "/"
+
+
+def test_placement_and_pins_v2(tmp_path: Path) -> None:
+    b = CgroupBackend.discover(make_v2_host(tmp_path).proc)
+    base = tmp_path / "cg" / "svc" / "cfs"
+    assert b.placement(("a", "b"), lambda kind: ()) == [base / "a" / "b" / ".tasks"]
+    assert b.pins_placement() == [base / ".pins"]
+
+
+def test_procs_and_populated_v2(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    b.create(("a",), frozenset())
+    base = host.fs / "svc" / "cfs"
+    (base / "a" / ".tasks" / "cgroup.procs").write_text("30\n4\n200\n")
+    (base / "a" / "cgroup.events").write_text("populated 1\nfrozen 0\n")
+    assert b.procs(("a",)) == [4, 30, 200]
+    assert b.populated(("a",))
+    (base / "a" / "cgroup.events").write_text("populated 0\nfrozen 0\n")
+    assert not b.populated(("a",))
+    assert b.events_file(("a",)) == base / "a" / "cgroup.events"
+
+
+def test_move_refuses_dirs_outside_base(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    host.pid_cgroup("77", "0::/svc/cfs\n")
+    b = CgroupBackend.discover(host.proc)
+    with pytest.raises(ValueError):
+        b.move(77, [host.fs / "svc"])
+    assert (host.fs / "svc" / "cgroup.procs").read_text() == ""
+
+
+def test_move_of_a_vanished_process_is_esrch(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    with pytest.raises(ProcessLookupError):
+        b.move(424242, [host.fs / "svc" / "cfs"])
+
+
+def test_move_rolls_back(tmp_path: Path) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    b.create(("a",), frozenset({"memory", "pids"}))
+    fs = host.fs
+    for d in ("memory", "pids"):
+        (fs / d / "svc" / "a" / "cgroup.procs").write_text("")
+    (fs / "memory" / "svc" / "cgroup.procs").write_text("")
+    host.pid_cgroup("77", "4:pids:/svc\n3:memory:/svc\n1:cpu,cpuacct:/\n")
+    dirs = b.placement(("a",), lambda kind: ("a",) if kind in ("memory", "pids") else ())
+    by_mount = {d.relative_to(fs).parts[0]: d for d in dirs}
+    assert by_mount["memory"] == fs / "memory" / "svc" / "a"
+    assert by_mount["cpuset"] == fs / "cpuset" / "svc"
+    # pids' cgroup.procs missing: the memory move must be reverted.
+    (fs / "pids" / "svc" / "a" / "cgroup.procs").unlink()
+    order = [by_mount["memory"], by_mount["pids"]]
+    with pytest.raises(FileNotFoundError):
+        b.move(77, order)
+    assert (fs / "memory" / "svc" / "a" / "cgroup.procs").read_text() == "77"
+    assert (fs / "memory" / "svc" / "cgroup.procs").read_text() == "77"  # moved back
+    # The cpu hierarchy says "/", above our base: a failed move never puts it back there.
+    (fs / "cpu,cpuacct" / "cgroup.procs").write_text("")
+    with pytest.raises(FileNotFoundError):
+        b.move(77, [by_mount["cpu,cpuacct"], by_mount["pids"]])
+    assert (fs / "cpu,cpuacct" / "svc" / "cgroup.procs").read_text() == "77"
+    assert (fs / "cpu,cpuacct" / "cgroup.procs").read_text() == ""
+    # Already where it should be: no write at all (each lone write is slow).
+    (fs / "pids" / "svc" / "a" / "cgroup.procs").write_text("")
+    host.pid_cgroup("77", "4:pids:/svc/a\n3:memory:/svc/a\n1:cpu,cpuacct:/svc\n")
+    (fs / "memory" / "svc" / "a" / "cgroup.procs").write_text("")
+    b.move(77, dirs)
+    assert (fs / "memory" / "svc" / "a" / "cgroup.procs").read_text() == ""
+    assert (fs / "cpuset" / "svc" / "cgroup.procs").read_text() == "77"
+
+
+# ---------------------------------------------------------------------------
+# v1: create, placement, translation
+# ---------------------------------------------------------------------------
+
+
+def test_create_v1_only_owned_hierarchies_with_passthrough(tmp_path: Path) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    fs = host.fs
+    b.create(("a",), frozenset({"memory"}))
+    b.create(("a", "b"), frozenset({"cpuset", "pids"}))
+    assert (fs / "memory" / "svc" / "a").is_dir()
+    assert not (fs / "memory" / "svc" / "a" / "b").exists()
+    assert (fs / "pids" / "svc" / "a" / "b").is_dir()  # "a" is a pass-through here
+    assert not (fs / "cpu,cpuacct" / "svc" / "a").exists()
+    assert not (fs / "systemd" / "svc" / "a").exists()
+    for d in (fs / "cpuset" / "svc" / "a", fs / "cpuset" / "svc" / "a" / "b"):
+        assert (d / "cpuset.cpus").read_text() == "0-3"
+        assert (d / "cpuset.mems").read_text() == "0"
+
+    owners = {"memory": ("a",), "cpuset": ("a", "b"), "pids": ("a", "b"), "cpu": ()}
+    dirs = b.placement(("a", "b"), lambda kind: owners[kind])
+    assert sorted(dirs) == sorted(
+        [
+            fs / "cpu,cpuacct" / "svc",
+            fs / "cpuset" / "svc" / "a" / "b",
+            fs / "memory" / "svc" / "a",
+            fs / "pids" / "svc" / "a" / "b",
+        ]
+    )
+    assert sorted(b.pins_placement()) == sorted(
+        fs / n / "svc" for n in ("cpu,cpuacct", "cpuset", "memory", "pids")
+    )
+
+
+def test_create_v1_rolls_back(tmp_path: Path) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    fs = host.fs
+    # Hierarchies are handled pids, memory, cpuset: the third one fails.
+    (fs / "cpuset" / "svc" / "a").write_text("not a directory")
+    with pytest.raises(FileExistsError):
+        b.create(("a",), frozenset({"memory", "pids", "cpuset"}))
+    for name in ("memory", "pids", "cpu,cpuacct"):
+        assert not (fs / name / "svc" / "a").exists()
+
+
+def test_v1_reads_translate(tmp_path: Path) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    b.create(("a",), frozenset({"memory", "cpu", "pids", "cpuset"}))
+    fs = host.fs
+    for name, content in {
+        "memory/svc/a/memory.limit_in_bytes": "9223372036854771712\n",
+        "memory/svc/a/memory.usage_in_bytes": "8192\n",
+        "cpu,cpuacct/svc/a/cpu.cfs_quota_us": "-1\n",
+        "cpu,cpuacct/svc/a/cpu.cfs_period_us": "100000\n",
+        "cpu,cpuacct/svc/a/cpu.shares": "2597\n",
+        "cpu,cpuacct/svc/a/cpu.stat": "nr_periods 1\nnr_throttled 0\nthrottled_time 0\n",
+        "cpu,cpuacct/svc/a/cpuacct.usage": "7000\n",
+        "pids/svc/a/pids.max": "max\n",
+        "cpuset/svc/a/cpuset.effective_cpus": "0-3\n",
+    }.items():
+        (fs / name).write_text(content)
+    b.page_size = 4096
+    assert b.read(("a",), "memory.max") == "max\n"
+    assert b.read(("a",), "memory.current") == "8192\n"
+    assert b.read(("a",), "cpu.max") == "max 100000\n"
+    assert b.read(("a",), "cpu.weight") == "100\n"
+    assert b.read(("a",), "cpu.stat") == (
+        "usage_usec 7\nnr_periods 1\nnr_throttled 0\nthrottled_usec 0\n"
+    )
+    assert b.read(("a",), "pids.max") == "max\n"
+    assert b.read(("a",), "cpuset.cpus") == "0-3\n"  # copied at create, newline added
+    assert b.read(("a",), "cpuset.cpus.effective") == "0-3\n"
+    with pytest.raises(FileNotFoundError):
+        b.read(("a",), "memory.high")  # v2-only: not faked on v1
+    with pytest.raises(FileNotFoundError):
+        b.read(("a",), "bogus.file")
+
+
+def test_v1_writes_translate(tmp_path: Path) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    b.create(("a",), frozenset({"memory", "cpu", "pids", "cpuset"}))
+    cpu = host.fs / "cpu,cpuacct" / "svc" / "a"
+    mem = host.fs / "memory" / "svc" / "a"
+    for f, v in (("cpu.cfs_quota_us", "-1\n"), ("cpu.cfs_period_us", "100000\n")):
+        (cpu / f).write_text(v)
+    (mem / "memory.limit_in_bytes").write_text("0\n")
+
+    b.write(("a",), "memory.max", "64M")
+    assert (mem / "memory.limit_in_bytes").read_text() == "67108864"
+    b.write(("a",), "memory.max", "max\n")
+    assert (mem / "memory.limit_in_bytes").read_text() == "-1"
+
+    b.write(("a",), "cpu.weight", "100")
+    assert (cpu / "cpu.shares").read_text() == "2597"
+
+    b.write(("a",), "cpu.max", "50000")  # quota only, period kept
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "50000"
+    assert (cpu / "cpu.cfs_period_us").read_text() == "100000\n"
+    b.write(("a",), "cpu.max", "20000 50000")
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "20000"
+    assert (cpu / "cpu.cfs_period_us").read_text() == "50000"
+    b.write(("a",), "cpu.max", "max 50000")
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "-1"
+
+    b.write(("a",), "pids.max", " 5\n")
+    assert (host.fs / "pids" / "svc" / "a" / "pids.max").read_text() == "5"
+    b.write(("a",), "cpuset.cpus", "3,1-2")
+    assert (host.fs / "cpuset" / "svc" / "a" / "cpuset.cpus").read_text() == "1-3"
+    b.write(("a",), "cpuset.mems", "")
+    assert (host.fs / "cpuset" / "svc" / "a" / "cpuset.mems").read_text() == "\n"
+
+
+def test_v1_cpu_max_restores_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    b.create(("a",), frozenset({"cpu"}))
+    cpu = host.fs / "cpu,cpuacct" / "svc" / "a"
+    (cpu / "cpu.cfs_quota_us").write_text("30000\n")
+    (cpu / "cpu.cfs_period_us").write_text("100000\n")
+    real_write = cg._write
+
+    def refuse_period(path: Path, text: str) -> None:
+        if path.name == "cpu.cfs_period_us" and text == "50000":
+            raise OSError(errno.EINVAL, "refused")
+        real_write(path, text)
+
+    monkeypatch.setattr(cg, "_write", refuse_period)
+    with pytest.raises(OSError):
+        b.write(("a",), "cpu.max", "10000 50000")
+    assert (cpu / "cpu.cfs_quota_us").read_text() == "30000"
+    assert (cpu / "cpu.cfs_period_us").read_text() == "100000"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("memory.max", "64Q"),
+        ("memory.max", "-1"),
+        ("cpu.max", "500 100000"),
+        ("cpu.max", "max 5"),
+        ("cpu.weight", "0"),
+        ("cpu.weight", "20000"),
+        ("pids.max", "-1"),
+        ("pids.max", "lots"),
+        ("cpuset.cpus", "3-1"),
+        ("cpuset.mems", "x"),
+    ],
+)
+def test_bad_writes_change_nothing(tmp_path: Path, name: str, value: str) -> None:
+    host = make_v1_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    b.create(("a",), frozenset({"memory", "cpu", "pids", "cpuset"}))
+    before = {p: p.read_text() for p in host.fs.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError):
+        b.write(("a",), name, value)
+    assert {p: p.read_text() for p in host.fs.rglob("*") if p.is_file()} == before
+
+
+def test_read_only_files_refuse_writes(tmp_path: Path) -> None:
+    b = CgroupBackend.discover(make_v1_host(tmp_path).proc)
+    b.create(("a",), frozenset({"memory"}))
+    with pytest.raises(PermissionError):
+        b.write(("a",), "memory.current", "0")
+
+
+# ---------------------------------------------------------------------------
+# v2: read/write pass-through
+# ---------------------------------------------------------------------------
+
+
+def test_v2_read_write_pass_through(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    b.create(("a",), frozenset({"memory", "cpu"}))
+    d = host.fs / "svc" / "cfs" / "a"
+    for f in ("memory.max", "memory.high", "cpu.max", "cpu.weight"):
+        (d / f).write_text("")
+    b.write(("a",), "memory.max", "64M")
+    assert (d / "memory.max").read_text() == "67108864"
+    b.write(("a",), "memory.high", "max")
+    assert (d / "memory.high").read_text() == "max"
+    b.write(("a",), "cpu.max", "50000 100000")
+    assert (d / "cpu.max").read_text() == "50000 100000"
+    b.write(("a",), "cpu.weight", "100")
+    assert (d / "cpu.weight").read_text() == "100"
+    assert b.read(("a",), "cpu.weight") == "100\n"
+    with pytest.raises(ValueError):
+        b.write(("a",), "memory.high", "lots")
+    assert (d / "memory.high").read_text() == "max"
+    assert b.files("memory")["memory.high"] is True
+    assert "memory.stat" in b.files("memory")
+    assert b.files("io") == {}  # not delegated
+    with pytest.raises(FileNotFoundError):
+        b.read(("a",), "io.max")
+
+
+def test_real_write_never_creates_and_sends_a_newline_for_empty(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        REAL_WRITE(tmp_path / "cgroup.procs", "1")
+    assert not (tmp_path / "cgroup.procs").exists()
+    (tmp_path / "cpuset.cpus").write_text("")
+    REAL_WRITE(tmp_path / "cpuset.cpus", "")
+    assert (tmp_path / "cpuset.cpus").read_text() == "\n"

@@ -1,0 +1,72 @@
+"""The pure parts of the process and namespace helpers (no root needed)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from containerfs.kernel import procs
+from containerfs.kernel import sys as ksys
+from containerfs.kernel.namespaces import KINDS, _sysctl_path, ns_inode
+
+STATUS = """Name:\tsleep
+Tgid:\t5002
+Pid:\t5002
+PPid:\t1
+NSpid:\t5002\t17\t1
+NSpgid:\t5002\t17\t1
+"""
+
+
+def test_parse_nspid_outermost_first() -> None:
+    assert procs.parse_nspid(STATUS) == [5002, 17, 1]
+    assert procs.parse_nspid("NSpid:\t42\n") == [42]
+    with pytest.raises(ValueError):
+        procs.parse_nspid("Name:\tx\n")
+
+
+def test_nspids_and_inodes_of_ourselves() -> None:
+    assert procs.nspids(os.getpid())[0] == os.getpid()
+    inodes = procs.process_inodes("self")
+    assert set(inodes) == set(KINDS)
+    assert inodes["uts"] == os.stat("/proc/self/ns/uts").st_ino
+
+
+def test_translate_pid_is_the_identity_in_our_pid_namespace() -> None:
+    me = os.getpid()
+    assert procs.translate_pid(me, me) == me
+    assert procs.translate_pid(os.getppid(), me) == os.getppid()
+    with pytest.raises(ProcessLookupError):
+        procs.translate_pid(-1, me)
+
+
+def test_missing_process_is_a_lookup_error() -> None:
+    with pytest.raises(ProcessLookupError):
+        ns_inode(4_194_305, "uts")  # above the largest possible pid
+    with pytest.raises(ValueError):
+        ns_inode("self", "nope")
+
+
+def test_every_kind_has_its_clone_flag() -> None:
+    assert set(ksys.NS_FLAGS) == set(KINDS)
+    assert len(set(ksys.NS_FLAGS.values())) == len(KINDS)
+    assert ksys.flags_of(["uts", "ipc"]) == ksys.CLONE_NEWUTS | ksys.CLONE_NEWIPC
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("kernel.hostname", "/proc/sys/kernel/hostname"),
+        ("net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward"),
+        ("net/ipv4/conf/eth0.1/forwarding", "/proc/sys/net/ipv4/conf/eth0.1/forwarding"),
+    ],
+)
+def test_sysctl_names_map_to_proc_sys(name: str, path: str) -> None:
+    assert _sysctl_path(name) == path
+
+
+@pytest.mark.parametrize("name", ["", "kernel..hostname", "../etc/passwd", "net/../x", "a/./b"])
+def test_sysctl_names_cannot_escape(name: str) -> None:
+    with pytest.raises(ValueError):
+        _sysctl_path(name)
