@@ -127,10 +127,14 @@ def enter(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
         os.close(pidfd)
 
 
-def _child(argv: list[str], gate: int, saved_mask: set[int | signal.Signals]) -> NoReturn:
+def _child(
+    argv: list[str], gate: int, saved_mask: set[int | signal.Signals], own_group: bool
+) -> NoReturn:
     """The forked child: wait for the go-ahead, then become the command. Never returns."""
     code = EXIT_FAILURE
     try:
+        if own_group:
+            os.setpgid(0, 0)
         # The command lives as long as `containerfs exec` does, even if that is SIGKILLed.
         # (Had the parent died before this, the gate below reads EOF.)
         ksys.set_pdeathsig(signal.SIGKILL)
@@ -152,6 +156,31 @@ def _child(argv: list[str], gate: int, saved_mask: set[int | signal.Signals]) ->
         os._exit(code)
 
 
+def _foreground_tty() -> int | None:
+    """Standard input, when it is a terminal whose foreground we are."""
+    try:
+        if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+            return 0
+    except OSError:
+        pass
+    return None
+
+
+def _give_terminal(tty: int, pgrp: int) -> None:
+    """Make ``pgrp`` the terminal's foreground process group.
+
+    An interactive shell in the container's pid namespace cannot see our
+    process group, so it must get a group of its own, in the foreground, as
+    a shell gives each job; we take the terminal back when it ends.
+    """
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(tty, pgrp)
+    finally:
+        signal.signal(signal.SIGTTOU, old)
+
+
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -159,14 +188,15 @@ def spawn_and_register(argv: list[str], tasks_fd: int) -> int:
     """Fork ``argv``, write the child's pid to ``tasks_fd``, run it, return its status.
 
     The child waits on a pipe until its pid was accepted, so it only runs once
-    placed.  While waiting we ignore SIGINT and SIGQUIT, as a shell does: the
-    terminal sends them to the whole foreground process group, which the child
-    stays in, and it decides.  Returns the exit status, or 128+N when killed by
+    placed.  While waiting we ignore SIGINT and SIGQUIT, as a shell does.  On a
+    terminal the child runs in a process group of its own, made the foreground
+    one (see ``_give_terminal``), so keyboard signals reach the command alone.  Returns the exit status, or 128+N when killed by
     signal N.
     """
     if not argv:
         raise ExecError("no command given")
     gate_r, gate_w = os.pipe()  # close-on-exec: the command does not inherit them
+    tty = _foreground_tty()
     interactive = {signal.SIGINT, signal.SIGQUIT}
     # Blocked across fork so that neither side can die of ^C before it is ready.
     saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, interactive)
@@ -179,8 +209,11 @@ def spawn_and_register(argv: list[str], tasks_fd: int) -> int:
         raise
     if pid == 0:
         os.close(gate_w)
-        _child(argv, gate_r, saved_mask)
+        _child(argv, gate_r, saved_mask, tty is not None)
     os.close(gate_r)
+    if tty is not None:
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # whichever of us runs first does it
     saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in interactive}
 
     def forward(signum: int, _frame: object) -> None:
@@ -198,10 +231,14 @@ def spawn_and_register(argv: list[str], tasks_fd: int) -> int:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise ExecError(f"cannot add process to the container: {exc.strerror}") from None
+        if tty is not None:
+            _give_terminal(tty, pid)
         os.write(gate_w, b"g")
         os.close(gate_w)
         _, status = os.waitpid(pid, 0)
     finally:
+        if tty is not None:
+            _give_terminal(tty, os.getpgrp())
         for sig, handler in saved.items():
             signal.signal(sig, handler)
     code = os.waitstatus_to_exitcode(status)

@@ -7,15 +7,18 @@ the v1 cgroup files, and the kernel refusing a fork past pids.max.
 from __future__ import annotations
 
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import Mounted, wait_for
+from .conftest import CONTAINERFS, Mounted, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -90,6 +93,10 @@ def test_hostname_is_per_container_and_seen_inside(cfs: Mounted) -> None:
     assert cfs.exec("web", "hostname").stdout == "web-1\n"
     assert os.uname().nodename == host
     assert cfs.read("uts.hostname") == host + "\n"
+    cfs.sh("echo example.org > web/uts.domainname")
+    inside = cfs.exec("web", "cat", "/proc/sys/kernel/domainname").stdout
+    assert inside == "example.org\n" == cfs.read("web/uts.domainname")
+    assert Path("/proc/sys/kernel/domainname").read_text() != inside
     # the root's objects belong to the host: read-only
     bad = cfs.sh("echo nope > uts.hostname", check=False)
     assert bad.returncode != 0 and "Permission denied" in bad.stderr
@@ -112,6 +119,33 @@ def test_exec_joins_every_namespace_and_passes_status(cfs: Mounted) -> None:
     killed = cfs.exec("box", "sh", "-c", "kill -TERM $$", check=False)
     assert killed.returncode == 128 + signal.SIGTERM
     assert cfs.exec("box", "no-such-command-xyz", check=False).returncode == 127
+
+
+def test_exec_runs_an_interactive_shell_on_a_terminal(cfs: Mounted) -> None:
+    cfs.sh("mkdir tty && echo tty-box > tty/uts.hostname")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a user typing at a terminal
+        os.execv(sys.executable, [*CONTAINERFS, "exec", str(cfs.mnt / "tty"), "--", "sh", "-i"])
+    try:
+        os.write(fd, b"tty -s && echo on-a-tty; echo host=$(hostname); exit 3\n")
+        out = b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the terminal's last process closed it
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    text = out.decode(errors="replace")
+    assert "on-a-tty" in text and "host=tty-box" in text, text
+    assert os.waitstatus_to_exitcode(status) == 3, text
 
 
 def test_pids_max_makes_the_kernel_refuse_a_sixth_process(cfs: Mounted) -> None:
@@ -230,6 +264,8 @@ def test_bad_input_is_refused_and_changes_nothing(cfs: Mounted) -> None:
     for name in [".hidden", "a\nb"]:
         r = subprocess.run(["mkdir", str(cfs.mnt / name)], capture_output=True, text=True)
         assert r.returncode != 0 and "Invalid argument" in r.stderr
+    r = subprocess.run(["mkdir", str(cfs.mnt / ("x" * 256))], capture_output=True, text=True)
+    assert r.returncode != 0 and "File name too long" in r.stderr
     r = subprocess.run(["mkdir", str(cfs.mnt / "tasks")], capture_output=True, text=True)
     assert r.returncode != 0 and "exists" in r.stderr
     cases = {
