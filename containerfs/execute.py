@@ -190,8 +190,8 @@ def spawn_and_register(argv: list[str], tasks_fd: int) -> int:
     The child waits on a pipe until its pid was accepted, so it only runs once
     placed.  While waiting we ignore SIGINT and SIGQUIT, as a shell does.  On a
     terminal the child runs in a process group of its own, made the foreground
-    one (see ``_give_terminal``), so keyboard signals reach the command alone.  Returns the exit status, or 128+N when killed by
-    signal N.
+    one (see ``_give_terminal``), so keyboard signals reach the command alone.
+    Returns the exit status, or 128+N when killed by signal N.
     """
     if not argv:
         raise ExecError("no command given")
