@@ -11,6 +11,7 @@ threads; anything that must ``setns()`` runs on a fresh thread of its own
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -54,13 +55,6 @@ def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
     return frozenset(k for k, why in available.items() if why is None and k != "user")
 
 
-def namespace_availability() -> dict[str, str | None]:
-    return {
-        k: None if os.path.exists(f"/proc/self/ns/{k}") else "kernel-lacks-it"
-        for k in NAMESPACE_NAMES
-    }
-
-
 class Daemon:
     """The service behind the mount (see ``fuse.ops.Service``)."""
 
@@ -77,7 +71,7 @@ class Daemon:
         self.cgroups = cgroups
         self.pin_path = pin_path
         controller_avail = cgroups.kinds()
-        available = namespace_availability() | controller_avail
+        available = namespaces.availability() | controller_avail
         kinds = all_kinds(list(controller_avail))
         knobs: dict[str, dict[str, bool]] = {k: dict(v) for k, v in NAMESPACE_KNOBS.items()}
         for kind in controller_avail:
@@ -178,12 +172,13 @@ class Daemon:
         def owner_path(kind: str) -> tuple[str, ...]:
             return path if kind in owned else parent.owner(kind).path
 
-        target = self.cgroups.placement(path, owner_path)
         if "cgroup" in owned:
-            target = [d.parent if d.name == ".tasks" else d for d in target]
+            target = self.cgroups.placement(path, owner_path, leaf=False)
+        else:
+            target = self.cgroups.pins_placement()
 
         def place(pid: int) -> None:
-            self.cgroups.move(pid, target if "cgroup" in owned else self.cgroups.pins_placement())
+            self.cgroups.move(pid, target)
 
         holder = namespaces.spawn_holder(
             parent=self.holder_for(parent),
@@ -244,15 +239,12 @@ class Daemon:
                 assert spec.kind is not None
                 owner = c.owner(spec.kind)
                 if spec.name in _NS_SYSCTL:
-                    return await self._read_sysctl(owner, spec.kind, _NS_SYSCTL[spec.name])
+                    holder = self.holders.get(owner.uid)  # None: the root, the daemon's own
+                    return await namespaces.read_sysctl_async(
+                        holder, spec.kind, _NS_SYSCTL[spec.name]
+                    )
                 return await trio.to_thread.run_sync(self.cgroups.read, owner.path, spec.name)
         raise AssertionError(spec.role)
-
-    async def _read_sysctl(self, owner: Container, kind: str, name: str) -> str:
-        holder = self.holders.get(owner.uid)
-        if holder is None:  # the root: the daemon's own namespace
-            return Path("/proc/sys", *name.split(".")).read_text()
-        return await namespaces.read_sysctl_async(holder, kind, name)
 
     async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None:
         text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
@@ -290,7 +282,7 @@ class Daemon:
             real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
             inodes = procs.process_inodes(real)
         except (ProcessLookupError, FileNotFoundError):
-            raise OSError(3, f"no process {pid}") from None  # ESRCH
+            raise OSError(errno.ESRCH, f"no process {pid}") from None
         self.engine.check_enter(c, inodes)
         await trio.to_thread.run_sync(self.cgroups.move, real, self._placement(c))
         log.info("%s/tasks <- %d", "/".join(c.path) or "/", real)

@@ -957,7 +957,11 @@ class CgroupBackend:
     # -- placement and moves ------------------------------------------------
 
     def placement(
-        self, path: tuple[str, ...], owner_of: Callable[[str], tuple[str, ...]]
+        self,
+        path: tuple[str, ...],
+        owner_of: Callable[[str], tuple[str, ...]],
+        *,
+        leaf: bool = True,
     ) -> list[Path]:
         """The cgroup directories a process of container `path` belongs in.
 
@@ -965,12 +969,16 @@ class CgroupBackend:
         a hierarchy carries several kinds with different owners, the deepest
         owner wins (hierarchical limits keep the shallower owner's limit in
         force, as with v2 nesting).
+
+        ``leaf=False`` gives the container's v2 directory itself instead of its
+        ``.tasks`` leaf: where a process must be when it unshares the
+        container's cgroup namespace, whose root is fixed at that moment.
         """
         _check_path(path)
         out: list[Path] = []
         for h in self.hierarchies:
             if h.version == 2:
-                out.append(h.dir((*path, TASKS)))
+                out.append(h.dir((*path, TASKS) if leaf else path))
                 continue
             owners = [owner_of(k) for k in sorted(h.kinds)]
             owner = max(owners, key=len)

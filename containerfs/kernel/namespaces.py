@@ -444,9 +444,22 @@ def write_sysctl(holder: Holder, kind: str, name: str, value: str) -> None:
     run_in_namespaces(holder, [kind], _sysctl_writer(name, value))
 
 
-async def read_sysctl_async(holder: Holder, kind: str, name: str) -> str:
-    """:func:`read_sysctl` without blocking the trio event loop."""
+async def read_sysctl_async(holder: Holder | None, kind: str, name: str) -> str:
+    """:func:`read_sysctl` without blocking the trio event loop.
+
+    ``holder`` None means the daemon's own namespace (the root container's): a
+    plain read, no thread needed.
+    """
+    if holder is None:
+        return _sysctl_reader(name)()
     return await run_in_namespaces_async(holder, [kind], _sysctl_reader(name))
+
+
+def availability() -> dict[str, str | None]:
+    """Namespace kind -> None when this kernel has it, else the reason it is unusable."""
+    return {
+        k: None if os.path.exists(f"/proc/self/ns/{k}") else "kernel-lacks-it" for k in KINDS
+    }
 
 
 async def write_sysctl_async(holder: Holder, kind: str, name: str, value: str) -> None:

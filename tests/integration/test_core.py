@@ -112,6 +112,14 @@ def test_exec_joins_every_namespace_and_passes_status(cfs: Mounted) -> None:
     got = links.stdout.split()
     for kind, link in zip(NS, got, strict=True):
         assert link == f"{kind}:[{rows[kind][1]}]"
+    # its cgroup namespace is rooted at the container's own cgroups
+    inside = cfs.exec("box", "cat", "/proc/self/cgroup").stdout.splitlines()
+    for line in inside:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # the cgroup2 tree: the container's leaf for its tasks
+            assert path == "/.tasks", line
+        elif "pids" in controllers.split(","):
+            assert path == "/", line
     # inside its own pid namespace, above the init
     pid_inside = int(cfs.exec("box", "sh", "-c", "echo $$").stdout)
     assert pid_inside > 1
