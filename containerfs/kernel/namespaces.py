@@ -457,9 +457,7 @@ async def read_sysctl_async(holder: Holder | None, kind: str, name: str) -> str:
 
 def availability() -> dict[str, str | None]:
     """Namespace kind -> None when this kernel has it, else the reason it is unusable."""
-    return {
-        k: None if os.path.exists(f"/proc/self/ns/{k}") else "kernel-lacks-it" for k in KINDS
-    }
+    return {k: None if os.path.exists(f"/proc/self/ns/{k}") else "kernel-lacks-it" for k in KINDS}
 
 
 async def write_sysctl_async(holder: Holder, kind: str, name: str, value: str) -> None:
