@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from containerfs.kernel import cgroups as cg
+from containerfs.kernel import cgvalues as cv
 from containerfs.kernel.cgroups import CgroupBackend, Hierarchy
 
 REAL_WRITE = cg._write  # before the autouse fixture swaps in the fake
@@ -42,11 +43,11 @@ REAL_WRITE = cg._write  # before the autouse fixture swaps in the fake
         ("1P", 1 << 50),
         ("3E", 3 << 60),
         ("67108864\n", 67108864),
-        (str(cg.U64_MAX), cg.U64_MAX),
+        (str(cv.U64_MAX), cv.U64_MAX),
     ],
 )
 def test_parse_bytes_limit(text: str, value: int | None) -> None:
-    assert cg.parse_bytes_limit(text) == value
+    assert cv.parse_bytes_limit(text) == value
 
 
 @pytest.mark.parametrize(
@@ -64,21 +65,21 @@ def test_parse_bytes_limit(text: str, value: int | None) -> None:
         "MAX",
         "infinity",
         "16E",
-        str(cg.U64_MAX + 1),
+        str(cv.U64_MAX + 1),
         "1k2",
         "k",
     ],
 )
 def test_parse_bytes_limit_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        cg.parse_bytes_limit(text)
+        cv.parse_bytes_limit(text)
 
 
 def test_bytes_limit_v1_spellings() -> None:
-    assert cg.bytes_limit_to_v1(None) == "-1"
-    assert cg.bytes_limit_to_v1(67108864) == "67108864"
-    assert cg.format_bytes_limit(None) == "max"
-    assert cg.format_bytes_limit(5) == "5"
+    assert cv.bytes_limit_to_v1(None) == "-1"
+    assert cv.bytes_limit_to_v1(67108864) == "67108864"
+    assert cv.format_bytes_limit(None) == "max"
+    assert cv.format_bytes_limit(5) == "5"
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_bytes_limit_v1_spellings() -> None:
     ],
 )
 def test_bytes_limit_from_v1(text: str, page: int, want: str) -> None:
-    assert cg.bytes_limit_from_v1(text, page) == want
+    assert cv.bytes_limit_from_v1(text, page) == want
 
 
 # ---------------------------------------------------------------------------
@@ -105,13 +106,13 @@ def test_bytes_limit_from_v1(text: str, page: int, want: str) -> None:
     [("max", None), ("0", 0), ("5\n", 5), (" 7 ", 7), ("4194304", 4194304)],
 )
 def test_parse_pids_max(text: str, value: int | None) -> None:
-    assert cg.parse_pids_max(text) == value
+    assert cv.parse_pids_max(text) == value
 
 
 @pytest.mark.parametrize("text", ["", "-1", "4194305", "0x10", "5k", "1e3", "max max", "unlimited"])
 def test_parse_pids_max_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        cg.parse_pids_max(text)
+        cv.parse_pids_max(text)
 
 
 # ---------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def test_parse_pids_max_rejects(text: str) -> None:
     ],
 )
 def test_parse_cpu_max(text: str, value: tuple[int | None, int | None]) -> None:
-    assert cg.parse_cpu_max(text) == value
+    assert cv.parse_cpu_max(text) == value
 
 
 @pytest.mark.parametrize(
@@ -151,14 +152,14 @@ def test_parse_cpu_max(text: str, value: tuple[int | None, int | None]) -> None:
 )
 def test_parse_cpu_max_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        cg.parse_cpu_max(text)
+        cv.parse_cpu_max(text)
 
 
 def test_cpu_max_v1_translation() -> None:
-    assert cg.cpu_max_from_v1("-1\n", "100000\n") == "max 100000"
-    assert cg.cpu_max_from_v1("50000\n", "100000\n") == "50000 100000"
-    assert cg.format_cpu_max(None, None) == "max"
-    assert cg.format_cpu_max(20000, None) == "20000"
+    assert cv.cpu_max_from_v1("-1\n", "100000\n") == "max 100000"
+    assert cv.cpu_max_from_v1("50000\n", "100000\n") == "50000 100000"
+    assert cv.format_cpu_max(None, None) == "max"
+    assert cv.format_cpu_max(20000, None) == "20000"
 
 
 # ---------------------------------------------------------------------------
@@ -171,38 +172,38 @@ def test_cpu_max_v1_translation() -> None:
     [(1, 2), (100, 2597), (10000, 262144), (5000, 131059)],
 )
 def test_weight_to_shares_matches_runc(weight: int, shares: int) -> None:
-    assert cg.weight_to_shares(weight) == shares
-    assert cg.shares_to_weight(shares) == weight
+    assert cv.weight_to_shares(weight) == shares
+    assert cv.shares_to_weight(shares) == weight
 
 
 def test_every_weight_round_trips_through_shares() -> None:
     for weight in range(1, 10001):
-        assert cg.shares_to_weight(cg.weight_to_shares(weight)) == weight
+        assert cv.shares_to_weight(cv.weight_to_shares(weight)) == weight
 
 
 def test_shares_to_weight_is_monotonic_and_clamped() -> None:
-    weights = [cg.shares_to_weight(s) for s in range(0, 262200)]
+    weights = [cv.shares_to_weight(s) for s in range(0, 262200)]
     assert weights == sorted(weights)
-    assert cg.shares_to_weight(1024) == 40  # v1's default, between two weights
-    assert cg.shares_to_weight(0) == 1
-    assert cg.shares_to_weight(10**9) == 10000
+    assert cv.shares_to_weight(1024) == 40  # v1's default, between two weights
+    assert cv.shares_to_weight(0) == 1
+    assert cv.shares_to_weight(10**9) == 10000
 
 
 @pytest.mark.parametrize("weight", [0, 10001, -5])
 def test_weight_to_shares_rejects_out_of_range(weight: int) -> None:
     with pytest.raises(ValueError):
-        cg.weight_to_shares(weight)
+        cv.weight_to_shares(weight)
 
 
 @pytest.mark.parametrize(("text", "value"), [("1", 1), ("100\n", 100), ("10000", 10000)])
 def test_parse_cpu_weight(text: str, value: int) -> None:
-    assert cg.parse_cpu_weight(text) == value
+    assert cv.parse_cpu_weight(text) == value
 
 
 @pytest.mark.parametrize("text", ["0", "10001", "", "max", "default", "-1", "1.5", "0x64"])
 def test_parse_cpu_weight_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        cg.parse_cpu_weight(text)
+        cv.parse_cpu_weight(text)
 
 
 # ---------------------------------------------------------------------------
@@ -225,8 +226,8 @@ def test_parse_cpu_weight_rejects(text: str) -> None:
     ],
 )
 def test_cpulist(text: str, members: set[int], canonical: str) -> None:
-    assert cg.parse_cpulist(text) == members
-    assert cg.format_cpulist(cg.parse_cpulist(text)) == canonical
+    assert cv.parse_cpulist(text) == members
+    assert cv.format_cpulist(cv.parse_cpulist(text)) == canonical
 
 
 @pytest.mark.parametrize(
@@ -234,7 +235,7 @@ def test_cpulist(text: str, members: set[int], canonical: str) -> None:
 )
 def test_cpulist_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        cg.parse_cpulist(text)
+        cv.parse_cpulist(text)
 
 
 # ---------------------------------------------------------------------------
@@ -243,12 +244,12 @@ def test_cpulist_rejects(text: str) -> None:
 
 
 def test_parse_io_max() -> None:
-    assert cg.parse_io_max("8:0 rbps=1048576 wiops=max") == (
+    assert cv.parse_io_max("8:0 rbps=1048576 wiops=max") == (
         "8:0",
         {"rbps": 1048576, "wiops": None},
     )
-    assert cg.parse_io_max("008:00") == ("8:0", {})
-    assert cg.format_io_max(*cg.parse_io_max("8:0 wiops=5 rbps=7")) == "8:0 rbps=7 wiops=5"
+    assert cv.parse_io_max("008:00") == ("8:0", {})
+    assert cv.format_io_max(*cv.parse_io_max("8:0 wiops=5 rbps=7")) == "8:0 rbps=7 wiops=5"
 
 
 @pytest.mark.parametrize(
@@ -267,7 +268,7 @@ def test_parse_io_max() -> None:
 )
 def test_parse_io_max_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        cg.parse_io_max(text)
+        cv.parse_io_max(text)
 
 
 def test_io_max_from_v1_merges_devices() -> None:
@@ -277,10 +278,10 @@ def test_io_max_from_v1_merges_devices() -> None:
         "riops": "",
         "wiops": "254:0 100\n",
     }
-    assert cg.io_max_from_v1(files) == (
+    assert cv.io_max_from_v1(files) == (
         "8:0 rbps=5 wbps=max riops=max wiops=max\n254:0 rbps=1048576 wbps=max riops=max wiops=100\n"
     )
-    assert cg.io_max_from_v1(dict.fromkeys(cg.IO_MAX_KEYS, "")) == ""
+    assert cv.io_max_from_v1(dict.fromkeys(cv.IO_MAX_KEYS, "")) == ""
 
 
 @pytest.mark.parametrize(
@@ -293,13 +294,13 @@ def test_io_max_from_v1_merges_devices() -> None:
     ],
 )
 def test_parse_io_weight(text: str, norm: str) -> None:
-    assert cg.parse_io_weight(text) == norm
+    assert cv.parse_io_weight(text) == norm
 
 
 @pytest.mark.parametrize("text", ["", "0", "10001", "default default", "sda 5", "8:0 5 6"])
 def test_parse_io_weight_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        cg.parse_io_weight(text)
+        cv.parse_io_weight(text)
 
 
 # ---------------------------------------------------------------------------
@@ -314,12 +315,12 @@ def test_cpu_stat_from_v1() -> None:
         "cpuacct.usage_user": "2000999\n",
         "cpuacct.usage_sys": "1000000\n",
     }
-    assert cg.cpu_stat_from_v1(stat, usage) == (
+    assert cv.cpu_stat_from_v1(stat, usage) == (
         "usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\n"
         "nr_periods 4\nnr_throttled 2\nthrottled_usec 5000\nnr_bursts 0\nburst_usec 0\n"
     )
-    assert cg.cpu_stat_from_v1(None, None) == ""
-    assert cg.cpu_stat_from_v1("nr_periods 1\n", None) == "nr_periods 1\n"
+    assert cv.cpu_stat_from_v1(None, None) == ""
+    assert cv.cpu_stat_from_v1("nr_periods 1\n", None) == "nr_periods 1\n"
 
 
 # ---------------------------------------------------------------------------
@@ -339,7 +340,7 @@ HYBRID_MOUNTINFO = """\
 
 
 def test_parse_mountinfo_keeps_cgroup_mounts_and_unescapes() -> None:
-    mounts = cg.parse_mountinfo(HYBRID_MOUNTINFO)
+    mounts = cv.parse_mountinfo(HYBRID_MOUNTINFO)
     assert [m.point for m in mounts] == [
         Path("/sys/fs/cgroup/cpu,cpuacct"),
         Path("/sys/fs/cgroup/cpuset"),
@@ -356,7 +357,7 @@ def test_parse_mountinfo_keeps_cgroup_mounts_and_unescapes() -> None:
 
 def test_parse_pid_cgroup() -> None:
     text = "12:cpu,cpuacct:/a\n1:name=systemd:/user.slice\n0::/b/c\n3:memory:/gone (deleted)\n"
-    assert cg.parse_pid_cgroup(text) == [
+    assert cv.parse_pid_cgroup(text) == [
         (12, frozenset({"cpu", "cpuacct"}), "/a"),
         (1, frozenset({"name=systemd"}), "/user.slice"),
         (0, frozenset(), "/b/c"),
@@ -366,7 +367,7 @@ def test_parse_pid_cgroup() -> None:
 
 def test_parse_proc_cgroups() -> None:
     text = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\nrdma\t0\t1\t0\n"
-    assert cg.parse_proc_cgroups(text) == {"cpu": True, "rdma": False}
+    assert cv.parse_proc_cgroups(text) == {"cpu": True, "rdma": False}
 
 
 def test_kind_of() -> None:
