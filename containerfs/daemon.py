@@ -23,7 +23,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from .engine.errors import InvalidInput, NotPermitted
+from .engine.errors import ContainerError, InvalidInput, NotPermitted
 from .engine.kinds import NAMESPACE_NAMES, KindClass, all_kinds
 from .engine.tree import (
     NAMESPACE_KNOBS,
@@ -129,6 +129,10 @@ class Daemon:
     # -- the Service interface -------------------------------------------------
 
     async def mkdir(self, parent: Container, name: str) -> Container:
+        with refusals_logged(f"mkdir {_where(parent, name)!r}"):
+            return await self._mkdir(parent, name)
+
+    async def _mkdir(self, parent: Container, name: str) -> Container:
         async with self._lock:
             plan = self.engine.plan_mkdir(parent, name)
             try:
@@ -197,6 +201,10 @@ class Daemon:
         return holder
 
     async def rmdir(self, c: Container) -> None:
+        with refusals_logged(f"rmdir {_where(c)}"):
+            await self._rmdir(c)
+
+    async def _rmdir(self, c: Container) -> None:
         async with self._lock:
             tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.path)
             self.engine.check_rmdir(c, len(tasks))
@@ -247,6 +255,11 @@ class Daemon:
         raise AssertionError(spec.role)
 
     async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None:
+        shown = data[:80].decode(errors="replace").strip()
+        with refusals_logged(f"{_where(c, spec.name)} <- {shown!r}"):
+            await self._write(c, spec, data, writer_pid)
+
+    async def _write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None:
         text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
         match spec.role:
             case Role.TASKS:
@@ -306,6 +319,20 @@ class Daemon:
         for holder in self.holders.values():
             holder.close()
         self.save()
+
+
+def _where(c: Container, name: str = "") -> str:
+    return "/".join((*c.path, name)) if name or c.path else "/"
+
+
+@contextlib.contextmanager
+def refusals_logged(what: str) -> Iterator[None]:
+    """Say in the log why a request was refused (bad input gets a reason, not just errno)."""
+    try:
+        yield
+    except (ContainerError, OSError, ValueError) as exc:
+        log.warning("%s: refused: %s", what, exc)
+        raise
 
 
 @contextlib.contextmanager

@@ -49,9 +49,9 @@ def fuse_errors(
         except pyfuse3.FUSEError:
             raise
         except (ContainerError, OSError, ValueError) as exc:
+            # The service logs refusals with their context; here only the errno is decided.
             code = to_errno(exc)
-            if code != errno.ENOENT:
-                log.warning("%s: %s (%s)", fn.__name__, exc, errno.errorcode.get(code, code))
+            log.debug("%s: %s (%s)", fn.__name__, exc, errno.errorcode.get(code, code))
             raise pyfuse3.FUSEError(code) from None
         except Exception:
             log.exception("%s: internal error", fn.__name__)
