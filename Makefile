@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIN    := $(VENV)/bin/containerfs-pin
 STAMP  := $(VENV)/.installed
-DEB    := fuse3 libfuse3-dev pkg-config gcc tini util-linux iproute2
+DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2
 MOUNTPOINT ?= /run/containerfs
 
 .PHONY: run test unit lint typecheck deps clean

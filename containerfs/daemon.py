@@ -23,7 +23,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from .engine.errors import ContainerError, InvalidInput, NotPermitted
+from .engine.errors import ContainerError, InvalidInput
 from .engine.kinds import NAMESPACE_NAMES, KindClass, all_kinds
 from .engine.tree import (
     NAMESPACE_KNOBS,
@@ -32,6 +32,7 @@ from .engine.tree import (
     FileSpec,
     MkdirPlan,
     Role,
+    check_not_internal,
     parse_hostname,
 )
 from .engine.tree import parse_pid as parse_pid_text
@@ -102,6 +103,23 @@ class Daemon:
             node = node.parent
         return None
 
+    def _holder(self, c: Container) -> namespaces.Holder:
+        """The holder of a container that owns namespaces (not the root)."""
+        holder = self.holders.get(c.uid)
+        if holder is None:
+            raise OSError(errno.ESRCH, f"{_where(c)}: its namespaces are gone")
+        return holder
+
+    def internal_pids(self) -> dict[int, str]:
+        """Processes of the daemon's own that are never tasks."""
+        out = {
+            h.pid: f"the namespace holder of {_where(c)}"
+            for c in self.engine.root.walk()
+            if (h := self.holders.get(c.uid)) is not None
+        }
+        out[os.getpid()] = "the containerfs daemon"
+        return out
+
     def _placement(self, c: Container) -> list[Path]:
         return self.cgroups.placement(c.path, lambda kind: c.owner(kind).path)
 
@@ -154,8 +172,10 @@ class Daemon:
                 )
                 ids |= {k: str(holder.inodes[k]) for k in own_ns}
         except BaseException:
-            with contextlib.suppress(OSError):
+            try:
                 await trio.to_thread.run_sync(self.cgroups.remove, path)
+            except OSError as exc:
+                log.error("mkdir %s failed and its cgroups stay: %s", "/".join(path), exc)
             raise
         child = self.engine.commit_mkdir(plan, ids)
         if holder is not None:
@@ -209,16 +229,24 @@ class Daemon:
             tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.path)
             self.engine.check_rmdir(c, len(tasks))
             await trio.to_thread.run_sync(self._destroy, c)
-            self.engine.commit_rmdir(c)
+            self._forget(c)
             log.info("rmdir %s", "/".join(c.path))
             self.save()
 
     def _destroy(self, c: Container) -> None:
-        holder = self.holders.pop(c.uid, None)
+        """Free the kernel objects of ``c``: cgroups first, since they refuse while
+        anything is inside (leaving the container whole), then the holder."""
+        self.cgroups.remove(c.path)
+        holder = self.holders.get(c.uid)
         if holder is not None:
             holder.kill()
+
+    def _forget(self, c: Container) -> None:
+        """Commit a removal. Runs on the event loop, like every user of a holder's pidfd."""
+        self.engine.commit_rmdir(c)
+        holder = self.holders.pop(c.uid, None)
+        if holder is not None:
             holder.close()
-        self.cgroups.remove(c.path)
 
     async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes:
         return (await self._render(c, spec)).encode()
@@ -247,7 +275,7 @@ class Daemon:
                 assert spec.kind is not None
                 owner = c.owner(spec.kind)
                 if spec.name in _NS_SYSCTL:
-                    holder = self.holders.get(owner.uid)  # None: the root, the daemon's own
+                    holder = None if owner.is_root else self._holder(owner)
                     return await namespaces.read_sysctl_async(
                         holder, spec.kind, _NS_SYSCTL[spec.name]
                     )
@@ -277,11 +305,8 @@ class Daemon:
                 assert spec.kind is not None
                 if spec.name in _NS_SYSCTL:
                     value = parse_hostname(text, spec.name)
-                    holder = self.holders.get(c.uid)
-                    if holder is None:
-                        raise NotPermitted(f"{spec.name}: no namespace holder")
                     await namespaces.write_sysctl_async(
-                        holder, spec.kind, _NS_SYSCTL[spec.name], value
+                        self._holder(c), spec.kind, _NS_SYSCTL[spec.name], value
                     )
                 else:
                     await trio.to_thread.run_sync(self.cgroups.write, c.path, spec.name, text)
@@ -291,11 +316,16 @@ class Daemon:
 
     async def _enter(self, c: Container, pid: int, writer_pid: int) -> None:
         """Move a process in: refuse if a namespace differs (engine), else move its cgroups."""
-        try:
+
+        def facts() -> tuple[int, dict[str, int]]:
             real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
-            inodes = procs.process_inodes(real)
+            return real, procs.process_inodes(real)
+
+        try:  # may scan /proc: off the event loop
+            real, inodes = await trio.to_thread.run_sync(facts)
         except (ProcessLookupError, FileNotFoundError):
             raise OSError(errno.ESRCH, f"no process {pid}") from None
+        check_not_internal(real, self.internal_pids())
         self.engine.check_enter(c, inodes)
         await trio.to_thread.run_sync(self.cgroups.move, real, self._placement(c))
         log.info("%s/tasks <- %d", "/".join(c.path) or "/", real)
@@ -313,7 +343,7 @@ class Daemon:
                     log.warning("keeping %s: %d task(s) inside", "/".join(c.path), len(tasks))
                     continue
                 self._destroy(c)
-                self.engine.commit_rmdir(c)
+                self._forget(c)
             except OSError as exc:
                 log.warning("could not remove %s: %s", "/".join(c.path), exc)
         for holder in self.holders.values():
@@ -402,8 +432,16 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
         raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
     with state_lock(Path(state_dir)):
         cgroups = CgroupBackend.discover()
+        if root_subtree is not None:  # before setup() moves anything
+            words = {w[1:] for w in root_subtree.split()}
+            unknown = words - set(NAMESPACE_NAMES) - set(cgroups.kinds())
+            if unknown:
+                raise SystemExit(f"containerfs: --subtree: unknown kinds: {' '.join(unknown)}")
         cgroups.setup()
-        daemon = Daemon(mountpoint, state_dir, cgroups, pin, root_subtree)
+        try:
+            daemon = Daemon(mountpoint, state_dir, cgroups, pin, root_subtree)
+        except ContainerError as exc:
+            raise SystemExit(f"containerfs: --subtree: {exc}") from None
         daemon.save()
         options = {
             "fsname=containerfs",

@@ -116,8 +116,20 @@ def validate_name(name: str) -> None:
         raise InvalidInput("empty name")
     if name.startswith("."):
         raise InvalidInput(f"{name!r}: names starting with '.' are reserved")
-    if "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        raise InvalidInput(f"{name!r}: '/' and control characters are not allowed")
+    # Whitespace too: every file of containerfs is whitespace-separated columns.
+    if "/" in name or any(c.isspace() or not c.isprintable() for c in name):
+        raise InvalidInput(f"{name!r}: '/', spaces and control characters are not allowed")
+
+
+def check_not_internal(pid: int, internal: Mapping[int, str]) -> None:
+    """Refuse the daemon's own processes (its holders, itself) in a ``tasks`` write.
+
+    They are infrastructure, not tasks: a holder moved into a container would make it
+    populated forever, and the daemon moved into one would make it unremovable.
+    """
+    what = internal.get(pid)
+    if what is not None:
+        raise InvalidInput(f"{pid} is {what}, not a task")
 
 
 def parse_pid(text: str) -> int:
@@ -208,6 +220,8 @@ class Engine:
     # -- mkdir / rmdir ---------------------------------------------------------
 
     def plan_mkdir(self, parent: Container, name: str) -> MkdirPlan:
+        if parent.removed:
+            raise NotFound(f"{name}: the parent container was removed")
         validate_name(name)
         if name in parent.children or (parent.uid, name) in self._pending:
             raise Exists(name)

@@ -147,15 +147,18 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
     tmp = Path(tempfile.mkdtemp(prefix="cfs-test-"))
     mnt, state, log = tmp / "mnt", tmp / "state", tmp / "daemon.log"
     mnt.mkdir()
-    with own_subtree(request.node.name[:20]) as subtree:
-        daemon = start_daemon(subtree, mnt, state, log, *extra)
-        m = Mounted(mnt, state, subtree, daemon, log)
-        try:
-            wait_for(lambda: os.path.ismount(mnt) or daemon.poll() is not None, 20, "the mount")
-            if not os.path.ismount(mnt):
-                raise AssertionError(f"daemon exited {daemon.poll()}:\n{m.log_tail()}")
-            yield m
-        finally:
-            stop_daemon(m)
-            print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with own_subtree(request.node.name[:20]) as subtree:
+            daemon = start_daemon(subtree, mnt, state, log, *extra)
+            m = Mounted(mnt, state, subtree, daemon, log)
+            try:
+                wait_for(lambda: os.path.ismount(mnt) or daemon.poll() is not None, 20, "the mount")
+                if not os.path.ismount(mnt):
+                    raise AssertionError(f"daemon exited {daemon.poll()}:\n{m.log_tail()}")
+                yield m
+            finally:
+                stop_daemon(m)
+                print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
+    finally:
+        if not os.path.ismount(mnt):
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -29,6 +29,14 @@ def ns_inode(pid: int | str, kind: str) -> int:
     return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
 
 
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for the host's init to reap it counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def listed(m: Mounted, container: str) -> dict[str, tuple[str, str]]:
     rows = m.read(f"{container}/container.subsystems").split("\n")
     return {r.split()[0]: (r.split()[1], r.split()[2]) for r in rows if r}
@@ -148,6 +156,8 @@ def test_exec_runs_an_interactive_shell_on_a_terminal(cfs: Mounted) -> None:
                 if not chunk:
                     break
                 out += chunk
+        else:
+            os.kill(pid, signal.SIGKILL)  # never hang the suite
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
@@ -225,8 +235,18 @@ def test_tasks_write_moves_cgroups_and_refuses_namespaces(cfs: Mounted) -> None:
         line = next(x for x in cgroup.splitlines() if ":pids:" in x)
         assert line.endswith("/cg")
     # bad PIDs change nothing
-    for text in ["abc", "0", "999999999"]:
-        assert cfs.sh(f"echo {text} > cg/tasks", check=False).returncode != 0
+    for text, message in [
+        ("abc", "Invalid argument"),
+        ("0", "Invalid argument"),
+        ("4194303", "No such process"),
+    ]:
+        r = cfs.sh(f"echo {text} > cg/tasks", check=False)
+        assert r.returncode != 0 and message in r.stderr, (text, r.stderr)
+    # the daemon's own processes are not tasks: its holders, itself
+    for pid in [cfs.read("full/container.init").strip(), str(cfs.daemon.pid)]:
+        r = cfs.sh(f"echo {pid} > cg/tasks", check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, pid
+    assert cfs.read("cg/tasks") == f"{sleeper.pid}\n"
     sleeper.kill()
     sleeper.wait()
     wait_for(lambda: cfs.read("cg/container.events") == "populated 0\n", what="unpopulated")
@@ -248,8 +268,7 @@ def test_rmdir_frees_kernel_objects_and_refuses_busy(cfs: Mounted) -> None:
     wait_for(lambda: cfs.read("a/b/tasks") == "", what="a/b empty")
     cfs.sh("rmdir a/b && rmdir a")
     assert not (cfs.mnt / "a").exists()
-    wait_for(lambda: not os.path.exists(f"/proc/{holder}"), what="the holder to go")
-    assert not os.path.exists(f"/proc/{inner_holder}")
+    wait_for(lambda: gone(holder) and gone(inner_holder), what="the holders to go")
     for d in cfs.subtree.dirs:
         assert not (d / "a").exists(), d
 
@@ -269,7 +288,7 @@ def test_nested_container_shares_its_parents_namespaces(cfs: Mounted) -> None:
 
 def test_bad_input_is_refused_and_changes_nothing(cfs: Mounted) -> None:
     cfs.sh("mkdir web && echo 7 > web/pids.max && echo web > web/uts.hostname")
-    for name in [".hidden", "a\nb"]:
+    for name in [".hidden", "a\nb", "two words", "tab\there"]:
         r = subprocess.run(["mkdir", str(cfs.mnt / name)], capture_output=True, text=True)
         assert r.returncode != 0 and "Invalid argument" in r.stderr
     r = subprocess.run(["mkdir", str(cfs.mnt / ("x" * 256))], capture_output=True, text=True)
@@ -311,6 +330,68 @@ def test_sigterm_unmounts_and_removes_empty_containers(cfs: Mounted) -> None:
     cfs.daemon.send_signal(signal.SIGTERM)
     assert cfs.daemon.wait(timeout=20) == 0
     assert not os.path.ismount(cfs.mnt)
-    wait_for(lambda: not os.path.exists(f"/proc/{holder}"), what="the holder to go")
+    wait_for(lambda: gone(holder), what="the holder to go")
     for d in cfs.subtree.dirs:
         assert not (d / "gone").exists(), d
+
+
+def test_controller_files_reach_the_v1_files(cfs: Mounted) -> None:
+    cpu, cpuset = v1_dir(cfs, "cpu"), v1_dir(cfs, "cpuset")
+    if cpu is None or cpuset is None:
+        pytest.skip("cpu and cpuset are not v1 controllers on this host")
+    cfs.sh("mkdir c && echo '50000 100000' > c/cpu.max && echo 200 > c/cpu.weight")
+    assert (cpu / "c" / "cpu.cfs_quota_us").read_text() == "50000\n"
+    assert (cpu / "c" / "cpu.cfs_period_us").read_text() == "100000\n"
+    assert cfs.read("c/cpu.max") == "50000 100000\n"
+    assert cfs.read("c/cpu.weight") == "200\n"
+    shares = int((cpu / "c" / "cpu.shares").read_text())
+    assert shares == 2 + (199 * 262142) // 9999
+    cfs.sh("echo 'max 100000' > c/cpu.max")
+    assert (cpu / "c" / "cpu.cfs_quota_us").read_text() == "-1\n"
+    cfs.sh("echo 0 > c/cpuset.cpus")
+    assert (cpuset / "c" / "cpuset.cpus").read_text() == "0\n"
+    assert cfs.read("c/cpuset.cpus") == "0\n"
+    assert cfs.exec("c", "cat", "/proc/self/status").stdout.count("Cpus_allowed_list:\t0\n") == 1
+    for path, bad in [("c/cpu.max", "0 100000"), ("c/cpu.weight", "0"), ("c/cpuset.cpus", "9999")]:
+        before = cfs.read(path)
+        r = cfs.sh(f"echo '{bad}' > {path}", check=False)
+        assert r.returncode != 0, path
+        assert cfs.read(path) == before, path
+
+
+def test_failed_rmdir_leaves_the_container_whole(cfs: Mounted) -> None:
+    pids = v1_dir(cfs, "pids")
+    if pids is None:
+        pytest.skip("pids is not a v1 controller on this host")
+    cfs.sh("mkdir w && echo w-host > w/uts.hostname")
+    # a process the test starts and puts straight into w's pids cgroup, behind the
+    # daemon's back (the cgroup is inside the test's own subtree)
+    stray = cfs.subtree.spawn(["sleep", "300"])
+    (pids / "w" / "cgroup.procs").write_text(str(stray.pid))
+    r = cfs.sh("rmdir w", check=False)
+    assert r.returncode != 0 and "busy" in r.stderr.lower()
+    assert cfs.read("w/uts.hostname") == "w-host\n"
+    assert cfs.exec("w", "hostname").stdout == "w-host\n"
+    stray.kill()
+    stray.wait()
+    wait_for(lambda: (pids / "w" / "cgroup.procs").read_text() == "", what="w's pids empty")
+    cfs.sh("rmdir w")
+
+
+def test_a_bad_subtree_option_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.cgtree import own_subtree
+
+    from .conftest import _skip_reason, start_daemon
+
+    if reason := _skip_reason():
+        pytest.skip(reason)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with own_subtree("badopt") as subtree:
+        daemon = start_daemon(
+            subtree, mnt, tmp_path / "state", tmp_path / "log", "--subtree", "+bogus"
+        )
+        assert daemon.wait(timeout=30) != 0
+    out = (tmp_path / "log").read_text()
+    assert "--subtree" in out and "bogus" in out and "Traceback" not in out
+    assert not os.path.ismount(mnt)
