@@ -12,6 +12,7 @@ from containerfs.engine.tree import (
     NAMESPACE_KNOBS,
     Engine,
     Role,
+    check_not_internal,
     parse_hostname,
     parse_pid,
     parse_release,
@@ -75,6 +76,8 @@ def test_mkdir_owns_parent_subtree_and_shares_the_rest() -> None:
         (".hidden", errno.EINVAL),
         ("a/b", errno.EINVAL),
         ("a\nb", errno.EINVAL),
+        ("two words", errno.EINVAL),
+        ("tab\tx", errno.EINVAL),
         ("x" * 256, errno.ENAMETOOLONG),
     ],
 )
@@ -186,3 +189,22 @@ def test_parse_values() -> None:
     for bad in ["", "a b", "x" * 65, "tab\there"]:
         with pytest.raises(ContainerError):
             parse_hostname(bad)
+
+
+def test_the_daemons_own_processes_are_never_tasks() -> None:
+    internal = {10: "the namespace holder of web", 20: "the containerfs daemon"}
+    check_not_internal(11, internal)
+    for pid in internal:
+        with pytest.raises(ContainerError) as exc:
+            check_not_internal(pid, internal)
+        assert errno_of(exc) == errno.EINVAL
+        assert internal[pid] in str(exc.value)
+
+
+def test_mkdir_under_a_removed_parent_is_refused() -> None:
+    e = make_engine()
+    a = e.commit_mkdir(e.plan_mkdir(e.root, "a"), {})
+    e.commit_rmdir(a)
+    with pytest.raises(ContainerError) as exc:
+        e.plan_mkdir(a, "late")
+    assert errno_of(exc) == errno.ENOENT
