@@ -420,6 +420,19 @@ def find_pin() -> str:
     return found
 
 
+@contextlib.contextmanager
+def _cgroups(v2_fallback: Path) -> Iterator[CgroupBackend]:
+    """The host's cgroups; on a host without a cgroup2 mount, one of our own while we run."""
+    try:
+        cgroups = CgroupBackend.discover(v2_fallback=v2_fallback)
+    except OSError as exc:
+        raise SystemExit(f"containerfs: {exc.strerror or exc}") from None
+    try:
+        yield cgroups
+    finally:
+        cgroups.close()
+
+
 def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool) -> int:
     """`containerfs mount`: run in the foreground until SIGINT/SIGTERM."""
     if os.geteuid() != 0:
@@ -430,8 +443,7 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
     os.makedirs(mountpoint, exist_ok=True)
     if os.path.ismount(mountpoint):
         raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
-    with state_lock(Path(state_dir)):
-        cgroups = CgroupBackend.discover()
+    with state_lock(Path(state_dir)), _cgroups(Path(state_dir) / "cgroup2") as cgroups:
         if root_subtree is not None:  # before setup() moves anything
             words = {w[1:] for w in root_subtree.split()}
             unknown = words - set(NAMESPACE_NAMES) - set(cgroups.kinds())

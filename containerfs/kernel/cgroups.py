@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import sys as ksys
 from .cgvalues import (
     IO_MAX_V1_FILES,
     MountEntry,
@@ -90,6 +91,11 @@ _V1_KIND = {"cpu": "cpu", "cpuacct": "cpu", "blkio": "io"}
 RESERVED_NAMES = frozenset({".tasks", ".pins"})
 TASKS = ".tasks"
 PINS = ".pins"
+
+# mount(2) flags for a cgroup2 mount of our own (linux/mount.h).
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
 
 
 def kind_of(controller: str) -> str:
@@ -313,6 +319,7 @@ class CgroupBackend:
         unreachable: frozenset[str] = frozenset(),
         proc: Path = Path("/proc"),
         page_size: int | None = None,
+        mounted_v2: Path | None = None,
     ) -> None:
         self.hierarchies = hierarchies
         self.v2: Hierarchy | None = next((h for h in hierarchies if h.version == 2), None)
@@ -322,11 +329,20 @@ class CgroupBackend:
         self._unreachable = unreachable
         self._proc = proc
         self.page_size = page_size or os.sysconf("SC_PAGE_SIZE")
+        #: The cgroup2 mount :meth:`discover` made itself (pure v1 hosts), which
+        #: :meth:`close` takes down again; None when the host had one.
+        self.mounted_v2 = mounted_v2
 
     # -- discovery ----------------------------------------------------------
 
     @classmethod
-    def discover(cls, proc: Path = Path("/proc"), pid: str = "self") -> CgroupBackend:
+    def discover(
+        cls,
+        proc: Path = Path("/proc"),
+        pid: str = "self",
+        *,
+        v2_fallback: Path | None = None,
+    ) -> CgroupBackend:
         """Find every hierarchy the process `pid` is in and where it is mounted.
 
         Mount points are those of `pid`'s mount namespace, so a foreign pid
@@ -335,9 +351,42 @@ class CgroupBackend:
         reported by :meth:`kinds` as ``not-reachable``. A v2 cgroup ending in
         ``/.tasks`` is taken to be a daemon's own leaf, and its parent is the base,
         so a daemon re-discovering after :meth:`setup` finds the same base.
+
+        containerfs needs a cgroup2 hierarchy (container tasks and
+        ``populated`` come from it). When no cgroup2 is mounted at all (a pure
+        v1 host), `v2_fallback` is created and cgroup2 mounted there, in the
+        caller's mount namespace; :meth:`close` unmounts it. Without a
+        fallback, or when cgroup2 is mounted but no mount reaches the
+        process's cgroup, this raises ``OSError(EOPNOTSUPP)``.
         """
-        cgroup_text = _read(proc / pid / "cgroup")
         mounts = parse_mountinfo(_read(proc / pid / "mountinfo"))
+        mounted: Path | None = None
+        if not any(m.fstype == "cgroup2" for m in mounts):
+            if v2_fallback is None:
+                raise OSError(
+                    errno.EOPNOTSUPP,
+                    "no cgroup2 hierarchy mounted; containerfs needs one for container "
+                    "tasks and populated: mount cgroup2 (mount -t cgroup2 none DIR) or "
+                    "give the daemon a directory to mount it on",
+                )
+            _mount_v2(v2_fallback)
+            mounted = v2_fallback
+            mounts = parse_mountinfo(_read(proc / pid / "mountinfo"))
+        try:
+            backend = cls._discover(proc, pid, mounts)
+        except BaseException:
+            if mounted is not None:
+                try:
+                    _unmount_v2(mounted)
+                except OSError as e:  # keep the discovery error, the more telling one
+                    log.warning("cannot unmount the cgroup2 at %s again: %s", mounted, e)
+            raise
+        backend.mounted_v2 = mounted
+        return backend
+
+    @classmethod
+    def _discover(cls, proc: Path, pid: str, mounts: list[MountEntry]) -> CgroupBackend:
+        cgroup_text = _read(proc / pid / "cgroup")
         try:
             proc_cgroups = parse_proc_cgroups(_read(proc / "cgroups"))
         except OSError:
@@ -345,10 +394,12 @@ class CgroupBackend:
         hierarchies: list[Hierarchy] = []
         unreachable: set[str] = set()
         v2_root: frozenset[str] = frozenset()
+        v2_path: str | None = None
         for hid, names, path in parse_pid_cgroup(cgroup_text):
             if hid == 0:
                 if path == f"/{TASKS}" or path.endswith(f"/{TASKS}"):
                     path = path[: -len(TASKS) - 1] or "/"
+                v2_path = path
                 mount = _pick_mount(mounts, "cgroup2", frozenset(), path)
                 if mount is None:
                     continue
@@ -365,6 +416,14 @@ class CgroupBackend:
                 unreachable |= ctrls
                 continue
             hierarchies.append(Hierarchy(mount.point, 1, ctrls, path, mount.root))
+        if not any(h.version == 2 for h in hierarchies):
+            where = "it is not listed" if v2_path is None else f"its cgroup is {v2_path}"
+            raise OSError(
+                errno.EOPNOTSUPP,
+                f"no cgroup2 mount reaches the cgroup of process {pid} ({where} in "
+                f"{proc / pid / 'cgroup'}); containerfs needs one for container tasks "
+                "and populated",
+            )
         # v2 first: it is the identity tree and the one every move touches.
         hierarchies.sort(key=lambda h: h.version, reverse=True)
         return cls(
@@ -374,6 +433,12 @@ class CgroupBackend:
             unreachable=frozenset(unreachable),
             proc=proc,
         )
+
+    def close(self) -> None:
+        """Unmount the cgroup2 hierarchy :meth:`discover` mounted, if any. Idempotent."""
+        if self.mounted_v2 is not None:
+            _unmount_v2(self.mounted_v2)
+            self.mounted_v2 = None
 
     # -- kinds --------------------------------------------------------------
 
@@ -601,31 +666,57 @@ class CgroupBackend:
     def move(self, pid: int, dirs: list[Path]) -> None:
         """Move process `pid` into every directory of `dirs`, or nowhere.
 
-        Directories it is already in are skipped (each lone write costs an RCU
-        grace period). If a write fails, the hierarchies already switched are
-        put back where ``/proc/<pid>/cgroup`` said the process was, provided
-        that is inside our subtree (we never move a process out of the daemon's
-        base), and the original OSError is raised.
+        Everything that can be checked is checked before the first write:
+        each directory is inside the daemon's base (ValueError), at most one
+        per hierarchy (ValueError), exists (FileNotFoundError), and on a v1
+        cpuset hierarchy has CPUs and memory nodes (``OSError(ENOSPC)``, what
+        the kernel would answer); the process exists (ProcessLookupError).
+
+        Hierarchies the process is already in are skipped (each lone write
+        costs an RCU grace period). The rest are written v1 cpuset first (the
+        likeliest to refuse), other v1 next, v2 last. If a write still fails,
+        every hierarchy already switched is put back into the exact cgroup
+        ``/proc/<pid>/cgroup`` showed before, wherever that was (putting a
+        process back where it just was is the one move outside our base we
+        make), and the original error is raised.
         """
-        targets = [(self._hierarchy_for_dir(d), d) for d in dirs]
+        targets: dict[Hierarchy, Path] = {}
+        for d in dirs:
+            h = self._hierarchy_for_dir(d)
+            if h in targets:
+                raise ValueError(f"two target cgroups in one hierarchy: {targets[h]} and {d}")
+            targets[h] = d
+        for h, d in targets.items():
+            if not d.is_dir():
+                raise FileNotFoundError(errno.ENOENT, f"{d}: no such cgroup", str(d))
+            if h.version == 1 and "cpuset" in h.controllers and not _cpuset_usable(d):
+                raise OSError(errno.ENOSPC, f"{d}: cpuset has no cpus/mems")
         before = self._current(pid)
+        todo = sorted(
+            ((h, d) for h, d in targets.items() if before.get(h) != d),
+            key=lambda hd: _move_rank(hd[0]),
+        )
         moved: list[Hierarchy] = []
-        for h, d in targets:
-            if before.get(h) == d:
-                continue
+        for h, d in todo:
             try:
                 _write(d / "cgroup.procs", str(pid))
-            except OSError:
-                for back in reversed(moved):
-                    origin = before.get(back)
-                    if origin is None or not back.contains(origin):
-                        continue
-                    try:
-                        _write(origin / "cgroup.procs", str(pid))
-                    except OSError as e:
-                        log.warning("cannot move %d back to %s: %s", pid, origin, e)
+            except BaseException as e:
+                if not isinstance(e, ProcessLookupError):  # gone: nothing to put back
+                    self._move_back(pid, moved, before)
                 raise
             moved.append(h)
+
+    def _move_back(self, pid: int, moved: list[Hierarchy], before: dict[Hierarchy, Path]) -> None:
+        """Undo a partial :meth:`move`: back where ``/proc/<pid>/cgroup`` said, newest first."""
+        for h in reversed(moved):
+            origin = before.get(h)
+            if origin is None:
+                log.warning("cannot move %d back in %s: it was not reachable there", pid, h.mount)
+                continue
+            try:
+                _write(origin / "cgroup.procs", str(pid))
+            except OSError as e:
+                log.warning("cannot move %d back to %s: %s", pid, origin, e)
 
     # -- state --------------------------------------------------------------
 
@@ -787,6 +878,42 @@ class CgroupBackend:
                 except OSError as e:
                     log.warning("cpu.max rollback: cannot write %s to %s: %s", v, f, e)
             raise
+
+
+def _move_rank(h: Hierarchy) -> int:
+    """Write order of a move: v1 cpuset (refuses an empty set), other v1, then v2."""
+    if h.version == 2:
+        return 2
+    return 0 if "cpuset" in h.controllers else 1
+
+
+def _cpuset_usable(d: Path) -> bool:
+    """Whether v1 cpuset `d` has CPUs and memory nodes, so that it accepts tasks."""
+    for name in ("cpus", "mems"):
+        try:
+            value = _read(d / f"cpuset.effective_{name}")
+        except FileNotFoundError:  # kernels before 3.17 have no effective_* files
+            value = _read(d / f"cpuset.{name}")
+        if not value.strip():
+            return False
+    return True
+
+
+def _mount_v2(point: Path) -> None:
+    """Create `point` and mount the cgroup2 hierarchy there."""
+    point.mkdir(parents=True, exist_ok=True)
+    ksys.mount("cgroup2", str(point), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    log.info("no cgroup2 hierarchy was mounted; mounted one at %s", point)
+
+
+def _unmount_v2(point: Path) -> None:
+    """Lazily unmount the cgroup2 mount at `point` that we made."""
+    try:
+        ksys.umount2(str(point), ksys.MNT_DETACH)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # EINVAL: no longer a mount point
+            raise
+        log.warning("cgroup2 at %s was already unmounted", point)
 
 
 def _pick_mount(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from containerfs.kernel import cgroups as cg
 from containerfs.kernel.cgroups import CgroupBackend, Hierarchy, kind_of
 from tests.cgtree import OwnSubtree, cgroups_available, own_subtree
 
@@ -403,6 +404,101 @@ def test_move_rolls_back_on_failure(tree: OwnSubtree) -> None:
     assert cgroup_of(proc.pid) == before
     proc.kill()
     proc.wait()
+    b.remove(("a",))
+
+
+def backend_below(tree: OwnSubtree, name: str) -> CgroupBackend:
+    """A backend whose base is `name` inside the subtree, so the subtree itself is outside it.
+
+    Processes the test starts (in the subtree) then come from outside the
+    daemon's base, as they do in real use.
+    """
+    inner = []
+    for d, ctrls in zip(tree.dirs, tree.controllers, strict=True):
+        (d / name).mkdir()
+        inner.append(d / name / "cgroup.procs")
+        if "cpuset" in ctrls:
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                (d / name / f).write_text((d / f).read_text())
+
+    def join_inner() -> None:
+        for f in inner:
+            with open(f, "w") as out:
+                out.write("0")
+
+    anchor = tree.spawn(["sleep", "600"], preexec_fn=join_inner)
+    try:
+        b = CgroupBackend.discover(pid=str(anchor.pid))
+    finally:
+        anchor.kill()
+        anchor.wait()
+    assert sorted(h.dir() for h in b.hierarchies) == sorted(d / name for d in tree.dirs)
+    return b
+
+
+def container_with_v1_cpuset(b: CgroupBackend) -> tuple[list[Path], Path]:
+    """Container "a" owning cpuset (v1) and what else is usable; its placement and cpuset dir."""
+    cpuset = next((h for h in b.v1 if "cpuset" in h.controllers), None)
+    if cpuset is None or b.kinds()["cpuset"] is not None:
+        pytest.skip("no usable v1 cpuset hierarchy here")
+    usable = frozenset(k for k, r in b.kinds().items() if r is None)
+    owned = usable & {"cpuset", "memory", "pids", "cpu"}
+    b.create(("a",), owned)
+    dirs = b.placement(("a",), lambda kind: ("a",) if kind in owned else ())
+    return dirs, cpuset.dir(("a",))
+
+
+def test_move_into_an_empty_cpuset_changes_nothing(tree: OwnSubtree) -> None:
+    """The reported bug: with cpuset.cpus emptied, move used to leave the process half-moved."""
+    b = backend_below(tree, "base")
+    dirs, cpuset = container_with_v1_cpuset(b)
+    (cpuset / "cpuset.cpus").write_text("\n")
+    assert (cpuset / "cpuset.effective_cpus").read_text().strip() == ""
+    proc = sleeper(tree)
+    before = Path(f"/proc/{proc.pid}/cgroup").read_bytes()
+    with pytest.raises(OSError) as e:
+        b.move(proc.pid, dirs)
+    assert Path(f"/proc/{proc.pid}/cgroup").read_bytes() == before
+    assert e.value.errno == errno.ENOSPC
+    assert f"{cpuset}: cpuset has no cpus/mems" in str(e.value)  # refused before any write
+    proc.kill()
+    proc.wait()
+    b.remove(("a",))
+
+
+def test_move_rolls_back_to_outside_the_base(
+    tree: OwnSubtree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal after real v1 moves puts the process back where it was, outside the base."""
+    b = backend_below(tree, "base")
+    if b.v2 is None:
+        pytest.skip("needs a cgroup2 tree")
+    dirs, _ = container_with_v1_cpuset(b)
+    proc = sleeper(tree)
+    before = Path(f"/proc/{proc.pid}/cgroup").read_bytes()
+    v2_leaf = b.v2.dir(("a", ".tasks"))
+    real_write = cg._write
+    done: list[Path] = []
+
+    def refuse_v2(path: Path, text: str) -> None:
+        if path.parent == v2_leaf:
+            raise OSError(errno.ENOSPC, "refused by the test")
+        real_write(path, text)
+        done.append(path.parent)
+
+    monkeypatch.setattr(cg, "_write", refuse_v2)
+    with pytest.raises(OSError) as e:
+        b.move(proc.pid, dirs)
+    assert e.value.strerror == "refused by the test"
+    assert len(done) >= 2  # the v1 moves happened (cpuset first), then their undoing
+    assert done[0].parent.parent == tree.dir_for("cpuset")
+    assert Path(f"/proc/{proc.pid}/cgroup").read_bytes() == before
+    monkeypatch.undo()
+    b.move(proc.pid, dirs)  # the same move, unhindered, succeeds
+    assert path_in(proc.pid, b.v2).endswith(f"/{tree.name}/base/a/.tasks")
+    proc.kill()
+    proc.wait()
+    wait_until(lambda: not b.populated(("a",)))
     b.remove(("a",))
 
 

@@ -438,12 +438,19 @@ def _fake_remove_dir(path: Path) -> None:
 
 
 def _fake_write(path: Path, text: str) -> None:
-    """A write to a cgroup file replaces its value; a missing file is ENOENT, never created."""
+    """A write to a cgroup file replaces its value; a missing file is ENOENT, never created.
+
+    A v1 cpuset's effective CPUs and nodes follow what is written to it.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
         os.write(fd, text.encode() or b"\n")
     finally:
         os.close(fd)
+    if path.name in ("cpuset.cpus", "cpuset.mems"):
+        effective = path.with_name("cpuset.effective_" + path.name.split(".")[1])
+        if effective.exists():
+            effective.write_text(text or "\n")
 
 
 @pytest.fixture(autouse=True)
@@ -489,8 +496,13 @@ def make_v2_host(tmp_path: Path, *, base_procs: str = "", root_ctrls: str = "") 
     return FakeHost(proc, fs)
 
 
-def make_v1_host(tmp_path: Path) -> FakeHost:
-    """A v1 host with cpu,cpuacct co-mounted, cpuset, memory, pids, and name=systemd."""
+def make_v1_host(tmp_path: Path, *, unified: bool = True) -> FakeHost:
+    """A v1 host with cpu,cpuacct co-mounted, cpuset, memory, pids, and name=systemd.
+
+    With `unified` it is a hybrid host, as most v1 hosts are: cgroup2 is mounted
+    too, carrying no controllers (containerfs needs it for tasks and populated).
+    Without, it is a pure v1 host.
+    """
     proc, fs = tmp_path / "proc", tmp_path / "cg"
     mounts = []
     for i, (name, opts) in enumerate(
@@ -511,7 +523,12 @@ def make_v1_host(tmp_path: Path) -> FakeHost:
             "cpu.stat": "nr_periods 0\nnr_throttled 0\nthrottled_time 0\n",
             "cpuacct.usage": "5000\n",
         },
-        "cpuset": {"cpuset.cpus": "0-3\n", "cpuset.mems": "0\n"},
+        "cpuset": {
+            "cpuset.cpus": "0-3\n",
+            "cpuset.mems": "0\n",
+            "cpuset.effective_cpus": "0-3\n",
+            "cpuset.effective_mems": "0\n",
+        },
         "memory": {
             "memory.limit_in_bytes": "9223372036854771712\n",
             "memory.usage_in_bytes": "4096\n",
@@ -521,11 +538,15 @@ def make_v1_host(tmp_path: Path) -> FakeHost:
     }
     for name, files in base.items():
         _cgdir(fs / name / "svc", {"cgroup.procs": "", **files})
+    cgroup = "5:name=systemd:/svc\n4:pids:/svc\n3:memory:/svc\n2:cpuset:/svc\n1:cpu,cpuacct:/svc\n"
+    if unified:
+        _cgdir(fs / "unified", {"cgroup.controllers": "\n", "cgroup.procs": "1\n"})
+        _cgdir(fs / "unified" / "svc", {"cgroup.controllers": "\n", **FRESH})
+        mounts.append(f"46 31 0:45 / {fs / 'unified'} rw - cgroup2 cgroup2 rw")
+        cgroup += "0::/svc\n"
     (proc / "self").mkdir(parents=True)
     (proc / "self" / "mountinfo").write_text("\n".join(mounts) + "\n")
-    (proc / "self" / "cgroup").write_text(
-        "5:name=systemd:/svc\n4:pids:/svc\n3:memory:/svc\n2:cpuset:/svc\n1:cpu,cpuacct:/svc\n"
-    )
+    (proc / "self" / "cgroup").write_text(cgroup)
     (proc / "cgroups").write_text(
         "#subsys_name\thierarchy\tnum_cgroups\tenabled\n"
         "cpuset\t2\t1\t1\ncpu\t1\t1\t1\ncpuacct\t1\t1\t1\nmemory\t3\t1\t1\n"
@@ -583,15 +604,18 @@ def test_kinds_v2_base_with_other_processes(tmp_path: Path) -> None:
 def test_discover_v1(tmp_path: Path) -> None:
     host = make_v1_host(tmp_path)
     b = CgroupBackend.discover(host.proc)
-    assert b.v2 is None
-    by_ctrl = {h.controllers: h for h in b.hierarchies}
+    assert b.v2 is not None
+    assert b.v2.controllers == frozenset()
+    assert b.v2.dir() == host.fs / "unified" / "svc"
+    assert b.mounted_v2 is None
+    by_ctrl = {h.controllers: h for h in b.v1}
     assert set(by_ctrl) == {
         frozenset({"cpu", "cpuacct"}),
         frozenset({"cpuset"}),
         frozenset({"memory"}),
         frozenset({"pids"}),
     }
-    assert all(h.version == 1 and h.base == "/svc" for h in b.hierarchies)
+    assert all(h.version == 1 and h.base == "/svc" for h in b.v1)
     kinds = b.kinds()
     assert {k: kinds[k] for k in ("cpu", "cpuset", "memory", "pids")} == dict.fromkeys(
         ("cpu", "cpuset", "memory", "pids")
@@ -605,18 +629,147 @@ def test_discover_v1(tmp_path: Path) -> None:
     assert b.files("io") == {}
 
 
+@dataclass
+class FakeMounts:
+    """Stands in for mount(2)/umount2(2): records calls, mounts cgroup2 in the fake /proc."""
+
+    host: FakeHost
+    mounts: list[tuple[str | None, str, str | None, int, str | None]]
+    unmounts: list[tuple[str, int]]
+    cgroup_line: str | None = "0::/\n"  # what /proc/self/cgroup gains once cgroup2 exists
+    umount_errno: int | None = None
+
+    def mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        assert Path(target).is_dir()  # made before the mount
+        self.mounts.append((source, target, fstype, flags, data))
+        Path(target, "cgroup.controllers").write_text("\n")
+        Path(target, "cgroup.procs").write_text("1\n")
+        with (self.host.proc / "self" / "mountinfo").open("a") as f:
+            f.write(f"90 31 0:90 / {target} rw,nosuid,nodev,noexec - cgroup2 cgroup2 rw\n")
+        if self.cgroup_line is not None:
+            with (self.host.proc / "self" / "cgroup").open("a") as f:
+                f.write(self.cgroup_line)
+
+    def umount2(self, target: str, flags: int) -> None:
+        self.unmounts.append((target, flags))
+        if self.umount_errno is not None:
+            raise OSError(self.umount_errno, os.strerror(self.umount_errno))
+
+
+@pytest.fixture
+def fake_mounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeMounts:
+    """A pure v1 host whose mount calls are faked (never mount anything for real here)."""
+    fake = FakeMounts(make_v1_host(tmp_path, unified=False), [], [])
+    monkeypatch.setattr(cg.ksys, "mount", fake.mount)
+    monkeypatch.setattr(cg.ksys, "umount2", fake.umount2)
+    return fake
+
+
+def test_discover_pure_v1_without_fallback_refuses(fake_mounts: FakeMounts) -> None:
+    with pytest.raises(OSError) as e:
+        CgroupBackend.discover(fake_mounts.host.proc)
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert "no cgroup2 hierarchy mounted" in str(e.value)
+    assert fake_mounts.mounts == []
+
+
+def test_discover_pure_v1_mounts_the_fallback(fake_mounts: FakeMounts, tmp_path: Path) -> None:
+    point = tmp_path / "run" / "cfs" / "cgroup2"
+    b = CgroupBackend.discover(fake_mounts.host.proc, v2_fallback=point)
+    flags = cg.MS_NOSUID | cg.MS_NODEV | cg.MS_NOEXEC
+    assert flags == 0xE
+    assert fake_mounts.mounts == [("cgroup2", str(point), "cgroup2", flags, None)]
+    assert b.mounted_v2 == point
+    assert b.v2 is not None
+    assert (b.v2.mount, b.v2.base, b.v2.controllers) == (point, "/", frozenset())
+    assert b.hierarchies[0] is b.v2
+    assert len(b.v1) == 4
+    assert b.events_file(("a",)) == point / "a" / "cgroup.events"
+    b.close()
+    assert fake_mounts.unmounts == [(str(point), cg.ksys.MNT_DETACH)]
+    b.close()  # idempotent
+    assert len(fake_mounts.unmounts) == 1
+    assert b.mounted_v2 is None
+
+
+def test_discover_fallback_is_unused_when_cgroup2_is_mounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = make_v1_host(tmp_path)  # hybrid: cgroup2 already mounted
+    fake = FakeMounts(host, [], [])
+    monkeypatch.setattr(cg.ksys, "mount", fake.mount)
+    monkeypatch.setattr(cg.ksys, "umount2", fake.umount2)
+    b = CgroupBackend.discover(host.proc, v2_fallback=tmp_path / "never")
+    assert b.mounted_v2 is None
+    assert b.v2 is not None and b.v2.mount == host.fs / "unified"
+    assert not (tmp_path / "never").exists()
+    b.close()
+    assert (fake.mounts, fake.unmounts) == ([], [])
+
+
+def test_discover_unmounts_the_fallback_when_it_fails(
+    fake_mounts: FakeMounts, tmp_path: Path
+) -> None:
+    fake_mounts.cgroup_line = None  # the process does not show up in the new hierarchy
+    point = tmp_path / "v2"
+    with pytest.raises(OSError) as e:
+        CgroupBackend.discover(fake_mounts.host.proc, v2_fallback=point)
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert fake_mounts.unmounts == [(str(point), cg.ksys.MNT_DETACH)]
+    # Failing to unmount again does not hide why discovery failed.
+    fake_mounts.umount_errno = errno.EBUSY
+    (fake_mounts.host.proc / "self" / "mountinfo").write_text(
+        "".join(
+            line + "\n"
+            for line in (fake_mounts.host.proc / "self" / "mountinfo").read_text().splitlines()
+            if "cgroup2" not in line
+        )
+    )
+    with pytest.raises(OSError) as e:
+        CgroupBackend.discover(fake_mounts.host.proc, v2_fallback=point)
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert len(fake_mounts.unmounts) == 2
+
+
+def test_close_tolerates_a_mount_already_gone(fake_mounts: FakeMounts, tmp_path: Path) -> None:
+    b = CgroupBackend.discover(fake_mounts.host.proc, v2_fallback=tmp_path / "v2")
+    fake_mounts.umount_errno = errno.EINVAL  # someone unmounted it already
+    b.close()
+    assert b.mounted_v2 is None
+    b.close()
+    assert len(fake_mounts.unmounts) == 1
+
+
+def test_discover_refuses_cgroup2_that_does_not_reach_us(tmp_path: Path) -> None:
+    """A cgroup2 mount exists but shows another subtree: refused now, not at procs()."""
+    host = make_v2_host(tmp_path)
+    (host.proc / "self" / "mountinfo").write_text(
+        f"30 1 0:26 /other {host.fs} rw,nosuid - cgroup2 cgroup2 rw\n"
+    )
+    with pytest.raises(OSError) as e:
+        CgroupBackend.discover(host.proc, v2_fallback=tmp_path / "never")
+    assert e.value.errno == errno.EOPNOTSUPP
+    assert "/svc/cfs" in str(e.value)
+    assert not (tmp_path / "never").exists()
+
+
 def test_discover_namespaced_mount_root(tmp_path: Path) -> None:
     """A mount whose root is not "/" (bind mount, cgroup namespace) is walked from its root."""
-    proc, fs = tmp_path / "proc", tmp_path / "cg"
+    proc, fs, v2 = tmp_path / "proc", tmp_path / "cg", tmp_path / "v2"
     _cgdir(fs / "x", {"cgroup.procs": ""})
+    _cgdir(v2 / "y", {"cgroup.controllers": "\n", **FRESH})
+    (v2 / "cgroup.controllers").write_text("\n")
     (proc / "self").mkdir(parents=True)
     (proc / "self" / "mountinfo").write_text(
         f"50 31 0:32 /deep {fs} rw - cgroup cgroup rw,memory\n"
         f"51 31 0:33 /elsewhere {tmp_path} rw - cgroup cgroup rw,pids\n"
+        f"52 31 0:34 /ns {v2} rw - cgroup2 cgroup2 rw\n"
     )
-    (proc / "self" / "cgroup").write_text("3:memory:/deep/x\n4:pids:/here\n")
+    (proc / "self" / "cgroup").write_text("3:memory:/deep/x\n4:pids:/here\n0::/ns/y\n")
     b = CgroupBackend.discover(proc)
-    assert [h.dir() for h in b.hierarchies] == [fs / "x"]
+    assert [h.dir() for h in b.hierarchies] == [v2 / "y", fs / "x"]
     assert b.kinds()["pids"] == "not-reachable"
 
 
@@ -785,39 +938,170 @@ def test_move_of_a_vanished_process_is_esrch(tmp_path: Path) -> None:
         b.move(424242, [host.fs / "svc" / "cfs"])
 
 
-def test_move_rolls_back(tmp_path: Path) -> None:
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str]]:
+    """Every cgroup write, in order (on top of the fake cgroupfs)."""
+    log: list[tuple[Path, str]] = []
+
+    def record(path: Path, text: str) -> None:
+        log.append((path, text))
+        _fake_write(path, text)
+
+    monkeypatch.setattr(cg, "_write", record)
+    return log
+
+
+def hybrid_with_container(tmp_path: Path) -> tuple[FakeHost, CgroupBackend, list[Path]]:
+    """Hybrid host, container "a" owning memory, pids and cpuset; its placement."""
     host = make_v1_host(tmp_path)
     b = CgroupBackend.discover(host.proc)
-    b.create(("a",), frozenset({"memory", "pids"}))
+    owned = frozenset({"memory", "pids", "cpuset"})
+    b.create(("a",), owned)
+    dirs = b.placement(("a",), lambda kind: ("a",) if kind in owned else ())
+    return host, b, dirs
+
+
+def test_move_order_cpuset_first_v2_last(tmp_path: Path, writes: list[tuple[Path, str]]) -> None:
+    host, b, dirs = hybrid_with_container(tmp_path)
     fs = host.fs
-    for d in ("memory", "pids"):
-        (fs / d / "svc" / "a" / "cgroup.procs").write_text("")
-    (fs / "memory" / "svc" / "cgroup.procs").write_text("")
-    host.pid_cgroup("77", "4:pids:/svc\n3:memory:/svc\n1:cpu,cpuacct:/\n")
-    dirs = b.placement(("a",), lambda kind: ("a",) if kind in ("memory", "pids") else ())
-    by_mount = {d.relative_to(fs).parts[0]: d for d in dirs}
-    assert by_mount["memory"] == fs / "memory" / "svc" / "a"
-    assert by_mount["cpuset"] == fs / "cpuset" / "svc"
-    # pids' cgroup.procs missing: the memory move must be reverted.
-    (fs / "pids" / "svc" / "a" / "cgroup.procs").unlink()
-    order = [by_mount["memory"], by_mount["pids"]]
-    with pytest.raises(FileNotFoundError):
-        b.move(77, order)
-    assert (fs / "memory" / "svc" / "a" / "cgroup.procs").read_text() == "77"
-    assert (fs / "memory" / "svc" / "cgroup.procs").read_text() == "77"  # moved back
-    # The cpu hierarchy says "/", above our base: a failed move never puts it back there.
-    (fs / "cpu,cpuacct" / "cgroup.procs").write_text("")
-    with pytest.raises(FileNotFoundError):
-        b.move(77, [by_mount["cpu,cpuacct"], by_mount["pids"]])
-    assert (fs / "cpu,cpuacct" / "svc" / "cgroup.procs").read_text() == "77"
-    assert (fs / "cpu,cpuacct" / "cgroup.procs").read_text() == ""
-    # Already where it should be: no write at all (each lone write is slow).
-    (fs / "pids" / "svc" / "a" / "cgroup.procs").write_text("")
-    host.pid_cgroup("77", "4:pids:/svc/a\n3:memory:/svc/a\n1:cpu,cpuacct:/svc\n")
-    (fs / "memory" / "svc" / "a" / "cgroup.procs").write_text("")
+    assert dirs[0] == fs / "unified" / "svc" / "a" / ".tasks"  # placement lists v2 first
+    host.pid_cgroup(
+        "77", "4:pids:/svc\n3:memory:/svc\n2:cpuset:/svc\n1:cpu,cpuacct:/svc\n0::/svc\n"
+    )
+    writes.clear()
     b.move(77, dirs)
-    assert (fs / "memory" / "svc" / "a" / "cgroup.procs").read_text() == ""
-    assert (fs / "cpuset" / "svc" / "cgroup.procs").read_text() == "77"
+    assert writes == [
+        (fs / "cpuset" / "svc" / "a" / "cgroup.procs", "77"),
+        (fs / "pids" / "svc" / "a" / "cgroup.procs", "77"),  # other v1: in the order given
+        (fs / "memory" / "svc" / "a" / "cgroup.procs", "77"),
+        (fs / "unified" / "svc" / "a" / ".tasks" / "cgroup.procs", "77"),
+    ]  # cpu,cpuacct: already in the base, skipped
+    # Already everywhere: no write at all (each lone write is slow).
+    host.pid_cgroup(
+        "77",
+        "4:pids:/svc/a\n3:memory:/svc/a\n2:cpuset:/svc/a\n1:cpu,cpuacct:/svc\n0::/svc/a/.tasks\n",
+    )
+    writes.clear()
+    b.move(77, dirs)
+    assert writes == []
+
+
+def test_move_validates_before_writing(tmp_path: Path, writes: list[tuple[Path, str]]) -> None:
+    host, b, dirs = hybrid_with_container(tmp_path)
+    fs = host.fs
+    host.pid_cgroup(
+        "77", "4:pids:/svc\n3:memory:/svc\n2:cpuset:/svc\n1:cpu,cpuacct:/svc\n0::/svc\n"
+    )
+    cpuset = fs / "cpuset" / "svc" / "a"
+    writes.clear()
+    with pytest.raises(ValueError):
+        b.move(77, [*dirs, fs / "memory"])  # outside the base
+    with pytest.raises(ValueError):
+        b.move(77, [*dirs, fs / "memory" / "svc"])  # two cgroups in one hierarchy
+    with pytest.raises(FileNotFoundError):
+        b.move(77, [d for d in dirs if "cpu," not in str(d)] + [fs / "cpu,cpuacct" / "svc" / "a"])
+    with pytest.raises(ProcessLookupError):
+        b.move(78, dirs)
+    for name, value in (("cpuset.effective_cpus", "\n"), ("cpuset.effective_mems", "")):
+        good = (cpuset / name).read_text()
+        (cpuset / name).write_text(value)
+        with pytest.raises(OSError) as e:
+            b.move(77, dirs)
+        assert e.value.errno == errno.ENOSPC
+        assert str(cpuset) in str(e.value) and "cpuset has no cpus/mems" in str(e.value)
+        (cpuset / name).write_text(good)
+    assert writes == []
+    # Kernels before 3.17 have no effective_* files: the configured sets are checked.
+    for name in ("cpuset.effective_cpus", "cpuset.effective_mems"):
+        (cpuset / name).unlink()
+    (cpuset / "cpuset.mems").write_text("\n")
+    with pytest.raises(OSError) as e:
+        b.move(77, dirs)
+    assert e.value.errno == errno.ENOSPC
+    assert writes == []
+    (cpuset / "cpuset.mems").write_text("0\n")
+    b.move(77, dirs)
+    assert len(writes) == 4
+
+
+def test_move_rolls_back_to_exactly_where_it_was(
+    tmp_path: Path, writes: list[tuple[Path, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even from outside the base: putting a process back where it was is allowed."""
+    host, b, dirs = hybrid_with_container(tmp_path)
+    fs = host.fs
+    for d in (fs / "cpuset" / "elsewhere", fs / "memory" / "svc" / "old"):
+        _cgdir(d, {"cgroup.procs": ""})
+    (fs / "pids" / "cgroup.procs").write_text("")
+    # cpuset: a sibling of the base; memory: below it; pids: the root; cpu: already there.
+    host.pid_cgroup(
+        "77",
+        "4:pids:/\n3:memory:/svc/old\n2:cpuset:/elsewhere\n1:cpu,cpuacct:/svc\n0::/svc\n",
+    )
+    v2_procs = fs / "unified" / "svc" / "a" / ".tasks" / "cgroup.procs"
+
+    def refuse_v2(path: Path, text: str) -> None:
+        writes.append((path, text))
+        if path == v2_procs:
+            raise OSError(errno.ENOSPC, "refused")
+        _fake_write(path, text)
+
+    monkeypatch.setattr(cg, "_write", refuse_v2)
+    writes.clear()
+    with pytest.raises(OSError) as e:
+        b.move(77, dirs)
+    assert e.value.errno == errno.ENOSPC
+    assert e.value.strerror == "refused"  # the original error
+    assert writes == [
+        (fs / "cpuset" / "svc" / "a" / "cgroup.procs", "77"),
+        (fs / "pids" / "svc" / "a" / "cgroup.procs", "77"),  # other v1: in the order given
+        (fs / "memory" / "svc" / "a" / "cgroup.procs", "77"),
+        (v2_procs, "77"),
+        (fs / "memory" / "svc" / "old" / "cgroup.procs", "77"),
+        (fs / "pids" / "cgroup.procs", "77"),
+        (fs / "cpuset" / "elsewhere" / "cgroup.procs", "77"),
+    ]
+
+
+def test_move_rollback_keeps_going_and_skips_vanished_processes(
+    tmp_path: Path,
+    writes: list[tuple[Path, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host, b, dirs = hybrid_with_container(tmp_path)
+    fs = host.fs
+    host.pid_cgroup(
+        "77", "4:pids:/svc\n3:memory:/svc\n2:cpuset:/svc\n1:cpu,cpuacct:/svc\n0::/svc\n"
+    )
+    fail: dict[Path, OSError] = {}
+
+    def refuse(path: Path, text: str) -> None:
+        writes.append((path, text))
+        if path in fail:
+            raise fail[path]
+        _fake_write(path, text)
+
+    monkeypatch.setattr(cg, "_write", refuse)
+    mem_a = fs / "memory" / "svc" / "a" / "cgroup.procs"
+    cpuset_back = fs / "cpuset" / "svc" / "cgroup.procs"
+    # A rollback write that fails is logged; the others still happen.
+    fail = {mem_a: OSError(errno.EINVAL, "no"), cpuset_back: OSError(errno.EBUSY, "busy")}
+    with pytest.raises(OSError) as e:
+        b.move(77, dirs)
+    assert e.value.errno == errno.EINVAL
+    assert [p for p, _ in writes[-2:]] == [fs / "pids" / "svc" / "cgroup.procs", cpuset_back]
+    assert "cannot move 77 back" in caplog.text
+    # The process died mid-move: nothing to put back.
+    fail = {mem_a: ProcessLookupError(errno.ESRCH, "gone")}
+    writes.clear()
+    with pytest.raises(ProcessLookupError):
+        b.move(77, dirs)
+    assert [p for p, _ in writes] == [
+        fs / "cpuset" / "svc" / "a" / "cgroup.procs",
+        fs / "pids" / "svc" / "a" / "cgroup.procs",
+        mem_a,
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -844,6 +1128,7 @@ def test_create_v1_only_owned_hierarchies_with_passthrough(tmp_path: Path) -> No
     dirs = b.placement(("a", "b"), lambda kind: owners[kind])
     assert sorted(dirs) == sorted(
         [
+            fs / "unified" / "svc" / "a" / "b" / ".tasks",
             fs / "cpu,cpuacct" / "svc",
             fs / "cpuset" / "svc" / "a" / "b",
             fs / "memory" / "svc" / "a",
@@ -851,7 +1136,10 @@ def test_create_v1_only_owned_hierarchies_with_passthrough(tmp_path: Path) -> No
         ]
     )
     assert sorted(b.pins_placement()) == sorted(
-        fs / n / "svc" for n in ("cpu,cpuacct", "cpuset", "memory", "pids")
+        [
+            fs / "unified" / "svc" / ".pins",
+            *(fs / n / "svc" for n in ("cpu,cpuacct", "cpuset", "memory", "pids")),
+        ]
     )
 
 
@@ -863,7 +1151,7 @@ def test_create_v1_rolls_back(tmp_path: Path) -> None:
     (fs / "cpuset" / "svc" / "a").write_text("not a directory")
     with pytest.raises(FileExistsError):
         b.create(("a",), frozenset({"memory", "pids", "cpuset"}))
-    for name in ("memory", "pids", "cpu,cpuacct"):
+    for name in ("memory", "pids", "cpu,cpuacct", "unified"):
         assert not (fs / name / "svc" / "a").exists()
 
 
