@@ -46,9 +46,6 @@ DEFAULT_MOUNTPOINT = "/run/containerfs"
 DEFAULT_STATE_DIR = "/run/containerfs-state"
 STATE_VERSION = 1
 
-# Sysctl behind each namespace knob file.
-_NS_SYSCTL = {"uts.hostname": "kernel.hostname", "uts.domainname": "kernel.domainname"}
-
 
 def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
     """Every usable kind except ``user``: a user namespace without an ID map runs
@@ -274,11 +271,10 @@ class Daemon:
             case Role.KNOB:
                 assert spec.kind is not None
                 owner = c.owner(spec.kind)
-                if spec.name in _NS_SYSCTL:
+                if spec.name in namespaces.NAMESPACE_SYSCTLS:
+                    kind, sysctl = namespaces.NAMESPACE_SYSCTLS[spec.name]
                     holder = None if owner.is_root else self._holder(owner)
-                    return await namespaces.read_sysctl_async(
-                        holder, spec.kind, _NS_SYSCTL[spec.name]
-                    )
+                    return await namespaces.read_sysctl_async(holder, kind, sysctl)
                 return await trio.to_thread.run_sync(self.cgroups.read, owner.path, spec.name)
         raise AssertionError(spec.role)
 
@@ -303,11 +299,10 @@ class Daemon:
             case Role.KNOB:
                 self.engine.check_knob_write(c, spec.name)
                 assert spec.kind is not None
-                if spec.name in _NS_SYSCTL:
+                if spec.name in namespaces.NAMESPACE_SYSCTLS:
+                    kind, sysctl = namespaces.NAMESPACE_SYSCTLS[spec.name]
                     value = parse_hostname(text, spec.name)
-                    await namespaces.write_sysctl_async(
-                        self._holder(c), spec.kind, _NS_SYSCTL[spec.name], value
-                    )
+                    await namespaces.write_sysctl_async(self._holder(c), kind, sysctl, value)
                 else:
                     await trio.to_thread.run_sync(self.cgroups.write, c.path, spec.name, text)
                 log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])

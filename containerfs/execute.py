@@ -7,11 +7,12 @@ does not share its filesystem context join a mount namespace.
 
 Steps: open ``CONTAINER/tasks`` first (the containerfs mount may be invisible
 once we are in the container's mount namespace), read the holder's pid and
-the container's namespace inodes, check the holder still has those namespaces
-(guards against a changed container or a reused pid), ``setns`` into the ones
-that differ from ours, fork (pid and time namespaces apply to children), have
-the daemon place the child by writing its pid to ``tasks``, and only then let
-the child ``exec``, so the command never runs outside the container's cgroups.
+the container's namespace inodes, enter the holder's namespaces
+(:func:`containerfs.kernel.namespaces.enter_holder` checks them first, which
+guards against a changed container or a reused pid), fork (pid and time
+namespaces apply to children), have the daemon place the child by writing its
+pid to ``tasks``, and only then let the child ``exec``, so the command never
+runs outside the container's cgroups.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import errno
 import os
 import signal
 import sys
-from collections.abc import Mapping
 from typing import NoReturn
 
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import KINDS, ns_inode, ns_inode_for_children
+from containerfs.kernel.namespaces import KINDS, enter_holder
 
 PROG = "containerfs exec"
 
@@ -75,56 +75,6 @@ def read_subsystems(container_dir: str) -> dict[str, int]:
     """:func:`parse_subsystems` of ``CONTAINER/container.subsystems``."""
     with open(os.path.join(container_dir, "container.subsystems")) as f:
         return parse_subsystems(f.read())
-
-
-def enter(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
-    """Join the holder's namespaces that differ from ours, after checking them.
-
-    Changes the calling process (and, for pid and time, its future children).
-    Must run single-threaded.  The current directory is kept by path when the
-    mount namespace changes (falling back to "/"), as a shell user expects.
-    """
-    try:
-        pidfd = os.pidfd_open(holder_pid)
-    except ProcessLookupError:
-        raise ExecError(f"container holder {holder_pid} is gone") from None
-    try:
-        try:
-            actual = {kind: ns_inode(holder_pid, kind) for kind in expected_inodes}
-            # Still alive after the reads: the inodes are this pidfd's process.
-            signal.pidfd_send_signal(pidfd, 0)
-        except ProcessLookupError:
-            raise ExecError(f"container holder {holder_pid} is gone") from None
-        changed = sorted(k for k, ino in expected_inodes.items() if actual[k] != ino)
-        if changed:
-            raise ExecError(
-                f"holder {holder_pid} is not in the container's {', '.join(changed)} "
-                "namespace (container changed or pid reused)"
-            )
-        flags = 0
-        for kind, ino in expected_inodes.items():
-            if ns_inode_for_children("self", kind) != ino:
-                flags |= ksys.NS_FLAGS[kind]
-        if not flags:
-            return
-        cwd: str | None
-        try:
-            cwd = os.getcwd()
-        except OSError:
-            cwd = None
-        try:
-            ksys.setns(pidfd, flags)
-        except OSError as exc:
-            raise ExecError(
-                f"cannot enter namespaces of holder {holder_pid}: {exc.strerror}"
-            ) from None
-        if flags & ksys.CLONE_NEWNS:
-            try:
-                os.chdir(cwd or "/")
-            except OSError:
-                os.chdir("/")
-    finally:
-        os.close(pidfd)
 
 
 def _child(
@@ -260,7 +210,10 @@ def run(container_dir: str, argv: list[str]) -> int:
                 expected = read_subsystems(container_dir)
             except OSError as exc:
                 raise ExecError(f"cannot read {container_dir}: {exc.strerror}") from None
-            enter(holder, expected)
+            try:
+                enter_holder(holder, expected)
+            except OSError as exc:
+                raise ExecError(exc.strerror or str(exc)) from None
         return spawn_and_register(argv, tasks_fd)
     except ExecError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -2,8 +2,9 @@
 
 A container's namespaces live in its *holder*, one ``containerfs-pin`` process
 (``pin.c``; docs/design.md, "Namespaces: the holder").  This module starts
-holders, names namespaces by inode, and runs a function in a holder's
-namespaces on a fresh OS thread.
+holders, names namespaces by inode, runs a function in a holder's namespaces
+on a fresh OS thread, and moves a whole (single-threaded) process into a
+holder's namespaces (:func:`enter_holder`, for ``containerfs exec``).
 
 Why a fresh thread each time: ``setns()`` changes the calling *thread*, and a
 pooled thread (``trio.to_thread``) that joined a container would run the next
@@ -109,6 +110,9 @@ class Holder:
         self.pid = pid
         self.pidfd = pidfd
         self.inodes: dict[str, int] = dict(inodes)
+        # Guards ``pidfd`` between close() and dup_pidfd() on different threads:
+        # without it a closed number could be reused by an unrelated file.
+        self._lock = threading.Lock()
 
     @classmethod
     def attach(cls, pid: int) -> Holder:
@@ -123,9 +127,34 @@ class Holder:
     def __repr__(self) -> str:
         return f"Holder(pid={self.pid}, pidfd={self.pidfd})"
 
+    def dup_pidfd(self) -> int:
+        """A new pidfd on the holder, owned by the caller (safe against a concurrent close).
+
+        ``ProcessLookupError`` (ESRCH) once the holder's pidfd was closed.
+        """
+        with self._lock:
+            if self.pidfd < 0:
+                raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is closed")
+            return os.dup(self.pidfd)
+
     def alive(self) -> bool:
         """True until the holder exits (a pidfd turns readable at exit)."""
-        return self.pidfd >= 0 and not _readable(self.pidfd, 0)
+        with self._lock:
+            return self.pidfd >= 0 and not _readable(self.pidfd, 0)
+
+    def gone(self) -> bool:
+        """True once the holder process has exited, reaped or not.
+
+        With the pidfd open that is exact (it turns readable at exit).  After
+        :meth:`close` it falls back to ``/proc/PID``: gone when absent or a
+        zombie (a reused pid would then read as alive).  Unlike waiting for
+        ``/proc/PID`` to vanish, this does not depend on how quickly the init
+        that adopted the holder reaps it.
+        """
+        with self._lock:
+            if self.pidfd >= 0:
+                return _readable(self.pidfd, 0)
+        return _proc_exited(self.pid)
 
     def kill(self, timeout: float = 10.0) -> None:
         """SIGKILL the holder and wait until it has exited.
@@ -137,20 +166,38 @@ class Holder:
         subreaper) we reap it here.  ``TimeoutError`` if it outlives
         ``timeout`` seconds.
         """
-        if self.pidfd < 0:
-            raise ValueError("holder pidfd is closed")
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        if not _readable(self.pidfd, timeout):
-            raise TimeoutError(errno.ETIMEDOUT, f"holder {self.pid} survived SIGKILL")
-        with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
+        try:
+            pidfd = self.dup_pidfd()  # a close() on another thread cannot pull it away
+        except ProcessLookupError:
+            raise ValueError("holder pidfd is closed") from None
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            if not _readable(pidfd, timeout):
+                raise TimeoutError(errno.ETIMEDOUT, f"holder {self.pid} survived SIGKILL")
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+        finally:
+            os.close(pidfd)
 
     def close(self) -> None:
         """Drop the pidfd (the holder keeps running)."""
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
+        with self._lock:
+            if self.pidfd >= 0:
+                os.close(self.pidfd)
+                self.pidfd = -1
+
+
+def _proc_exited(pid: int) -> bool:
+    """No ``/proc/PID``, or only a zombie (state Z, or X while being reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    # "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    return not fields or fields[0] in (b"Z", b"X")
 
 
 # -- starting a holder --------------------------------------------------------
@@ -170,12 +217,67 @@ def spawn_holder(
     Blocking; the daemon runs it in a worker thread.  ``place`` gets the first
     pin process's pid before it does anything, so the daemon can move it into
     the container's cgroups (a new cgroup namespace is rooted at the creator's
-    cgroup).  On any failure everything started here is killed and the error
-    raised: the pin's own failures as ``OSError`` with its errno and step.
+    cgroup).  The pin joins ``parent`` through a pidfd passed to it, never by
+    pid number; the new holder's shared namespaces are checked against
+    ``parent.inodes`` (our own when ``parent`` is None) all the same.  On any
+    failure everything started here is killed and the error raised: the pin's
+    own failures as ``OSError`` with its errno and step, a parent holder that
+    is closed or gone as ``ProcessLookupError``.
     """
     for kind in unshare:
         _check_kind(kind)
     flags = ksys.flags_of(unshare)
+    join = _join_flags(parent)
+    parent_fd = parent.dup_pidfd() if parent is not None else -1
+    try:
+        holder = _spawn(parent_fd, join, flags, place, mountpoint, pin_path, timeout)
+    finally:
+        if parent_fd >= 0:
+            os.close(parent_fd)
+    try:
+        _check_shared(holder, parent, unshare)
+    except BaseException:
+        try:
+            holder.kill()
+        finally:
+            holder.close()
+        raise
+    return holder
+
+
+def _join_flags(parent: Holder | None) -> int:
+    """CLONE_NEW* flags of ``parent``'s namespaces that a pin we start is not in.
+
+    The pin is forked from the calling thread, so it starts in that thread's
+    namespaces: for pid and time, the ones its children get.  Joining one's
+    own user namespace is an error (EINVAL), hence only the differing kinds.
+    """
+    if parent is None:
+        return 0
+    return ksys.flags_of(
+        k for k in KINDS if parent.inodes[k] != ns_inode_for_children("thread-self", k)
+    )
+
+
+def _check_shared(holder: Holder, parent: Holder | None, unshare: frozenset[str]) -> None:
+    """The new holder is in the parent's namespaces of every kind it does not own."""
+    for kind in KINDS:
+        if kind in unshare:
+            continue
+        want = parent.inodes[kind] if parent is not None else ns_inode("self", kind)
+        if holder.inodes[kind] != want:
+            raise OSError(errno.ESRCH, f"parent holder changed ({kind} namespace differs)")
+
+
+def _spawn(
+    parent_fd: int,
+    join: int,
+    flags: int,
+    place: Callable[[int], None],
+    mountpoint: str,
+    pin_path: str,
+    timeout: float,
+) -> Holder:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with ours:
         # Before the pin can send: credentials are attached at send time.
@@ -186,13 +288,14 @@ def spawn_holder(
             argv = [
                 pin_path,
                 str(theirs.fileno()),
-                str(parent.pid if parent else 0),
+                str(parent_fd),
+                hex(join),
                 hex(flags),
                 mountpoint,
             ]
             proc = subprocess.Popen(
                 argv,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(),) + ((parent_fd,) if parent_fd >= 0 else ()),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
@@ -313,17 +416,22 @@ def _thread_flags(kinds: Iterable[str]) -> int:
 
 
 class _NsThread(threading.Thread):
-    """A one-shot thread that joins a holder's namespaces, runs ``fn`` and exits."""
+    """A one-shot thread that joins a holder's namespaces, runs ``fn`` and exits.
+
+    It owns ``pidfd`` (a dup the caller made, so that the daemon closing the
+    holder meanwhile cannot matter) and closes it when done.
+    """
 
     def __init__(
         self,
-        holder: Holder,
+        pid: int,
+        pidfd: int,
         flags: int,
         fn: Callable[[], T],
         on_done: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(name=f"ns-{holder.pid}", daemon=True)
-        self._pidfd = holder.pidfd
+        super().__init__(name=f"ns-{pid}", daemon=True)
+        self._pidfd = pidfd
         self._flags = flags
         self._fn: Callable[[], object] = fn
         self._on_done = on_done
@@ -341,13 +449,31 @@ class _NsThread(threading.Thread):
         except BaseException as exc:  # handed to the caller's thread
             self._error = exc
         finally:
-            if self._on_done is not None:
-                self._on_done()
+            try:
+                os.close(self._pidfd)
+            finally:
+                if self._on_done is not None:
+                    self._on_done()
 
     def outcome(self) -> object:
         if self._error is not None:
             raise self._error
         return self._result
+
+
+def _start(
+    holder: Holder, kinds: Iterable[str], fn: Callable[[], T], on_done: Callable[[], None] | None
+) -> _NsThread:
+    """Start the visit; the holder's pidfd is dup'ed here, in the calling thread."""
+    flags = _thread_flags(kinds)
+    pidfd = holder.dup_pidfd()
+    try:
+        thread = _NsThread(holder.pid, pidfd, flags, fn, on_done)
+        thread.start()
+    except BaseException:
+        os.close(pidfd)
+        raise
+    return thread
 
 
 def run_in_namespaces(holder: Holder, kinds: Iterable[str], fn: Callable[[], T]) -> T:
@@ -357,10 +483,10 @@ def run_in_namespaces(holder: Holder, kinds: Iterable[str], fn: Callable[[], T])
     runs on a new thread that exits afterwards, so no thread outlives the
     visit.  ``fn``'s exception is re-raised here.  "user" and "time" are
     refused (``ValueError``): the kernel lets only single-threaded processes
-    join those.
+    join those.  A closed holder raises ``ProcessLookupError`` (ESRCH), as
+    does one whose process is gone (from ``setns``).
     """
-    thread = _NsThread(holder, _thread_flags(kinds), fn)
-    thread.start()
+    thread = _start(holder, kinds, fn, None)
     thread.join()
     return thread.outcome()  # type: ignore[return-value]
 
@@ -381,15 +507,86 @@ async def run_in_namespaces_async(holder: Holder, kinds: Iterable[str], fn: Call
         with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(done.set)
 
-    thread = _NsThread(holder, _thread_flags(kinds), fn, on_done=wake)
-    thread.start()
+    thread = _start(holder, kinds, fn, wake)
     with trio.CancelScope(shield=True):
         await done.wait()
     thread.join()
     return thread.outcome()  # type: ignore[return-value]
 
 
+# -- moving this process into a holder's namespaces -----------------------------
+
+
+def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
+    """Join the namespaces of holder ``holder_pid`` that differ from ours, after checking them.
+
+    ``expected_inodes`` (kind -> inode, e.g. from ``container.subsystems``) are
+    the namespaces the container has; the holder must still be in every one of
+    them, which guards against a changed container or a reused pid.  Then one
+    ``setns`` through a pidfd joins the kinds where we differ.  Changes the
+    calling *process* (for pid and time: its future children), so it must run
+    single-threaded (the kernel refuses user and time otherwise).  After a
+    mount namespace switch the current directory is looked up again by path
+    (falling back to "/"), as a shell user expects.
+
+    Raises ``OSError`` whose ``strerror`` is a full sentence: ESRCH when the
+    holder is gone or not in the expected namespaces, the kernel's errno when
+    ``setns`` refuses.
+    """
+    for kind in expected_inodes:
+        _check_kind(kind)
+    try:
+        pidfd = os.pidfd_open(holder_pid)
+    except ProcessLookupError:
+        raise ProcessLookupError(errno.ESRCH, f"container holder {holder_pid} is gone") from None
+    try:
+        try:
+            actual = {kind: ns_inode(holder_pid, kind) for kind in expected_inodes}
+            # Still alive after the reads: the inodes are this pidfd's process.
+            signal.pidfd_send_signal(pidfd, 0)
+        except ProcessLookupError:
+            raise ProcessLookupError(
+                errno.ESRCH, f"container holder {holder_pid} is gone"
+            ) from None
+        changed = sorted(k for k, ino in expected_inodes.items() if actual[k] != ino)
+        if changed:
+            raise OSError(
+                errno.ESRCH,
+                f"holder {holder_pid} is not in the container's {', '.join(changed)} "
+                "namespace (container changed or pid reused)",
+            )
+        flags = ksys.flags_of(
+            k for k, ino in expected_inodes.items() if ns_inode_for_children("self", k) != ino
+        )
+        if not flags:
+            return
+        cwd: str | None
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = None
+        try:
+            ksys.setns(pidfd, flags)
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot enter namespaces of holder {holder_pid}: {exc.strerror}"
+            ) from None
+        if flags & ksys.CLONE_NEWNS:
+            try:
+                os.chdir(cwd or "/")
+            except OSError:
+                os.chdir("/")
+    finally:
+        os.close(pidfd)
+
+
 # -- sysctls --------------------------------------------------------------------
+
+#: Namespace knob file name -> (namespace kind, sysctl it reads and writes).
+NAMESPACE_SYSCTLS: dict[str, tuple[str, str]] = {
+    "uts.hostname": ("uts", "kernel.hostname"),
+    "uts.domainname": ("uts", "kernel.domainname"),
+}
 
 
 def _sysctl_path(name: str) -> str:

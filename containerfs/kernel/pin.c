@@ -2,12 +2,16 @@
  * containerfs-pin: the namespace holder of one container (docs/design.md,
  * "Namespaces: the holder").
  *
- *   containerfs-pin SOCKFD PARENT_PID UNSHARE_FLAGS MOUNTPOINT
+ *   containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS UNSHARE_FLAGS MOUNTPOINT
  *
  * SOCKFD is an AF_UNIX SOCK_SEQPACKET socket shared with the daemon.
- * PARENT_PID is the parent container's holder in our pid namespace (0: keep
- * the namespaces we were started in).  UNSHARE_FLAGS are the CLONE_NEW* bits
- * the container owns (decimal or 0x hex).  MOUNTPOINT is detached from a mount
+ * PARENT_PIDFD is an inherited pidfd on the parent container's holder (-1:
+ * keep the namespaces we were started in); a pidfd names the process itself,
+ * so a reused pid cannot make us join the wrong namespaces.  JOIN_FLAGS are
+ * the CLONE_NEW* bits of the parent's namespaces we are not in (the daemon
+ * knows both sides; joining one's own user namespace would fail), joined
+ * through PARENT_PIDFD.  UNSHARE_FLAGS are the CLONE_NEW* bits the container
+ * owns.  Flags are decimal or 0x hex.  MOUNTPOINT is detached from a mount
  * namespace the container owns, so containers do not see the daemon's mount.
  *
  * Protocol: wait for "go" (EOF: exit quietly), build the namespaces, and let the
@@ -35,7 +39,6 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -48,15 +51,6 @@
 #define ALL_NS                                                                  \
 	(CLONE_NEWUSER | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID | \
 	 CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWTIME)
-
-static const struct {
-	const char *name;
-	int flag;
-} kinds[] = {
-	{"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC},	  {"uts", CLONE_NEWUTS},
-	{"net", CLONE_NEWNET},	 {"pid", CLONE_NEWPID},	  {"mnt", CLONE_NEWNS},
-	{"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
-};
 
 static int sock = -1; /* the daemon's socket */
 static int up = -1;   /* pipe to our parent pin process; -1 in the first one */
@@ -94,18 +88,6 @@ static int parse_int(const char *s, long min, long max, long *out)
 	if (errno || end == s || *end || v < min || v > max)
 		return -1;
 	*out = v;
-	return 0;
-}
-
-static int ns_ino(const char *pid, const char *kind, ino_t *ino)
-{
-	char path[64];
-	struct stat st;
-
-	snprintf(path, sizeof path, "/proc/%s/ns/%s", pid, kind);
-	if (stat(path, &st) < 0)
-		return -1;
-	*ino = st.st_ino;
 	return 0;
 }
 
@@ -182,36 +164,17 @@ static void fork_chain(void)
 	_exit(1);
 }
 
-/* Join the namespaces of the parent container's holder that differ from ours. */
-static int join_parent(pid_t parent)
+/*
+ * Join the parent holder's namespaces of JOIN_FLAGS through its pidfd, then
+ * drop the pidfd (no later process of the chain keeps it).  One call: the
+ * kernel joins the user namespace first and checks the rest with the
+ * credentials gained there.  A parent that has exited fails with ESRCH.
+ */
+static void join_parent(int pidfd, int flags)
 {
-	char pidstr[24];
-	int pidfd, flags = 0;
-	size_t i;
-
-	pidfd = pidfd_open(parent);
-	if (pidfd < 0)
-		fail("pidfd_open parent");
-	snprintf(pidstr, sizeof pidstr, "%d", (int)parent);
-	for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-		ino_t mine, theirs;
-
-		if (ns_ino("self", kinds[i].name, &mine) < 0)
-			fail("stat /proc/self/ns");
-		if (ns_ino(pidstr, kinds[i].name, &theirs) < 0) {
-			if (errno == ENOENT)
-				errno = ESRCH; /* a zombie has no namespaces left */
-			fail("stat parent ns");
-		}
-		if (mine != theirs)
-			flags |= kinds[i].flag;
-	}
-	/* One call: the kernel joins the user namespace first and checks the
-	 * rest with the credentials gained there. */
 	if (flags && setns(pidfd, flags) < 0)
 		fail("setns parent");
 	close(pidfd);
-	return flags;
 }
 
 static void __attribute__((noreturn)) hold(void)
@@ -259,20 +222,26 @@ static void __attribute__((noreturn)) hold(void)
 
 int main(int argc, char **argv)
 {
-	long sockfd, parent, flags;
+	long sockfd, parentfd, join, flags;
 	char buf[16];
 	ssize_t n;
 
-	if (argc != 5 || parse_int(argv[1], 0, INT_MAX, &sockfd) < 0) {
-		fprintf(stderr, "usage: containerfs-pin SOCKFD PARENT_PID UNSHARE_FLAGS MOUNTPOINT\n");
+	if (argc != 6 || parse_int(argv[1], 0, INT_MAX, &sockfd) < 0) {
+		fprintf(stderr, "usage: containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS "
+				"UNSHARE_FLAGS MOUNTPOINT\n");
 		return 2;
 	}
 	sock = (int)sockfd;
-	if (parse_int(argv[2], 0, INT_MAX, &parent) < 0) {
+	if (parse_int(argv[2], -1, INT_MAX, &parentfd) < 0 || parentfd == sock) {
 		errno = EINVAL;
-		fail("bad PARENT_PID");
+		fail("bad PARENT_PIDFD");
 	}
-	if (parse_int(argv[3], 0, LONG_MAX, &flags) < 0 || (flags & ~(long)ALL_NS)) {
+	if (parse_int(argv[3], 0, LONG_MAX, &join) < 0 || (join & ~(long)ALL_NS) ||
+	    (join && parentfd < 0)) {
+		errno = EINVAL;
+		fail("bad JOIN_FLAGS");
+	}
+	if (parse_int(argv[4], 0, LONG_MAX, &flags) < 0 || (flags & ~(long)ALL_NS)) {
 		errno = EINVAL;
 		fail("bad UNSHARE_FLAGS");
 	}
@@ -289,7 +258,9 @@ int main(int argc, char **argv)
 
 	/* A process only unshares a pid namespace from its active one, and
 	 * setns(CLONE_NEWPID) only changes the namespace of our children. */
-	if (parent && (join_parent((pid_t)parent) & CLONE_NEWPID))
+	if (parentfd >= 0)
+		join_parent((int)parentfd, (int)join);
+	if (join & CLONE_NEWPID)
 		fork_chain();
 
 	if (flags && unshare((int)flags) < 0)
@@ -299,7 +270,7 @@ int main(int argc, char **argv)
 			fail("make / rprivate");
 		/* EINVAL: not a mount point here, or locked because the mount
 		 * namespace belongs to a new user namespace. */
-		if (umount2(argv[4], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		if (umount2(argv[5], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 			fail("detach mountpoint");
 	}
 

@@ -10,6 +10,7 @@ mounts a test makes are unmounted in ``finally``, and the checks read
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -59,7 +60,8 @@ def status_field(pid: int, name: str) -> str:
 
 
 def gone(pid: int) -> bool:
-    """No process and no zombie with this pid any more."""
+    """No process and no zombie with this pid any more (only for our own children
+    and processes a holder reaps: an exited holder waits for the host's init)."""
     return not os.path.exists(f"/proc/{pid}")
 
 
@@ -206,6 +208,8 @@ def test_nested_holder_shares_parent_kinds(spawn: Spawner) -> None:
         assert p[kind] == mine(kind), kind
     for kind in ("ipc", "cgroup", "time"):
         assert c[kind] == p[kind] == mine(kind), kind
+    # The pin joined through the parent's pidfd and kept no copy of it.
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{child.pid}/fd")) == [0, 1, 2]
     # The child lives in the parent's pid namespace, not as its init.
     nspid = [int(x) for x in status_field(child.pid, "NSpid").split()]
     assert nspid[0] == child.pid and len(nspid) == 2 and nspid[1] > 1
@@ -222,8 +226,8 @@ def test_nested_holder_shares_parent_kinds(spawn: Spawner) -> None:
     assert out.stdout == "nested-box\n"
     # Killing the parent's pid-namespace init ends the child holder too.
     parent.kill()
-    assert not parent.alive()
-    wait_until(lambda: not child.alive(), 5, "the child holder to die with its pid namespace")
+    assert not parent.alive() and parent.gone()
+    wait_until(child.gone, 5, "the child holder to die with its pid namespace")
 
 
 @root
@@ -332,8 +336,9 @@ def test_kill_leaves_no_process_and_no_zombie(spawn: Spawner) -> None:
         assert int(status_field(orphan, "PPid")) == holder.pid
         os.kill(orphan, signal.SIGKILL)
         wait_until(lambda: gone(orphan), 5, "the holder to reap its orphan")
+        assert not holder.gone()
         holder.kill()
-        assert not holder.alive()
+        assert not holder.alive() and holder.gone()
         assert inner.wait(timeout=5) != 0
         assert gone(sleeper)
     finally:
@@ -342,9 +347,10 @@ def test_kill_leaves_no_process_and_no_zombie(spawn: Spawner) -> None:
         inner.wait()
         assert inner.stdout is not None
         inner.stdout.close()
-    # The host's init reaps the holder; give it time (process_api reaps every ~2 s).
-    wait_until(lambda: gone(holder.pid), 15, "the holder to be reaped")
+    # The host's init reaps the holder, in its own time: gone() does not wait for that.
     holder.kill()  # harmless on a dead holder
+    copy = Holder(holder.pid, -1, holder.inodes)  # no pidfd: judged from /proc/PID
+    assert copy.gone()
 
 
 @root
@@ -356,6 +362,28 @@ def test_attach_existing_holder(spawn: Spawner) -> None:
         assert again.alive()
     finally:
         again.close()
+
+
+@root
+def test_spawn_refuses_a_closed_or_changed_parent(spawn: Spawner) -> None:
+    parent = spawn("uts")
+    view = Holder(parent.pid, parent.dup_pidfd(), parent.inodes)
+    view.close()
+    placed = list(spawn.placed)
+    with pytest.raises(ProcessLookupError):
+        spawn("ipc", parent=view)
+    assert spawn.placed == placed  # refused before starting anything
+    # Holder data that no longer matches its process (as after a pid reuse):
+    # the pin joins the real process through the pidfd, and the new holder's
+    # namespaces then differ from the ones asked for: it is killed.
+    liar = Holder(parent.pid, parent.dup_pidfd(), parent.inodes | {"net": 1})
+    try:
+        with pytest.raises(OSError, match="parent holder changed") as info:
+            spawn("ipc", parent=liar)
+        assert info.value.errno == errno.ESRCH
+    finally:
+        liar.close()
+    assert len(spawn.holders) == 1  # only the parent; the fixture checks no pin is left
 
 
 # -- running code in a holder's namespaces ---------------------------------------------
@@ -426,6 +454,61 @@ def test_run_in_namespaces_kinds_results_and_errors(spawn: Spawner) -> None:
             ns.run_in_namespaces(holder, [refused], lambda: None)
 
 
+def our_pidfds() -> set[int]:
+    """Our open pidfds (each a copy of a holder's that was not closed would show)."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[pidfd]":
+                found.add(int(name))
+        except OSError:
+            continue
+    return found
+
+
+@root
+def test_run_in_namespaces_uses_its_own_pidfd(spawn: Spawner) -> None:
+    holder = spawn("uts")
+    dead = spawn("uts")
+    dead.kill()
+    ns.write_sysctl(holder, "uts", "kernel.hostname", "dup-box")
+    view = Holder(holder.pid, holder.dup_pidfd(), holder.inodes)
+    view_fd = view.pidfd
+    fds = our_pidfds()
+    assert {holder.pidfd, view_fd} <= fds
+    entered = threading.Event()
+    release = threading.Event()
+    results: list[object] = []
+
+    def slow() -> str:
+        entered.set()
+        release.wait(10)
+        return os.uname().nodename
+
+    def visit() -> None:
+        try:
+            results.append(ns.run_in_namespaces(view, ["uts"], slow))
+        except BaseException as exc:
+            results.append(exc)
+
+    visitor = threading.Thread(target=visit)
+    visitor.start()
+    try:
+        assert entered.wait(10)
+        view.close()  # as the daemon may, on another thread, mid-visit
+    finally:
+        release.set()
+        visitor.join(10)
+    assert results == ["dup-box"]
+    assert our_pidfds() == fds - {view_fd}  # the visit closed its copy
+    with pytest.raises(ProcessLookupError):
+        ns.run_in_namespaces(view, ["uts"], lambda: None)
+    # A holder whose process is gone: setns reports ESRCH.
+    with pytest.raises(ProcessLookupError):
+        ns.run_in_namespaces(dead, ["uts"], lambda: None)
+    assert our_pidfds() == fds - {view_fd}
+
+
 @root
 async def test_run_in_namespaces_async_keeps_the_loop_running(spawn: Spawner) -> None:
     holder = spawn("uts")
@@ -457,6 +540,10 @@ async def test_run_in_namespaces_async_keeps_the_loop_running(spawn: Spawner) ->
 
     assert await trio.to_thread.run_sync(visit_then_look) == mine("uts")
     assert threading.current_thread() is threading.main_thread()
+
+    closed = Holder(holder.pid, -1, holder.inodes)
+    with pytest.raises(ProcessLookupError):
+        await ns.run_in_namespaces_async(closed, ["uts"], lambda: None)
 
 
 # -- pid translation -------------------------------------------------------------------
@@ -539,6 +626,43 @@ def run_exec(container: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 def tasks_pids(container: Path) -> list[int]:
     return [int(x) for x in (container / "tasks").read_text().split()]
+
+
+@root
+def test_enter_holder_checks_before_it_joins(spawn: Spawner) -> None:
+    holder = spawn("uts")
+    before = {k: mine(k) for k in KINDS}
+    with pytest.raises(OSError, match="not in the container's uts namespace") as info:
+        ns.enter_holder(holder.pid, holder.inodes | {"uts": 1})
+    assert info.value.errno == errno.ESRCH
+    with pytest.raises(ProcessLookupError, match="is gone"):
+        ns.enter_holder(4_194_305, holder.inodes)  # above the largest possible pid
+    # Nothing differs from ours: nothing to join.
+    ns.enter_holder(holder.pid, {k: v for k, v in holder.inodes.items() if k != "uts"})
+    assert {k: mine(k) for k in KINDS} == before
+
+
+@root
+def test_enter_holder_joins_and_keeps_the_cwd_by_path(spawn: Spawner, tmp_path: Path) -> None:
+    holder = spawn("mnt", "uts", "pid")
+    ns.write_sysctl(holder, "uts", "kernel.hostname", "enter-box")
+    code = (
+        "import json, os, sys; from containerfs.kernel.namespaces import enter_holder; "
+        "enter_holder(int(sys.argv[1]), json.loads(sys.argv[2])); "
+        "print(json.dumps([os.uname().nodename, os.getcwd(), "
+        "os.stat('/proc/self/ns/mnt').st_ino, os.stat('/proc/self/ns/pid_for_children').st_ino]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(holder.pid), json.dumps(holder.inodes)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    name, cwd, mnt, pid_ns = json.loads(done.stdout)
+    assert (name, cwd) == ("enter-box", str(tmp_path))
+    assert (mnt, pid_ns) == (holder.inodes["mnt"], holder.inodes["pid"])
 
 
 @root

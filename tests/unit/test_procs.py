@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 
 import pytest
 
 from containerfs.kernel import procs
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import KINDS, _sysctl_path, ns_inode
+from containerfs.kernel.namespaces import (
+    KINDS,
+    NAMESPACE_SYSCTLS,
+    Holder,
+    _proc_exited,
+    _sysctl_path,
+    ns_inode,
+)
 
 STATUS = """Name:\tsleep
 Tgid:\t5002
@@ -70,3 +80,37 @@ def test_sysctl_names_map_to_proc_sys(name: str, path: str) -> None:
 def test_sysctl_names_cannot_escape(name: str) -> None:
     with pytest.raises(ValueError):
         _sysctl_path(name)
+
+
+def test_namespace_sysctls_name_a_kind_and_a_proc_sys_file() -> None:
+    assert NAMESPACE_SYSCTLS["uts.hostname"] == ("uts", "kernel.hostname")
+    for name, (kind, sysctl) in NAMESPACE_SYSCTLS.items():
+        assert kind in KINDS and name.startswith(kind + ".")
+        assert os.path.exists(_sysctl_path(sysctl))
+
+
+def test_holder_gone_without_waiting_for_the_reaper() -> None:
+    proc = subprocess.Popen(["sleep", "100"])
+    holder = Holder(proc.pid, os.pidfd_open(proc.pid), {})
+    try:
+        assert not holder.gone() and holder.alive()
+        assert not _proc_exited(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        # Not reaped yet: a zombie, yet gone, by pidfd and by /proc state.
+        deadline = time.monotonic() + 5
+        while not holder.gone() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert holder.gone()
+        assert os.path.exists(f"/proc/{proc.pid}")
+        holder.close()
+        assert holder.gone()  # from /proc/PID/stat: state Z
+        with pytest.raises(ProcessLookupError):
+            holder.dup_pidfd()
+        with pytest.raises(ValueError):
+            holder.kill()
+    finally:
+        holder.close()
+        proc.kill()
+        proc.wait()
+    assert holder.gone()  # no /proc/PID at all
+    assert not Holder(os.getpid(), -1, {}).gone()
