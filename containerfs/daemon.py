@@ -36,8 +36,9 @@ from .engine.tree import (
     parse_hostname,
 )
 from .engine.tree import parse_pid as parse_pid_text
+from .engine.views import IPC_KNOBS, NET_KNOBS, Knob
 from .fuse.ops import Operations
-from .kernel import namespaces, procs
+from .kernel import mounts, namespaces, procs
 from .kernel.cgroups import CgroupBackend
 
 log = logging.getLogger("containerfs")
@@ -80,12 +81,14 @@ class Daemon:
         for kind in controller_avail:
             if controller_avail[kind] is None:
                 root_ids[kind] = cgroups.cgroup_path((), kind)
-        self.engine = Engine(kinds, available, knobs, root_ids)
+        self.engine = Engine(kinds, available, knobs, root_ids, view_knobs=IPC_KNOBS + NET_KNOBS)
         if root_subtree is None:
             self.engine.root.subtree = default_root_subtree(self.engine.available)
         elif root_subtree.strip():
             self.engine.set_subtree(self.engine.root, root_subtree)
         self.holders: dict[int, namespaces.Holder] = {}  # container uid -> holder
+        self.ready: dict[int, trio.Event] = {}  # container uid -> set once bind mounts are in
+        self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self._lock = trio.Lock()
 
     # -- helpers -----------------------------------------------------------
@@ -177,6 +180,12 @@ class Daemon:
         child = self.engine.commit_mkdir(plan, ids)
         if holder is not None:
             self.holders[child.uid] = holder
+            await self._init_views(child, holder)
+            if "mnt" in plan.owned and self.nursery is not None:
+                # Not here: mkdir holds the parent directory's lock, and the bind
+                # mount's source is a path below it. ``_enter`` waits for this.
+                self.ready[child.uid] = trio.Event()
+                self.nursery.start_soon(self._bind_internal_views, child, holder)
         log.info("mkdir %s: own %s", "/".join(path), " ".join(sorted(plan.owned)) or "-")
         self.save()
         return child
@@ -216,6 +225,29 @@ class Daemon:
             holder.close()
             raise
         return holder
+
+    async def _init_views(self, c: Container, holder: namespaces.Holder) -> None:
+        values = {}
+        for knob in self.engine.knobs_of(c.owned):
+            text = await namespaces.read_sysctl_async(holder, knob.kind, knob.sysctl)
+            values[knob.file] = knob.type.read(text)
+        self.engine.init_views(c, values)
+
+    async def _bind_internal_views(self, c: Container, holder: namespaces.Holder) -> None:
+        """Put each knob's internal view over its /proc/sys file inside the container.
+
+        A process inside then reads and sets its own value at the usual path, while
+        the kernel enforces the effective one.
+        """
+        try:
+            for knob in self.engine.knobs_of(c.owned):
+                source = os.path.join(self.mountpoint, *c.path, knob.files[1])
+                target = "/proc/sys/" + knob.sysctl.replace(".", "/")
+                await mounts.bind_file_into(holder, source, target)
+        except OSError as exc:
+            log.error("%s: internal views not bound over /proc/sys: %s", _where(c), exc)
+        finally:
+            self.ready.pop(c.uid, trio.Event()).set()
 
     async def rmdir(self, c: Container) -> None:
         with refusals_logged(f"rmdir {_where(c)}"):
@@ -276,7 +308,24 @@ class Daemon:
                     holder = None if owner.is_root else self._holder(owner)
                     return await namespaces.read_sysctl_async(holder, kind, sysctl)
                 return await trio.to_thread.run_sync(self.cgroups.read, owner.path, spec.name)
+            case Role.VIEW:
+                knob, view = e.knob(spec.name)
+                await self._reconcile(c.owner(knob.kind), knob)
+                return e.render_view(c, knob, view)
         raise AssertionError(spec.role)
+
+    async def _reconcile(self, owner: Container, knob: Knob) -> None:
+        """Read the knob's kernel value; put the effective one back if the container
+        changed it behind containerfs's back (see ``Engine.observe``)."""
+        holder = None if owner.is_root else self._holder(owner)
+        text = await namespaces.read_sysctl_async(holder, knob.kind, knob.sysctl)
+        again = self.engine.observe(owner, knob, knob.type.read(text))
+        if again is not None and holder is not None:
+            value = knob.type.format(again)
+            await namespaces.write_sysctl_async(holder, knob.kind, knob.sysctl, value)
+            log.info(
+                "%s: %s was changed inside; effective %s again", _where(owner), knob.file, value
+            )
 
     async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None:
         shown = data[:80].decode(errors="replace").strip()
@@ -306,6 +355,15 @@ class Daemon:
                 else:
                     await trio.to_thread.run_sync(self.cgroups.write, c.path, spec.name, text)
                 log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
+            case Role.VIEW:
+                async with self._lock:
+                    knob, state = self.engine.plan_view_write(c, spec.name, text)
+                    value = knob.type.format(state.effective(knob.type))
+                    holder = self._holder(c)
+                    await namespaces.write_sysctl_async(holder, knob.kind, knob.sysctl, value)
+                    self.engine.commit_view(c, knob, state)
+                    self.save()
+                log.info("%s <- %s (effective %s)", _where(c, spec.name), text.strip()[:80], value)
             case _:
                 raise InvalidInput(f"{spec.name}: read-only")
 
@@ -321,6 +379,9 @@ class Daemon:
         except (ProcessLookupError, FileNotFoundError):
             raise OSError(errno.ESRCH, f"no process {pid}") from None
         check_not_internal(real, self.internal_pids())
+        ready = self.ready.get(c.uid)
+        if ready is not None:
+            await ready.wait()
         self.engine.check_enter(c, inodes)
         await trio.to_thread.run_sync(self.cgroups.move, real, self._placement(c))
         log.info("%s/tasks <- %d", "/".join(c.path) or "/", real)
@@ -377,10 +438,15 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-async def _signals(cancel: trio.CancelScope) -> None:
+async def _signals(daemon: Daemon, cancel: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
+            # Background work may be waiting on our own FUSE requests (a bind mount's
+            # source is a containerfs file): let it finish while the mount still answers.
+            with trio.move_on_after(5):
+                for event in list(daemon.ready.values()):
+                    await event.wait()
             pyfuse3.terminate()
             cancel.cancel()
             return
@@ -392,7 +458,8 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
     try:
         log.info("mounted at %s (state in %s)", daemon.mountpoint, daemon.state_dir)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_signals, nursery.cancel_scope)
+            daemon.nursery = nursery
+            nursery.start_soon(_signals, daemon, nursery.cancel_scope)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:

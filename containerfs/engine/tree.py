@@ -10,12 +10,13 @@ leaves half-applied state.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .errors import Busy, Exists, InvalidInput, NameTooLong, NotFound, NotPermitted, ReadOnly
 from .kinds import NAMESPACE_NAMES, KindClass, Release, SubsystemKind
+from .views import Knob, KnobState, Value, format_external, knob_table, parse_external
 
 MAX_NAME = 255
 
@@ -31,6 +32,7 @@ class Role(StrEnum):
     EVENTS = "container.events"
     INIT = "container.init"
     KNOB = "knob"  # a subsystem's control file, `<kind>.<knob>`
+    VIEW = "view"  # one view of a namespace knob with internal and external views
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class FileSpec:
     name: str
     role: Role
     writable: bool
-    kind: str | None = None  # for KNOB: the kind it belongs to
+    kind: str | None = None  # for KNOB and VIEW: the kind it belongs to
+    view: str | None = None  # for VIEW: "external", "internal" or "effective"
 
 
 # Control files of namespace kinds (name -> writable when owned).
@@ -70,6 +73,8 @@ class Container:
     children: dict[str, Container] = field(default_factory=dict)
     uid: int = field(default_factory=lambda: next(_ids))
     removed: bool = False
+    # Namespace knobs of the kinds it owns: knob file (e.g. "ipc.shm_mni") -> views.
+    views: dict[str, KnobState] = field(default_factory=dict)
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -172,6 +177,7 @@ class Engine:
         knobs: Mapping[str, Mapping[str, bool]],
         root_ids: Mapping[str, str],
         root_subtree: frozenset[str] = frozenset(),
+        view_knobs: Sequence[Knob] = (),
     ) -> None:
         self.kinds: dict[str, SubsystemKind] = {k.name: k for k in kinds}
         # kind -> None when usable here, else the reason it is not
@@ -182,6 +188,8 @@ class Engine:
         self.root.subtree = self._check_kinds(root_subtree)
         self._usable = usable
         self._pending: set[tuple[int, str]] = set()
+        self.view_knobs = [k for k in view_knobs if self.available.get(k.kind) is None]
+        self._view_files = knob_table(self.view_knobs)
 
     # -- lookups -------------------------------------------------------------
 
@@ -209,6 +217,10 @@ class Engine:
             own = kind in c.owned and not c.is_root
             for fname, writable in files.items():
                 out[fname] = FileSpec(fname, Role.KNOB, writable and own, kind)
+        own_kinds = c.owned if not c.is_root else frozenset()
+        for fname, (knob, view) in self._view_files.items():
+            writable = view != "effective" and knob.kind in own_kinds
+            out[fname] = FileSpec(fname, Role.VIEW, writable, knob.kind, view)
         return out
 
     def file(self, c: Container, name: str) -> FileSpec:
@@ -317,6 +329,69 @@ class Engine:
                 + "; start it inside with `containerfs exec`"
             )
         return differ
+
+    # -- namespace knobs with two views ------------------------------------------
+
+    def knobs_of(self, kinds: frozenset[str]) -> list[Knob]:
+        return [k for k in self.view_knobs if k.kind in kinds]
+
+    def knob(self, name: str) -> tuple[Knob, str]:
+        """The knob behind a view file, and which view it is."""
+        found = self._view_files.get(name)
+        if found is None:
+            raise NotFound(name)
+        return found
+
+    def init_views(self, c: Container, kernel: Mapping[str, Value]) -> None:
+        """A new instance starts with the kernel's values as its own, and no outside limit."""
+        for knob in self.knobs_of(c.owned):
+            if knob.file in kernel:
+                c.views[knob.file] = KnobState(internal=kernel[knob.file])
+
+    def _state(self, c: Container, knob: Knob) -> KnobState:
+        owner = c.owner(knob.kind)
+        state = owner.views.get(knob.file)
+        if state is None:
+            raise NotFound(f"{knob.file}: no value recorded")
+        return state
+
+    def observe(self, c: Container, knob: Knob, kernel: Value) -> Value | None:
+        """Reconcile with what the kernel holds; return a value to re-apply, if any.
+
+        The kernel holding something other than the effective value means the
+        container set it itself (it had no containerfs file over its /proc/sys):
+        that becomes its internal view, and the effective value goes back.
+        """
+        owner = c.owner(knob.kind)
+        state = owner.views.setdefault(knob.file, KnobState(internal=kernel))
+        if kernel == state.effective(knob.type):
+            return None
+        state.internal = kernel
+        effective = state.effective(knob.type)
+        return None if effective == kernel else effective
+
+    def render_view(self, c: Container, knob: Knob, view: str) -> str:
+        state = self._state(c, knob)
+        if view == "external":
+            return format_external(knob, state.external) + "\n"
+        value = state.internal if view == "internal" else state.effective(knob.type)
+        return knob.type.format(value) + "\n"
+
+    def plan_view_write(self, c: Container, name: str, text: str) -> tuple[Knob, KnobState]:
+        """The state a write would leave (not yet committed): apply its effective value first."""
+        knob, view = self.knob(name)
+        spec = self.file(c, name)
+        if not spec.writable:
+            if knob.kind not in c.owned:
+                raise ReadOnly(f"{name}: {knob.kind} is shared with the parent container")
+            raise ReadOnly(f"{name}: read-only")
+        old = self._state(c, knob)
+        if view == "external":
+            return knob, KnobState(old.internal, parse_external(knob, text))
+        return knob, KnobState(knob.type.parse(text, name), old.external)
+
+    def commit_view(self, c: Container, knob: Knob, state: KnobState) -> None:
+        c.owner(knob.kind).views[knob.file] = state
 
     # -- rendering -------------------------------------------------------------
 

@@ -1,0 +1,156 @@
+"""Internal and external views of namespace knobs, proven by the kernel refusing.
+
+The parent writes ``ipc.shm_mni`` (its limit); the container writes its own
+``/proc/sys/kernel/shmmni`` (its internal view, served by containerfs over the
+real file); the kernel holds the tighter of the two, and ``ipcmk`` fails past it.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import Mounted
+
+pytestmark = pytest.mark.root
+
+
+def views(m: Mounted, c: str, knob: str) -> tuple[str, str, str]:
+    return (
+        m.read(f"{c}/{knob}").strip(),
+        m.read(f"{c}/{knob}.internal").strip(),
+        m.read(f"{c}/{knob}.effective").strip(),
+    )
+
+
+def inside(m: Mounted, c: str, script: str, check: bool = True) -> str:
+    return m.exec(c, "sh", "-c", script, check=check).stdout
+
+
+def make(m: Mounted, c: str, count: int, flag: str) -> int:
+    """How many of ``count`` `ipcmk` calls the kernel allows inside ``c``."""
+    out = inside(
+        m,
+        c,
+        f"n=0; for i in $(seq {count}); do ipcmk {flag} >/dev/null 2>&1 && n=$((n+1)); done;"
+        " echo $n",
+    )
+    return int(out)
+
+
+def test_shm_mni_limit_is_enforced_by_the_kernel(cfs: Mounted) -> None:
+    cfs.sh("mkdir c")
+    ext, internal, eff = views(cfs, "c", "ipc.shm_mni")
+    assert ext == "max" and internal == eff == "4096"  # a new IPC namespace's default
+    cfs.sh("echo 4 > c/ipc.shm_mni")
+    # the container sets its own value at the usual path, and sees it there
+    assert (
+        inside(cfs, "c", "echo 100 > /proc/sys/kernel/shmmni; cat /proc/sys/kernel/shmmni")
+        == "100\n"
+    )
+    assert views(cfs, "c", "ipc.shm_mni") == ("4", "100", "4")
+    # the kernel refuses a fifth segment
+    assert make(cfs, "c", 5, "-M 1024") == 4
+    # raising the parent's limit lets it through at once
+    cfs.sh("echo 10 > c/ipc.shm_mni")
+    assert views(cfs, "c", "ipc.shm_mni") == ("10", "100", "10")
+    assert make(cfs, "c", 1, "-M 1024") == 1
+    # the container raising its own view above the limit changes nothing effective
+    inside(cfs, "c", "echo 1000 > /proc/sys/kernel/shmmni")
+    assert views(cfs, "c", "ipc.shm_mni") == ("10", "1000", "10")
+    assert make(cfs, "c", 6, "-M 1024") == 5  # 5 made so far, 10 allowed
+    # ten made: an eleventh is refused
+    assert make(cfs, "c", 1, "-M 1024") == 0
+    # lowering the container's own view below the limit takes effect too
+    cfs.sh("echo 2 > c/ipc.shm_mni.internal")
+    assert views(cfs, "c", "ipc.shm_mni") == ("10", "2", "2")
+    assert inside(cfs, "c", "cat /proc/sys/kernel/shmmni") == "2\n"
+    cfs.sh("echo max > c/ipc.shm_mni")
+    assert views(cfs, "c", "ipc.shm_mni") == ("max", "2", "2")
+
+
+def test_msg_mni_limit_is_enforced_by_the_kernel(cfs: Mounted) -> None:
+    cfs.sh("mkdir q && echo 3 > q/ipc.msg_mni")
+    assert make(cfs, "q", 4, "-Q") == 3
+    cfs.sh("echo 4 > q/ipc.msg_mni")
+    assert make(cfs, "q", 2, "-Q") == 1
+
+
+def test_somaxconn_caps_the_listen_backlog(cfs: Mounted) -> None:
+    cfs.sh("mkdir n && echo 100 > n/net.somaxconn")
+    inside(cfs, "n", "echo 4096 > /proc/sys/net/core/somaxconn")
+    assert views(cfs, "n", "net.somaxconn") == ("100", "4096", "100")
+    # the kernel clamps listen()'s backlog to somaxconn; `ss` shows it as Send-Q
+    script = textwrap.dedent(
+        """
+        import socket, subprocess
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1000)
+        port = s.getsockname()[1]
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
+        print(out.stdout.split()[2])
+        """
+    )
+    cfs.exec("n", "ip", "link", "set", "lo", "up")
+    assert cfs.exec("n", sys.executable, "-c", script).stdout.strip() == "100"
+
+
+def test_port_range_external_view_narrows_it(cfs: Mounted) -> None:
+    cfs.sh("mkdir p && echo '40000 40100' > p/net.ip_local_port_range")
+    assert views(cfs, "p", "net.ip_local_port_range")[2] == "40000 40100"
+    inside(cfs, "p", "echo '30000 60000' > /proc/sys/net/ipv4/ip_local_port_range")
+    assert views(cfs, "p", "net.ip_local_port_range") == (
+        "40000 40100",
+        "30000 60000",
+        "40000 40100",
+    )
+    bind = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])"
+    port = cfs.exec("p", sys.executable, "-c", bind).stdout
+    assert 40000 <= int(port) <= 40100
+
+
+def test_bad_values_are_refused_and_change_nothing(cfs: Mounted) -> None:
+    cfs.sh("mkdir b && echo 7 > b/ipc.shm_mni && echo '250 32000 32 128' > b/ipc.sem")
+    for path, bad in [
+        ("b/ipc.shm_mni", "-1"),
+        ("b/ipc.shm_mni", "abc"),
+        ("b/ipc.shm_mni", "0"),
+        ("b/ipc.shm_mni.internal", "99999999"),
+        ("b/ipc.sem", "1 2 3"),
+        ("b/net.ip_local_port_range", "500 400"),
+    ]:
+        before = cfs.read(path)
+        r = cfs.sh(f"echo '{bad}' > {path}", check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, (path, bad)
+        assert cfs.read(path) == before, path
+    assert views(cfs, "b", "ipc.sem")[0] == "250 32000 32 128"
+    r = cfs.sh("echo 5 > b/ipc.shm_mni.effective", check=False)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+
+
+def test_shared_kind_shows_the_parents_views_read_only(cfs: Mounted) -> None:
+    cfs.sh("mkdir s && echo 6 > s/ipc.shm_mni && mkdir s/child")
+    assert views(cfs, "s/child", "ipc.shm_mni") == views(cfs, "s", "ipc.shm_mni")
+    r = cfs.sh("echo 5 > s/child/ipc.shm_mni", check=False)
+    assert r.returncode != 0 and "Permission denied" in r.stderr
+    # the root's are the host's: shown, never written
+    assert cfs.read("ipc.shm_mni.internal") == Path("/proc/sys/kernel/shmmni").read_text()
+    assert cfs.sh("echo 5 > ipc.shm_mni", check=False).returncode != 0
+
+
+@pytest.mark.parametrize("cfs", [("--subtree", "+ipc +uts +pid")], indirect=True)
+def test_without_its_own_mount_namespace_the_limit_is_reapplied_when_read(cfs: Mounted) -> None:
+    cfs.sh("mkdir nm && echo 4 > nm/ipc.shm_mni")
+    # no containerfs file over /proc/sys here: the container writes the kernel directly
+    assert (
+        inside(cfs, "nm", "echo 100 > /proc/sys/kernel/shmmni; cat /proc/sys/kernel/shmmni")
+        == "100\n"
+    )
+    # the daemon notices when it looks, records it as the internal view, and puts back 4
+    assert views(cfs, "nm", "ipc.shm_mni") == ("4", "100", "4")
+    assert inside(cfs, "nm", "cat /proc/sys/kernel/shmmni") == "4\n"
+    assert make(cfs, "nm", 5, "-M 1024") == 4
