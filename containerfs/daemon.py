@@ -38,7 +38,7 @@ from .engine.tree import (
 from .engine.tree import parse_pid as parse_pid_text
 from .engine.views import IPC_KNOBS, NET_KNOBS, Knob
 from .fuse.ops import Operations
-from .kernel import mounts, namespaces, procs
+from .kernel import mounts, namespaces, nsinfo, procs
 from .kernel.cgroups import CgroupBackend
 
 log = logging.getLogger("containerfs")
@@ -202,7 +202,7 @@ class Daemon:
         def owner_path(kind: str) -> tuple[str, ...]:
             return path if kind in owned else parent.owner(kind).path
 
-        if "cgroup" in owned:
+        if "cgroup" in owned:  # keep in step with _cgroupns_root
             target = self.cgroups.placement(path, owner_path, leaf=False)
         else:
             target = self.cgroups.pins_placement()
@@ -312,7 +312,32 @@ class Daemon:
                 knob, view = e.knob(spec.name)
                 await self._reconcile(c.owner(knob.kind), knob)
                 return e.render_view(c, knob, view)
+            case Role.INFO:
+                assert spec.kind is not None
+                return await self._info(spec.name, c.owner(spec.kind))
         raise AssertionError(spec.role)
+
+    async def _info(self, name: str, owner: Container) -> str:
+        holder = None if owner.is_root else self._holder(owner)
+        match name:
+            case "ipc.usage":
+                return await nsinfo.ipc_usage_async(holder)
+            case "net.interfaces":
+                return await nsinfo.net_interfaces_async(holder)
+            case "mnt.mounts":
+                return await nsinfo.mounts_async(holder)
+            case "pid.count":
+                return await nsinfo.pid_count_async(holder, exclude=self.internal_pids())
+            case "cgroupns.root":
+                if owner.is_root:  # the daemon's own cgroup namespace: the hierarchies' tops
+                    return "".join(f"{h.mount}\n" for h in self.cgroups.hierarchies)
+                return "".join(f"{d}\n" for d in self._cgroupns_root(owner))
+        raise AssertionError(name)
+
+    def _cgroupns_root(self, c: Container) -> list[Path]:
+        """The cgroups a process inside sees as ``/``: where its holder unshared."""
+        assert c.parent is not None
+        return self.cgroups.placement(c.path, lambda kind: c.owner(kind).path, leaf=False)
 
     async def _reconcile(self, owner: Container, knob: Knob) -> None:
         """Read the knob's kernel value; put the effective one back if the container

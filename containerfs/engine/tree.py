@@ -33,6 +33,7 @@ class Role(StrEnum):
     INIT = "container.init"
     KNOB = "knob"  # a subsystem's control file, `<kind>.<knob>`
     VIEW = "view"  # one view of a namespace knob with internal and external views
+    INFO = "info"  # read-only monitoring of a namespace (ipc.usage, net.interfaces...)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,15 @@ class FileSpec:
 # Control files of namespace kinds (name -> writable when owned).
 NAMESPACE_KNOBS: dict[str, dict[str, bool]] = {
     "uts": {"uts.hostname": True, "uts.domainname": True},
+}
+
+# Read-only monitoring files of namespace kinds: file -> kind.
+NAMESPACE_INFO: dict[str, str] = {
+    "ipc.usage": "ipc",
+    "net.interfaces": "net",
+    "mnt.mounts": "mnt",
+    "pid.count": "pid",
+    "cgroupns.root": "cgroup",
 }
 
 _BASE_FILES: tuple[tuple[str, Role, bool], ...] = (
@@ -217,6 +227,9 @@ class Engine:
             own = kind in c.owned and not c.is_root
             for fname, writable in files.items():
                 out[fname] = FileSpec(fname, Role.KNOB, writable and own, kind)
+        for fname, kind in NAMESPACE_INFO.items():
+            if self.available.get(kind) is None:
+                out[fname] = FileSpec(fname, Role.INFO, False, kind)
         own_kinds = c.owned if not c.is_root else frozenset()
         for fname, (knob, view) in self._view_files.items():
             writable = view != "effective" and knob.kind in own_kinds

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Mounted
+from .conftest import Mounted, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -154,3 +154,35 @@ def test_without_its_own_mount_namespace_the_limit_is_reapplied_when_read(cfs: M
     assert views(cfs, "nm", "ipc.shm_mni") == ("4", "100", "4")
     assert inside(cfs, "nm", "cat /proc/sys/kernel/shmmni") == "4\n"
     assert make(cfs, "nm", 5, "-M 1024") == 4
+
+
+def test_monitoring_files_show_the_namespace_as_seen_inside(cfs: Mounted) -> None:
+    cfs.sh("mkdir i")
+    # ipc.usage counts what the container made
+    inside(cfs, "i", "ipcmk -M 1024 >/dev/null && ipcmk -M 2048 >/dev/null && ipcmk -Q >/dev/null")
+    usage = dict(line.split() for line in cfs.read("i/ipc.usage").splitlines())
+    assert usage["shm_segments"] == "2" and usage["shm_bytes"] == "3072"
+    assert usage["msg_queues"] == "1" and usage["sem_sets"] == "0"
+    host_usage = dict(line.split() for line in cfs.read("ipc.usage").splitlines())
+    assert set(host_usage) == set(usage)
+    # net.interfaces: the container's own loopback, not the host's devices
+    cfs.exec("i", "ip", "link", "set", "lo", "up")
+    lines = cfs.read("i/net.interfaces").splitlines()
+    assert [line.split()[0] for line in lines] == ["lo"]
+    assert lines[0].split()[1] == "up" and "127.0.0.1/8" in lines[0].split()[2]
+    # mnt.mounts: the container's table, with its internal views bound over /proc/sys
+    mounts = cfs.read("i/mnt.mounts").splitlines()
+    assert mounts[0] == f"count {len(mounts) - 1}"
+    points = [line.split()[0] for line in mounts[1:]]
+    assert "/proc/sys/kernel/shmmni" in points
+    assert str(cfs.mnt) not in points  # the daemon's mount is not visible inside
+    # pid.count: tasks inside, never the holder
+    assert cfs.read("i/pid.count") == "0\n"
+    sleeper = cfs.spawn("i", "sleep", "300")
+    wait_for(lambda: cfs.read("i/pid.count") == "1\n", what="one process in i's pid namespace")
+    sleeper.kill()
+    sleeper.wait()
+    # cgroupns.root: the container's own cgroups are `/` inside
+    roots = [Path(line) for line in cfs.read("i/cgroupns.root").splitlines()]
+    assert roots and all(r.name == "i" for r in roots)
+    assert {r.parent for r in roots} <= set(cfs.subtree.dirs)
