@@ -33,12 +33,15 @@ from .engine.tree import (
     MkdirPlan,
     Role,
     check_not_internal,
+    parse_count,
     parse_hostname,
+    parse_id_map,
+    parse_time_offsets,
 )
 from .engine.tree import parse_pid as parse_pid_text
-from .engine.views import IPC_KNOBS, NET_KNOBS, Knob
+from .engine.views import IPC_KNOBS, NET_KNOBS, PID_KNOBS, Knob
 from .fuse.ops import Operations
-from .kernel import mounts, namespaces, nsinfo, procs
+from .kernel import idmaps, mounts, namespaces, nsinfo, procs
 from .kernel.cgroups import CgroupBackend
 
 log = logging.getLogger("containerfs")
@@ -81,7 +84,10 @@ class Daemon:
         for kind in controller_avail:
             if controller_avail[kind] is None:
                 root_ids[kind] = cgroups.cgroup_path((), kind)
-        self.engine = Engine(kinds, available, knobs, root_ids, view_knobs=IPC_KNOBS + NET_KNOBS)
+        view_knobs = IPC_KNOBS + NET_KNOBS
+        if procs.pid_max_per_namespace():
+            view_knobs += PID_KNOBS
+        self.engine = Engine(kinds, available, knobs, root_ids, view_knobs=view_knobs)
         if root_subtree is None:
             self.engine.root.subtree = default_root_subtree(self.engine.available)
         elif root_subtree.strip():
@@ -229,7 +235,7 @@ class Daemon:
     async def _init_views(self, c: Container, holder: namespaces.Holder) -> None:
         values = {}
         for knob in self.engine.knobs_of(c.owned):
-            text = await namespaces.read_sysctl_async(holder, knob.kind, knob.sysctl)
+            text = await self._sysctl(holder, knob.kind, knob.sysctl)
             values[knob.file] = knob.type.read(text)
         self.engine.init_views(c, values)
 
@@ -303,10 +309,8 @@ class Daemon:
             case Role.KNOB:
                 assert spec.kind is not None
                 owner = c.owner(spec.kind)
-                if spec.name in namespaces.NAMESPACE_SYSCTLS:
-                    kind, sysctl = namespaces.NAMESPACE_SYSCTLS[spec.name]
-                    holder = None if owner.is_root else self._holder(owner)
-                    return await namespaces.read_sysctl_async(holder, kind, sysctl)
+                if spec.kind in NAMESPACE_NAMES:
+                    return await self._ns_knob_read(spec.name, owner)
                 return await trio.to_thread.run_sync(self.cgroups.read, owner.path, spec.name)
             case Role.VIEW:
                 knob, view = e.knob(spec.name)
@@ -316,6 +320,58 @@ class Daemon:
                 assert spec.kind is not None
                 return await self._info(spec.name, c.owner(spec.kind))
         raise AssertionError(spec.role)
+
+    async def _ns_knob_read(self, name: str, owner: Container) -> str:
+        """A namespace's plain control file (no views): uts names, user maps and limits,
+        time offsets."""
+        holder = None if owner.is_root else self._holder(owner)
+        if name in namespaces.NAMESPACE_SYSCTLS:
+            kind, sysctl = namespaces.NAMESPACE_SYSCTLS[name]
+            return await namespaces.read_sysctl_async(holder, kind, sysctl)
+        if name in ("user.uid_map", "user.gid_map"):
+            return await trio.to_thread.run_sync(idmaps.read_map, holder, name[5:8])
+        if name.startswith("user.max_"):
+            return await self._sysctl(holder, "user", "user." + name[5:])
+        if name == "time.offsets":
+            text = await trio.to_thread.run_sync(nsinfo.time_offsets, holder)
+            return "".join(" ".join(line.split()) + "\n" for line in text.splitlines())
+        raise AssertionError(name)
+
+    async def _ns_knob_write(self, c: Container, name: str, text: str) -> None:
+        holder = self._holder(c)
+        if name in namespaces.NAMESPACE_SYSCTLS:
+            kind, sysctl = namespaces.NAMESPACE_SYSCTLS[name]
+            value = parse_hostname(text, name)
+            await namespaces.write_sysctl_async(holder, kind, sysctl, value)
+        elif name in ("user.uid_map", "user.gid_map"):
+            value = parse_id_map(text, name)
+            await trio.to_thread.run_sync(idmaps.write_map, holder, name[5:8], value)
+        elif name.startswith("user.max_"):
+            await holder.set_sysctl_async("user." + name[5:], str(parse_count(text, name)))
+        elif name == "time.offsets":
+            current = parse_time_offsets(await self._ns_knob_read(name, c), {})
+            new = parse_time_offsets(text, current)
+            await trio.to_thread.run_sync(
+                holder.set_time_offsets, new["monotonic"], new["boottime"]
+            )
+        else:
+            raise AssertionError(name)
+
+    async def _sysctl(self, holder: namespaces.Holder | None, kind: str, name: str) -> str:
+        """Read a sysctl of a container's namespace. Pid and user sysctls answer for the
+        caller's *active* pid namespace or its user namespace, which a thread cannot
+        join: the holder, a process inside, reads those."""
+        if holder is not None and kind in ("pid", "user"):
+            return await holder.sysctl_async(name)
+        return await namespaces.read_sysctl_async(holder, kind, name)
+
+    async def _set_sysctl(
+        self, holder: namespaces.Holder, kind: str, name: str, value: str
+    ) -> None:
+        if kind in ("pid", "user"):
+            await holder.set_sysctl_async(name, value)
+        else:
+            await namespaces.write_sysctl_async(holder, kind, name, value)
 
     async def _info(self, name: str, owner: Container) -> str:
         holder = None if owner.is_root else self._holder(owner)
@@ -343,11 +399,11 @@ class Daemon:
         """Read the knob's kernel value; put the effective one back if the container
         changed it behind containerfs's back (see ``Engine.observe``)."""
         holder = None if owner.is_root else self._holder(owner)
-        text = await namespaces.read_sysctl_async(holder, knob.kind, knob.sysctl)
+        text = await self._sysctl(holder, knob.kind, knob.sysctl)
         again = self.engine.observe(owner, knob, knob.type.read(text))
         if again is not None and holder is not None:
             value = knob.type.format(again)
-            await namespaces.write_sysctl_async(holder, knob.kind, knob.sysctl, value)
+            await self._set_sysctl(holder, knob.kind, knob.sysctl, value)
             log.info(
                 "%s: %s was changed inside; effective %s again", _where(owner), knob.file, value
             )
@@ -373,10 +429,8 @@ class Daemon:
             case Role.KNOB:
                 self.engine.check_knob_write(c, spec.name)
                 assert spec.kind is not None
-                if spec.name in namespaces.NAMESPACE_SYSCTLS:
-                    kind, sysctl = namespaces.NAMESPACE_SYSCTLS[spec.name]
-                    value = parse_hostname(text, spec.name)
-                    await namespaces.write_sysctl_async(self._holder(c), kind, sysctl, value)
+                if spec.kind in NAMESPACE_NAMES:
+                    await self._ns_knob_write(c, spec.name, text)
                 else:
                     await trio.to_thread.run_sync(self.cgroups.write, c.path, spec.name, text)
                 log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
@@ -384,8 +438,7 @@ class Daemon:
                 async with self._lock:
                     knob, state = self.engine.plan_view_write(c, spec.name, text)
                     value = knob.type.format(state.effective(knob.type))
-                    holder = self._holder(c)
-                    await namespaces.write_sysctl_async(holder, knob.kind, knob.sysctl, value)
+                    await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, value)
                     self.engine.commit_view(c, knob, state)
                     self.save()
                 log.info("%s <- %s (effective %s)", _where(c, spec.name), text.strip()[:80], value)

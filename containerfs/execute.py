@@ -9,8 +9,8 @@ Steps: open ``CONTAINER/tasks`` first (the containerfs mount may be invisible
 once we are in the container's mount namespace), read the holder's pid and
 the container's namespace inodes, enter the holder's namespaces
 (:func:`containerfs.kernel.namespaces.enter_holder` checks them first, which
-guards against a changed container or a reused pid), fork (pid and time
-namespaces apply to children), have the daemon place the child by writing its
+guards against a changed container or a reused pid), fork (a pid namespace
+applies to children only), have the daemon place the child by writing its
 pid to ``tasks``, and only then let the child ``exec``, so the command never
 runs outside the container's cgroups.
 """

@@ -46,8 +46,15 @@ class FileSpec:
 
 
 # Control files of namespace kinds (name -> writable when owned).
+USER_NS_LIMITS: tuple[str, ...] = tuple(
+    f"max_{k}_namespaces" for k in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
+)
+
 NAMESPACE_KNOBS: dict[str, dict[str, bool]] = {
     "uts": {"uts.hostname": True, "uts.domainname": True},
+    "user": {"user.uid_map": True, "user.gid_map": True}
+    | {f"user.{name}": True for name in USER_NS_LIMITS},
+    "time": {"time.offsets": True},
 }
 
 # Read-only monitoring files of namespace kinds: file -> kind.
@@ -175,6 +182,53 @@ def parse_hostname(text: str, what: str = "hostname") -> str:
     if not value or any(c.isspace() or not c.isprintable() for c in value):
         raise InvalidInput(f"{what} must be non-empty, printable and without spaces")
     return value
+
+
+MAX_ID_MAP_LINES = 340  # the kernel's limit on ranges per map
+
+
+def parse_id_map(text: str, what: str) -> str:
+    """``INSIDE OUTSIDE COUNT`` lines, as /proc/PID/uid_map takes them (normalised)."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if not lines or len(lines) > MAX_ID_MAP_LINES:
+        raise InvalidInput(f"{what}: expected 1 to {MAX_ID_MAP_LINES} lines")
+    for words in lines:
+        if len(words) != 3 or not all(w.isdigit() and int(w) < 2**32 for w in words):
+            raise InvalidInput(f"{what}: expected 'INSIDE OUTSIDE COUNT', got {' '.join(words)!r}")
+        if int(words[2]) == 0:
+            raise InvalidInput(f"{what}: a range of 0 IDs")
+    return "".join(" ".join(words) + "\n" for words in lines)
+
+
+def parse_count(text: str, what: str) -> int:
+    """A non-negative int as the kernel's integer sysctls take it."""
+    word = text.strip()
+    if not word.isdigit() or int(word) > 2**31 - 1:
+        raise InvalidInput(f"{what}: expected a number from 0 to {2**31 - 1}, got {word[:40]!r}")
+    return int(word)
+
+
+_CLOCKS = ("monotonic", "boottime")
+
+
+def parse_time_offsets(text: str, current: Mapping[str, int]) -> dict[str, int]:
+    """``CLOCK SECONDS [NANOSECONDS]`` lines; clocks not named keep ``current`` (ns)."""
+    out = dict(current)
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InvalidInput("time.offsets: expected 'monotonic|boottime SECONDS [NANOSECONDS]'")
+    for words in lines:
+        ok = len(words) in (2, 3) and words[0] in _CLOCKS
+        nums = words[1:]
+        if ok:
+            ok = nums[0].lstrip("-").isdigit() and (len(nums) == 1 or nums[1].isdigit())
+        if not ok:
+            raise InvalidInput(f"time.offsets: bad line {' '.join(words)[:60]!r}")
+        nanos = int(nums[1]) if len(nums) == 2 else 0
+        if nanos >= 10**9:
+            raise InvalidInput("time.offsets: nanoseconds must be below 1000000000")
+        out[words[0]] = int(nums[0]) * 10**9 + nanos
+    return out
 
 
 class Engine:

@@ -135,3 +135,6 @@ NET_KNOBS: tuple[Knob, ...] = (
         ValueType(arity=2, lo=1, hi=65535, is_range=True),
     ),
 )
+
+# Per pid namespace on Linux 6.14 and later; the kernel's floor is RESERVED_PIDS + 1.
+PID_KNOBS: tuple[Knob, ...] = (Knob("pid", "max", "kernel.pid_max", ValueType(lo=301, hi=4194304)),)

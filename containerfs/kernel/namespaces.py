@@ -4,7 +4,16 @@ A container's namespaces live in its *holder*, one ``containerfs-pin`` process
 (``pin.c``; docs/design.md, "Namespaces: the holder").  This module starts
 holders, names namespaces by inode, runs a function in a holder's namespaces
 on a fresh OS thread, and moves a whole (single-threaded) process into a
-holder's namespaces (:func:`enter_holder`, for ``containerfs exec``).
+holder's namespaces (:func:`enter_holder`, for ``containerfs exec``).  The
+holder also answers sysctl requests over the socket it was started with
+(:meth:`Holder.sysctl`): it runs inside every namespace of the container,
+including the pid and user namespaces a thread cannot take on.
+
+Time namespaces: the holder is *not* in a time namespace its container owns.
+It unshares it last, so the container's time namespace is the holder's
+``time_for_children`` and stays empty (its offsets writable) until the first
+process enters.  ``Holder.inodes["time"]`` is that namespace, and everything
+that joins it goes through ``time_for_children``, never the holder's active one.
 
 Why a fresh thread each time: ``setns()`` changes the calling *thread*, and a
 pooled thread (``trio.to_thread``) that joined a container would run the next
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import select
 import signal
@@ -43,6 +53,17 @@ THREAD_REFUSED = frozenset({"user", "time"})
 _SO_PASSPIDFD = 76
 _SCM_PIDFD = 0x04
 _UCRED = struct.Struct("iII")  # pid_t pid; uid_t uid; gid_t gid
+
+# linux/pidfd.h, Linux >= 6.11: _IO(PIDFS_IOCTL_MAGIC, 8), an nsfs fd on the
+# time namespace the process's children get.
+_PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE = 0xFF08
+
+#: KTIME_MAX / NSEC_PER_SEC: the largest time namespace offset in seconds.
+_KTIME_SEC_MAX = (2**63 - 1) // 1_000_000_000
+
+#: Largest reply of the holder's sysctl service ("ok " + content), as in pin.c.
+#: (It takes requests of up to 8192 bytes and answers longer ones EMSGSIZE.)
+_REPLY_MAX = 3 + 65536
 
 
 def _check_kind(kind: str) -> None:
@@ -81,15 +102,48 @@ def _stat_ns(path: str) -> int:
 
 
 def _read_inodes(pid: int, pidfd: int) -> dict[str, int]:
-    """All eight inodes of ``pid``, checked to belong to the process behind ``pidfd``.
+    """All eight namespaces of holder ``pid``, checked to belong to the process behind ``pidfd``.
 
-    ``/proc/PID`` names a pid number, which may have been reused; the pidfd
-    names the process.  If the pidfd's process is still alive after the reads,
-    the pid still named it while we read.
+    Time is the holder's ``time_for_children`` (the container's: see the
+    module docstring); the others are the holder's own.  ``/proc/PID`` names a
+    pid number, which may have been reused; the pidfd names the process.  If
+    the pidfd's process is still alive after the reads, the pid still named it
+    while we read.
     """
-    inodes = {kind: ns_inode(pid, kind) for kind in KINDS}
+    inodes = {kind: _holder_inode(pid, kind) for kind in KINDS}
     signal.pidfd_send_signal(pidfd, 0)  # ProcessLookupError once it is gone
     return inodes
+
+
+def _holder_inode(pid: int | str, kind: str) -> int:
+    """The container's namespace of ``kind`` as seen on its holder ``pid``."""
+    return ns_inode_for_children(pid, kind) if kind == "time" else ns_inode(pid, kind)
+
+
+def _time_ns_fd(pidfd: int, pid: int) -> int:
+    """An nsfs fd on the time namespace the children of ``pidfd``'s process get.
+
+    ``setns(pidfd, CLONE_NEWTIME)`` joins a process's *active* time namespace;
+    a holder's container lives in its ``time_for_children``.  Linux >= 6.11
+    has a pidfd ioctl for it; before, ``/proc/PID/ns/time_for_children`` is
+    opened and the pidfd checked to be alive afterwards (so ``pid`` still
+    named it).  ``ProcessLookupError`` once the process is gone.
+    """
+    try:
+        return fcntl.ioctl(pidfd, _PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+            raise
+    try:
+        fd = os.open(f"/proc/{pid}/ns/time_for_children", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _readable(fd: int, timeout: float) -> bool:
@@ -101,18 +155,42 @@ def _readable(fd: int, timeout: float) -> bool:
 class Holder:
     """One container's namespace holder, referenced by pidfd.
 
-    ``pid`` is in the daemon's pid namespace.  ``inodes`` has all eight kinds;
-    for ``pid`` and ``time`` it is the holder's active namespace, which is the
-    container's (the holder is the init of a pid namespace it owns).
+    ``pid`` is in the daemon's pid namespace.  ``inodes`` has all eight kinds,
+    the container's namespaces: for ``pid`` the holder's active one (it is the
+    init of a pid namespace it owns), for ``time`` its ``time_for_children``
+    (the holder never enters a time namespace it owns).
+
+    ``channel`` is the daemon's end of the socket the holder was started with;
+    over it the holder serves sysctl requests (:meth:`sysctl`,
+    :meth:`set_sysctl`).  A holder found again by :meth:`attach` (after a
+    daemon restart) has none: the holder stopped serving when the old daemon's
+    end closed.
     """
 
-    def __init__(self, pid: int, pidfd: int, inodes: Mapping[str, int]) -> None:
+    #: Seconds a sysctl request waits for the holder's answer.
+    REQUEST_TIMEOUT = 5.0
+
+    def __init__(
+        self,
+        pid: int,
+        pidfd: int,
+        inodes: Mapping[str, int],
+        channel: socket.socket | None = None,
+    ) -> None:
         self.pid = pid
         self.pidfd = pidfd
         self.inodes: dict[str, int] = dict(inodes)
-        # Guards ``pidfd`` between close() and dup_pidfd() on different threads:
-        # without it a closed number could be reused by an unrelated file.
+        # Guards ``pidfd`` and ``_channel`` between close() and their users on
+        # other threads: without it a closed number could be reused by an
+        # unrelated file.
         self._lock = threading.Lock()
+        self._channel = channel
+        # One request at a time on the channel, so replies cannot interleave.
+        self._request_lock = threading.Lock()
+        # Replies the holder still owes us.  It answers every request exactly
+        # once, in order, so after a request timed out the next reply is that
+        # request's: ours is the one that brings this back to zero.
+        self._due = 0
 
     @classmethod
     def attach(cls, pid: int) -> Holder:
@@ -181,11 +259,163 @@ class Holder:
             os.close(pidfd)
 
     def close(self) -> None:
-        """Drop the pidfd (the holder keeps running)."""
+        """Drop the pidfd and the channel (the holder keeps running).
+
+        The holder sees the channel close and stops serving for good (it keeps
+        holding the namespaces).  A request in flight on another thread fails
+        with ``ProcessLookupError``.
+        """
         with self._lock:
             if self.pidfd >= 0:
                 os.close(self.pidfd)
                 self.pidfd = -1
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(OSError):
+                channel.shutdown(socket.SHUT_RDWR)  # wakes a request waiting on it
+            with self._request_lock:  # its fd number stays ours until that request is done
+                channel.close()
+
+    # -- sysctls served by the holder --------------------------------------------
+
+    def _request(self, message: bytes, timeout: float | None) -> bytes:
+        """Send one request and return the holder's reply, minus a leading "ok".
+
+        ``OSError`` with the holder's errno for "err N"; ``ProcessLookupError``
+        when the holder is gone or the channel closed; ``OSError(ENOTCONN)``
+        for a holder without a channel; ``TimeoutError`` after ``timeout``.
+        """
+        timeout = self.REQUEST_TIMEOUT if timeout is None else timeout
+        with self._request_lock:
+            with self._lock:
+                channel = self._channel
+            if channel is None:
+                raise OSError(
+                    errno.ENOTCONN,
+                    f"holder {self.pid} has no channel (attached or closed): cannot serve sysctls",
+                )
+            deadline = time.monotonic() + timeout
+            try:
+                channel.settimeout(max(timeout, 0.001))
+                channel.send(message)
+                self._due += 1
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(errno.ETIMEDOUT, f"holder {self.pid} did not answer")
+                    channel.settimeout(left)
+                    reply = channel.recv(_REPLY_MAX)
+                    if not reply:
+                        raise ProcessLookupError(
+                            errno.ESRCH, f"holder {self.pid} is gone or its channel closed"
+                        )
+                    self._due -= 1
+                    if not self._due:
+                        break  # earlier ones were for requests that timed out
+            except (BrokenPipeError, ConnectionResetError):
+                raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
+        if reply == b"ok":
+            return b""
+        if reply.startswith(b"ok "):
+            return reply[3:]
+        if reply.startswith(b"err ") and reply[4:].isdigit():
+            err = int(reply[4:])
+            raise OSError(err, os.strerror(err))
+        raise OSError(errno.EPROTO, f"holder {self.pid}: unexpected reply {reply[:40]!r}")
+
+    def sysctl(self, name: str, *, timeout: float | None = None) -> str:
+        """Sysctl ``name`` (``kernel.pid_max``) as the container sees it, read by the holder.
+
+        The holder runs in all of the container's namespaces, so this also
+        answers sysctls resolved through the caller's *active* pid namespace or
+        its *user* namespace, which a setns thread cannot take on.  The text
+        keeps its trailing newline, as a plain read of /proc/sys.  Raises
+        ``ValueError`` for a bad name, ``OSError`` with the holder's errno
+        (e.g. ``FileNotFoundError``), see :meth:`_request` for the rest.
+        """
+        return self._request(b"r " + _sysctl_relpath(name), timeout).decode()
+
+    def set_sysctl(self, name: str, value: str, *, timeout: float | None = None) -> None:
+        """Write ``value`` (one write, as given) to sysctl ``name``, by the holder."""
+        self._request(b"w " + _sysctl_relpath(name) + b" " + value.encode(), timeout)
+
+    async def sysctl_async(self, name: str) -> str:
+        """:meth:`sysctl` on a trio worker thread (no setns is involved)."""
+        import trio  # the exec client imports this module and must not pay for trio
+
+        return await trio.to_thread.run_sync(self.sysctl, name)
+
+    async def set_sysctl_async(self, name: str, value: str) -> None:
+        """:meth:`set_sysctl` on a trio worker thread (no setns is involved)."""
+        import trio
+
+        await trio.to_thread.run_sync(self.set_sysctl, name, value)
+
+    # -- the time namespace's offsets --------------------------------------------
+
+    def _open_proc(self, name: str, flags: int) -> int:
+        """Open ``/proc/PID/NAME`` of this very holder (checked by its pidfd)."""
+        pidfd = self.dup_pidfd()
+        try:
+            fd = os.open(f"/proc/{self.pid}/{name}", flags | os.O_CLOEXEC)
+            try:
+                # Alive after the open: the pid named our holder, and the file
+                # stays bound to that process whatever happens to the number.
+                signal.pidfd_send_signal(pidfd, 0)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        except FileNotFoundError:
+            raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
+        finally:
+            os.close(pidfd)
+
+    def time_offsets(self) -> str:
+        """The container's time namespace offsets, as ``/proc/PID/timens_offsets`` gives them.
+
+        Two lines, ``monotonic SECONDS NANOSECONDS`` and ``boottime ...``
+        (seconds may be negative, nanoseconds are 0..999999999).  Meaningful for
+        a holder whose container owns its time namespace; otherwise these are
+        the offsets of the time namespace it shares.
+        """
+        fd = self._open_proc("timens_offsets", os.O_RDONLY)
+        try:
+            return os.read(fd, 4096).decode()
+        finally:
+            os.close(fd)
+
+    def set_time_offsets(self, monotonic_ns: int, boottime_ns: int) -> None:
+        """Set CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets of the container's time namespace.
+
+        Possible only until the first process enters that namespace (an exec,
+        or a nested holder that shares it): after that ``OSError(EBUSY)`` (the
+        kernel says EACCES).  Both offsets change together or not at all.
+        ``OSError(ERANGE)`` when a clock would go negative or too far; the
+        kernel's ``EPERM`` without CAP_SYS_TIME over the namespace's owner.
+        Only for a holder whose container owns its time namespace: on another
+        it would change (or fail on) the namespace it shares.
+        """
+        lines = []
+        for clock, ns_total in (("monotonic", monotonic_ns), ("boottime", boottime_ns)):
+            secs, nsecs = divmod(int(ns_total), 1_000_000_000)  # nsecs in [0, 1e9)
+            if abs(secs) > _KTIME_SEC_MAX:  # the kernel's own bound; its parser would wrap
+                raise OSError(errno.ERANGE, f"{clock} offset out of range: {ns_total} ns")
+            lines.append(f"{clock} {secs} {nsecs}\n")
+        data = "".join(lines).encode()
+        fd = self._open_proc("timens_offsets", os.O_WRONLY)
+        try:
+            os.write(fd, data)
+        except OSError as exc:
+            if exc.errno == errno.EACCES:
+                raise OSError(
+                    errno.EBUSY,
+                    f"time namespace of holder {self.pid} was already entered: "
+                    "its offsets are fixed",
+                ) from None
+            raise
+        finally:
+            os.close(fd)
 
 
 def _proc_exited(pid: int) -> bool:
@@ -279,7 +509,7 @@ def _spawn(
     timeout: float,
 ) -> Holder:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with ours:
+    try:
         # Before the pin can send: credentials are attached at send time.
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         with contextlib.suppress(OSError):  # ENOPROTOOPT before Linux 6.5
@@ -306,10 +536,13 @@ def _spawn(
             ours.settimeout(timeout)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 ours.send(b"go")  # a pin that already failed has its "err" queued for us
-            return _finish(ours, proc, timeout)
+            return _finish(ours, proc, timeout)  # the holder keeps ``ours`` as its channel
         except BaseException:
             _abort(ours, proc)
             raise
+    except BaseException:
+        ours.close()
+        raise
 
 
 def _finish(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: float) -> Holder:
@@ -321,7 +554,12 @@ def _finish(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: float) 
             status = proc.wait(timeout)
             if status != 0:
                 raise OSError(errno.EIO, f"containerfs-pin exited with status {status}")
-            return Holder(pid, pidfd, _read_inodes(pid, pidfd))
+            # From now on the socket carries sysctl requests: no credentials or
+            # pidfds attached to the holder's replies.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, _SO_PASSPIDFD, 0)
+            return Holder(pid, pidfd, _read_inodes(pid, pidfd), channel=sock)
         except BaseException:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
@@ -523,11 +761,15 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
     ``expected_inodes`` (kind -> inode, e.g. from ``container.subsystems``) are
     the namespaces the container has; the holder must still be in every one of
     them, which guards against a changed container or a reused pid.  Then one
-    ``setns`` through a pidfd joins the kinds where we differ.  Changes the
-    calling *process* (for pid and time: its future children), so it must run
-    single-threaded (the kernel refuses user and time otherwise).  After a
-    mount namespace switch the current directory is looked up again by path
-    (falling back to "/"), as a shell user expects.
+    ``setns`` through a pidfd joins the kinds where we differ, except time:
+    ``setns(pidfd, CLONE_NEWTIME)`` would take the holder's *active* time
+    namespace, while the container's is the holder's ``time_for_children``, so
+    that one is joined first through an nsfs fd (checked by inode).  Changes
+    the calling *process* (for pid: only its future children; joining a time
+    namespace moves the caller too, and from then on its offsets are fixed),
+    so it must run single-threaded (the kernel refuses user and time
+    otherwise).  After a mount namespace switch the current directory is
+    looked up again by path (falling back to "/"), as a shell user expects.
 
     Raises ``OSError`` whose ``strerror`` is a full sentence: ESRCH when the
     holder is gone or not in the expected namespaces, the kernel's errno when
@@ -539,9 +781,10 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
         pidfd = os.pidfd_open(holder_pid)
     except ProcessLookupError:
         raise ProcessLookupError(errno.ESRCH, f"container holder {holder_pid} is gone") from None
+    time_fd = -1
     try:
         try:
-            actual = {kind: ns_inode(holder_pid, kind) for kind in expected_inodes}
+            actual = {kind: _holder_inode(holder_pid, kind) for kind in expected_inodes}
             # Still alive after the reads: the inodes are this pidfd's process.
             signal.pidfd_send_signal(pidfd, 0)
         except ProcessLookupError:
@@ -560,13 +803,35 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
         )
         if not flags:
             return
+        if flags & ksys.CLONE_NEWTIME:
+            # setns(pidfd) would join the holder's active time namespace, not
+            # the container's; open that one now, before /proc may change with
+            # the mount namespace, and check it is the expected one.
+            try:
+                time_fd = _time_ns_fd(pidfd, holder_pid)
+            except ProcessLookupError:
+                raise ProcessLookupError(
+                    errno.ESRCH, f"container holder {holder_pid} is gone"
+                ) from None
+            if os.fstat(time_fd).st_ino != expected_inodes["time"]:
+                raise OSError(
+                    errno.ESRCH,
+                    f"holder {holder_pid} is not in the container's time namespace "
+                    "(container changed or pid reused)",
+                )
         cwd: str | None
         try:
             cwd = os.getcwd()
         except OSError:
             cwd = None
         try:
-            ksys.setns(pidfd, flags)
+            # Time first, while we still have every capability over its owner
+            # (a namespace owned by an ancestor's user namespace would refuse
+            # us once we are in the container's own user namespace).
+            if time_fd >= 0:
+                ksys.setns(time_fd, ksys.CLONE_NEWTIME)
+            if flags & ~ksys.CLONE_NEWTIME:
+                ksys.setns(pidfd, flags & ~ksys.CLONE_NEWTIME)
         except OSError as exc:
             raise OSError(
                 exc.errno, f"cannot enter namespaces of holder {holder_pid}: {exc.strerror}"
@@ -577,6 +842,8 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
             except OSError:
                 os.chdir("/")
     finally:
+        if time_fd >= 0:
+            os.close(time_fd)
         os.close(pidfd)
 
 
@@ -599,6 +866,17 @@ def _sysctl_path(name: str) -> str:
     if not name or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"bad sysctl name: {name!r}")
     return "/proc/sys/" + "/".join(parts)
+
+
+def _sysctl_relpath(name: str) -> bytes:
+    """``kernel.pid_max`` -> ``b"kernel/pid_max"``: the holder's request path.
+
+    No whitespace (the request is space-separated) and no NUL.
+    """
+    rel = _sysctl_path(name)[len("/proc/sys/") :]
+    if any(c.isspace() or c == "\0" for c in rel):
+        raise ValueError(f"bad sysctl name: {name!r}")
+    return os.fsencode(rel)
 
 
 def _sysctl_reader(name: str) -> Callable[[], str]:

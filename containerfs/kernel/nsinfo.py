@@ -795,3 +795,12 @@ def _fsmount(fs_fd: int, attr_flags: int) -> int:
             ctypes.c_uint(attr_flags),
         )
     )
+
+
+def time_offsets(holder: Holder | None) -> str:
+    """The time namespace's clock offsets, as /proc/PID/timens_offsets shows them
+    (``CLOCK SECONDS NANOSECONDS`` lines)."""
+    if holder is not None:
+        return holder.time_offsets()
+    with open("/proc/self/timens_offsets") as f:
+        return f.read()

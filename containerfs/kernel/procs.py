@@ -106,3 +106,21 @@ def translate_pid(pid: int, opener_pid: int) -> int:
         except (OSError, ValueError):
             continue  # exited meanwhile
     raise ProcessLookupError(errno.ESRCH, f"no process {pid} in the pid namespace of {opener_pid}")
+
+
+def kernel_at_least(major: int, minor: int, release: str | None = None) -> bool:
+    """Whether the running kernel (``uname -r``) is at least ``major.minor``."""
+    text = release if release is not None else os.uname().release
+    parts = text.split(".")
+    try:
+        return (int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)) >= (
+            major,
+            minor,
+        )
+    except (IndexError, ValueError):
+        return False
+
+
+def pid_max_per_namespace() -> bool:
+    """kernel.pid_max became a per-pid-namespace sysctl in Linux 6.14."""
+    return kernel_at_least(6, 14)

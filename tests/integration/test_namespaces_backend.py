@@ -10,8 +10,10 @@ mounts a test makes are unmounted in ``finally``, and the checks read
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -73,27 +75,66 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def live_pins() -> set[int]:
-    """Living (not zombie) containerfs-pin processes on the machine."""
+def holder_fds(pid: int) -> list[str]:
+    """What a holder's fds point at, sorted: /dev/null on 0-2, its socket, and a
+    detached copy of the /proc/sys mount (which shows as "/")."""
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:  # closed meanwhile
+            continue
+    return sorted("socket" if link.startswith("socket:[") else link for link in links)
+
+
+HOLDER_FDS = ["/", "/dev/null", "/dev/null", "/dev/null", "socket"]
+
+
+def proc_container_inodes(pid: int) -> dict[str, int]:
+    """A holder's container namespaces straight from /proc: time is its time_for_children."""
+    inodes = proc_inodes(pid)
+    inodes["time"] = os.stat(f"/proc/{pid}/ns/time_for_children").st_ino
+    return inodes
+
+
+def live_pins(mountpoint: str) -> set[int]:
+    """Living (not zombie) containerfs-pin processes started with this MOUNTPOINT argument.
+
+    Other sessions may run pins of their own meanwhile: each Spawner passes a
+    mountpoint of its own, so only its pins count.
+    """
     found = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{name}/exe") == str(PIN):
-                found.add(int(name))
+            if os.readlink(f"/proc/{name}/exe") != str(PIN):
+                continue
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        if len(argv) > 5 and argv[5] == os.fsencode(mountpoint):
+            found.add(int(name))
     return found
 
 
-class Spawner:
-    """Starts holders for one test and kills every one of them afterwards."""
+_spawners = itertools.count()
 
-    def __init__(self, mountpoint: str = "/nonexistent-containerfs-mount") -> None:
+
+class Spawner:
+    """Starts holders for one test and kills every one of them afterwards.
+
+    It keeps a pidfd of its own on each holder, so even a holder whose
+    ``Holder`` the test closed is killed at the end.
+    """
+
+    def __init__(self, mountpoint: str = "") -> None:
         self.holders: list[Holder] = []
         self.placed: list[int] = []
-        self.mountpoint = mountpoint
+        self.mountpoint = (
+            mountpoint or f"/nonexistent-containerfs-mount-{os.getpid()}-{next(_spawners)}"
+        )
+        self._own: list[Holder] = []
 
     def __call__(self, *kinds: str, parent: Holder | None = None, mountpoint: str = "") -> Holder:
         holder = ns.spawn_holder(
@@ -104,15 +145,19 @@ class Spawner:
             pin_path=str(PIN),
         )
         self.holders.append(holder)
+        self._own.append(Holder(holder.pid, holder.dup_pidfd(), holder.inodes))
         return holder
 
     def cleanup(self) -> None:
-        for holder in reversed(self.holders):
-            if holder.pidfd >= 0:
+        try:
+            for own in reversed(self._own):
                 try:
-                    holder.kill()
+                    own.kill()
                 finally:
-                    holder.close()
+                    own.close()
+        finally:
+            for holder in self.holders:
+                holder.close()
 
 
 @pytest.fixture
@@ -120,7 +165,6 @@ def spawn() -> Iterator[Spawner]:
     reason = _root_skip_reason()
     if reason:
         pytest.skip(reason)
-    before = live_pins()
     spawner = Spawner()
     try:
         yield spawner
@@ -130,7 +174,7 @@ def spawn() -> Iterator[Spawner]:
     for pid in spawner.placed:
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-    leaked = live_pins() - before
+    leaked = live_pins(spawner.mountpoint)
     assert not leaked, f"holders left running: {leaked}"
 
 
@@ -165,12 +209,12 @@ def test_uts_ipc_holder_owns_exactly_those(spawn: Spawner) -> None:
     # Never our child: the first pin process forked it and was reaped by us.
     assert int(status_field(holder.pid, "PPid")) != os.getpid()
     assert spawn.placed and spawn.placed[0] != holder.pid
-    # Detached: own session, cwd "/", only /dev/null on 0-2 and nothing else.
+    # Detached: own session, cwd "/", /dev/null on 0-2, and only its socket
+    # to us and /proc/sys (for the sysctls it serves) besides.
     assert os.getsid(holder.pid) == holder.pid
     assert os.readlink(f"/proc/{holder.pid}/cwd") == "/"
-    fds = sorted(int(fd) for fd in os.listdir(f"/proc/{holder.pid}/fd"))
-    assert fds == [0, 1, 2]
-    assert {os.readlink(f"/proc/{holder.pid}/fd/{fd}") for fd in fds} == {"/dev/null"}
+    assert {os.readlink(f"/proc/{holder.pid}/fd/{fd}") for fd in (0, 1, 2)} == {"/dev/null"}
+    assert holder_fds(holder.pid) == HOLDER_FDS
     # A holder that owns nothing just pins its parent's (here: our) namespaces.
     assert spawn().inodes == {kind: mine(kind) for kind in KINDS}
 
@@ -178,10 +222,13 @@ def test_uts_ipc_holder_owns_exactly_those(spawn: Spawner) -> None:
 @root
 def test_holder_owning_all_eight_is_pid_1_and_reported_in_our_pid_ns(spawn: Spawner) -> None:
     holder = spawn(*KINDS)
-    seen = proc_inodes(holder.pid)
+    seen = proc_container_inodes(holder.pid)
     assert holder.inodes == seen
     for kind in KINDS:
         assert seen[kind] != mine(kind), kind
+    # The holder did not enter the container's time namespace: it is only the
+    # one its children would get (so its offsets are still writable).
+    assert proc_inodes(holder.pid)["time"] == mine("time")
     # SO_PASSCRED gave the pid translated into our namespace, though the holder
     # sits in a new pid namespace inside a user namespace without a uid_map.
     nspid = [int(x) for x in status_field(holder.pid, "NSpid").split()]
@@ -209,7 +256,7 @@ def test_nested_holder_shares_parent_kinds(spawn: Spawner) -> None:
     for kind in ("ipc", "cgroup", "time"):
         assert c[kind] == p[kind] == mine(kind), kind
     # The pin joined through the parent's pidfd and kept no copy of it.
-    assert sorted(int(fd) for fd in os.listdir(f"/proc/{child.pid}/fd")) == [0, 1, 2]
+    assert holder_fds(child.pid) == HOLDER_FDS
     # The child lives in the parent's pid namespace, not as its init.
     nspid = [int(x) for x in status_field(child.pid, "NSpid").split()]
     assert nspid[0] == child.pid and len(nspid) == 2 and nspid[1] > 1
@@ -546,6 +593,270 @@ async def test_run_in_namespaces_async_keeps_the_loop_running(spawn: Spawner) ->
         await ns.run_in_namespaces_async(closed, ["uts"], lambda: None)
 
 
+# -- sysctls served by the holder ---------------------------------------------------
+
+
+@root
+def test_holder_serves_pid_max_of_its_own_pid_namespace(spawn: Spawner) -> None:
+    host = Path("/proc/sys/kernel/pid_max").read_text()
+    holder = spawn("pid")
+    assert holder.sysctl("kernel.pid_max") == "4194304\n"  # a new pid namespace's own value
+    # A setns thread cannot see it: pid_max follows the *active* pid namespace
+    # of the reader, and setns(CLONE_NEWPID) changes only the children's.
+    assert ns.read_sysctl(holder, "pid", "kernel.pid_max") == host
+    holder.set_sysctl("kernel.pid_max", "1000")
+    assert holder.sysctl("kernel.pid_max") == "1000\n"
+    assert Path("/proc/sys/kernel/pid_max").read_text() == host
+    inside = subprocess.run(
+        ["nsenter", "-t", str(holder.pid), "-p", "--", "cat", "/proc/sys/kernel/pid_max"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert inside.stdout == "1000\n"
+    # The kernel's own validation comes back as the errno.
+    with pytest.raises(OSError) as info:
+        holder.set_sysctl("kernel.pid_max", "300")  # below its minimum
+    assert info.value.errno == errno.EINVAL
+    assert holder.sysctl("kernel.pid_max") == "1000\n"
+
+
+@root
+def test_holder_serves_user_namespace_limits_and_the_kernel_enforces_them(
+    spawn: Spawner,
+) -> None:
+    host = Path("/proc/sys/user/max_net_namespaces").read_text()
+    parent = spawn("user")
+    value = parent.sysctl("user.max_net_namespaces")
+    inside = subprocess.run(
+        [
+            "nsenter",
+            "-t",
+            str(parent.pid),
+            "-U",
+            "--preserve-credentials",
+            "--",
+            "cat",
+            "/proc/sys/user/max_net_namespaces",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert value == inside.stdout
+    parent.set_sysctl("user.max_net_namespaces", "0")
+    assert parent.sysctl("user.max_net_namespaces") == "0\n"
+    assert Path("/proc/sys/user/max_net_namespaces").read_text() == host
+    # A nested container that would own a network namespace: the kernel
+    # charges it to the parent's user namespace and refuses.
+    with pytest.raises(OSError) as info:
+        spawn("net", parent=parent)
+    assert info.value.errno == errno.ENOSPC
+    assert "unshare" in str(info.value)
+    parent.set_sysctl("user.max_net_namespaces", "1")
+    child = spawn("net", parent=parent)
+    assert child.inodes["net"] != parent.inodes["net"]
+    with pytest.raises(OSError) as info:
+        spawn("net", parent=parent)  # the second one is over the limit again
+    assert info.value.errno == errno.ENOSPC
+
+
+@root
+def test_holder_refuses_bad_requests_and_keeps_serving(spawn: Spawner) -> None:
+    holder = spawn("uts", "mnt")
+    holder.set_sysctl("kernel.hostname", "served-box")
+    for name in ("kernel..hostname", "../kernel/hostname", "kernel/../x", "kernel.host name", ""):
+        with pytest.raises(ValueError):
+            holder.sysctl(name)
+        with pytest.raises(ValueError):
+            holder.set_sysctl(name, "x")
+    # Raw requests, as the holder sees them: pin.c checks for itself.
+    bad = [
+        b"",
+        b"r",
+        b"r ",
+        b"x kernel/hostname",
+        b"r /etc/passwd",
+        b"r /proc/sys/kernel/hostname",
+        b"r ../../etc/passwd",
+        b"r kernel/../../../etc/passwd",
+        b"r kernel/./hostname",
+        b"r kernel//hostname",
+        b"r kernel/hostname/",
+        b"r kernel/hostname\0junk",
+        b"w kernel/hostname",
+        b"w ../kernel/hostname x",
+        b"r " + b"a/" * 3000,
+    ]
+    for request in bad:
+        with pytest.raises(OSError) as info:
+            holder._request(request, None)
+        assert info.value.errno == errno.EINVAL, request
+    with pytest.raises(OSError) as info:
+        holder._request(b"r " + b"a" * 9000, None)  # longer than the holder reads
+    assert info.value.errno == errno.EMSGSIZE
+    # Noise (never a write): every message gets exactly one answer.
+    rng = random.Random(3)
+    for _ in range(300):
+        noise = rng.randbytes(rng.randrange(0, 300))
+        if noise[:1] == b"w":
+            noise = b"x" + noise[1:]
+        if rng.random() < 0.5:
+            noise = b"r " + noise
+        try:
+            holder._request(noise, None)
+        except OSError as exc:
+            assert exc.errno not in (errno.EPROTO, errno.ESRCH, errno.ETIMEDOUT), noise
+    with pytest.raises(FileNotFoundError):
+        holder.sysctl("kernel.no_such_sysctl")
+    with pytest.raises(IsADirectoryError):
+        holder.sysctl("kernel")
+    with pytest.raises(OSError) as info:
+        holder.set_sysctl("kernel.ostype", "x")  # read-only
+    assert info.value.errno in (errno.EACCES, errno.EPERM)
+    assert holder.alive()
+    assert holder.sysctl("kernel.hostname") == "served-box\n"
+    assert holder_fds(holder.pid) == HOLDER_FDS
+
+
+@root
+def test_holder_reads_the_kernel_under_mounts_made_inside(spawn: Spawner, tmp_path: Path) -> None:
+    holder = spawn("uts", "mnt")
+    holder.set_sysctl("kernel.hostname", "real-box")
+    fake = tmp_path / "fake-hostname"
+    fake.write_text("fake-box\n")
+    # What the container (or containerfs, binding its views) mounts over
+    # /proc/sys inside: processes there see it, the holder does not.
+    for argv in (
+        ["mount", "-t", "tmpfs", "x", "/proc/sys/fs"],
+        ["mount", "--bind", str(fake), "/proc/sys/kernel/hostname"],
+    ):
+        subprocess.run(["nsenter", "-t", str(holder.pid), "-m", "--", *argv], check=True)
+    inside = subprocess.run(
+        [
+            "nsenter",
+            "-t",
+            str(holder.pid),
+            "-m",
+            "-u",
+            "--",
+            "sh",
+            "-c",
+            "ls -A /proc/sys/fs | wc -l; cat /proc/sys/kernel/hostname; hostname",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert inside.stdout.split() == ["0", "fake-box", "real-box"]
+    assert holder.sysctl("kernel.hostname") == "real-box\n"
+    assert holder.sysctl("fs.file-max") == Path("/proc/sys/fs/file-max").read_text()
+    holder.set_sysctl("kernel.hostname", "still-real")
+    assert fake.read_text() == "fake-box\n"
+    # Likewise for a holder in a user namespace of its own that shares its
+    # parent's mounts (it copied /proc/sys before it entered its user namespace).
+    child = spawn("user", "uts", parent=holder)
+    assert child.sysctl("fs.file-max") == Path("/proc/sys/fs/file-max").read_text()
+    child.set_sysctl("kernel.hostname", "child-box")
+    assert child.sysctl("kernel.hostname") == "child-box\n"
+
+
+@root
+def test_holder_serves_many_threads_without_mixing_replies(spawn: Spawner) -> None:
+    holder = spawn("uts", "ipc")
+    holder.set_sysctl("kernel.hostname", "many-box")
+    holder.set_sysctl("kernel.msgmni", "77")
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(40):
+                value = str(1000 + n * 100 + i)
+                holder.set_sysctl("kernel.shmmni", value)  # others write meanwhile
+                assert holder.sysctl("kernel.hostname") == "many-box\n"
+                assert holder.sysctl("kernel.msgmni") == "77\n"
+                assert 1000 <= int(holder.sysctl("kernel.shmmni")) < 2700
+                with pytest.raises(FileNotFoundError):
+                    holder.sysctl("kernel.nope")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[0]
+    assert Path("/proc/sys/kernel/hostname").read_text() != "many-box\n"
+
+
+@root
+def test_holder_channel_timeout_close_and_death(spawn: Spawner) -> None:
+    holder = spawn("uts")
+    holder.set_sysctl("kernel.hostname", "slow-box")
+    # A stopped holder does not answer: the request times out, and its late
+    # reply is skipped, not taken for the next request's.
+    os.kill(holder.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError):
+            holder.sysctl("kernel.domainname", timeout=0.2)
+        with pytest.raises(TimeoutError):
+            holder.sysctl("kernel.ostype", timeout=0.1)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    assert holder.sysctl("kernel.hostname") == "slow-box\n"
+    assert holder.sysctl("kernel.ostype") == "Linux\n"
+    # Closing while a request waits fails that request at once.
+    os.kill(holder.pid, signal.SIGSTOP)
+    results: list[BaseException | str] = []
+
+    def ask() -> None:
+        try:
+            results.append(holder.sysctl("kernel.hostname", timeout=30))
+        except BaseException as exc:
+            results.append(exc)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        time.sleep(0.1)
+        started = time.monotonic()
+        holder.close()
+        asker.join(10)
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    assert len(results) == 1 and isinstance(results[0], ProcessLookupError)
+    # The holder sees the daemon's end close, stops serving, and keeps holding.
+    wait_until(lambda: "socket" not in holder_fds(holder.pid), 5, "the holder to drop its socket")
+    assert holder_fds(holder.pid) == ["/dev/null"] * 3
+    assert not holder.gone()  # judged from /proc/PID now that the pidfd is closed
+    # Attached again (as after a daemon restart): no channel.
+    again = Holder.attach(holder.pid)
+    try:
+        with pytest.raises(OSError) as info:
+            again.sysctl("kernel.hostname")
+        assert info.value.errno == errno.ENOTCONN
+    finally:
+        again.close()
+    # A holder that died answers nothing.
+    dead = spawn("uts")
+    dead.kill()
+    with pytest.raises(ProcessLookupError):
+        dead.sysctl("kernel.hostname")
+
+
+@root
+async def test_holder_sysctl_async(spawn: Spawner) -> None:
+    holder = spawn("uts", "pid")
+    await holder.set_sysctl_async("kernel.hostname", "async-served")
+    assert await holder.sysctl_async("kernel.hostname") == "async-served\n"
+    await holder.set_sysctl_async("kernel.pid_max", "5000")
+    assert await holder.sysctl_async("kernel.pid_max") == "5000\n"
+    with pytest.raises(FileNotFoundError):
+        await holder.sysctl_async("kernel.nope")
+
+
 # -- pid translation -------------------------------------------------------------------
 
 
@@ -769,3 +1080,112 @@ def test_exec_root_container_joins_nothing(tmp_path: Path) -> None:
     missing = run_exec(tmp_path / "nope", "true")
     assert missing.returncode == 1
     assert missing.stderr.startswith("containerfs exec: cannot open ")
+
+
+# -- time namespaces ----------------------------------------------------------------------
+
+SEC = 1_000_000_000
+
+
+def offsets(holder: Holder) -> list[tuple[str, int, int]]:
+    rows = [line.split() for line in holder.time_offsets().splitlines()]
+    return [(name, int(s), int(n)) for name, s, n in rows]
+
+
+def clocks_in(box: Path) -> tuple[int, float, float]:
+    """(time ns inode, CLOCK_MONOTONIC, CLOCK_BOOTTIME) of a command exec'd into ``box``."""
+    code = (
+        "import os, time; print(os.stat('/proc/self/ns/time').st_ino, "
+        "time.clock_gettime(time.CLOCK_MONOTONIC), time.clock_gettime(time.CLOCK_BOOTTIME))"
+    )
+    done = run_exec(box, sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    ino, mono, boot = done.stdout.split()
+    return int(ino), float(mono), float(boot)
+
+
+@root
+def test_time_offsets_are_settable_until_the_first_process_enters(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    holder = spawn("time", "uts")
+    assert holder.inodes["time"] != mine("time")
+    assert offsets(holder) == [("monotonic", 0, 0), ("boottime", 0, 0)]
+    holder.set_time_offsets(5 * SEC, 0)
+    holder.set_time_offsets(3600 * SEC + 5, -2 * SEC - 1)  # still nobody inside: again
+    assert offsets(holder) == [("monotonic", 3600, 5), ("boottime", -3, SEC - 1)]
+    # Out of range (the clock would go below zero): refused, nothing changed.
+    for monotonic in (-(10**9) * SEC, 10**30):  # below zero; past what the kernel parses
+        with pytest.raises(OSError) as info:
+            holder.set_time_offsets(monotonic, 0)
+        assert info.value.errno == errno.ERANGE
+    assert offsets(holder) == [("monotonic", 3600, 5), ("boottime", -3, SEC - 1)]
+    box = fake_container(tmp_path, holder, {"time", "uts"})
+    before = time.clock_gettime(time.CLOCK_MONOTONIC), time.clock_gettime(time.CLOCK_BOOTTIME)
+    ino, mono, boot = clocks_in(box)
+    after = time.clock_gettime(time.CLOCK_MONOTONIC), time.clock_gettime(time.CLOCK_BOOTTIME)
+    assert ino == holder.inodes["time"]
+    assert before[0] + 3600 <= mono <= after[0] + 3600 + 0.001
+    assert before[1] - 2 - 0.001 <= boot <= after[1] - 2 + 0.001
+    # /proc/uptime inside follows CLOCK_BOOTTIME there.
+    done = run_exec(box, "cat", "/proc/uptime")
+    inside = float(done.stdout.split()[0])
+    outside = float(Path("/proc/uptime").read_text().split()[0])
+    assert outside - 2 - 1 <= inside <= outside - 2 + 0.02
+    # A process has entered: the kernel fixed the offsets.
+    with pytest.raises(OSError) as info:
+        holder.set_time_offsets(0, 0)
+    assert info.value.errno == errno.EBUSY
+    assert offsets(holder) == [("monotonic", 3600, 5), ("boottime", -3, SEC - 1)]
+    # The holder itself never entered it.
+    assert proc_inodes(holder.pid)["time"] == mine("time")
+
+
+@root
+def test_exec_into_pid_and_time_lands_in_both(spawn: Spawner, tmp_path: Path) -> None:
+    holder = spawn("pid", "time")
+    holder.set_time_offsets(0, 7 * SEC)
+    box = fake_container(tmp_path, holder, {"pid", "time"})
+    script = "echo $$; stat -L -c %i /proc/self/ns/time /proc/self/ns/pid"
+    done = run_exec(box, "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    pid, time_ino, pid_ino = (int(x) for x in done.stdout.split())
+    assert pid > 1
+    assert (time_ino, pid_ino) == (holder.inodes["time"], holder.inodes["pid"])
+    # enter_holder checks the time namespace it joins like every other.
+    with pytest.raises(OSError, match="not in the container's time namespace"):
+        ns.enter_holder(holder.pid, holder.inodes | {"time": 1})
+
+
+@root
+def test_nested_containers_share_or_own_time(spawn: Spawner, tmp_path: Path) -> None:
+    parent = spawn("time", "user", "pid")
+    parent.set_time_offsets(100 * SEC, 0)
+    # A child that shares time lands in the parent's time namespace (its pin
+    # joined it from our user namespace first, then the parent's user one).
+    sharer = spawn("uts", parent=parent)
+    assert sharer.inodes["time"] == parent.inodes["time"]
+    assert proc_inodes(sharer.pid)["time"] == parent.inodes["time"]  # it entered it
+    # ...so the parent's offsets are fixed from then on.
+    with pytest.raises(OSError) as info:
+        parent.set_time_offsets(0, 0)
+    assert info.value.errno == errno.EBUSY
+    (tmp_path / "s").mkdir()
+    box = fake_container(tmp_path / "s", sharer, {"uts"})
+    ino, mono, _ = clocks_in(box)
+    assert ino == parent.inodes["time"]
+    assert mono >= time.clock_gettime(time.CLOCK_MONOTONIC) + 99
+    # A child that owns time starts from the parent's offsets and can change
+    # its own while nobody is inside.
+    owner = spawn("time", "uts", parent=parent)
+    assert owner.inodes["time"] not in (parent.inodes["time"], mine("time"))
+    assert offsets(owner) == [("monotonic", 100, 0), ("boottime", 0, 0)]
+    owner.set_time_offsets(200 * SEC, 0)
+    (tmp_path / "o").mkdir()
+    box = fake_container(tmp_path / "o", owner, {"time", "uts"})
+    ino, mono, _ = clocks_in(box)
+    assert ino == owner.inodes["time"]
+    assert mono >= time.clock_gettime(time.CLOCK_MONOTONIC) + 199
+    # Its own child, sharing, lands in its time namespace, not the parent's.
+    grandchild = spawn("ipc", parent=owner)
+    assert grandchild.inodes["time"] == owner.inodes["time"]
