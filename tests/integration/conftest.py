@@ -136,6 +136,8 @@ def stop_daemon(m: Mounted) -> None:
             m.daemon.wait(timeout=10)
     if os.path.ismount(m.mnt):
         subprocess.run(["fusermount3", "-u", "-z", str(m.mnt)], check=False)
+    if os.path.ismount(m.mnt):
+        subprocess.run(["umount", "-l", str(m.mnt)], check=False)
 
 
 @pytest.fixture
