@@ -248,7 +248,7 @@ class Daemon:
         try:
             for knob in self.engine.knobs_of(c.owned):
                 source = os.path.join(self.mountpoint, *c.path, knob.files[1])
-                target = "/proc/sys/" + knob.sysctl.replace(".", "/")
+                target = namespaces.sysctl_path(knob.sysctl)
                 await mounts.bind_file_into(holder, source, target)
         except OSError as exc:
             log.error("%s: internal views not bound over /proc/sys: %s", _where(c), exc)

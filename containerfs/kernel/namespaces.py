@@ -134,8 +134,18 @@ def _time_ns_fd(pidfd: int, pid: int) -> int:
     except OSError as exc:
         if exc.errno not in (errno.ENOTTY, errno.EINVAL):
             raise
+    return _open_proc_checked(pidfd, pid, "ns/time_for_children", os.O_RDONLY)
+
+
+def _open_proc_checked(pidfd: int, pid: int, name: str, flags: int) -> int:
+    """Open ``/proc/PID/NAME`` and make sure ``pid`` still named ``pidfd``'s process.
+
+    The pidfd is checked alive *after* the open: the file stays bound to the
+    process it was opened on, whatever later happens to the number.
+    ``ProcessLookupError`` once the process is gone.
+    """
     try:
-        fd = os.open(f"/proc/{pid}/ns/time_for_children", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(f"/proc/{pid}/{name}", flags | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
     try:
@@ -357,16 +367,8 @@ class Holder:
         """Open ``/proc/PID/NAME`` of this very holder (checked by its pidfd)."""
         pidfd = self.dup_pidfd()
         try:
-            fd = os.open(f"/proc/{self.pid}/{name}", flags | os.O_CLOEXEC)
-            try:
-                # Alive after the open: the pid named our holder, and the file
-                # stays bound to that process whatever happens to the number.
-                signal.pidfd_send_signal(pidfd, 0)
-            except BaseException:
-                os.close(fd)
-                raise
-            return fd
-        except FileNotFoundError:
+            return _open_proc_checked(pidfd, self.pid, name, flags)
+        except ProcessLookupError:
             raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
         finally:
             os.close(pidfd)
@@ -856,7 +858,7 @@ NAMESPACE_SYSCTLS: dict[str, tuple[str, str]] = {
 }
 
 
-def _sysctl_path(name: str) -> str:
+def sysctl_path(name: str) -> str:
     """``kernel.hostname`` -> ``/proc/sys/kernel/hostname``.
 
     As with sysctl(8), a name that contains "/" is taken as a path (for
@@ -873,14 +875,14 @@ def _sysctl_relpath(name: str) -> bytes:
 
     No whitespace (the request is space-separated) and no NUL.
     """
-    rel = _sysctl_path(name)[len("/proc/sys/") :]
+    rel = sysctl_path(name)[len("/proc/sys/") :]
     if any(c.isspace() or c == "\0" for c in rel):
         raise ValueError(f"bad sysctl name: {name!r}")
     return os.fsencode(rel)
 
 
 def _sysctl_reader(name: str) -> Callable[[], str]:
-    path = _sysctl_path(name)
+    path = sysctl_path(name)
 
     def read() -> str:
         with open(path, "rb") as f:
@@ -890,7 +892,7 @@ def _sysctl_reader(name: str) -> Callable[[], str]:
 
 
 def _sysctl_writer(name: str, value: str) -> Callable[[], None]:
-    path = _sysctl_path(name)
+    path = sysctl_path(name)
     data = value.encode()
 
     def write() -> None:

@@ -16,8 +16,8 @@ from containerfs.kernel.namespaces import (
     NAMESPACE_SYSCTLS,
     Holder,
     _proc_exited,
-    _sysctl_path,
     ns_inode,
+    sysctl_path,
 )
 
 STATUS = """Name:\tsleep
@@ -73,20 +73,20 @@ def test_every_kind_has_its_clone_flag() -> None:
     ],
 )
 def test_sysctl_names_map_to_proc_sys(name: str, path: str) -> None:
-    assert _sysctl_path(name) == path
+    assert sysctl_path(name) == path
 
 
 @pytest.mark.parametrize("name", ["", "kernel..hostname", "../etc/passwd", "net/../x", "a/./b"])
 def test_sysctl_names_cannot_escape(name: str) -> None:
     with pytest.raises(ValueError):
-        _sysctl_path(name)
+        sysctl_path(name)
 
 
 def test_namespace_sysctls_name_a_kind_and_a_proc_sys_file() -> None:
     assert NAMESPACE_SYSCTLS["uts.hostname"] == ("uts", "kernel.hostname")
     for name, (kind, sysctl) in NAMESPACE_SYSCTLS.items():
         assert kind in KINDS and name.startswith(kind + ".")
-        assert os.path.exists(_sysctl_path(sysctl))
+        assert os.path.exists(sysctl_path(sysctl))
 
 
 def test_holder_gone_without_waiting_for_the_reaper() -> None:
