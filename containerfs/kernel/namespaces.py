@@ -7,7 +7,12 @@ on a fresh OS thread, and moves a whole (single-threaded) process into a
 holder's namespaces (:func:`enter_holder`, for ``containerfs exec``).  The
 holder also answers sysctl requests over the socket it was started with
 (:meth:`Holder.sysctl`): it runs inside every namespace of the container,
-including the pid and user namespaces a thread cannot take on.
+including the pid and user namespaces a thread cannot take on.  The holder
+keeps a copy of the daemon's end of that socket at fd :data:`HOLDER_CHANNEL_FD`
+for as long as it lives, so a restarted daemon talks to it again
+(:meth:`Holder.attach` takes that fd with ``pidfd_getfd``).  A holder can also
+be started in namespaces given as nsfs fds (``spawn_holder(join_fds=...)``), to
+keep alive namespaces that processes of a container made themselves.
 
 Time namespaces: the holder is *not* in a time namespace its container owns.
 It unshares it last, so the container's time namespace is the holder's
@@ -28,7 +33,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
+import secrets
 import select
 import signal
 import socket
@@ -37,6 +44,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import TypeVar
 
 from containerfs.kernel import sys as ksys
@@ -61,9 +69,23 @@ _PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE = 0xFF08
 #: KTIME_MAX / NSEC_PER_SEC: the largest time namespace offset in seconds.
 _KTIME_SEC_MAX = (2**63 - 1) // 1_000_000_000
 
-#: Largest reply of the holder's sysctl service ("ok " + content), as in pin.c.
-#: (It takes requests of up to 8192 bytes and answers longer ones EMSGSIZE.)
-_REPLY_MAX = 3 + 65536
+#: The holder's copy of the daemon's end of its socketpair (pin.c: HOLDER_CHANNEL_FD).
+HOLDER_CHANNEL_FD = 3
+
+#: The holder's program name: its ``/proc/PID/comm`` (15 characters fit) and
+#: the name of its executable.
+PIN_NAME = "containerfs-pin"
+
+#: Largest reply of the holder's sysctl service ("TAG ok " + content), as in
+#: pin.c.  (It takes requests of up to 8192 bytes after the tag and answers
+#: longer ones EMSGSIZE.)
+_REPLY_MAX = 20 + 1 + 3 + 65536
+
+#: Request tags run from 1 to this (19 digits; pin.c takes up to 20).  0 is
+#: the holder's tag for replies to messages that carried no tag.
+_TAG_LIMIT = 2**63 - 1
+
+_NO_FDS: Mapping[str, int] = MappingProxyType({})
 
 
 def _check_kind(kind: str) -> None:
@@ -113,6 +135,53 @@ def _read_inodes(pid: int, pidfd: int) -> dict[str, int]:
     inodes = {kind: _holder_inode(pid, kind) for kind in KINDS}
     signal.pidfd_send_signal(pidfd, 0)  # ProcessLookupError once it is gone
     return inodes
+
+
+def _is_pin(pid: int) -> bool:
+    """Whether process ``pid`` runs containerfs-pin: its ``comm``, or its executable's name.
+
+    (The executable may show as "... (deleted)" after a rebuild, or by its path
+    in another mount namespace: only the name counts.)  ``ProcessLookupError``
+    when there is no such process.
+    """
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            if f.read().rstrip(b"\n") == PIN_NAME.encode():
+                return True
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return os.path.basename(exe.removesuffix(" (deleted)")) == PIN_NAME
+
+
+def _take_channel(pidfd: int, pid: int) -> socket.socket | None:
+    """The holder's copy of the daemon's end (fd :data:`HOLDER_CHANNEL_FD`), or None.
+
+    None when the holder has no such fd, or not an AF_UNIX SOCK_SEQPACKET
+    socket there: it was started by a pin from before the holder kept one.
+    """
+    try:
+        fd = ksys.pidfd_getfd(pidfd, HOLDER_CHANNEL_FD)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            return None
+        if exc.errno == errno.ESRCH:
+            raise ProcessLookupError(errno.ESRCH, f"holder {pid} is gone") from None
+        raise OSError(
+            exc.errno, f"cannot take the channel of holder {pid}: {exc.strerror}"
+        ) from None
+    try:
+        channel = socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if channel.family != socket.AF_UNIX or channel.type != socket.SOCK_SEQPACKET:
+        channel.close()
+        return None
+    return channel
 
 
 def _holder_inode(pid: int | str, kind: str) -> int:
@@ -167,14 +236,18 @@ class Holder:
 
     ``pid`` is in the daemon's pid namespace.  ``inodes`` has all eight kinds,
     the container's namespaces: for ``pid`` the holder's active one (it is the
-    init of a pid namespace it owns), for ``time`` its ``time_for_children``
-    (the holder never enters a time namespace it owns).
+    init of a pid namespace it owns, or an ordinary process of one it joined),
+    for ``time`` its ``time_for_children`` (the holder never enters a time
+    namespace it owns).
 
     ``channel`` is the daemon's end of the socket the holder was started with;
     over it the holder serves sysctl requests (:meth:`sysctl`,
-    :meth:`set_sysctl`).  A holder found again by :meth:`attach` (after a
-    daemon restart) has none: the holder stopped serving when the old daemon's
-    end closed.
+    :meth:`set_sysctl`).  The holder keeps a copy of that end at fd
+    :data:`HOLDER_CHANNEL_FD`, so it serves as long as it lives: :meth:`attach`
+    (after a daemon restart) takes that copy as its channel.  Requests carry a
+    tag that the reply echoes, and replies with another tag are skipped: the
+    ones to requests that timed out, and whatever an earlier daemon left
+    queued on the shared end.  Only one daemon may use a holder at a time.
     """
 
     #: Seconds a sysctl request waits for the holder's answer.
@@ -195,25 +268,70 @@ class Holder:
         # unrelated file.
         self._lock = threading.Lock()
         self._channel = channel
+        # close() wakes a request waiting for its reply through this.  It must
+        # not shut the channel down: the holder's copy is the same socket.
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) if channel is not None else -1
         # One request at a time on the channel, so replies cannot interleave.
         self._request_lock = threading.Lock()
-        # Replies the holder still owes us.  It answers every request exactly
-        # once, in order, so after a request timed out the next reply is that
-        # request's: ours is the one that brings this back to zero.
-        self._due = 0
+        # The last request's tag.  A random start: an earlier daemon's stale
+        # replies on the same channel must not carry tags we use.
+        self._seq = secrets.randbelow(_TAG_LIMIT)
 
     @classmethod
-    def attach(cls, pid: int) -> Holder:
-        """Reference an existing holder (e.g. after a daemon restart) by its pid."""
-        pidfd = os.pidfd_open(pid)
+    def attach(cls, pid: int, expected_inodes: Mapping[str, int]) -> Holder:
+        """Reference an existing holder by its pid (e.g. after a daemon restart).
+
+        ``expected_inodes`` (kind -> inode, the kinds the caller knows, e.g.
+        from the saved state) must match the holder's :attr:`inodes`, and the
+        process must be a containerfs-pin (its ``comm`` or executable name):
+        otherwise ``OSError(ESRCH)``, the pid was reused or the container
+        changed.  ``ProcessLookupError`` when there is no such process.  The
+        channel is the holder's copy of the daemon's end, taken with
+        ``pidfd_getfd``; a holder without one (started by a containerfs-pin
+        older than that) is attached without a channel (see
+        :attr:`has_channel`).  Only one daemon may use a holder at a time.
+        """
+        for kind in expected_inodes:
+            _check_kind(kind)
         try:
-            return cls(pid, pidfd, _read_inodes(pid, pidfd))
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise ProcessLookupError(errno.ESRCH, f"holder {pid} is gone") from None
+        channel = None
+        try:
+            try:
+                is_pin = _is_pin(pid)
+                inodes = _read_inodes(pid, pidfd)  # checks the pidfd alive afterwards
+            except ProcessLookupError:
+                raise ProcessLookupError(errno.ESRCH, f"holder {pid} is gone") from None
+            if not is_pin:
+                raise OSError(
+                    errno.ESRCH,
+                    f"process {pid} is not a {PIN_NAME}: pid reused or container changed",
+                )
+            changed = sorted(k for k, ino in expected_inodes.items() if inodes[k] != ino)
+            if changed:
+                raise OSError(
+                    errno.ESRCH,
+                    f"holder {pid} is not in the expected {', '.join(changed)} namespace: "
+                    "pid reused or container changed",
+                )
+            channel = _take_channel(pidfd, pid)
+            return cls(pid, pidfd, inodes, channel)
         except BaseException:
+            if channel is not None:
+                channel.close()
             os.close(pidfd)
             raise
 
     def __repr__(self) -> str:
         return f"Holder(pid={self.pid}, pidfd={self.pidfd})"
+
+    @property
+    def has_channel(self) -> bool:
+        """True while we have a channel to the holder's sysctl service (until :meth:`close`)."""
+        with self._lock:
+            return self._channel is not None
 
     def dup_pidfd(self) -> int:
         """A new pidfd on the holder, owned by the caller (safe against a concurrent close).
@@ -269,59 +387,77 @@ class Holder:
             os.close(pidfd)
 
     def close(self) -> None:
-        """Drop the pidfd and the channel (the holder keeps running).
+        """Drop our pidfd and channel; the holder keeps running and serving.
 
-        The holder sees the channel close and stops serving for good (it keeps
-        holding the namespaces).  A request in flight on another thread fails
-        with ``ProcessLookupError``.
+        The holder keeps its own copy of our end, so it never sees the channel
+        close: :meth:`attach` reaches it again.  A request in flight on
+        another thread fails with ``ProcessLookupError``; its reply, when it
+        comes, stays queued for whoever attaches next, who skips it by its tag.
         """
         with self._lock:
             if self.pidfd >= 0:
                 os.close(self.pidfd)
                 self.pidfd = -1
             channel, self._channel = self._channel, None
+            if channel is not None:
+                os.eventfd_write(self._wake, 1)  # wakes a request waiting for its reply
         if channel is not None:
-            with contextlib.suppress(OSError):
-                channel.shutdown(socket.SHUT_RDWR)  # wakes a request waiting on it
-            with self._request_lock:  # its fd number stays ours until that request is done
+            with self._request_lock:  # the fds stay ours until that request is done
                 channel.close()
+                os.close(self._wake)
+                self._wake = -1
 
     # -- sysctls served by the holder --------------------------------------------
 
     def _request(self, message: bytes, timeout: float | None) -> bytes:
-        """Send one request and return the holder's reply, minus a leading "ok".
+        """Send one request and return the holder's reply, minus its tag and a leading "ok".
 
-        ``OSError`` with the holder's errno for "err N"; ``ProcessLookupError``
-        when the holder is gone or the channel closed; ``OSError(ENOTCONN)``
-        for a holder without a channel; ``TimeoutError`` after ``timeout``.
+        ``message`` is a request without its tag (pin.c: ``r PATH``, ``w PATH
+        VALUE``); the tag is added here and replies with another one are
+        skipped.  ``OSError`` with the holder's errno for "err N";
+        ``ProcessLookupError`` when the holder is gone or we closed the
+        channel; ``OSError(ENOTCONN)`` for a holder without a channel;
+        ``TimeoutError`` after ``timeout`` (its late reply is skipped later).
         """
         timeout = self.REQUEST_TIMEOUT if timeout is None else timeout
         with self._request_lock:
             with self._lock:
-                channel = self._channel
+                channel, wake = self._channel, self._wake
             if channel is None:
                 raise OSError(
                     errno.ENOTCONN,
-                    f"holder {self.pid} has no channel (attached or closed): cannot serve sysctls",
+                    f"holder {self.pid} has no channel (closed, or started by an older pin): "
+                    "cannot serve sysctls",
                 )
+            self._seq = self._seq % _TAG_LIMIT + 1
+            tag = b"%d" % self._seq
             deadline = time.monotonic() + timeout
+            poller = select.poll()
+            poller.register(channel, select.POLLIN)
+            poller.register(wake, select.POLLIN)
             try:
                 channel.settimeout(max(timeout, 0.001))
-                channel.send(message)
-                self._due += 1
+                channel.send(tag + b" " + message)
+                channel.settimeout(0.0)
                 while True:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError(errno.ETIMEDOUT, f"holder {self.pid} did not answer")
-                    channel.settimeout(left)
-                    reply = channel.recv(_REPLY_MAX)
+                    events = poller.poll(math.ceil(left * 1000))
+                    if any(fd == wake for fd, _ in events):
+                        raise ProcessLookupError(errno.ESRCH, f"holder {self.pid}: channel closed")
+                    if not events:
+                        continue
+                    try:
+                        reply = channel.recv(_REPLY_MAX)
+                    except BlockingIOError:
+                        continue
                     if not reply:
-                        raise ProcessLookupError(
-                            errno.ESRCH, f"holder {self.pid} is gone or its channel closed"
-                        )
-                    self._due -= 1
-                    if not self._due:
-                        break  # earlier ones were for requests that timed out
+                        raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone")
+                    got, _, reply = reply.partition(b" ")
+                    if got == tag:
+                        break
+                    # A reply to a request that timed out, or left by an earlier daemon.
             except (BrokenPipeError, ConnectionResetError):
                 raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
         if reply == b"ok":
@@ -443,31 +579,50 @@ def spawn_holder(
     mountpoint: str,
     pin_path: str,
     timeout: float = 10.0,
+    join_fds: Mapping[str, int] = _NO_FDS,
 ) -> Holder:
-    """Start a holder that shares ``parent``'s namespaces except ``unshare``.
+    """Start a holder that shares ``parent``'s namespaces except ``unshare`` and ``join_fds``.
 
     Blocking; the daemon runs it in a worker thread.  ``place`` gets the first
     pin process's pid before it does anything, so the daemon can move it into
     the container's cgroups (a new cgroup namespace is rooted at the creator's
     cgroup).  The pin joins ``parent`` through a pidfd passed to it, never by
     pid number; the new holder's shared namespaces are checked against
-    ``parent.inodes`` (our own when ``parent`` is None) all the same.  On any
-    failure everything started here is killed and the error raised: the pin's
-    own failures as ``OSError`` with its errno and step, a parent holder that
-    is closed or gone as ``ProcessLookupError``.
+    ``parent.inodes`` (our own when ``parent`` is None) all the same.
+
+    ``join_fds`` (kind -> an nsfs fd the caller opened and keeps owning, e.g.
+    ``os.open("/proc/PID/ns/net")`` or a bind-mounted ``/run/netns/NAME``)
+    are namespaces to join instead of the parent's of that kind: the holder
+    then keeps them alive.  The pin joins them after the parent's non-user
+    namespaces and before unsharing, a user namespace last; a pid namespace
+    joined this way has the holder as an ordinary process in it (not its
+    init), and a time namespace fd is the namespace itself (joining enters it:
+    its offsets are fixed from then on).  The holder's :attr:`Holder.inodes`
+    of those kinds are checked to be the fds' namespaces.  ``ValueError`` for
+    an unknown kind, a kind also in ``unshare``, or an fd that is not a
+    namespace of its kind.
+
+    On any failure everything started here is killed and the error raised: the
+    pin's own failures as ``OSError`` with its errno and step, a parent holder
+    that is closed or gone as ``ProcessLookupError``, a holder that did not end
+    up in the expected namespaces as ``OSError(ESRCH)``.
     """
     for kind in unshare:
         _check_kind(kind)
+    joined = _joined_inodes(join_fds, unshare)
+    # Kinds the pin would be in anyway need no join (joining one's own user
+    # namespace would even fail); _check_shared checks them all the same.
+    to_join = {k: join_fds[k] for k, ino in joined.items() if ino != _default_inode(parent, k)}
     flags = ksys.flags_of(unshare)
-    join = _join_flags(parent)
+    join = _join_flags(parent) & ~ksys.flags_of(to_join)
     parent_fd = parent.dup_pidfd() if parent is not None else -1
     try:
-        holder = _spawn(parent_fd, join, flags, place, mountpoint, pin_path, timeout)
+        holder = _spawn(parent_fd, join, flags, to_join, place, mountpoint, pin_path, timeout)
     finally:
         if parent_fd >= 0:
             os.close(parent_fd)
     try:
-        _check_shared(holder, parent, unshare)
+        _check_shared(holder, parent, unshare, joined)
     except BaseException:
         try:
             holder.kill()
@@ -475,6 +630,28 @@ def spawn_holder(
             holder.close()
         raise
     return holder
+
+
+def _joined_inodes(join_fds: Mapping[str, int], unshare: frozenset[str]) -> dict[str, int]:
+    """Kind -> inode of each ``join_fds`` namespace, checked to be of its kind."""
+    joined = {}
+    for kind, fd in join_fds.items():
+        _check_kind(kind)
+        if kind in unshare:
+            raise ValueError(f"cannot both join and own a {kind} namespace")
+        try:
+            nstype = ksys.ns_get_nstype(fd)
+        except OSError as exc:
+            raise ValueError(f"join_fds[{kind!r}] is not a namespace fd: {exc.strerror}") from None
+        if nstype != ksys.NS_FLAGS[kind]:
+            raise ValueError(f"join_fds[{kind!r}] is not a {kind} namespace")
+        joined[kind] = os.fstat(fd).st_ino
+    return joined
+
+
+def _default_inode(parent: Holder | None, kind: str) -> int:
+    """The namespace of ``kind`` a pin we start ends up in unless told otherwise."""
+    return parent.inodes[kind] if parent is not None else ns_inode("self", kind)
 
 
 def _join_flags(parent: Holder | None) -> int:
@@ -491,13 +668,21 @@ def _join_flags(parent: Holder | None) -> int:
     )
 
 
-def _check_shared(holder: Holder, parent: Holder | None, unshare: frozenset[str]) -> None:
-    """The new holder is in the parent's namespaces of every kind it does not own."""
+def _check_shared(
+    holder: Holder, parent: Holder | None, unshare: frozenset[str], joined: Mapping[str, int]
+) -> None:
+    """The new holder is in the joined namespaces, and in the parent's of every other kind
+    it does not own."""
     for kind in KINDS:
         if kind in unshare:
             continue
-        want = parent.inodes[kind] if parent is not None else ns_inode("self", kind)
-        if holder.inodes[kind] != want:
+        if kind in joined:
+            if holder.inodes[kind] != joined[kind]:
+                raise OSError(
+                    errno.ESRCH,
+                    f"holder {holder.pid} is not in the {kind} namespace it was to join",
+                )
+        elif holder.inodes[kind] != _default_inode(parent, kind):
             raise OSError(errno.ESRCH, f"parent holder changed ({kind} namespace differs)")
 
 
@@ -505,6 +690,7 @@ def _spawn(
     parent_fd: int,
     join: int,
     flags: int,
+    join_fds: Mapping[str, int],
     place: Callable[[int], None],
     mountpoint: str,
     pin_path: str,
@@ -524,10 +710,14 @@ def _spawn(
                 hex(join),
                 hex(flags),
                 mountpoint,
+                *(f"{kind}={fd}" for kind, fd in join_fds.items()),
             ]
+            fds = [theirs.fileno(), *join_fds.values()]
+            if parent_fd >= 0:
+                fds.append(parent_fd)
             proc = subprocess.Popen(
                 argv,
-                pass_fds=(theirs.fileno(),) + ((parent_fd,) if parent_fd >= 0 else ()),
+                pass_fds=fds,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
@@ -561,7 +751,17 @@ def _finish(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: float) 
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, _SO_PASSPIDFD, 0)
-            return Holder(pid, pidfd, _read_inodes(pid, pidfd), channel=sock)
+            inodes = _read_inodes(pid, pidfd)
+            # Last: the holder keeps this copy of our end at HOLDER_CHANNEL_FD
+            # (pin.c, "peer") and from then on lives on whatever happens to us.
+            socket.send_fds(sock, [b"peer"], [sock.fileno()])
+            kept = sock.recv(16)
+            if kept != b"kept":
+                raise OSError(
+                    errno.EIO if not kept else errno.EPROTO,
+                    f"holder {pid} did not keep the channel: {kept[:40]!r}",
+                )
+            return Holder(pid, pidfd, inodes, channel=sock)
         except BaseException:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)

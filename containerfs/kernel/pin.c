@@ -2,7 +2,7 @@
  * containerfs-pin: the namespace holder of one container (docs/design.md,
  * "Namespaces: the holder").
  *
- *   containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS UNSHARE_FLAGS MOUNTPOINT
+ *   containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS UNSHARE_FLAGS MOUNTPOINT [KIND=FD]...
  *
  * SOCKFD is an AF_UNIX SOCK_SEQPACKET socket shared with the daemon.
  * PARENT_PIDFD is an inherited pidfd on the parent container's holder (-1:
@@ -13,27 +13,61 @@
  * through PARENT_PIDFD.  UNSHARE_FLAGS are the CLONE_NEW* bits the container
  * owns.  Flags are decimal or 0x hex.  MOUNTPOINT is detached from a mount
  * namespace the container owns, so containers do not see the daemon's mount.
+ * Each KIND=FD word (KIND: ipc uts net pid mnt user cgroup time) names an
+ * inherited nsfs fd on a namespace to join instead of the parent's of that
+ * kind: one that processes of a container made themselves (unshare -n, ip
+ * netns add), which the holder then keeps alive.  A KIND may appear once, and
+ * not in JOIN_FLAGS or UNSHARE_FLAGS.
  *
- * Protocol: wait for "go" (EOF: exit quietly), build the namespaces, and let the
- * final process (the holder) send "ok".  Any failing process sends
- * "err <errno> <step>" and exits 1.  The daemon learns the holder's pid from the
- * SCM_CREDENTIALS the kernel attaches to "ok".
+ * Joining order: a time namespace first (the parent's is its
+ * time_for_children, see below), then every other non-user kind, the
+ * parent's through PARENT_PIDFD and the KIND=FD ones, all while we still have
+ * every capability of the daemon's user namespace; then /proc/sys is opened
+ * (see open_sysdir), then a user namespace last (a KIND=FD one or the
+ * parent's).  A joined pid namespace takes effect in children: the pin forks
+ * once after joining, so the holder runs in it (as an ordinary process, or as
+ * the init of a pid namespace it owns).  Then the owned kinds are unshared.
  *
- * After "ok" the holder keeps the socket and serves sysctl requests, one at a
- * time, one reply per request (so a daemon that gave up waiting can skip late
- * replies by counting):
+ * Startup protocol: wait for "go" (EOF: exit quietly), build the namespaces,
+ * and let the final process (the holder) send "ok".  Any failing process sends
+ * "err <errno> <step>" and exits 1.  The daemon learns the holder's pid from
+ * the SCM_CREDENTIALS the kernel attaches to "ok", and answers "peer" with its
+ * own end of the socketpair attached (SCM_RIGHTS).  The holder keeps that copy
+ * at fd HOLDER_CHANNEL_FD (3) for as long as it lives and says "kept": its own
+ * end then never sees EOF, and a restarted daemon takes fd 3 with
+ * pidfd_getfd(2) to talk to it again (no filesystem path involved).  EOF
+ * instead of "peer": the daemon went away before it took the holder, which
+ * nobody knows then: it exits.
+ * The holder's fds: 0-2 /dev/null, 3 the daemon's end, 4 its own end, 5 its
+ * private copy of /proc/sys.
  *
- *   "r <path>"          -> "ok <content>" | "err <errno>"
- *   "w <path> <value>"  -> "ok" | "err <errno>"   (one write() of <value>)
+ * After that the holder serves sysctl requests, one at a time, one reply per
+ * request, forever:
  *
- * <path> is relative to /proc/sys and resolved beneath it (no "..", no
- * absolute path, no symlink, no other mount).  The holder answers from inside
- * every namespace of the container, which a daemon thread cannot do for
- * sysctls that look at the caller's active pid namespace (kernel.pid_max) or
- * its user namespace (user.max_*_namespaces).  Bad requests get an "err";
- * nothing a request holds can end the holder.  When the daemon's end closes
- * (it exited), the holder stops serving for good and keeps holding: a
- * restarted daemon finds it by pid and has no socket to it (yet).
+ *   "<tag> r <path>"          -> "<tag> ok <content>" | "<tag> err <errno>"
+ *   "<tag> w <path> <value>"  -> "<tag> ok" | "<tag> err <errno>"
+ *                                (one write() of <value>)
+ *
+ * <tag> is 1 to 20 decimal digits chosen by the daemon and echoed verbatim,
+ * so a daemon can tell its reply from stale ones: replies to requests that
+ * timed out, or that a daemon killed mid-request left queued on its end (the
+ * holder's copy keeps them), or to a request the holder was still working on
+ * when a new daemon attached.  A message without a well-formed tag gets
+ * "0 err 22" (EINVAL; no daemon uses tag 0).  <path> is relative to /proc/sys
+ * and resolved beneath it (no "..", no absolute path, no symlink, no other
+ * mount); the part after the tag may be at most REQ_MAX bytes (EMSGSIZE).
+ * The holder answers from inside every namespace of the container, which a
+ * daemon thread cannot do for sysctls that look at the caller's active pid
+ * namespace (kernel.pid_max) or its user namespace (user.max_*_namespaces).
+ * Bad requests get an "err"; nothing a request holds can end the holder.
+ *
+ * Security: every pin process is made non-dumpable (PR_SET_DUMPABLE 0) at
+ * start and again right before "ok" (a credential change may reset it): a
+ * root inside a user namespace the holder is in (or owns) then cannot ptrace
+ * it, read its /proc/PID/{environ,mem,fd/...} or take its fds (the daemon's
+ * channel, /proc/sys).  That needs CAP_SYS_PTRACE over the user namespace the
+ * pin was executed in, which the daemon (root there) has: pidfd_getfd and
+ * the /proc/HOLDER/ns files keep working for it.
  *
  * Time namespace: the holder does not run in a time namespace the container
  * owns.  It unshares CLONE_NEWTIME itself, last, so that the container's time
@@ -41,15 +75,15 @@
  * (/proc/HOLDER/timens_offsets) stay writable until the first process enters.
  * Whatever joins it takes the holder's time_for_children, never its active
  * one: so does a nested pin whose container shares the time namespace, and
- * that is an entry too (the parent's offsets are fixed from then on).
+ * that is an entry too (the parent's offsets are fixed from then on).  A
+ * time=FD namespace is joined as it is (the fd names the namespace itself).
  *
  * Process chain: the first process always forks, so the holder is never the
  * daemon's child.  Each process that forked waits until its child reported (a
  * byte on a private pipe) and then exits 0; each forked child sets
  * PR_SET_PDEATHSIG until it reported, so killing the first process tears down a
  * half-built chain.  The holder ignores every signal (SIGCHLD ignored makes the
- * kernel reap orphans of its pid namespace), serves requests until the daemon
- * closes its end, and then pauses forever.
+ * kernel reap orphans of its pid namespace), and serves requests forever.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -67,6 +101,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,7 +130,25 @@
 	(CLONE_NEWUSER | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWPID | \
 	 CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWTIME)
 
-static int sock = -1; /* the daemon's socket */
+/* The holder's fds (see the header comment). */
+#define HOLDER_CHANNEL_FD 3 /* the daemon's end: a restarted daemon takes it */
+#define HOLDER_SOCK_FD 4    /* our end */
+#define HOLDER_SYSDIR_FD 5  /* /proc/sys */
+
+/* Namespace kinds as KIND=FD words name them, in no particular order. */
+static const struct {
+	const char *name;
+	int flag;
+} kinds[] = {
+	{"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},	  {"net", CLONE_NEWNET},
+	{"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},	  {"user", CLONE_NEWUSER},
+	{"cgroup", CLONE_NEWCGROUP}, {"time", CLONE_NEWTIME},
+};
+#define NKINDS (sizeof kinds / sizeof kinds[0])
+
+static int joinfd[NKINDS]; /* KIND=FD fds by kinds[] index; -1: none */
+
+static int sock = -1; /* our end of the daemon's socketpair */
 static int up = -1;   /* pipe to our parent pin process; -1 in the first one */
 
 static void say(const char *msg)
@@ -250,36 +303,7 @@ static int parent_time_ns(int pidfd)
 	return fd;
 }
 
-/*
- * Join the parent holder's namespaces of JOIN_FLAGS through its pidfd, then
- * drop the pidfd (no later process of the chain keeps it).  The time
- * namespace comes first, through TIMEFD, while we still have every capability
- * over its owner; the rest in one call: the kernel joins the user namespace
- * first and checks the rest with the credentials gained there.  A parent that
- * has exited fails with ESRCH.  Joining a time namespace is entering it: its
- * offsets cannot be changed any more.
- */
-static void join_parent(int pidfd, int flags, int timefd)
-{
-	if (timefd >= 0) {
-		if (setns(timefd, CLONE_NEWTIME) < 0)
-			fail("setns parent time");
-		close(timefd);
-	}
-	flags &= ~CLONE_NEWTIME;
-	if (flags && setns(pidfd, flags) < 0)
-		fail("setns parent");
-	close(pidfd);
-}
-
-/* -- the holder's sysctl service -------------------------------------------- */
-
-#define REQ_MAX 8192  /* a path and a value; sysctl writes take at most a page */
-#define REPLY_MAX 65536
-
 static int sysdir = -1; /* /proc/sys, see open_sysdir() */
-static char req[REQ_MAX + 1];
-static char reply[3 + REPLY_MAX];
 
 /*
  * /proc/sys as a private copy of its mount, detached from every mount
@@ -291,7 +315,9 @@ static char reply[3 + REPLY_MAX];
  * namespace owned by a container's user namespace), which only a recursive
  * copy may take along (they are other mounts, so open_sysctl() refuses
  * them).  Without CAP_SYS_ADMIN over the mount namespace's owner, fall back
- * to a plain open: mounts over parts of /proc/sys then get EXDEV.
+ * to a plain open: mounts over parts of /proc/sys then get EXDEV.  In a
+ * joined (mnt=FD) mount namespace whatever its processes mounted over
+ * /proc/sys itself is what we copy.
  */
 static int open_sysdir(void)
 {
@@ -306,10 +332,96 @@ static int open_sysdir(void)
 	return fd;
 }
 
-/* Send a reply; 0 once the daemon is gone. */
-static int answer(const char *msg, size_t len)
+/*
+ * Join the namespace behind nsfs FD as kind I, then close FD.  Joining a
+ * time namespace is entering it: its offsets cannot be changed any more.
+ */
+static void join_fd(size_t i)
 {
-	while (send(sock, msg, len, MSG_NOSIGNAL) < 0) {
+	char step[32];
+
+	if (setns(joinfd[i], kinds[i].flag) < 0) {
+		snprintf(step, sizeof step, "setns %s", kinds[i].name);
+		fail(step);
+	}
+	close(joinfd[i]);
+	joinfd[i] = -1;
+}
+
+static size_t kind_index(int flag)
+{
+	size_t i;
+
+	for (i = 0; i < NKINDS && kinds[i].flag != flag; i++)
+		;
+	return i;
+}
+
+/*
+ * Join every namespace we were asked to, in the order of the header comment:
+ * the parent holder's of JOIN_FLAGS through PARENTFD (then closed: no later
+ * process of the chain keeps it), the KIND=FD ones.  Time first, while we
+ * still have every capability over its owner (the parent's is its
+ * time_for_children, opened by parent_time_ns() before any mount namespace
+ * changes /proc); user last, so that every other join is checked with the
+ * daemon's credentials; /proc/sys is opened in between, in the final mount
+ * namespace and before any user namespace: open_tree() needs CAP_SYS_ADMIN
+ * over the owner of the mount namespace we are in, and no process of the
+ * container exists yet that could have mounted over /proc/sys (a joined
+ * mount namespace may have some: see open_sysdir()).  A parent that has
+ * exited fails with ESRCH.
+ */
+static void join_all(int parentfd, int join)
+{
+	size_t i, t = kind_index(CLONE_NEWTIME), u = kind_index(CLONE_NEWUSER);
+
+	if (joinfd[t] >= 0) {
+		join_fd(t);
+	} else if (join & CLONE_NEWTIME) {
+		int timefd = parent_time_ns(parentfd);
+
+		if (timefd < 0)
+			fail("open parent time namespace");
+		if (setns(timefd, CLONE_NEWTIME) < 0)
+			fail("setns parent time");
+		close(timefd);
+	}
+	if ((join & ~(CLONE_NEWTIME | CLONE_NEWUSER)) &&
+	    setns(parentfd, join & ~(CLONE_NEWTIME | CLONE_NEWUSER)) < 0)
+		fail("setns parent");
+	for (i = 0; i < NKINDS; i++) {
+		if (i != t && i != u && joinfd[i] >= 0)
+			join_fd(i);
+	}
+	sysdir = open_sysdir();
+	if (sysdir < 0)
+		fail("open /proc/sys");
+	if (joinfd[u] >= 0)
+		join_fd(u);
+	else if ((join & CLONE_NEWUSER) && setns(parentfd, CLONE_NEWUSER) < 0)
+		fail("setns parent user");
+	if (parentfd >= 0)
+		close(parentfd);
+}
+
+/* -- the holder's sysctl service -------------------------------------------- */
+
+#define TAG_MAX 20    /* digits of a request's tag: a 64-bit number */
+#define REQ_MAX 8192  /* a path and a value; sysctl writes take at most a page */
+#define REPLY_MAX 65536
+
+static char msg[TAG_MAX + 1 + REQ_MAX + 1]; /* one request, and room for a NUL */
+static char tag[TAG_MAX + 1];		    /* its tag and a space */
+static size_t taglen;
+static char reply[3 + REPLY_MAX];
+
+/* Send the reply to the current request: its tag, then MSG. */
+static void answer(const char *text, size_t len)
+{
+	struct iovec iov[2] = {{tag, taglen}, {(void *)text, len}};
+	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+
+	while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0) {
 		if (errno == EINTR)
 			continue;
 		if (errno == EMSGSIZE || errno == ENOBUFS || errno == ENOMEM) {
@@ -317,22 +429,20 @@ static int answer(const char *msg, size_t len)
 			char err[16];
 
 			snprintf(err, sizeof err, "err %d", errno);
-			msg = err;
-			len = strlen(err);
-			if (send(sock, msg, len, MSG_NOSIGNAL) >= 0)
-				return 1;
+			iov[1].iov_base = err;
+			iov[1].iov_len = strlen(err);
+			(void)sendmsg(sock, &m, MSG_NOSIGNAL);
 		}
-		return 0;
+		return; /* nobody to tell: drop it */
 	}
-	return 1;
 }
 
-static int answer_err(int err)
+static void answer_err(int err)
 {
-	char msg[16];
+	char text[16];
 
-	snprintf(msg, sizeof msg, "err %d", err);
-	return answer(msg, strlen(msg));
+	snprintf(text, sizeof text, "err %d", err);
+	answer(text, strlen(text));
 }
 
 /* A relative path of plain components: no "", ".", ".." and no NUL. */
@@ -367,40 +477,52 @@ static int open_sysctl(const char *path, int flags)
 	return (int)syscall(SYS_openat2, sysdir, path, &how, sizeof how);
 }
 
-/* Handle one request of LEN bytes in req[]; 0 once the daemon is gone. */
-static int serve_one(size_t len)
+/* Handle one request, the LEN bytes at REQ (after the tag); REQ[LEN] is ours. */
+static void serve_one(char *req, size_t len)
 {
 	char *path = req + 2, *value = NULL;
 	size_t plen, vlen = 0, got = 0;
 	ssize_t n;
 	int fd, err;
 
-	if (len < 2 || (req[0] != 'r' && req[0] != 'w') || req[1] != ' ')
-		return answer_err(EINVAL);
+	if (len < 2 || (req[0] != 'r' && req[0] != 'w') || req[1] != ' ') {
+		answer_err(EINVAL);
+		return;
+	}
 	plen = len - 2;
 	if (req[0] == 'w') {
 		char *space = memchr(path, ' ', plen);
 
-		if (!space)
-			return answer_err(EINVAL);
+		if (!space) {
+			answer_err(EINVAL);
+			return;
+		}
 		value = space + 1;
 		vlen = len - (size_t)(value - req);
 		plen = (size_t)(space - path);
 	}
-	if (!good_path(path, plen))
-		return answer_err(EINVAL);
-	path[plen] = '\0'; /* req has room for one more byte */
+	if (!good_path(path, plen)) {
+		answer_err(EINVAL);
+		return;
+	}
+	path[plen] = '\0';
 
 	fd = open_sysctl(path, value ? O_WRONLY : O_RDONLY);
-	if (fd < 0)
-		return answer_err(errno);
+	if (fd < 0) {
+		answer_err(errno);
+		return;
+	}
 	if (value) {
 		do
 			n = write(fd, value, vlen);
 		while (n < 0 && errno == EINTR);
 		err = n < 0 ? errno : (size_t)n != vlen ? EIO : 0;
 		close(fd);
-		return err ? answer_err(err) : answer("ok", 2);
+		if (err)
+			answer_err(err);
+		else
+			answer("ok", 2);
+		return;
 	}
 	memcpy(reply, "ok ", 3);
 	for (;;) {
@@ -421,41 +543,45 @@ static int serve_one(size_t len)
 		got += (size_t)n;
 	}
 	close(fd);
-	return err ? answer_err(err) : answer(reply, 3 + got);
+	if (err)
+		answer_err(err);
+	else
+		answer(reply, 3 + got);
 }
 
 /*
- * Serve until the daemon closes its end (or our reply cannot reach it).  Bad
- * requests get "err <errno>"; nothing a request holds can end the holder.
+ * Serve forever: we hold a copy of the daemon's end, so ours never sees EOF
+ * (a daemon that goes away leaves it to the next one).  Each message gets
+ * exactly one reply, bad ones an "err <errno>"; nothing a request holds can
+ * end the holder.
  */
-static void serve(void)
+static void __attribute__((noreturn)) serve(void)
 {
+	size_t len, d;
 	ssize_t n;
 
 	for (;;) {
-		n = recv(sock, req, REQ_MAX, MSG_TRUNC);
+		n = recv(sock, msg, sizeof msg - 1, MSG_TRUNC);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		if (n == 0) {
-			/* An empty message, or the end: only the end hangs up. */
-			struct pollfd p = {.fd = sock, .events = POLLRDHUP};
-
-			if (poll(&p, 1, 0) != 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-				return;
-			if (!answer_err(EINVAL))
-				return;
+			if (errno != EINTR)
+				(void)poll(NULL, 0, 100); /* should not happen: do not spin */
 			continue;
 		}
-		if ((size_t)n > REQ_MAX) { /* the rest of it was dropped */
-			if (!answer_err(EMSGSIZE))
-				return;
+		len = (size_t)n < sizeof msg - 1 ? (size_t)n : sizeof msg - 1;
+		for (d = 0; d < len && d <= TAG_MAX && msg[d] >= '0' && msg[d] <= '9'; d++)
+			;
+		if (d == 0 || d > TAG_MAX || d == len || msg[d] != ' ') {
+			memcpy(tag, "0 ", 2);
+			taglen = 2;
+			answer_err(EINVAL);
 			continue;
 		}
-		if (!serve_one((size_t)n))
-			return;
+		memcpy(tag, msg, d + 1);
+		taglen = d + 1;
+		if ((size_t)n - taglen > REQ_MAX) /* (what did not fit was dropped) */
+			answer_err(EMSGSIZE);
+		else
+			serve_one(msg + taglen, (size_t)n - taglen);
 	}
 }
 
@@ -484,10 +610,98 @@ static void close_all_but(int a, int b, int c)
 	(void)close_range(from, ~0U, 0);
 }
 
+/*
+ * Keep only our socket, /proc/sys and the pipe to our parent, at the holder's
+ * fd numbers: 0-2 /dev/null (so that the holder holds no terminal or log pipe
+ * of whoever started the daemon), HOLDER_SOCK_FD, HOLDER_SYSDIR_FD, the pipe
+ * at 10 or above (it goes once we reported), HOLDER_CHANNEL_FD left free.
+ */
+static void settle_fds(void)
+{
+	int s, d, u = -1, fd, i;
+
+	s = fcntl(sock, F_DUPFD_CLOEXEC, 10);
+	d = fcntl(sysdir, F_DUPFD_CLOEXEC, 10);
+	if (up >= 0)
+		u = fcntl(up, F_DUPFD_CLOEXEC, 10);
+	if (s < 0 || d < 0 || (up >= 0 && u < 0))
+		fail("dup holder fds");
+	close_all_but(s, d, u);
+	sock = s;
+	sysdir = d;
+	up = u;
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		for (i = 0; i <= 2; i++) {
+			if (fd != i)
+				(void)dup2(fd, i);
+		}
+		if (fd > 2)
+			close(fd);
+	}
+	if (dup2(s, HOLDER_SOCK_FD) < 0 || dup2(d, HOLDER_SYSDIR_FD) < 0)
+		fail("dup2 holder fds");
+	close(s);
+	close(d);
+	sock = HOLDER_SOCK_FD;
+	sysdir = HOLDER_SYSDIR_FD;
+}
+
+/*
+ * Wait for the daemon's "peer": its end of the socketpair, which we keep at
+ * HOLDER_CHANNEL_FD, and say "kept".  EOF: the daemon went away before it took us (it never
+ * returned us to anyone), so nobody will ever know us: exit.
+ */
+static void take_peer(void)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(4 * sizeof(int))];
+	} c;
+	char buf[8];
+	struct iovec iov = {buf, sizeof buf};
+	struct msghdr m;
+	struct cmsghdr *h;
+	int fd = -1, *fds;
+	size_t i, nfds;
+	ssize_t n;
+
+	do {
+		memset(&m, 0, sizeof m);
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = c.b;
+		m.msg_controllen = sizeof c.b;
+		n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	for (h = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL; h; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		fds = (int *)CMSG_DATA(h);
+		nfds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfds; i++) {
+			if (fd < 0)
+				fd = fds[i];
+			else
+				close(fds[i]);
+		}
+	}
+	if (n != 4 || memcmp(buf, "peer", 4) != 0 || fd < 0 || (m.msg_flags & MSG_CTRUNC))
+		_exit(n == 0 ? 0 : 1); /* the daemon is gone, or broken: nobody to serve */
+	if (fd != HOLDER_CHANNEL_FD) {
+		if (dup2(fd, HOLDER_CHANNEL_FD) < 0)
+			_exit(1);
+		close(fd);
+	}
+	/* From now on a daemon may look for it there. */
+	if (send(sock, "kept", 4, MSG_NOSIGNAL) != 4)
+		_exit(1);
+}
+
 static void __attribute__((noreturn)) hold(void)
 {
 	struct sigaction ign;
-	int s, fd;
+	int s;
 
 	memset(&ign, 0, sizeof ign);
 	ign.sa_handler = SIG_IGN;
@@ -497,51 +711,59 @@ static void __attribute__((noreturn)) hold(void)
 	}
 	if (setsid() < 0)
 		fail("setsid");
-	/* Keep only the socket, the pipe and /proc/sys; 0-2 become /dev/null so
-	 * that the holder holds no terminal or log pipe of whoever started the
-	 * daemon. */
-	close_all_but(sock, up, sysdir);
-	fd = open("/dev/null", O_RDWR);
-	if (fd >= 0) {
-		for (s = 0; s <= 2; s++) {
-			if (fd != s)
-				(void)dup2(fd, s);
-		}
-		if (fd > 2)
-			close(fd);
-	}
+	settle_fds();
 	if (chdir("/") < 0)
 		fail("chdir /");
+	/* Again: joining or making a user namespace may have reset it. */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		fail("prctl PR_SET_DUMPABLE");
 	(void)prctl(PR_SET_PDEATHSIG, 0);
 	if (send(sock, "ok", 2, MSG_NOSIGNAL) != 2)
 		_exit(1);
 	release_parent();
+	take_peer();
 	serve();
-	/*
-	 * The daemon is gone (or dropped us).  The container outlives it, so we
-	 * keep holding its namespaces; but nothing can reach this service again:
-	 * a restarted daemon attaches by pid and has no socket to us (yet).
-	 */
-	close(sock);
-	sock = -1;
-	close(sysdir);
-	sysdir = -1;
-	for (;;)
-		pause();
+}
+
+/* Parse a KIND=FD word into joinfd[]. */
+static int parse_join_word(const char *word, long parentfd)
+{
+	const char *eq = strchr(word, '=');
+	size_t i;
+	long fd;
+
+	if (!eq)
+		return -1;
+	for (i = 0; i < NKINDS; i++) {
+		if (strlen(kinds[i].name) == (size_t)(eq - word) &&
+		    memcmp(kinds[i].name, word, (size_t)(eq - word)) == 0)
+			break;
+	}
+	if (i == NKINDS || joinfd[i] >= 0 || parse_int(eq + 1, 0, INT_MAX, &fd) < 0 ||
+	    fd == sock || fd == parentfd)
+		return -1;
+	joinfd[i] = (int)fd;
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	long sockfd, parentfd, join, flags;
+	int joined = 0, i;
 	char buf[16];
 	ssize_t n;
 
-	if (argc != 6 || parse_int(argv[1], 0, INT_MAX, &sockfd) < 0) {
+	/* First of all: a root inside a user namespace we join must not be
+	 * able to ptrace us or take our fds (see the header comment). */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	if (argc < 6 || parse_int(argv[1], 0, INT_MAX, &sockfd) < 0) {
 		fprintf(stderr, "usage: containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS "
-				"UNSHARE_FLAGS MOUNTPOINT\n");
+				"UNSHARE_FLAGS MOUNTPOINT [KIND=FD]...\n");
 		return 2;
 	}
 	sock = (int)sockfd;
+	for (i = 0; i < (int)NKINDS; i++)
+		joinfd[i] = -1;
 	if (parse_int(argv[2], -1, INT_MAX, &parentfd) < 0 || parentfd == sock) {
 		errno = EINVAL;
 		fail("bad PARENT_PIDFD");
@@ -555,6 +777,20 @@ int main(int argc, char **argv)
 		errno = EINVAL;
 		fail("bad UNSHARE_FLAGS");
 	}
+	for (i = 6; i < argc; i++) {
+		if (parse_join_word(argv[i], parentfd) < 0) {
+			errno = EINVAL;
+			fail("bad KIND=FD");
+		}
+	}
+	for (i = 0; i < (int)NKINDS; i++) {
+		if (joinfd[i] >= 0)
+			joined |= kinds[i].flag;
+	}
+	if ((joined & join) || (joined & flags)) {
+		errno = EINVAL;
+		fail("KIND=FD also in JOIN_FLAGS or UNSHARE_FLAGS");
+	}
 
 	do
 		n = recv(sock, buf, sizeof buf, 0);
@@ -566,25 +802,11 @@ int main(int argc, char **argv)
 		fail("read go");
 	}
 
+	join_all((int)parentfd, (int)join);
 	/* A process only unshares a pid namespace from its active one, and
 	 * setns(CLONE_NEWPID) only changes the namespace of our children. */
-	if (parentfd >= 0) {
-		int timefd = -1;
-
-		if ((join & CLONE_NEWTIME) && (timefd = parent_time_ns((int)parentfd)) < 0)
-			fail("open parent time namespace");
-		join_parent((int)parentfd, (int)join, timefd);
-	}
-	if (join & CLONE_NEWPID)
+	if ((join | joined) & CLONE_NEWPID)
 		fork_chain();
-
-	/* In the container's mount namespace or its parent's, before any new
-	 * user namespace: open_tree() needs CAP_SYS_ADMIN over the owner of the
-	 * mount namespace we are in, and no process of the container exists yet
-	 * that could have mounted over /proc/sys. */
-	sysdir = open_sysdir();
-	if (sysdir < 0)
-		fail("open /proc/sys");
 
 	/* Everything but time now: a time namespace is unshared by the holder. */
 	if ((flags & ~CLONE_NEWTIME) && unshare((int)(flags & ~CLONE_NEWTIME)) < 0)

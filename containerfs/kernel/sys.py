@@ -122,10 +122,23 @@ def ns_get_nstype(fd: int) -> int:
 
 PR_SET_PDEATHSIG = 1
 
+# Linux >= 5.6; the same number on x86_64 and arm64 (unified syscall table).
+_SYS_PIDFD_GETFD = 438
+
 
 def set_pdeathsig(sig: int) -> None:
     """Have the kernel send ``sig`` to the caller when its parent thread exits."""
     _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0))
+
+
+def pidfd_getfd(pidfd: int, targetfd: int) -> int:
+    """A duplicate of fd ``targetfd`` of the process behind ``pidfd`` (close-on-exec).
+
+    Like ``dup``: the new fd shares the open file (offset, flags) with the
+    target's.  Needs ptrace-attach rights over the target (``EPERM``);
+    ``EBADF`` when the target has no such fd, ``ESRCH`` once it has exited.
+    """
+    return _check(_libc.syscall(_SYS_PIDFD_GETFD, pidfd, targetfd, 0))
 
 
 # The new mount API (Linux 5.2+): used to place a detached bind mount of a
@@ -155,3 +168,28 @@ def move_mount_fd(fd: int, target: str) -> None:
             _SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, os.fsencode(target), MOVE_MOUNT_F_EMPTY_PATH
         )
     )
+
+
+# -- inotify (not in Python's os module) --------------------------------------
+
+_libc.inotify_init1.argtypes = [ctypes.c_int]
+_libc.inotify_init1.restype = ctypes.c_int
+_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_libc.inotify_add_watch.restype = ctypes.c_int
+_libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.inotify_rm_watch.restype = ctypes.c_int
+
+IN_MODIFY = 0x00000002
+IN_IGNORED = 0x00008000
+
+
+def inotify_init1(flags: int) -> int:
+    return _check(_libc.inotify_init1(flags))
+
+
+def inotify_add_watch(fd: int, path: str, mask: int) -> int:
+    return _check(_libc.inotify_add_watch(fd, os.fsencode(path), mask))
+
+
+def inotify_rm_watch(fd: int, wd: int) -> None:
+    _check(_libc.inotify_rm_watch(fd, wd))
