@@ -23,8 +23,11 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from . import recovery
+from .discovery import Discovery
+from .engine import lifecycle
 from .engine.errors import ContainerError, InvalidInput
-from .engine.kinds import NAMESPACE_NAMES, KindClass, all_kinds
+from .engine.kinds import NAMESPACE_NAMES, KindClass, Origin, Release, all_kinds
 from .engine.tree import (
     NAMESPACE_KNOBS,
     Container,
@@ -41,14 +44,18 @@ from .engine.tree import (
 from .engine.tree import parse_pid as parse_pid_text
 from .engine.views import IPC_KNOBS, NET_KNOBS, PID_KNOBS, Knob
 from .fuse.ops import Operations
-from .kernel import idmaps, mounts, namespaces, nsinfo, procs
+from .fuse.touch import Toucher
+from .kernel import idmaps, mounts, namespaces, nsinfo, nslist, procs
 from .kernel.cgroups import CgroupBackend
+from .kernel.watch import Watcher
 
 log = logging.getLogger("containerfs")
 
 DEFAULT_MOUNTPOINT = "/run/containerfs"
 DEFAULT_STATE_DIR = "/run/containerfs-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
+#: Seconds a release agent may run before it is killed.
+AGENT_TIMEOUT = 30.0
 
 
 def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
@@ -96,6 +103,11 @@ class Daemon:
         self.ready: dict[int, trio.Event] = {}  # container uid -> set once bind mounts are in
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self._lock = trio.Lock()
+        self.release_agent = ""  # the program `notify` runs (root file release_agent)
+        self.max_clones = lifecycle.MAX_CLONES
+        self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
+        self.ops: Operations | None = None  # to tell the kernel about our own changes
+        self.toucher: Toucher | None = None  # raises IN_MODIFY on container.events
 
     # -- helpers -----------------------------------------------------------
 
@@ -124,31 +136,37 @@ class Daemon:
             if (h := self.holders.get(c.uid)) is not None
         }
         out[os.getpid()] = "the containerfs daemon"
+        if self.toucher is not None:
+            out[self.toucher.pid] = "the containerfs daemon's event helper"
         return out
 
     def _placement(self, c: Container) -> list[Path]:
-        return self.cgroups.placement(c.path, lambda kind: c.owner(kind).path)
+        return self.cgroups.placement(c.cgpath, lambda kind: c.owner(kind).cgpath)
 
     def save(self) -> None:
-        """Write the tree to the state dir (atomically), for inspection and restart."""
+        """Write the tree to the state dir (atomically), for inspection and restart.
+
+        A failure (state dir unwritable or full) is logged, not raised: the
+        kernel objects are already made, and refusing the request now would
+        leave them unrecorded anyway. The next successful save catches up.
+        """
         state = {
             "version": STATE_VERSION,
             "mountpoint": self.mountpoint,
+            "release_agent": self.release_agent,
             "containers": [
-                {
-                    "path": list(c.path),
-                    "owned": sorted(c.owned),
-                    "subtree": sorted(c.subtree),
-                    "release": str(c.release),
-                    "ids": c.ids,
-                    "holder": self.holders[c.uid].pid if c.uid in self.holders else None,
-                }
+                lifecycle.record(c, self.holders[c.uid].pid if c.uid in self.holders else None)
                 for c in self.engine.root.walk()
             ],
         }
         tmp = self.state_dir / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1) + "\n")
-        os.replace(tmp, self.state_dir / "state.json")
+        try:
+            # No fsync: the rename is atomic against a crash of the daemon, and
+            # the default state dir is on tmpfs, which a power loss empties anyway.
+            tmp.write_text(json.dumps(state, indent=1) + "\n")
+            os.replace(tmp, self.state_dir / "state.json")
+        except OSError as exc:
+            log.error("cannot save the state to %s: %s", self.state_dir, exc)
 
     # -- the Service interface -------------------------------------------------
 
@@ -164,51 +182,75 @@ class Daemon:
             finally:
                 self.engine.abort_mkdir(plan)
 
-    async def _make(self, plan: MkdirPlan) -> Container:
+    async def _make(
+        self,
+        plan: MkdirPlan,
+        origin: Origin = Origin.MKDIR,
+        join_fds: dict[str, int] | None = None,
+    ) -> Container:
+        """Make the kernel objects of a planned container, then commit it.
+
+        ``join_fds`` (clone discovery): nsfs fds of namespaces a process made
+        itself; the holder joins them instead of unsharing new ones.
+        """
         path = (*plan.parent.path, plan.name)
+        cgpath = plan.cgpath
         own_ns = frozenset(k for k in plan.owned if self.engine.kinds[k].cls == KindClass.NAMESPACE)
         own_cg = plan.owned - own_ns
-        ids: dict[str, str] = {k: self.cgroups.cgroup_path(path, k) for k in own_cg}
-        await trio.to_thread.run_sync(self.cgroups.create, path, own_cg)
+        ids: dict[str, str] = {k: self.cgroups.cgroup_path(cgpath, k) for k in own_cg}
+        await trio.to_thread.run_sync(self.cgroups.create, cgpath, own_cg)
         holder = None
         try:
             if own_ns:
                 holder = await trio.to_thread.run_sync(
-                    self._spawn_holder, plan.parent, path, plan.owned
+                    self._spawn_holder, plan.parent, cgpath, plan.owned, join_fds or {}
                 )
                 ids |= {k: str(holder.inodes[k]) for k in own_ns}
         except BaseException:
             try:
-                await trio.to_thread.run_sync(self.cgroups.remove, path)
+                await trio.to_thread.run_sync(self.cgroups.remove, cgpath)
             except OSError as exc:
                 log.error("mkdir %s failed and its cgroups stay: %s", "/".join(path), exc)
             raise
-        child = self.engine.commit_mkdir(plan, ids)
+        child = self.engine.commit_mkdir(plan, ids, origin)
+        self._watch(child)
         if holder is not None:
             self.holders[child.uid] = holder
             await self._init_views(child, holder)
-            if "mnt" in plan.owned and self.nursery is not None:
+            # A clone's mount namespace is its maker's: nothing is bound into it.
+            if "mnt" in plan.owned and self.nursery is not None and origin == Origin.MKDIR:
                 # Not here: mkdir holds the parent directory's lock, and the bind
                 # mount's source is a path below it. ``_enter`` waits for this.
                 self.ready[child.uid] = trio.Event()
                 self.nursery.start_soon(self._bind_internal_views, child, holder)
-        log.info("mkdir %s: own %s", "/".join(path), " ".join(sorted(plan.owned)) or "-")
+        log.info(
+            "%s %s: own %s",
+            "mkdir" if origin == Origin.MKDIR else "found",
+            "/".join(path),
+            " ".join(sorted(plan.owned)) or "-",
+        )
         self.save()
         return child
 
     def _spawn_holder(
-        self, parent: Container, path: tuple[str, ...], owned: frozenset[str]
+        self,
+        parent: Container,
+        path: tuple[str, ...],
+        owned: frozenset[str],
+        join_fds: dict[str, int],
     ) -> namespaces.Holder:
         """Start the holder of a new container's namespaces (blocking; on a worker thread).
 
-        When the container owns its cgroup namespace, the holder must sit in the
-        container's cgroups at unshare() time, since that fixes the namespace's root.
+        When the container unshares its own cgroup namespace, the holder must sit
+        in the container's cgroups at unshare() time, since that fixes the
+        namespace's root.
         """
 
         def owner_path(kind: str) -> tuple[str, ...]:
-            return path if kind in owned else parent.owner(kind).path
+            return path if kind in owned else parent.owner(kind).cgpath
 
-        if "cgroup" in owned:  # keep in step with _cgroupns_root
+        unshare_cgroup = "cgroup" in owned and "cgroup" not in join_fds
+        if unshare_cgroup:  # keep in step with _cgroupns_root
             target = self.cgroups.placement(path, owner_path, leaf=False)
         else:
             target = self.cgroups.pins_placement()
@@ -218,13 +260,14 @@ class Daemon:
 
         holder = namespaces.spawn_holder(
             parent=self.holder_for(parent),
-            unshare=frozenset(k for k in owned if k in NAMESPACE_NAMES),
+            unshare=frozenset(k for k in owned if k in NAMESPACE_NAMES and k not in join_fds),
             place=place,
             mountpoint=self.mountpoint,
             pin_path=self.pin_path,
+            join_fds=join_fds,
         )
         try:
-            if "cgroup" in owned:
+            if unshare_cgroup:
                 self.cgroups.move(holder.pid, self.cgroups.pins_placement())
         except BaseException:
             holder.kill()
@@ -239,29 +282,40 @@ class Daemon:
             values[knob.file] = knob.type.read(text)
         self.engine.init_views(c, values)
 
-    async def _bind_internal_views(self, c: Container, holder: namespaces.Holder) -> None:
+    async def _bind_internal_views(
+        self, c: Container, holder: namespaces.Holder, stale: bool = False
+    ) -> None:
         """Put each knob's internal view over its /proc/sys file inside the container.
 
         A process inside then reads and sets its own value at the usual path, while
-        the kernel enforces the effective one.
+        the kernel enforces the effective one. ``stale``: a previous daemon's
+        (dead) bind mounts may be there; they are detached first.
         """
         try:
+            if stale:
+                targets = frozenset(
+                    namespaces.sysctl_path(k.sysctl) for k in self.engine.knobs_of(c.owned)
+                )
+                await mounts.detach_stale(holder, targets)
             for knob in self.engine.knobs_of(c.owned):
                 source = os.path.join(self.mountpoint, *c.path, knob.files[1])
                 target = namespaces.sysctl_path(knob.sysctl)
                 await mounts.bind_file_into(holder, source, target)
         except OSError as exc:
-            log.error("%s: internal views not bound over /proc/sys: %s", _where(c), exc)
+            if not c.removed:  # else: deleted meanwhile, nothing to bind into
+                log.error("%s: internal views not bound over /proc/sys: %s", _where(c), exc)
         finally:
             self.ready.pop(c.uid, trio.Event()).set()
 
     async def rmdir(self, c: Container) -> None:
         with refusals_logged(f"rmdir {_where(c)}"):
             await self._rmdir(c)
+        if c.parent is not None:  # its last child gone: the parent may be released
+            await self.check_release(c.parent)
 
     async def _rmdir(self, c: Container) -> None:
         async with self._lock:
-            tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.path)
+            tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
             self.engine.check_rmdir(c, len(tasks))
             await trio.to_thread.run_sync(self._destroy, c)
             self._forget(c)
@@ -271,13 +325,15 @@ class Daemon:
     def _destroy(self, c: Container) -> None:
         """Free the kernel objects of ``c``: cgroups first, since they refuse while
         anything is inside (leaving the container whole), then the holder."""
-        self.cgroups.remove(c.path)
+        self.cgroups.remove(c.cgpath)
         holder = self.holders.get(c.uid)
         if holder is not None:
             holder.kill()
 
     def _forget(self, c: Container) -> None:
         """Commit a removal. Runs on the event loop, like every user of a holder's pidfd."""
+        if self.watcher is not None:
+            self.watcher.remove(c)
         self.engine.commit_rmdir(c)
         holder = self.holders.pop(c.uid, None)
         if holder is not None:
@@ -298,11 +354,20 @@ class Daemon:
             case Role.RELEASE:
                 return f"{c.release}\n"
             case Role.TASKS:
-                pids = await trio.to_thread.run_sync(self.cgroups.procs, c.path)
+                pids = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
                 return "".join(f"{p}\n" for p in pids)
             case Role.EVENTS:
-                populated = await trio.to_thread.run_sync(self.cgroups.populated, c.path)
-                return f"populated {int(populated)}\n"
+                if c.is_root:
+                    populated = True  # the daemon itself is in it
+                else:
+                    populated = await trio.to_thread.run_sync(self.cgroups.populated, c.cgpath)
+                return f"populated {int(populated)}\nreleased {c.released}\n"
+            case Role.ORIGIN:
+                return f"{c.origin}\n"
+            case Role.RELEASE_AGENT:
+                return f"{self.release_agent}\n" if self.release_agent else ""
+            case Role.NAMESPACES:
+                return await self._namespaces()
             case Role.INIT:
                 holder = self.holder_for(c)
                 return f"{holder.pid if holder else 0}\n"
@@ -311,7 +376,7 @@ class Daemon:
                 owner = c.owner(spec.kind)
                 if spec.kind in NAMESPACE_NAMES:
                     return await self._ns_knob_read(spec.name, owner)
-                return await trio.to_thread.run_sync(self.cgroups.read, owner.path, spec.name)
+                return await trio.to_thread.run_sync(self.cgroups.read, owner.cgpath, spec.name)
             case Role.VIEW:
                 knob, view = e.knob(spec.name)
                 await self._reconcile(c.owner(knob.kind), knob)
@@ -393,7 +458,7 @@ class Daemon:
     def _cgroupns_root(self, c: Container) -> list[Path]:
         """The cgroups a process inside sees as ``/``: where its holder unshared."""
         assert c.parent is not None
-        return self.cgroups.placement(c.path, lambda kind: c.owner(kind).path, leaf=False)
+        return self.cgroups.placement(c.cgpath, lambda kind: c.owner(kind).cgpath, leaf=False)
 
     async def _reconcile(self, owner: Container, knob: Knob) -> None:
         """Read the knob's kernel value; put the effective one back if the container
@@ -426,13 +491,19 @@ class Daemon:
             case Role.RELEASE:
                 self.engine.set_release(c, text)
                 self.save()
+                log.info("%s <- %s", _where(c, spec.name), c.release)
+                await self.check_release(c)  # already empty: `delete` acts now
+            case Role.RELEASE_AGENT:
+                self.release_agent = parse_agent(text)
+                self.save()
+                log.info("release_agent <- %r", self.release_agent)
             case Role.KNOB:
                 self.engine.check_knob_write(c, spec.name)
                 assert spec.kind is not None
                 if spec.kind in NAMESPACE_NAMES:
                     await self._ns_knob_write(c, spec.name, text)
                 else:
-                    await trio.to_thread.run_sync(self.cgroups.write, c.path, spec.name, text)
+                    await trio.to_thread.run_sync(self.cgroups.write, c.cgpath, spec.name, text)
                 log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
             case Role.VIEW:
                 async with self._lock:
@@ -462,31 +533,180 @@ class Daemon:
             await ready.wait()
         self.engine.check_enter(c, inodes)
         await trio.to_thread.run_sync(self.cgroups.move, real, self._placement(c))
+        node: Container | None = c
+        while node is not None:  # populated now, up to the root
+            self._occupy(node)
+            node = node.parent
         log.info("%s/tasks <- %d", "/".join(c.path) or "/", real)
+
+    # -- rename ------------------------------------------------------------------
+
+    async def rename(self, c: Container, new_parent: Container, new_name: str) -> None:
+        with refusals_logged(f"mv {_where(c)!r} {_where(new_parent, new_name)!r}"):
+            async with self._lock:
+                lifecycle.check_rename(self.engine, c, new_parent, new_name)
+                old = _where(c)
+                # Only the name: cgroup v2 cannot rename a directory, so the cgroup
+                # keeps its first name (``Container.cgname``).
+                if not c.cgname:
+                    c.cgname = c.name
+                lifecycle.commit_rename(c, new_name)
+                if c.cgname == c.name:
+                    c.cgname = ""
+                self.save()
+                log.info("mv %s %s", old, _where(c))
+
+    # -- release -----------------------------------------------------------------
+
+    def _watch(self, c: Container) -> None:
+        """Watch the container's cgroup.events: the kernel says when it empties."""
+        if self.watcher is None or c.is_root:
+            return
+        try:
+            self.watcher.add(c, self.cgroups.events_file(c.cgpath))
+        except OSError as exc:
+            log.error("%s: cannot watch its cgroup.events: %s", _where(c), exc)
+
+    def _events_changed(self, c: Container) -> None:
+        """Tell watchers of ``container.events`` (poll and inotify) that it changed."""
+        if self.ops is not None:
+            self.ops.events_changed(c)
+        if self.toucher is not None:
+            self.toucher.touch(os.path.join(self.mountpoint, *c.path, "container.events"))
+
+    async def watch_releases(self) -> None:
+        """Act on containers as the kernel reports them emptying (or filling)."""
+        assert self.watcher is not None
+        async for changed in self.watcher.events():
+            for c in changed:
+                if not c.removed:
+                    # A task too short-lived to be seen here was still counted:
+                    # `tasks` writes arm the release themselves (``_enter``).
+                    await self.refresh_populated(c)
+
+    def _occupy(self, c: Container) -> None:
+        """Arm ``c``'s release (it has or had a task); saved, so a restart catches up."""
+        if not c.occupied and not c.is_root:
+            c.occupied = True
+            self.save()
+
+    async def refresh_populated(self, c: Container) -> None:
+        try:
+            populated = await trio.to_thread.run_sync(self.cgroups.populated, c.cgpath)
+        except OSError as exc:  # removed behind our back
+            log.warning("%s: cannot read its cgroup.events: %s", _where(c), exc)
+            return
+        if populated:
+            self._occupy(c)
+        if populated != c.populated:
+            lifecycle.observe_populated(c, populated)
+            self._events_changed(c)
+        await self.check_release(c)
+
+    async def check_release(self, c: Container) -> None:
+        """Carry out ``c``'s release policy if it has just emptied; then its parent's."""
+        action = lifecycle.take_release(c)
+        if action is None:
+            return
+        where = _where(c)
+        log.info("%s released (%s)", where, action)
+        self._events_changed(c)
+        if action == Release.NOTIFY:
+            self._notify_agent("/" + "/".join(c.path))
+        elif action == Release.DELETE:
+            parent = c.parent
+            if await self._remove_released(c) and parent is not None:
+                await self.check_release(parent)
+        self.save()
+
+    async def _remove_released(self, c: Container) -> bool:
+        """Remove a released container, unless a task or child came in meanwhile."""
+        async with self._lock:
+            if c.removed:
+                return False
+            tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
+            if tasks or c.children:
+                log.info("%s: not deleted, it is in use again", _where(c))
+                return False
+            parent, name = c.parent, c.name
+            try:
+                await trio.to_thread.run_sync(self._destroy, c)
+            except OSError as exc:
+                log.warning("%s: release could not delete it: %s", _where(c), exc)
+                return False
+            self._forget(c)
+            assert parent is not None
+            if self.ops is not None:
+                self.ops.removed(c, parent, name)
+            log.info("%s deleted on release", "/".join((*parent.path, name)))
+            return True
+
+    def _notify_agent(self, where: str) -> None:
+        if not self.release_agent:
+            log.info("%s: release notification (no release_agent set)", where)
+            return
+        if self.nursery is not None:
+            self.nursery.start_soon(self._run_agent, self.release_agent, where)
+
+    async def _run_agent(self, agent: str, where: str) -> None:
+        """Run the release agent as cgroup v1 does: the container's path as argument."""
+        try:
+            with trio.move_on_after(AGENT_TIMEOUT) as scope:
+                result = await trio.run_process(
+                    [agent, where],
+                    check=False,
+                    stdin=b"",
+                    capture_stdout=True,
+                    capture_stderr=True,
+                )
+            if scope.cancelled_caught:
+                log.warning("release agent %s %s: killed after %.0f s", agent, where, AGENT_TIMEOUT)
+                return
+            out = (result.stdout + result.stderr).decode(errors="replace").strip()
+            log.info("release agent %s %s: exit %d %s", agent, where, result.returncode, out[:200])
+        except OSError as exc:
+            log.warning("release agent %s %s: %s", agent, where, exc)
+
+    # -- the namespaces file -------------------------------------------------------
+
+    async def _namespaces(self) -> str:
+        index = lifecycle.namespace_index(self.engine.root)
+        entries = await trio.to_thread.run_sync(nslist.scan)
+
+        def path_of(kind: str, inode: int) -> str | None:
+            c = index.get((kind, str(inode)))
+            return None if c is None else "/" + "/".join(c.path)
+
+        return nslist.format_table(entries, path_of)
 
     # -- shutdown ----------------------------------------------------------------
 
     def teardown(self) -> None:
-        """Remove every container that has no tasks, children first; keep (and say) the rest."""
-        for c in reversed(list(self.engine.root.walk())):
-            if c.is_root:
-                continue
-            try:
-                tasks = self.cgroups.procs(c.path)
-                if tasks or c.children:
-                    log.warning("keeping %s: %d task(s) inside", "/".join(c.path), len(tasks))
-                    continue
-                self._destroy(c)
-                self._forget(c)
-            except OSError as exc:
-                log.warning("could not remove %s: %s", "/".join(c.path), exc)
+        """Keep every container: drop our references to the holders and save the tree.
+
+        Containers, their namespaces and cgroups outlive the daemon; a new
+        ``containerfs mount`` with the same state dir takes them over.
+        """
         for holder in self.holders.values():
             holder.close()
         self.save()
+        n = sum(1 for c in self.engine.root.walk()) - 1
+        if n:
+            log.info("%d container(s) kept for the next start", n)
 
 
 def _where(c: Container, name: str = "") -> str:
-    return "/".join((*c.path, name)) if name or c.path else "/"
+    return "/".join((*c.path, name) if name else c.path) or "/"
+
+
+def parse_agent(text: str) -> str:
+    """The release agent: an absolute path to a program, or empty for none."""
+    path = text.strip()
+    if path and (not path.startswith("/") or any(ch.isspace() for ch in path)):
+        raise InvalidInput("release_agent must be an absolute path (no spaces), or empty")
+    if path and not os.access(path, os.X_OK):
+        raise InvalidInput(f"release_agent {path}: not an executable file")
+    return path
 
 
 @contextlib.contextmanager
@@ -530,19 +750,44 @@ async def _signals(daemon: Daemon, cancel: trio.CancelScope) -> None:
             return
 
 
+async def _start_lifecycle(daemon: Daemon) -> None:
+    """Once the mount answers: re-bind views of taken-over containers, catch up on
+    containers that emptied while no daemon watched, then keep watching."""
+    assert daemon.nursery is not None
+    for c in list(daemon.engine.root.walk()):
+        holder = daemon.holders.get(c.uid)
+        if holder is not None and "mnt" in c.owned and c.origin == Origin.MKDIR:
+            daemon.ready[c.uid] = trio.Event()
+            daemon.nursery.start_soon(daemon._bind_internal_views, c, holder, True)
+    for c in reversed(list(daemon.engine.root.walk())):  # children first
+        if not c.is_root and not c.removed:
+            await daemon.refresh_populated(c)
+    daemon.nursery.start_soon(daemon.watch_releases)
+    daemon.nursery.start_soon(Discovery(daemon).run)
+
+
 async def serve(daemon: Daemon, options: set[str]) -> None:
     ops = Operations(daemon)
+    daemon.ops = ops
+    daemon.watcher = Watcher()
+    for c in daemon.engine.root.walk():
+        daemon._watch(c)
     pyfuse3.init(ops, daemon.mountpoint, options)
+    daemon.toucher = Toucher()
+    ops.toucher_pid = daemon.toucher.pid
     try:
         log.info("mounted at %s (state in %s)", daemon.mountpoint, daemon.state_dir)
         async with trio.open_nursery() as nursery:
             daemon.nursery = nursery
             nursery.start_soon(_signals, daemon, nursery.cancel_scope)
+            nursery.start_soon(_start_lifecycle, daemon)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
+        daemon.toucher.close()
         pyfuse3.close(unmount=True)
         daemon.teardown()
+        daemon.watcher.close()
         log.info("unmounted %s", daemon.mountpoint)
 
 
@@ -580,10 +825,19 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
     if not os.path.exists("/dev/fuse"):
         raise SystemExit("containerfs: /dev/fuse is missing (modprobe fuse)")
     pin = find_pin()
-    os.makedirs(mountpoint, exist_ok=True)
-    if os.path.ismount(mountpoint):
-        raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
-    with state_lock(Path(state_dir)), _cgroups(Path(state_dir) / "cgroup2") as cgroups:
+    with state_lock(Path(state_dir)):
+        recovery.clear_stale_mount(mountpoint)
+        os.makedirs(mountpoint, exist_ok=True)
+        if os.path.ismount(mountpoint):
+            raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
+        return _mount_locked(mountpoint, state_dir, root_subtree, debug, pin)
+
+
+def _mount_locked(
+    mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool, pin: str
+) -> int:
+    saved = recovery.load(Path(state_dir))
+    with _cgroups(Path(state_dir) / "cgroup2") as cgroups:
         if root_subtree is not None:  # before setup() moves anything
             words = {w[1:] for w in root_subtree.split()}
             unknown = words - set(NAMESPACE_NAMES) - set(cgroups.kinds())
@@ -594,6 +848,12 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
             daemon = Daemon(mountpoint, state_dir, cgroups, pin, root_subtree)
         except ContainerError as exc:
             raise SystemExit(f"containerfs: --subtree: {exc}") from None
+        if saved is not None:
+            recovery.adopt(daemon, saved)
+            if root_subtree is not None:  # the command line wins over the saved value
+                daemon.engine.root.subtree = frozenset()
+                if root_subtree.strip():
+                    daemon.engine.set_subtree(daemon.engine.root, root_subtree)
         daemon.save()
         options = {
             "fsname=containerfs",

@@ -29,6 +29,14 @@ class Release(StrEnum):
     DELETE = "delete"
 
 
+class Origin(StrEnum):
+    """How a container came to be: ``mkdir`` in containerfs, or a process inside that
+    made new namespaces itself (``clone``/``unshare``/``ip netns add``)."""
+
+    MKDIR = "mkdir"
+    CLONE = "clone"
+
+
 @dataclass(frozen=True)
 class SubsystemKind:
     name: str

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .errors import Busy, Exists, InvalidInput, NameTooLong, NotFound, NotPermitted, ReadOnly
-from .kinds import NAMESPACE_NAMES, KindClass, Release, SubsystemKind
+from .kinds import NAMESPACE_NAMES, KindClass, Origin, Release, SubsystemKind
 from .views import Knob, KnobState, Value, format_external, knob_table, parse_external
 
 MAX_NAME = 255
@@ -34,6 +34,9 @@ class Role(StrEnum):
     KNOB = "knob"  # a subsystem's control file, `<kind>.<knob>`
     VIEW = "view"  # one view of a namespace knob with internal and external views
     INFO = "info"  # read-only monitoring of a namespace (ipc.usage, net.interfaces...)
+    ORIGIN = "container.origin"
+    RELEASE_AGENT = "release_agent"  # root only: the program `notify` runs
+    NAMESPACES = "namespaces"  # root only: every namespace on the host
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,13 @@ _BASE_FILES: tuple[tuple[str, Role, bool], ...] = (
     ("container.release", Role.RELEASE, True),
     ("container.events", Role.EVENTS, False),
     ("container.init", Role.INIT, False),
+    ("container.origin", Role.ORIGIN, False),
+)
+
+_ROOT_FILES: tuple[tuple[str, Role, bool], ...] = (
+    ("subsystems", Role.SUBSYSTEMS, False),
+    ("release_agent", Role.RELEASE_AGENT, True),
+    ("namespaces", Role.NAMESPACES, False),
 )
 
 _ids = itertools.count(1)
@@ -92,6 +102,15 @@ class Container:
     removed: bool = False
     # Namespace knobs of the kinds it owns: knob file (e.g. "ipc.shm_mni") -> views.
     views: dict[str, KnobState] = field(default_factory=dict)
+    # Lifecycle (engine/lifecycle.py): how it was made, and its release state.
+    origin: Origin = Origin.MKDIR
+    populated: bool = False  # the kernel last said: tasks in it or below
+    occupied: bool = False  # has had tasks (or children) since it was last released
+    held: bool = False  # a clone's namespace is kept alive by a bind mount
+    released: int = 0  # times it emptied and its release policy ran
+    # Its cgroup directory's name: the container's name unless it was renamed
+    # (cgroup v2 cannot rename a cgroup, so the directory keeps its first name).
+    cgname: str = ""
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -99,6 +118,16 @@ class Container:
         node: Container | None = self
         while node is not None and node.parent is not None:
             parts.append(node.name)
+            node = node.parent
+        return tuple(reversed(parts))
+
+    @property
+    def cgpath(self) -> tuple[str, ...]:
+        """Its cgroup directories below the base (see ``cgname``)."""
+        parts: list[str] = []
+        node: Container | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.cgname or node.name)
             node = node.parent
         return tuple(reversed(parts))
 
@@ -129,6 +158,11 @@ class MkdirPlan:
     parent: Container
     name: str
     owned: frozenset[str]
+    cgname: str = ""  # its cgroup directory's name (``cgpath``)
+
+    @property
+    def cgpath(self) -> tuple[str, ...]:
+        return (*self.parent.cgpath, self.cgname or self.name)
 
 
 def validate_name(name: str) -> None:
@@ -252,6 +286,7 @@ class Engine:
         self.root.subtree = self._check_kinds(root_subtree)
         self._usable = usable
         self._pending: set[tuple[int, str]] = set()
+        self._pending_cg: set[tuple[int, str]] = set()
         self.view_knobs = [k for k in view_knobs if self.available.get(k.kind) is None]
         self._view_files = knob_table(self.view_knobs)
 
@@ -270,7 +305,8 @@ class Engine:
         """The files of a container directory, in listing order."""
         out: dict[str, FileSpec] = {}
         if c.is_root:
-            out["subsystems"] = FileSpec("subsystems", Role.SUBSYSTEMS, False)
+            for name, role, writable in _ROOT_FILES:
+                out[name] = FileSpec(name, role, writable)
         for name, role, writable in _BASE_FILES:
             out[name] = FileSpec(name, role, writable)
         for kind, files in self.knobs.items():
@@ -306,17 +342,39 @@ class Engine:
             raise Exists(name)
         if name in self.files(parent):
             raise Exists(f"{name}: a file of the container has that name")
+        cgname = self._free_cgname(parent, name)
         self._pending.add((parent.uid, name))
+        self._pending_cg.add((parent.uid, cgname))
         owned = frozenset(k for k in parent.subtree if k in self._usable)
-        return MkdirPlan(parent, name, owned)
+        return MkdirPlan(parent, name, owned, cgname)
+
+    def _free_cgname(self, parent: Container, name: str) -> str:
+        """``name``, or ``name~N`` when a renamed sibling still has a directory by that name."""
+        taken = {ch.cgname or ch.name for ch in parent.children.values()}
+        taken |= {n for uid, n in self._pending_cg if uid == parent.uid}
+        cgname, n = name, 1
+        while cgname in taken:
+            n += 1
+            cgname = f"{name}~{n}"
+        return cgname
 
     def abort_mkdir(self, plan: MkdirPlan) -> None:
         self._pending.discard((plan.parent.uid, plan.name))
+        self._pending_cg.discard((plan.parent.uid, plan.cgname))
 
-    def commit_mkdir(self, plan: MkdirPlan, ids: Mapping[str, str]) -> Container:
-        self._pending.discard((plan.parent.uid, plan.name))
-        child = Container(plan.name, plan.parent, owned=plan.owned, ids=dict(ids))
+    def commit_mkdir(
+        self, plan: MkdirPlan, ids: Mapping[str, str], origin: Origin = Origin.MKDIR
+    ) -> Container:
+        """Add the container. One made by clone/unshare starts occupied (it has the
+        tasks it was found with) and releases as namespaces do: ``delete``."""
+        self.abort_mkdir(plan)
+        child = Container(plan.name, plan.parent, owned=plan.owned, ids=dict(ids), origin=origin)
+        child.cgname = plan.cgname if plan.cgname != plan.name else ""
+        if origin == Origin.CLONE:
+            child.release = Release.DELETE
+            child.occupied = True
         plan.parent.children[plan.name] = child
+        plan.parent.occupied = True
         return child
 
     def check_rmdir(self, c: Container, ntasks: int) -> None:

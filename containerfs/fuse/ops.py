@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Protocol
 
 import pyfuse3
 
-from ..engine.tree import Container, Engine, FileSpec
+from ..engine.tree import Container, Engine, FileSpec, Role
 from .errors import fuse_errors
 
 ENTRY_TIMEOUT = 1.0
@@ -39,6 +40,8 @@ class Service(Protocol):
 
     async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None: ...
 
+    async def rename(self, c: Container, new_parent: Container, new_name: str) -> None: ...
+
 
 @dataclass
 class _Node:
@@ -53,6 +56,15 @@ class _Handle:
     spec: FileSpec
     opener_pid: int
     content: bytes | None
+    seq: int = 0  # the container's events sequence when ``content`` was made
+    served: bool = False  # a read happened: the next one at offset 0 renders anew
+    touch: bool = False  # the toucher's write-only handle (see fuse/touch.py)
+
+
+# What poll() answers, as kernfs does for cgroup.events: always readable, and
+# POLLPRI|POLLERR once the file changed since the handle last read it.
+_READABLE = select.POLLIN | select.POLLRDNORM
+_CHANGED = select.POLLPRI | select.POLLERR
 
 
 class Operations(pyfuse3.Operations):
@@ -68,6 +80,9 @@ class Operations(pyfuse3.Operations):
         self._next_inode = pyfuse3.ROOT_INODE + 1
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
+        self._events_seq: dict[int, int] = {}  # container uid -> changes of its events file
+        self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> waiting poll
+        self.toucher_pid: int | None = None  # see fuse/touch.py
         root = service.engine.root
         self._nodes[pyfuse3.ROOT_INODE] = _Node(root, None, time.time_ns())
         self._inodes[(root.uid, None)] = pyfuse3.ROOT_INODE
@@ -100,6 +115,35 @@ class Operations(pyfuse3.Operations):
         """Drop the inodes of a removed container so the maps do not grow without bound."""
         for key in [k for k in self._inodes if k[0] == c.uid]:
             self._nodes.pop(self._inodes.pop(key), None)
+        self._events_seq.pop(c.uid, None)
+
+    # -- changes made by the daemon itself (not through a request) ---------------
+
+    def removed(self, c: Container, parent: Container, name: str) -> None:
+        """A container the daemon removed on its own (release ``delete``): make the
+        kernel drop its cached entry, then forget its inodes."""
+        parent_ino = self._inodes.get((parent.uid, None))
+        ino = self._inodes.get((c.uid, None), 0)
+        if parent_ino is not None:
+            pyfuse3.invalidate_entry_async(
+                parent_ino, os.fsencode(name), deleted=ino, ignore_enoent=True
+            )
+        self.forget_container(c)
+
+    def renamed(self, parent: Container, old_name: str) -> None:
+        """A container was renamed on the daemon's side: drop the old cached name."""
+        parent_ino = self._inodes.get((parent.uid, None))
+        if parent_ino is not None:
+            pyfuse3.invalidate_entry_async(parent_ino, os.fsencode(old_name), ignore_enoent=True)
+
+    def events_changed(self, c: Container) -> None:
+        """``container.events`` of ``c`` changed: wake poll() waiters on it."""
+        self._events_seq[c.uid] = self._events_seq.get(c.uid, 0) + 1
+        for fh, handle in list(self._handles.items()):
+            if handle.node.container is c and handle.spec.role == Role.EVENTS:
+                ph = self._polls.pop(fh, None)
+                if ph is not None:
+                    ph.notify()
 
     def _attr(self, inode: int, node: _Node) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
@@ -166,7 +210,9 @@ class Operations(pyfuse3.Operations):
             # `echo X > file` truncates first; control files have no length to cut.
             if node.file is None:
                 raise pyfuse3.FUSEError(errno.EISDIR)
-            if not self.service.engine.file(node.container, node.file).writable:
+            if not self.service.engine.file(node.container, node.file).writable and not (
+                ctx.pid == self.toucher_pid and ctx.pid is not None
+            ):
                 raise pyfuse3.FUSEError(errno.EACCES)
         elif fields.update_mode or fields.update_uid or fields.update_gid:
             raise pyfuse3.FUSEError(errno.EPERM)
@@ -219,14 +265,16 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         spec = self.service.engine.file(node.container, node.file)
         mode = flags & os.O_ACCMODE
-        if mode != os.O_RDONLY and not spec.writable:
+        touch = mode == os.O_WRONLY and spec.role == Role.EVENTS and ctx.pid == self.toucher_pid
+        if mode != os.O_RDONLY and not spec.writable and not touch:
             raise pyfuse3.FUSEError(errno.EACCES)
+        seq = self._events_seq.get(node.container.uid, 0)
         content = None
         if mode != os.O_WRONLY:
             content = await self.service.read(node.container, spec, ctx.pid)
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = _Handle(node, spec, ctx.pid, content)
+        self._handles[fh] = _Handle(node, spec, ctx.pid, content, seq=seq, touch=touch)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
     @fuse_errors
@@ -234,19 +282,69 @@ class Operations(pyfuse3.Operations):
         handle = self._handles[fh]
         if handle.content is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        if off == 0 and handle.served:
+            # Reading again from the start (lseek 0, as poll() users of
+            # cgroup.events do) renders the file anew, like a seq_file.
+            node = handle.node
+            if node.container.removed:
+                raise pyfuse3.FUSEError(errno.ENODEV)
+            handle.seq = self._events_seq.get(node.container.uid, 0)
+            handle.content = await self.service.read(node.container, handle.spec, handle.opener_pid)
+        handle.served = True
         return handle.content[off : off + size]
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handles[fh]
+        if handle.touch:
+            return len(buf)  # the write is the inotify event; nothing to do
         if handle.node.container.removed:
             raise pyfuse3.FUSEError(errno.ENODEV)
         await self.service.write(handle.node.container, handle.spec, buf, handle.opener_pid)
         return len(buf)
 
     @fuse_errors
+    async def poll(
+        self,
+        inode: int,
+        fh: int,
+        poll_handle: pyfuse3.PollHandle | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> int:
+        handle = self._handles.get(fh)
+        if handle is None or handle.spec.role != Role.EVENTS:
+            return _READABLE
+        if self._events_seq.get(handle.node.container.uid, 0) != handle.seq:
+            return _READABLE | _CHANGED
+        if poll_handle is not None:
+            self._polls[fh] = poll_handle
+        return _READABLE
+
+    @fuse_errors
     async def release(self, fh: int) -> None:
         self._handles.pop(fh, None)
+        self._polls.pop(fh, None)
+
+    @fuse_errors
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        parent = self._dir(parent_inode_old)
+        new_parent = self._dir(parent_inode_new)
+        child = parent.children.get(os.fsdecode(name_old))
+        if child is None:
+            if os.fsdecode(name_old) in self.service.engine.files(parent):
+                raise pyfuse3.FUSEError(errno.EPERM)  # control files stay where they are
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        await self.service.rename(child, new_parent, os.fsdecode(name_new))
 
     @fuse_errors
     async def create(

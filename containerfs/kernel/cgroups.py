@@ -604,6 +604,40 @@ class CgroupBackend:
         for d in dirs:
             _remove_dir(d)
 
+    def container_dirs(self) -> set[tuple[str, ...]]:
+        """Every container path that has a directory below the base, in any hierarchy.
+
+        For recovery after a crash: a path here that the saved tree lacks is a
+        half-made or half-removed container's leftover.
+        """
+        found: set[tuple[str, ...]] = set()
+        for h in self.hierarchies:
+            top = h.dir()
+            for dirpath, dirnames, _files in os.walk(top):
+                rel = Path(dirpath).relative_to(top).parts
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                if rel:
+                    found.add(tuple(rel))
+        return found
+
+    def procs_anywhere(self, path: tuple[str, ...]) -> list[int]:
+        """Processes directly in any directory of container `path` (its v2 dir and
+        leaf, its v1 dirs): for cleaning up after a crash."""
+        _check_path(path)
+        out: set[int] = set()
+        for h in self.hierarchies:
+            for d in (h.dir(path), h.dir((*path, TASKS))):
+                if (d / "cgroup.procs").exists():
+                    out.update(_procs_of(d))
+        return sorted(out)
+
+    def pin_pids(self) -> list[int]:
+        """Processes in the holders' cgroup (``base/.pins``): holders, or their leftovers."""
+        if self.v2 is None:
+            return []
+        d = self.v2.dir((PINS,))
+        return _procs_of(d) if d.exists() else []
+
     # -- placement and moves ------------------------------------------------
 
     def placement(

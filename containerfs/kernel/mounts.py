@@ -33,3 +33,32 @@ async def bind_file_into(holder: namespaces.Holder, source: str, target: str) ->
         )
     finally:
         os.close(fd)
+
+
+def _detach_containerfs_at(targets: frozenset[str]) -> int:
+    """In this thread's mount namespace, detach containerfs mounts on ``targets``.
+
+    A restarted daemon finds the bind mounts of the previous one over
+    ``/proc/sys`` files: their FUSE connection is dead (reads fail with
+    ENOTCONN). They are detached before the new ones go on.
+    """
+    count = 0
+    with open("/proc/thread-self/mountinfo", "rb") as f:
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):  # topmost first
+        fields = line.split()
+        sep = fields.index("-", 6)
+        if fields[4] in targets and fields[sep + 1] == "fuse.containerfs":
+            try:
+                ksys.umount2(fields[4], ksys.MNT_DETACH)
+                count += 1
+            except OSError:
+                pass
+    return count
+
+
+async def detach_stale(holder: namespaces.Holder, targets: frozenset[str]) -> int:
+    """Detach containerfs files bound over ``targets`` inside the holder's mount namespace."""
+    return await namespaces.run_in_namespaces_async(
+        holder, ["mnt"], functools.partial(_detach_containerfs_at, targets)
+    )

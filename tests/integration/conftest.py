@@ -93,11 +93,34 @@ class Mounted:
         self.started.append(proc)
         return proc
 
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop the daemon (SIGTERM: a clean stop; SIGKILL: a crash); its exit status."""
+        self.daemon.send_signal(sig)
+        return self.daemon.wait(timeout=30)
+
+    def start(self, *extra: str) -> None:
+        """Start a daemon again on the same mountpoint, state dir and cgroups."""
+        self.daemon = start_daemon(self.subtree, self.mnt, self.state, self.log, *extra)
+        wait_for(
+            lambda: _mounted(self.mnt) or self.daemon.poll() is not None, 20, "the mount again"
+        )
+        if not _mounted(self.mnt):
+            raise AssertionError(f"daemon exited {self.daemon.poll()}:\n{self.log_tail()}")
+
     def log_tail(self, n: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text().splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+def _mounted(mnt: Path) -> bool:
+    """A live mount: ``os.path.ismount`` is also true for a dead one (ENOTCONN)."""
+    try:
+        os.statvfs(mnt)  # answered by the daemon itself (stat may come from the cache)
+        return os.path.ismount(mnt)
+    except OSError:
+        return False
 
 
 def wait_for(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:
@@ -112,7 +135,7 @@ def wait_for(predicate: object, timeout: float = 10.0, what: str = "condition") 
 def start_daemon(
     subtree: OwnSubtree, mnt: Path, state: Path, log: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         return subprocess.Popen(
             [*CONTAINERFS, "mount", str(mnt), "--state-dir", str(state), *extra],
             stdin=subprocess.DEVNULL,

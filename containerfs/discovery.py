@@ -1,0 +1,282 @@
+"""Clone discovery: containers for namespaces that processes inside made themselves.
+
+A process of a container that calls ``unshare``/``clone`` with new namespaces
+(a shell's ``unshare -n``, a container runtime, ``ip netns add``) shows up as a
+child container of origin ``clone``, named ``<comm>-<pid>`` after the process
+that made it, with release policy ``delete``. The kernel tells no one about
+``unshare``, so the daemon looks: a few times a second it compares the
+namespaces of every task with its container's (decisions in
+``engine.lifecycle``), and the nsfs bind mounts in each container's mount
+namespace (``ip netns add`` leaves a namespace with no process at all).
+
+Each new container gets a holder that joins the found namespaces (through
+nsfs fds, checked by inode, never by pid alone), and its tasks move into its
+cgroup leaf, so its ``tasks``, ``populated`` and release work as for any
+other container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from .engine import lifecycle
+from .engine.errors import ContainerError
+from .engine.kinds import NAMESPACE_NAMES, Origin
+from .engine.tree import Container
+from .kernel import procs
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("containerfs")
+
+#: Seconds between two looks. A new namespace shows up within about this much
+#: (plus the holder's start, a few ms); the issue asks for one second.
+INTERVAL = 0.3
+
+
+@dataclass(frozen=True)
+class Task:
+    pid: int
+    diff: dict[str, str]  # namespace kinds where it is not in its container's: kind -> inode
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one look at the kernel found (read on a worker thread)."""
+
+    tasks: dict[Container, list[Task]]
+    mounts: dict[Container, list[tuple[str, int, str]]]  # mnt owner -> nsfs mounts
+
+
+def _look(
+    snapshot: list[tuple[Container, tuple[str, ...], dict[str, str], int | None]],
+    cgroups_procs: object,
+    internal: frozenset[int],
+) -> Look:
+    """Read tasks' namespaces and nsfs mounts (blocking)."""
+    assert callable(cgroups_procs)
+    tasks: dict[Container, list[Task]] = {}
+    mounts: dict[Container, list[tuple[str, int, str]]] = {}
+    for c, path, ids, mnt_holder in snapshot:
+        try:
+            pids = cgroups_procs(path)
+        except OSError:
+            continue
+        found = []
+        for pid in pids:
+            if pid in internal:
+                continue
+            try:
+                inodes = procs.process_inodes(pid)
+            except OSError:  # gone, or a zombie
+                continue
+            diff = {k: str(ino) for k, ino in inodes.items() if k in ids and str(ino) != ids[k]}
+            if diff:
+                found.append(Task(pid, diff))
+        if found:
+            tasks[c] = found
+        if mnt_holder is not None:
+            with contextlib.suppress(OSError):
+                mounts[c] = procs.nsfs_mounts(mnt_holder)
+    return Look(tasks, mounts)
+
+
+def founder(pids: list[int]) -> tuple[int, str] | None:
+    """The process that made a group's namespaces, as well as can be told afterwards:
+    one whose parent is outside the group, the oldest of those. (pid, comm)."""
+    facts = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            facts[pid] = procs.process_stat(pid)
+    if not facts:
+        return None
+    roots = [p for p, (_comm, ppid, _start) in facts.items() if ppid not in facts] or list(facts)
+    pid = min(roots, key=lambda p: (facts[p][2], p))
+    return pid, facts[pid][0]
+
+
+def _open_checked(path: str, inode: int) -> int:
+    """An nsfs fd on ``path`` that is namespace ``inode`` (a reused pid fails)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if os.fstat(fd).st_ino != inode:
+        os.close(fd)
+        raise ProcessLookupError(f"{path} is no longer namespace {inode}")
+    return fd
+
+
+class Discovery:
+    """The daemon's periodic look for namespaces made inside containers."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._told: set[int] = set()  # pids already logged as not discoverable
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(INTERVAL)
+            try:
+                await self.once()
+            except Exception:  # a bug here must not end the mount
+                log.exception("clone discovery failed")
+
+    async def once(self) -> None:
+        d = self.daemon
+        usable = [k for k in NAMESPACE_NAMES if d.engine.available.get(k) is None]
+        snapshot = []
+        for c in d.engine.root.walk():
+            ids = {k: c.instance_id(k) for k in usable}
+            holder = d.holders.get(c.uid) if "mnt" in c.owned and not c.is_root else None
+            snapshot.append((c, c.cgpath, ids, holder.pid if holder else None))
+        internal = frozenset(d.internal_pids())
+        look = await trio.to_thread.run_sync(_look, snapshot, d.cgroups.procs, internal)
+        await self._place_tasks(look)
+        await self._bound_namespaces(look)
+        await self._lost_holders()
+
+    # -- tasks in other namespaces than their container's --------------------------
+
+    async def _place_tasks(self, look: Look) -> None:
+        d = self.daemon
+        index = lifecycle.namespace_index(d.engine.root)
+        moves: list[tuple[int, Container]] = []
+        groups: dict[tuple[Container, frozenset[tuple[str, str]]], list[int]] = defaultdict(list)
+        for c, tasks in look.tasks.items():
+            if c.removed:
+                continue
+            for t in tasks:
+                child = lifecycle.child_for(c, t.diff)
+                if child is not None:
+                    moves.append((t.pid, child))
+                elif lifecycle.unknown_kinds(t.diff, index) == t.diff:
+                    groups[(c, frozenset(t.diff.items()))].append(t.pid)
+                elif t.pid not in self._told:
+                    self._told.add(t.pid)
+                    log.info(
+                        "%s: task %d joined namespaces of another container (%s); left as it is",
+                        "/".join(c.path) or "/",
+                        t.pid,
+                        " ".join(sorted(t.diff)),
+                    )
+        if len(self._told) > 10000:
+            self._told.clear()
+        for pid, child in moves:
+            await self._move(pid, child)
+        for (parent, diff), pids in groups.items():
+            await self._found(parent, dict(diff), pids)
+
+    async def _move(self, pid: int, c: Container) -> None:
+        d = self.daemon
+        async with d._lock:
+            if c.removed:
+                return
+            try:
+                await trio.to_thread.run_sync(d.cgroups.move, pid, d._placement(c))
+            except (OSError, ValueError) as exc:
+                log.debug("moving %d into %s: %s", pid, "/".join(c.path), exc)
+
+    async def _found(self, parent: Container, diff: dict[str, str], pids: list[int]) -> None:
+        """Make a clone container for namespaces ``diff`` that tasks ``pids`` of
+        ``parent`` are in, and move them into it."""
+        d = self.daemon
+        who = await trio.to_thread.run_sync(founder, pids)
+        if who is None:
+            return  # all gone already
+        pid, comm = who
+        fds: dict[str, int] = {}
+        try:
+            for kind, ino in diff.items():
+                fds[kind] = _open_checked(f"/proc/{pid}/ns/{kind}", int(ino))
+        except OSError:
+            for fd in fds.values():
+                os.close(fd)
+            return  # it exited meanwhile; the next look sees the rest
+        try:
+            child = await self._make(parent, comm, pid, fds)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        if child is None:
+            return
+        for p in pids:
+            await self._move(p, child)
+        await d.refresh_populated(child)
+
+    async def _make(
+        self, parent: Container, comm: str, pid: int | None, fds: dict[str, int]
+    ) -> Container | None:
+        d = self.daemon
+        async with d._lock:
+            if parent.removed:
+                return None
+            try:
+                plan = lifecycle.plan_clone(
+                    d.engine, parent, comm, pid, fds, max_clones=d.max_clones
+                )
+            except ContainerError as exc:
+                log.warning("%s: not adding a container: %s", "/".join(parent.path) or "/", exc)
+                return None
+            try:
+                return await d._make(plan, Origin.CLONE, fds)
+            except OSError as exc:
+                log.info("namespaces in %s vanished before they were held: %s", plan.name, exc)
+                return None
+            finally:
+                d.engine.abort_mkdir(plan)
+
+    # -- namespaces kept by a bind mount (ip netns add) ----------------------------
+
+    async def _bound_namespaces(self, look: Look) -> None:
+        d = self.daemon
+        held: set[tuple[str, str]] = set()
+        for owner, mounts in look.mounts.items():
+            for kind, ino, point in mounts:
+                held.add((kind, str(ino)))
+                index = lifecycle.namespace_index(d.engine.root)
+                if (kind, str(ino)) in index or owner.removed or kind not in d.engine.kinds:
+                    continue
+                holder = d.holders.get(owner.uid)
+                if holder is None:
+                    continue
+                try:
+                    fd = _open_checked(f"/proc/{holder.pid}/root{point}", ino)
+                except OSError:
+                    continue  # unmounted meanwhile
+                try:
+                    name = os.path.basename(point.rstrip("/")) or kind
+                    child = await self._make(owner, name, None, {kind: fd})
+                finally:
+                    os.close(fd)
+                if child is not None:
+                    child.held = True
+        for c in list(d.engine.root.walk()):
+            if c.origin != Origin.CLONE or c.removed:
+                continue
+            was = c.held
+            c.held = any((k, c.ids.get(k)) in held for k in c.owned if k in NAMESPACE_NAMES)
+            if was and not c.held:
+                await d.check_release(c)
+
+    # -- holders that died under us ---------------------------------------------
+
+    async def _lost_holders(self) -> None:
+        """A clone's holder dies with its namespaces' last process (a pid namespace's
+        init ends every process in it, the holder too): release the container."""
+        d = self.daemon
+        for c in list(d.engine.root.walk()):
+            holder = d.holders.get(c.uid)
+            if holder is None or c.removed or not holder.gone():
+                continue
+            if c.origin == Origin.CLONE:
+                c.held = False
+                await d.refresh_populated(c)
+            elif c.uid not in self._told:
+                self._told.add(c.uid)
+                log.error("%s: its namespace holder %d died", "/".join(c.path), holder.pid)

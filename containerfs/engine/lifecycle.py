@@ -1,0 +1,224 @@
+"""Container lifecycle decisions: release, clone discovery, rename, saved state.
+
+Pure functions over the tree (no I/O), fed what the daemon observed:
+
+- **Release.** A container is *released* when it empties: it has had tasks or
+  children since it was last released (``occupied``), and now has no task in
+  it or below (``populated`` false, from the kernel's ``cgroup.events``), no
+  child container, and no bind mount keeping its namespaces (``held``). Its
+  policy then says what the daemon does: nothing, run the release agent, or
+  remove it. This is cgroup v1's ``notify_on_release`` rule, which also fires
+  when the last child goes.
+- **Clone discovery.** A task of container C whose namespaces differ from
+  C's belongs to a child: an existing child whose namespaces it has, else a
+  new one made for it (origin ``clone``). Namespaces the tree already knows
+  elsewhere are not new: a process that joined another container's namespace
+  is not turned into a container.
+- **Saved state.** The tree as plain data for ``state.json``, and back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import Busy, Exists, InvalidInput, NotPermitted
+from .kinds import NAMESPACE_NAMES, Origin, Release
+from .tree import Container, Engine, MkdirPlan, validate_name
+from .views import KnobState
+
+#: Default cap on containers made by clone discovery (all parents together).
+MAX_CLONES = 1024
+
+
+# -- release -------------------------------------------------------------------
+
+
+def observe_populated(c: Container, populated: bool) -> None:
+    """Record what the kernel says; having tasks makes a container occupied."""
+    c.populated = populated
+    if populated:
+        c.occupied = True
+
+
+def take_release(c: Container) -> Release | None:
+    """The policy to carry out if ``c`` has just emptied, else None.
+
+    Counts the release and clears ``occupied``, so one emptying acts once; the
+    next task (or child) arms it again.
+    """
+    if c.is_root or c.removed or not c.occupied:
+        return None
+    if c.populated or c.children or c.held:
+        return None
+    c.occupied = False
+    c.released += 1
+    return c.release
+
+
+# -- clone discovery -----------------------------------------------------------
+
+
+def namespace_index(root: Container) -> dict[tuple[str, str], Container]:
+    """(kind, inode) -> the container that owns that namespace instance."""
+    out: dict[tuple[str, str], Container] = {}
+    for c in root.walk():
+        for kind in NAMESPACE_NAMES:
+            if kind in c.owned and kind in c.ids:
+                out[(kind, c.ids[kind])] = c
+    return out
+
+
+def differing(c: Container, inodes: Mapping[str, int]) -> dict[str, str]:
+    """Namespace kinds where a process of ``c`` is elsewhere: kind -> its inode."""
+    out = {}
+    for kind, ino in inodes.items():
+        mine = c.instance_id(kind)
+        if mine != "-" and str(ino) != mine:
+            out[kind] = str(ino)
+    return out
+
+
+def child_for(c: Container, diff: Mapping[str, str]) -> Container | None:
+    """The child of ``c`` whose own namespaces the process is in (the most specific)."""
+    best: Container | None = None
+    best_n = 0
+    for child in c.children.values():
+        own = [k for k in child.owned if k in NAMESPACE_NAMES]
+        if own and len(own) > best_n and all(diff.get(k) == child.ids.get(k) for k in own):
+            best, best_n = child, len(own)
+    return best
+
+
+def unknown_kinds(
+    diff: Mapping[str, str], index: Mapping[tuple[str, str], Container]
+) -> dict[str, str]:
+    """The part of ``diff`` that no container owns: namespaces made inside, not joined."""
+    return {k: ino for k, ino in diff.items() if (k, ino) not in index}
+
+
+_UNSAFE = re.compile(r"[^\w.+@:=-]")
+
+
+def clone_name(parent: Container, comm: str, pid: int | None) -> str:
+    """``<comm>-<pid>``, unique among the parent's children.
+
+    A reused PID could repeat an existing name (the trap of the kernel's old
+    ``ns`` cgroup): a ``.2``, ``.3``... suffix keeps names unique. ``comm`` is
+    made safe for a file name (no spaces, slashes or control characters).
+    """
+    stem = _UNSAFE.sub("_", comm).lstrip(".")[:64] or "ns"
+    base = f"{stem}-{pid}" if pid is not None else stem
+    name, n = base, 1
+    while name in parent.children:
+        n += 1
+        name = f"{base}.{n}"
+    return name
+
+
+def plan_clone(
+    engine: Engine,
+    parent: Container,
+    comm: str,
+    pid: int | None,
+    kinds: Iterable[str],
+    *,
+    max_clones: int = MAX_CLONES,
+) -> MkdirPlan:
+    """A child of ``parent`` owning the namespace ``kinds`` a process made itself.
+
+    Refused past ``max_clones`` clone-made containers in all (unbounded
+    creation was the other trap of the old ``ns`` cgroup).
+    """
+    clones = sum(1 for c in engine.root.walk() if c.origin == Origin.CLONE)
+    if clones >= max_clones:
+        raise Busy(f"{max_clones} containers made by clone/unshare already; not adding more")
+    name = clone_name(parent, comm, pid)
+    plan = engine.plan_mkdir(parent, name)
+    return MkdirPlan(plan.parent, plan.name, frozenset(kinds), plan.cgname)
+
+
+# -- rename --------------------------------------------------------------------
+
+
+def check_rename(engine: Engine, c: Container, new_parent: Container, new_name: str) -> None:
+    """``mv`` of a container: within its parent only, to a free valid name."""
+    if c.is_root:
+        raise NotPermitted("the root container cannot be renamed")
+    if new_parent is not c.parent:
+        raise InvalidInput("a container can only be renamed within its parent")
+    validate_name(new_name)
+    if new_name in new_parent.children or new_name in engine.files(new_parent):
+        raise Exists(new_name)
+
+
+def commit_rename(c: Container, new_name: str) -> None:
+    assert c.parent is not None
+    del c.parent.children[c.name]
+    c.name = new_name
+    c.parent.children[new_name] = c
+
+
+# -- saved state ---------------------------------------------------------------
+
+
+def record(c: Container, holder_pid: int | None) -> dict[str, Any]:
+    """One container as plain data (for ``state.json``)."""
+    return {
+        "path": list(c.path),
+        "owned": sorted(c.owned),
+        "subtree": sorted(c.subtree),
+        "release": str(c.release),
+        "origin": str(c.origin),
+        "cgname": c.cgname,
+        "ids": dict(c.ids),
+        "holder": holder_pid,
+        "occupied": c.occupied,
+        "released": c.released,
+        "views": {
+            name: {"internal": state.internal, "external": state.external}
+            for name, state in c.views.items()
+        },
+    }
+
+
+def _value(v: Any) -> Any:
+    """JSON turns tuples (``ipc.sem``, port ranges) into lists: back to tuples."""
+    return tuple(v) if isinstance(v, list) else v
+
+
+def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
+    """Put a saved container back into the tree (parents come first in the file).
+
+    Checks what it can without the kernel: the parent exists, the name is
+    valid and free, the kinds are known. ``ValueError`` (or ``ContainerError``)
+    for a record that does not fit.
+    """
+    path = tuple(rec["path"])
+    if not path:
+        c = engine.root
+    else:
+        parent = engine.lookup(path[:-1])
+        name = path[-1]
+        validate_name(name)
+        if name in parent.children:
+            raise Exists("/".join(path))
+        owned = frozenset(rec["owned"])
+        unknown = owned - set(engine.kinds)
+        if unknown:
+            raise InvalidInput(f"unknown kinds {sorted(unknown)}")
+        c = Container(name, parent, owned=owned, ids={k: str(v) for k, v in rec["ids"].items()})
+        parent.children[name] = c
+    c.subtree = frozenset(k for k in rec.get("subtree", ()) if k in engine.kinds)
+    c.release = Release(rec.get("release", "ignore"))
+    c.origin = Origin(rec.get("origin", "mkdir"))
+    c.occupied = bool(rec.get("occupied", False))
+    cgname = str(rec.get("cgname", ""))
+    if cgname:
+        validate_name(cgname.replace("~", "-"))
+        c.cgname = cgname
+    c.released = int(rec.get("released", 0))
+    for name, v in rec.get("views", {}).items():
+        c.views[name] = KnobState(_value(v["internal"]), _value(v["external"]))
+    return c

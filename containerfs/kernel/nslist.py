@@ -1,0 +1,504 @@
+"""Every namespace on the host, found through ``/proc`` (Linux < 6.19 has no ``listns``).
+
+A namespace stays alive while something refers to it: a task's active
+namespaces, the pid and time namespaces a task's children will get
+(``pid_for_children``, ``time_for_children``), an nsfs bind mount, or an open
+nsfs file descriptor.  :func:`scan` looks at all of them:
+
+* ``/proc/PID/ns/*`` of every process (kernel threads included, as lsns counts
+  them) gives ``nprocs``.  A process is counted in the namespaces of its
+  /proc entry, i.e. of its main thread; other threads are read only when the
+  process has more than one (``st_nlink`` of ``/proc/PID/task`` is 2 plus the
+  thread count), and a namespace only a thread is in gets ``nprocs`` 0.
+* ``*_for_children`` that differ from the active one add a namespace whose
+  ``nprocs`` counts only processes active in it (often 0: a containerfs
+  holder keeps its container's time namespace that way).
+* ``/proc/PID/mountinfo``, read once per mount namespace, gives nsfs bind
+  mounts (``ip netns add``); ``/proc/PID/fd/*`` link texts give nsfs fds.
+
+Why links are *read* rather than ``stat``-ed: ``readlink`` of a ns file only
+formats ``net:[INODE]`` (half the cost of a ``stat``, which builds the nsfs
+dentry), and ``readlink`` of an fd never calls into the file's filesystem,
+where ``stat`` would (a hung FUSE or NFS mount would hang the scan).  Per
+process the cost is ten ``readlink`` calls, one ``stat``, one ``listdir`` and
+one ``readlink`` per open fd; the ``NS_GET_USERNS``/``NS_GET_PARENT`` ioctls run
+once per distinct namespace, on one fd opened from the steadiest source found
+(a process's ns file before a thread's, an fd's, or a bind mount's).
+
+Processes come and go during a scan: one that vanishes (``ENOENT``, ``ESRCH``),
+is a zombie (its ns links are gone) or may not be inspected (``EACCES``:
+ptrace access is needed, which root lacks for a more privileged process) is
+skipped as a whole.  The result is a snapshot that was true at some instant
+for each process, not an atomic picture of the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from containerfs.kernel.sys import NS_GET_PARENT, NS_GET_USERNS
+
+#: nsfs names of the namespace kinds, as lsns's TYPE column prints them.
+KINDS: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt", "user", "cgroup", "time")
+
+#: Kinds that form a tree, for which NS_GET_PARENT answers.
+_HIERARCHICAL = frozenset({"pid", "user"})
+
+#: ``/proc/PID/ns`` entries naming a namespace for the children, with their kind.
+_FOR_CHILDREN: tuple[tuple[str, str], ...] = (
+    ("pid_for_children", "pid"),
+    ("time_for_children", "time"),
+)
+
+#: Errors that mean "this process (or this fd) is gone or not ours to look at".
+_GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM})
+
+#: Errors of NS_GET_USERNS/NS_GET_PARENT that mean "no answer": the namespace
+#: is a root or its relative lies outside the caller's user namespace (EPERM),
+#: or the kind has no such relative (EINVAL, ENOTTY).
+_NO_RELATIVE = frozenset({errno.EPERM, errno.EINVAL, errno.ENOTTY})
+
+#: How many places to remember per namespace for opening it later: one that
+#: vanished before the ioctl phase is replaced by the next.
+_MAX_SOURCES = 3
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+@dataclass(frozen=True)
+class NsEntry:
+    """One namespace, identified by its nsfs inode."""
+
+    kind: str  # ipc uts net pid mnt user cgroup time (lsns's TYPE names)
+    inode: int
+    nprocs: int  # processes (not threads) whose active namespace it is
+    owner: int | None  # inode of the owning user namespace (NS_GET_USERNS)
+    parent: int | None  # pid and user: the parent namespace (NS_GET_PARENT)
+    persistent: bool  # held by an nsfs bind mount or an open nsfs fd
+
+
+# =============================================================================
+# Pure parsing and formatting
+# =============================================================================
+
+_KIND_OF_NAME: dict[str, str] = {kind: kind for kind in KINDS}
+_KIND_OF_NAME.update(_FOR_CHILDREN)
+
+
+def parse_ns_link(text: str) -> tuple[str, int] | None:
+    """``(kind, inode)`` of an nsfs name like ``net:[4026531833]``, else None.
+
+    This is what ``readlink`` gives for ``/proc/PID/ns/*`` and for an fd on an
+    nsfs file, and the root field of an nsfs mount in mountinfo.  Other fd
+    targets (``socket:[…]``, ``pipe:[…]``, ``anon_inode:[…]``, paths) give None.
+    ``pid_for_children:[…]`` is accepted as ``pid`` (and likewise ``time``),
+    in case a kernel names the dentry after the file that created it.
+    """
+    name, sep, rest = text.partition(":[")
+    kind = _KIND_OF_NAME.get(name)
+    if kind is None or not sep or not rest.endswith("]"):
+        return None
+    digits = rest[:-1]
+    if not digits.isdigit():
+        return None
+    return kind, int(digits)
+
+
+def unescape_mountinfo(field: str) -> str:
+    r"""A mountinfo path field with the kernel's octal escapes (``\040`` etc.) undone."""
+    if "\\" not in field:
+        return field
+    out = []
+    i = 0
+    while i < len(field):
+        chunk = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(chunk) == 3 and all(c in "01234567" for c in chunk):
+            out.append(chr(int(chunk, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo_nsfs(text: str) -> list[tuple[str, int, str]]:
+    """``(kind, inode, mountpoint)`` of every nsfs mount in a mountinfo text.
+
+    A line is ``ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE
+    SOURCE SUPEROPTS``; the optional fields vary in number, hence the search
+    for the ``-`` separator.  For nsfs the root is the namespace's name.
+    Malformed lines are skipped.
+    """
+    found = []
+    for line in text.splitlines():
+        if " nsfs " not in line:  # cheap filter: most mounts are not nsfs
+            continue
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-", 6)
+        except ValueError:
+            continue
+        if sep + 1 >= len(fields) or fields[sep + 1] != "nsfs":
+            continue
+        ns = parse_ns_link(fields[3])
+        if ns is not None:
+            found.append((ns[0], ns[1], unescape_mountinfo(fields[4])))
+    return found
+
+
+def format_table(entries: Iterable[NsEntry], path_of: Callable[[str, int], str | None]) -> str:
+    """``TYPE INODE NPROCS OWNER_USERNS PARENT CONTAINER_PATH`` lines, ``-`` for None.
+
+    ``path_of(kind, inode)`` names the container owning the namespace, or None.
+    No header, one newline-terminated line per entry, in the given order, so
+    that the text reads like the other whitespace-separated containerfs files.
+    """
+
+    def dash(value: int | str | None) -> str:
+        return "-" if value is None else str(value)
+
+    return "".join(
+        f"{e.kind} {e.inode} {e.nprocs} {dash(e.owner)} {dash(e.parent)} "
+        f"{dash(path_of(e.kind, e.inode))}\n"
+        for e in entries
+    )
+
+
+# =============================================================================
+# The scan
+# =============================================================================
+
+
+class _Found:
+    """What the /proc walk has seen so far, keyed by link text (``net:[N]``)."""
+
+    def __init__(self) -> None:
+        # Distinct tuples of ns links (active kinds, then *_for_children) ->
+        # [process count, up to _MAX_SOURCES /proc/PID dirs].  Most processes
+        # share all their namespaces with many others, so counting whole
+        # tuples keeps the per-process work small.
+        self.groups: dict[tuple[str | None, ...], tuple[list[int], list[str]]] = {}
+        # Tuples of non-main threads -> up to _MAX_SOURCES task dirs.
+        self.threads: dict[tuple[str | None, ...], list[str]] = {}
+        # Links of nsfs fds and bind mounts -> places to open them, each with
+        # the link text it must still show before it is opened (fds) or None.
+        self.held: dict[str, list[tuple[str, str | None]]] = {}
+
+    def add_held(self, link: str, path: str, expect: str | None = None) -> None:
+        paths = self.held.setdefault(link, [])
+        if len(paths) < _MAX_SOURCES:
+            paths.append((path, expect))
+
+
+def _read_links(ns_dir: str, names: tuple[str, ...], n_active: int) -> tuple[str | None, ...]:
+    """Link texts of ``ns_dir`` + each of ``names``: the active kinds, then *_for_children.
+
+    The fast path reads them all in one C-level loop.  When one fails it
+    tells apart a process that is gone (an active link fails: OSError) from
+    a *_for_children link that cannot be read (None: a new pid namespace
+    has no init yet, so the kernel refuses to hand it out).
+    """
+    try:
+        return tuple(map(os.readlink, map(ns_dir.__add__, names)))
+    except OSError:
+        pass
+    links: list[str | None] = [os.readlink(ns_dir + name) for name in names[:n_active]]
+    for name in names[n_active:]:
+        try:
+            links.append(os.readlink(ns_dir + name))
+        except OSError as e:
+            if e.errno not in _GONE:
+                raise
+            links.append(None)
+    return tuple(links)
+
+
+def _scan_threads(
+    base: str, pid: str, names: tuple[str, ...], n_active: int, found: _Found
+) -> None:
+    """Namespaces of the non-main threads of ``base`` (a ``/proc/PID`` dir)."""
+    try:
+        tids = os.listdir(base + "/task")
+    except OSError as e:
+        if e.errno in _GONE:
+            return
+        raise
+    for tid in tids:
+        if tid == pid:
+            continue
+        task_dir = f"{base}/task/{tid}"
+        try:
+            links = _read_links(task_dir + "/ns/", names, n_active)
+        except OSError as e:
+            if e.errno in _GONE:
+                continue
+            raise
+        dirs = found.threads.setdefault(links, [])
+        if len(dirs) < _MAX_SOURCES:
+            dirs.append(task_dir)
+
+
+def _scan_fds(base: str, count: int, found: _Found) -> None:
+    """nsfs fds of one process, by their link texts (never touching the files).
+
+    ``count`` is the number of open fds (``st_size`` of ``/proc/PID/fd`` since
+    Linux 6.2; -1 if unknown).  Most processes have fds 0..count-1 without a
+    gap, so those are read straight away, saving the directory listing (four
+    system calls); the first gap falls back to listing the directory.
+    """
+    fd_dir = base + "/fd/"
+    start = 0
+    if count > 0:
+        for fd in range(count):
+            name = str(fd)
+            try:
+                target = os.readlink(fd_dir + name)
+            except OSError as e:
+                if e.errno not in _GONE:
+                    raise
+                break  # a gap: list the directory for the rest
+            if target.endswith("]"):
+                _note_fd(fd_dir + name, target, found)
+            start = fd + 1
+        else:
+            return
+    try:
+        listed = os.listdir(fd_dir)
+    except OSError as e:
+        if e.errno in _GONE:
+            return
+        raise
+    for name in listed:
+        if int(name) < start:
+            continue
+        try:
+            target = os.readlink(fd_dir + name)
+        except OSError as e:
+            if e.errno in _GONE:  # closed meanwhile, or the process exited
+                continue
+            raise
+        if target.endswith("]"):
+            _note_fd(fd_dir + name, target, found)
+
+
+def _note_fd(path: str, target: str, found: _Found) -> None:
+    parsed = parse_ns_link(target)
+    if parsed is not None:
+        found.add_held(f"{parsed[0]}:[{parsed[1]}]", path, target)
+
+
+def _scan_processes(proc: str, names: tuple[str, ...], n_active: int, fd_counts: bool) -> _Found:
+    """One pass over ``/proc``: ns links of every process, its threads and fds."""
+    found = _Found()
+    groups = found.groups
+    with os.scandir(proc) as it:
+        pids = [entry.name for entry in it if entry.name.isdigit()]
+    for pid in pids:
+        base = f"{proc}/{pid}"
+        try:
+            links = _read_links(base + "/ns/", names, n_active)
+            nlink = os.stat(base + "/task").st_nlink
+            nfds = os.stat(base + "/fd").st_size if fd_counts else -1
+        except OSError as e:
+            if e.errno in _GONE:
+                continue
+            raise
+        group = groups.get(links)
+        if group is None:
+            groups[links] = ([1], [base])
+        else:
+            group[0][0] += 1
+            if len(group[1]) < _MAX_SOURCES:
+                group[1].append(base)
+        if nlink > 3:  # 2 + number of threads
+            _scan_threads(base, pid, names, n_active, found)
+        if nfds:  # 0 for kernel threads
+            _scan_fds(base, nfds, found)
+    return found
+
+
+def _scan_mounts(kinds: tuple[str, ...], mnt_dirs: dict[str, list[str]], found: _Found) -> None:
+    """nsfs bind mounts, from one mountinfo per mount namespace.
+
+    The mountinfo is trusted only if the task is still in that mount
+    namespace after the read (its pid may have been reused meanwhile).
+    """
+    for mnt_link, dirs in mnt_dirs.items():
+        for task_dir in dirs:
+            try:
+                with open(task_dir + "/mountinfo") as f:
+                    text = f.read()
+                if os.readlink(task_dir + "/ns/mnt") != mnt_link:
+                    continue
+            except OSError as e:
+                if e.errno in _GONE:
+                    continue
+                raise
+            for kind, inode, mountpoint in parse_mountinfo_nsfs(text):
+                if kind in kinds:
+                    found.add_held(f"{kind}:[{inode}]", f"{task_dir}/root{mountpoint}")
+            break
+
+
+def _relative(fd: int, request: int) -> int | None:
+    """Inode of the namespace an nsfs ioctl returns, or None when it has none for us."""
+    try:
+        rel = fcntl.ioctl(fd, request)
+    except OSError as e:
+        if e.errno in _NO_RELATIVE:
+            return None
+        raise
+    try:
+        return os.fstat(rel).st_ino
+    finally:
+        os.close(rel)
+
+
+def _open_ns(paths: Iterable[tuple[str, str | None]], inode: int, nsfs_dev: int) -> int | None:
+    """An fd on the namespace from the first of ``paths`` that still leads to it.
+
+    A path may lead elsewhere by now (pid or fd number reused), so the fd is
+    kept only if it is the nsfs inode wanted.  An fd path is re-read first so
+    that a reused number is not opened at all (it might be a FIFO or device).
+    """
+    for path, expect in paths:
+        try:
+            if expect is not None and os.readlink(path) != expect:
+                continue
+            fd = os.open(path, _OPEN_FLAGS)
+        except OSError:
+            continue  # gone, not ours, or not openable: try the next place
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            continue
+        if st.st_ino == inode and st.st_dev == nsfs_dev:
+            return fd
+        os.close(fd)
+    return None
+
+
+def _nsfs_dev(proc: str) -> int:
+    """Device number of the nsfs superblock (one for all namespaces)."""
+    for path in ("/proc/thread-self/ns/user", f"{proc}/thread-self/ns/user"):
+        try:
+            return os.stat(path).st_dev
+        except OSError:
+            continue
+    raise OSError(errno.ENOENT, "cannot stat an nsfs file of our own")
+
+
+def _ns_names(proc: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Kinds this kernel has, in :data:`KINDS` order, and its ``*_for_children`` files.
+
+    Time namespaces came in 5.6 and cgroup ones in 4.6; reading a file the
+    kernel lacks would make every process look gone.
+    """
+    for path in ("/proc/thread-self/ns", f"{proc}/thread-self/ns"):
+        try:
+            present = set(os.listdir(path))
+        except OSError:
+            continue
+        kinds = tuple(kind for kind in KINDS if kind in present)
+        return kinds, tuple((n, k) for n, k in _FOR_CHILDREN if n in present and k in kinds)
+    return KINDS, _FOR_CHILDREN
+
+
+def _fd_counts_known(proc: str) -> bool:
+    """Whether ``st_size`` of ``PROC/PID/fd`` counts the open fds (Linux >= 6.2).
+
+    Asked with an fd of our own open, so that 0 means "not supported".
+    """
+    fd = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    try:
+        return os.stat(f"{proc}/self/fd").st_size > 0
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def scan(proc: str = "/proc") -> list[NsEntry]:
+    """Every namespace reachable through ``proc``, sorted by (kind, inode).
+
+    Blocking (tens of ms per thousand processes); call it from a worker
+    thread.  Needs root (ptrace read access to the processes) for a full
+    picture; anything it may not inspect is left out rather than reported.
+    """
+    kinds, for_children = _ns_names(proc)
+    nsfs_dev = _nsfs_dev(proc)
+    names = kinds + tuple(name for name, _ in for_children)
+    n_active = len(kinds)
+    child_index = [kinds.index(kind) for _, kind in for_children]
+    found = _scan_processes(proc, names, n_active, _fd_counts_known(proc))
+
+    nprocs: dict[str, int] = {}
+    # Places to open each namespace, steadiest first: a process's ns file,
+    # its *_for_children file, a thread's, then fds and bind mounts.
+    sources: dict[str, list[tuple[str, str | None]]] = {}
+    mnt_dirs: dict[str, list[str]] = {}
+    mnt_index = kinds.index("mnt") if "mnt" in kinds else -1
+
+    def add_sources(link: str, paths: Iterable[str]) -> None:
+        known = sources.setdefault(link, [])
+        for path in paths:
+            if len(known) >= _MAX_SOURCES:
+                return
+            known.append((path, None))
+
+    for links, (count, dirs) in found.groups.items():
+        for i, kind in enumerate(kinds):
+            link = links[i]
+            assert link is not None  # active links are always read
+            nprocs[link] = nprocs.get(link, 0) + count[0]
+            add_sources(link, (f"{d}/ns/{kind}" for d in dirs))
+        for j, (name, _) in enumerate(for_children):
+            link = links[n_active + j]
+            if link is not None and link != links[child_index[j]]:
+                add_sources(link, (f"{d}/ns/{name}" for d in dirs))
+        if mnt_index >= 0:
+            mnt_link = links[mnt_index]
+            assert mnt_link is not None
+            mnt_dirs.setdefault(mnt_link, dirs)
+    for links, dirs in found.threads.items():
+        for name, link in zip(names, links, strict=True):
+            if link is not None:
+                add_sources(link, (f"{d}/ns/{name}" for d in dirs))
+        if mnt_index >= 0:
+            mnt_link = links[mnt_index]
+            assert mnt_link is not None
+            mnt_dirs.setdefault(mnt_link, dirs)
+    _scan_mounts(kinds, mnt_dirs, found)
+
+    entries = []
+    for link in sources.keys() | found.held.keys():
+        parsed = parse_ns_link(link)
+        if parsed is None:  # cannot happen for kernel-made names; be safe
+            continue
+        kind, inode = parsed
+        owner = parent = None
+        fd = _open_ns(sources.get(link, []) + found.held.get(link, []), inode, nsfs_dev)
+        if fd is not None:
+            try:
+                owner = _relative(fd, NS_GET_USERNS)
+                if kind in _HIERARCHICAL:
+                    parent = _relative(fd, NS_GET_PARENT)
+            finally:
+                os.close(fd)
+        entries.append(
+            NsEntry(
+                kind=kind,
+                inode=inode,
+                nprocs=nprocs.get(link, 0),
+                owner=owner,
+                parent=parent,
+                persistent=link in found.held,
+            )
+        )
+    entries.sort(key=lambda e: (e.kind, e.inode))
+    return entries

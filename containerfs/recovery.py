@@ -1,0 +1,180 @@
+"""Starting again after a stop or a crash: take the saved tree back, clean up the rest.
+
+Containers outlive the daemon: their holders keep the namespaces, their
+cgroups stay, and ``state.json`` (written after every change) says what the
+tree was. A new daemon with the same state dir
+
+1. puts every saved container back whose holder is still the same process in
+   the same namespaces (checked by inode through a pidfd, so a reused pid is
+   refused) and whose cgroup is still there; a container that lost either is
+   dropped, with its subtree;
+2. removes what no saved container accounts for: holders in ``.pins`` and
+   cgroup directories left by a ``mkdir``/``rmdir`` the crash cut short (a
+   directory with processes in it is kept and reported, never emptied by
+   force);
+3. lets the caller re-arm release handling and catch up on containers that
+   emptied while no daemon was watching.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .engine import lifecycle
+from .engine.errors import ContainerError
+from .engine.kinds import NAMESPACE_NAMES
+from .engine.tree import Container
+from .kernel import namespaces, procs
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("containerfs")
+
+PIN_COMM = "containerfs-pin"
+
+
+def load(state_dir: Path) -> dict[str, Any] | None:
+    """The saved state, or None when there is none (a first start)."""
+    try:
+        text = (state_dir / "state.json").read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"containerfs: {state_dir}/state.json is damaged: {exc}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("containers"), list):
+        raise SystemExit(f"containerfs: {state_dir}/state.json is not a containerfs state")
+    return state
+
+
+def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
+    """Put the saved tree back (step 1), then sweep leftovers (step 2)."""
+    records = state["containers"]
+    daemon.release_agent = str(state.get("release_agent", ""))
+    dropped: list[tuple[str, ...]] = []
+    for rec in records:
+        path = tuple(rec.get("path", ()))
+        if any(path[: len(d)] == d for d in dropped if d):
+            continue  # below a dropped container
+        try:
+            c = lifecycle.restore(daemon.engine, rec)
+        except (ContainerError, ValueError, KeyError, TypeError) as exc:
+            log.error("state: cannot restore %s: %s", "/".join(path) or "/", exc)
+            dropped.append(path)
+            continue
+        if c.is_root:
+            continue
+        why = _check(daemon, c, rec)
+        if why is not None:
+            log.warning("state: dropping %s: %s", "/".join(path), why)
+            _drop(daemon, c)
+            dropped.append(path)
+    sweep(daemon)
+    n = sum(1 for _ in daemon.engine.root.walk()) - 1
+    log.info("took over %d container(s) from %s", n, daemon.state_dir)
+
+
+def _check(daemon: Daemon, c: Container, rec: dict[str, Any]) -> str | None:
+    """Attach the container's holder and check its cgroup; why it cannot be kept, if so."""
+    own_ns = {k: int(c.ids[k]) for k in c.owned if k in NAMESPACE_NAMES and k in c.ids}
+    if own_ns:
+        pid = rec.get("holder")
+        if not isinstance(pid, int):
+            return "no holder recorded"
+        try:
+            holder = namespaces.Holder.attach(pid, own_ns)
+        except OSError as exc:
+            return f"holder {pid}: {exc.strerror or exc}"
+        daemon.holders[c.uid] = holder
+    if not daemon.cgroups.events_file(c.cgpath).exists():
+        return "its cgroup is gone"
+    return None
+
+
+def _drop(daemon: Daemon, c: Container) -> None:
+    holder = daemon.holders.pop(c.uid, None)
+    if holder is not None:
+        holder.close()  # the sweep kills it: no container accounts for it now
+    daemon.engine.commit_rmdir(c)
+
+
+def _is_pin(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return procs.process_stat(pid)[0] == PIN_COMM
+    return False
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL a leftover holder through a pidfd (checked to still be a holder)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if _is_pin(pid):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            log.info("killed leftover namespace holder %d", pid)
+    except OSError as exc:
+        if exc.errno != errno.ESRCH:
+            log.warning("cannot kill leftover holder %d: %s", pid, exc)
+    finally:
+        os.close(fd)
+
+
+def sweep(daemon: Daemon) -> None:
+    """Remove holders and cgroup directories that no container accounts for."""
+    keep = {h.pid for h in daemon.holders.values()}
+    for pid in daemon.cgroups.pin_pids():
+        if pid not in keep and _is_pin(pid):
+            _kill(pid)
+    known = {c.cgpath for c in daemon.engine.root.walk()}
+    extra = sorted(daemon.cgroups.container_dirs() - known, key=len, reverse=True)
+    for path in extra:
+        # A holder may still sit in a half-made container's cgroup (it was
+        # placed there to unshare a cgroup namespace).
+        with contextlib.suppress(OSError):
+            for pid in daemon.cgroups.procs_anywhere(path):
+                if pid not in keep and _is_pin(pid):
+                    _kill(pid)
+        try:
+            daemon.cgroups.remove(path)
+            log.info("removed leftover cgroups of %s", "/".join(path))
+        except OSError as exc:
+            if any(known_path[: len(path)] == path for known_path in known):
+                continue  # an ancestor of a kept container (v1 pass-through)
+            log.warning("leftover cgroups of %s stay: %s", "/".join(path), exc)
+
+
+def clear_stale_mount(mountpoint: str) -> None:
+    """A daemon that was killed leaves its mount behind, answering ENOTCONN; detach it.
+
+    Only a ``fuse.containerfs`` mount is touched, and only when it is dead.
+    """
+    try:
+        os.statvfs(mountpoint)  # a request to the daemon (stat may answer from cache)
+        return  # alive (or not a mount at all)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            return
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    target = os.path.realpath(os.path.dirname(mountpoint.rstrip("/")) or "/")
+    target = os.path.join(target, os.path.basename(mountpoint.rstrip("/")))
+    for line in lines:
+        fields = line.split()
+        sep = fields.index("-", 6)
+        if procs.unescape_mount_path(fields[4]) == target and fields[sep + 1] == "fuse.containerfs":
+            from .kernel import sys as ksys
+
+            ksys.umount2(target, ksys.MNT_DETACH)
+            log.info("detached the dead mount of a previous daemon at %s", target)
+            return

@@ -1,0 +1,364 @@
+"""Release policies, containers found from unshare/ip netns, restart without loss.
+
+Each test drives the mounted daemon as an administrator would (mkdir, echo,
+cat, mv, ``containerfs exec``, ``unshare``, ``ip netns``) and checks the
+kernel's side in /proc and cgroupfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import select
+import signal
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Mounted, wait_for
+from .test_core import gone, listed, ns_inode
+
+pytestmark = pytest.mark.root
+
+
+def events(m: Mounted, container: str) -> dict[str, int]:
+    text = m.read(f"{container}/container.events")
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
+
+
+def exists(m: Mounted, container: str) -> bool:
+    return (m.mnt / container).is_dir()
+
+
+def v2_dir(m: Mounted) -> Path:
+    d = m.subtree.v2_dir
+    assert d is not None, "no cgroup2 hierarchy for the test"
+    return d
+
+
+def background(m: Mounted, container: str, script: str) -> subprocess.Popen[bytes]:
+    """A shell in the container running ``script``; ended at teardown if still running."""
+    return m.spawn(container, "sh", "-c", script)
+
+
+# -- release policies ---------------------------------------------------------------
+
+
+def test_ignore_keeps_an_emptied_container_and_counts_the_release(cfs: Mounted) -> None:
+    cfs.sh("mkdir keep")
+    assert cfs.read("keep/container.release") == "ignore\n"
+    assert cfs.read("keep/container.origin") == "mkdir\n"
+    holder = int(cfs.read("keep/container.init"))
+    cfs.exec("keep", "true")
+    wait_for(lambda: events(cfs, "keep")["released"] == 1, what="the release")
+    assert events(cfs, "keep")["populated"] == 0
+    assert not gone(holder)
+    cfs.sh("echo kept-host > keep/uts.hostname")
+    assert cfs.exec("keep", "hostname").stdout == "kept-host\n"  # re-enterable
+    wait_for(lambda: events(cfs, "keep")["released"] == 2, what="the second release")
+
+
+def test_delete_removes_the_container_and_its_kernel_objects(cfs: Mounted) -> None:
+    cfs.sh("mkdir tmp && echo delete > tmp/container.release")
+    holder = int(cfs.read("tmp/container.init"))
+    proc = background(cfs, "tmp", "sleep 0.3")
+    wait_for(lambda: cfs.read("tmp/tasks") != "", what="the task")
+    proc.wait(timeout=10)
+    wait_for(lambda: not exists(cfs, "tmp"), what="the container to go")
+    wait_for(lambda: gone(holder), what="its holder to go")
+    for d in cfs.subtree.dirs:
+        assert not (d / "tmp").exists(), d
+    assert "tmp deleted on release" in cfs.log.read_text()
+
+
+def test_delete_waits_for_children_then_cascades(cfs: Mounted) -> None:
+    cfs.sh(
+        "mkdir p && echo delete > p/container.release && echo +uts > p/container.subtree"
+        " && mkdir p/c && echo delete > p/c/container.release"
+    )
+    proc = background(cfs, "p/c", "sleep 0.3")
+    wait_for(lambda: cfs.read("p/c/tasks") != "", what="the task")
+    proc.wait(timeout=10)
+    wait_for(lambda: not exists(cfs, "p"), what="child, then parent, to go")
+    assert not (v2_dir(cfs) / "p").exists()
+
+
+def test_notify_runs_the_release_agent_with_the_path(cfs: Mounted, tmp_path: Path) -> None:
+    out = tmp_path / "agent.out"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
+    agent.chmod(0o755)
+    cfs.sh(f"echo {agent} > release_agent")
+    assert cfs.read("release_agent") == f"{agent}\n"
+    cfs.sh("mkdir n && echo notify > n/container.release && echo +uts > n/container.subtree")
+    cfs.sh("mkdir n/inner && echo notify > n/inner/container.release")
+    cfs.exec("n/inner", "true")
+    wait_for(lambda: out.exists() and out.read_text() != "", what="the notification")
+    assert events(cfs, "n/inner")["released"] == 1
+    assert exists(cfs, "n/inner")  # notify only tells
+    # n emptied too, but it still has a child: not released until that goes
+    assert events(cfs, "n")["released"] == 0
+    cfs.sh("rmdir n/inner")
+    wait_for(lambda: out.read_text().count("\n") == 2, what="the parent's notification")
+    assert out.read_text().split() == ["/n/inner", "/n"]
+
+
+def test_release_agent_refuses_bad_paths(cfs: Mounted) -> None:
+    for bad in ("relative/agent", "/no/such/agent", "/bin/true extra"):
+        r = cfs.sh(f"echo '{bad}' > release_agent", check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, bad
+        assert cfs.read("release_agent") == ""
+
+
+def test_events_wake_inotify_and_poll_watchers(cfs: Mounted) -> None:
+    cfs.sh("mkdir w")
+    path = str(cfs.mnt / "w" / "container.events")
+    libc = ctypes.CDLL(None, use_errno=True)
+    ino = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert ino >= 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert libc.inotify_add_watch(ino, path.encode(), 0x2) >= 0  # IN_MODIFY
+        os.read(fd, 4096)
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        assert poller.poll(0) == []
+        cfs.exec("w", "true")
+        assert poller.poll(5000), "poll() was not woken"
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert b"populated" in os.read(fd, 4096)  # reading from 0 renders it anew
+        watch = select.poll()
+        watch.register(ino, select.POLLIN)
+        assert watch.poll(5000), "no inotify event"
+        wd, mask, _c, _n = struct.unpack_from("iIII", os.read(ino, 4096))
+        assert mask & 0x2
+        wait_for(lambda: events(cfs, "w")["released"] == 1, what="the release")
+    finally:
+        os.close(fd)
+        os.close(ino)
+
+
+# -- containers found from unshare and ip netns --------------------------------------
+
+
+def clones(m: Mounted, parent: str) -> list[str]:
+    base = m.mnt / parent
+    return sorted(
+        p.name
+        for p in base.iterdir()
+        if p.is_dir() and m.read(f"{parent}/{p.name}/container.origin") == "clone\n"
+    )
+
+
+def test_unshare_inside_shows_up_as_a_child_and_goes_with_its_task(cfs: Mounted) -> None:
+    cfs.sh("mkdir web")
+    proc = background(cfs, "web", "exec unshare --net --uts sleep 300")
+    wait_for(lambda: len(clones(cfs, "web")) == 1, timeout=5, what="a clone child")
+    name = clones(cfs, "web")[0]
+    wait_for(lambda: cfs.read(f"web/{name}/tasks") != "", what="its task to move in")
+    pid = int(cfs.read(f"web/{name}/tasks"))
+    assert name == f"sleep-{pid}"
+    rows = listed(cfs, f"web/{name}")
+    assert rows["net"] == ("own", str(ns_inode(pid, "net")))
+    assert rows["uts"] == ("own", str(ns_inode(pid, "uts")))
+    assert rows["ipc"] == ("shared", listed(cfs, "web")["ipc"][1])
+    assert cfs.read(f"web/{name}/container.release") == "delete\n"
+    assert cfs.read("web/tasks") == ""  # moved into the child
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_for(lambda: not exists(cfs, f"web/{name}"), what="the clone to go")
+    assert not (v2_dir(cfs) / "web" / name).exists()
+
+
+@contextlib.contextmanager
+def netns_in(m: Mounted, container: str) -> Iterator[str]:
+    """``ip netns add`` inside ``container`` under a unique name; deleted again after.
+
+    ``ip`` creates the file ``/run/netns/NAME`` on the host's /run (the mount on
+    it stays inside the container): it is removed here even if the test fails.
+    """
+    name = f"cfs-{secrets.token_hex(4)}"
+    m.exec(container, "ip", "netns", "add", name)
+    try:
+        yield name
+    finally:
+        m.exec(container, "ip", "netns", "del", name, check=False)
+        stray = Path("/run/netns") / name
+        if stray.is_file() and not os.path.ismount(stray) and stray.stat().st_size == 0:
+            stray.unlink()
+
+
+def test_ip_netns_add_is_found_and_goes_with_ip_netns_del(cfs: Mounted) -> None:
+    cfs.sh("mkdir box")
+    with netns_in(cfs, "box") as blue:
+        wait_for(lambda: exists(cfs, f"box/{blue}"), timeout=5, what="the netns container")
+        assert cfs.read(f"box/{blue}/container.origin") == "clone\n"
+        assert cfs.read(f"box/{blue}/tasks") == ""  # kept by its bind mount only
+        rows = listed(cfs, f"box/{blue}")
+        assert rows["net"][0] == "own" and rows["net"][1] != listed(cfs, "box")["net"][1]
+        # the holder sits in it: exec reaches the namespace `ip netns exec` reaches
+        via_exec = cfs.exec(f"box/{blue}", "readlink", "/proc/self/ns/net").stdout
+        via_ip = cfs.exec("box", "ip", "netns", "exec", blue, "readlink", "/proc/self/ns/net")
+        assert via_exec == via_ip.stdout
+        cfs.exec("box", "ip", "netns", "del", blue)
+        wait_for(lambda: not exists(cfs, f"box/{blue}"), timeout=5, what="it to go")
+
+
+def test_a_clone_can_be_renamed_and_made_persistent(cfs: Mounted) -> None:
+    cfs.sh("mkdir host")
+    proc = background(cfs, "host", "exec unshare --net sleep 300")
+    wait_for(lambda: len(clones(cfs, "host")) == 1, timeout=5, what="a clone child")
+    name = clones(cfs, "host")[0]
+    wait_for(lambda: cfs.read(f"host/{name}/tasks") != "", what="its task to move in")
+    net = listed(cfs, f"host/{name}")["net"][1]
+    cfs.sh(f"mv host/{name} host/kept && echo ignore > host/kept/container.release")
+    assert not exists(cfs, f"host/{name}")
+    r = cfs.sh("mv host/kept other", check=False)
+    assert r.returncode != 0  # within the parent only
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_for(lambda: events(cfs, "host/kept")["released"] == 1, what="the release")
+    assert listed(cfs, "host/kept")["net"][1] == net  # the namespace persists
+    assert cfs.exec("host/kept", "readlink", "/proc/self/ns/net").stdout == f"net:[{net}]\n"
+    cfs.sh("rmdir host/kept")
+
+
+# -- namespaces listing ---------------------------------------------------------
+
+
+def lsns(*args: str) -> set[tuple[str, str]]:
+    out = subprocess.run(
+        ["lsns", "-J", "-o", "TYPE,NS", *args], capture_output=True, text=True, check=True
+    ).stdout
+    return {(ns["type"], str(ns["ns"])) for ns in json.loads(out)["namespaces"]}
+
+
+def test_namespaces_lists_what_lsns_lists(cfs: Mounted) -> None:
+    cfs.sh("mkdir lst")
+    with netns_in(cfs, "lst") as green:
+        wait_for(lambda: exists(cfs, f"lst/{green}"), timeout=5, what="the netns container")
+        before = lsns()
+        text = cfs.read("namespaces")
+        after = lsns()
+        rows = [line.split() for line in text.splitlines()]
+        assert all(len(r) == 6 for r in rows)
+        ours = {(r[0], r[1]): r for r in rows}
+        missing = (before & after) - set(ours)  # namespaces that lived through both looks
+        assert not missing
+        for kind, (state, ino) in listed(cfs, "lst").items():
+            if state == "own" and kind in ("ipc", "uts", "net", "pid", "mnt", "cgroup", "time"):
+                assert ours[(kind, ino)][5] == "/lst", kind
+        net = listed(cfs, f"lst/{green}")["net"][1]
+        assert ours[("net", net)][5] == f"/lst/{green}"
+        assert ours[("net", str(ns_inode("self", "net")))][5] == "/"
+        # its holder is a process in it (lsns counts it too)
+        assert int(ours[("net", net)][2]) >= 1
+
+
+# -- restart without loss -----------------------------------------------------------
+
+
+def test_sigterm_then_start_gives_back_the_same_tree(cfs: Mounted) -> None:
+    cfs.sh(
+        "mkdir a && echo alpha > a/uts.hostname && echo 7 > a/pids.max"
+        " && echo notify > a/container.release && echo 4 > a/ipc.shm_mni"
+        " && echo +uts > a/container.subtree && mkdir a/b"
+    )
+    task = background(cfs, "a", "sleep 300")
+    wait_for(lambda: cfs.read("a/tasks") != "", what="the task")
+    before = {p: cfs.read(p) for p in ("a/container.subsystems", "a/b/container.subsystems")}
+    holder = int(cfs.read("a/container.init"))
+    assert cfs.stop(signal.SIGTERM) == 0
+    assert not gone(holder) and task.poll() is None
+    cfs.start()
+    for p, text in before.items():
+        assert cfs.read(p) == text, p
+    assert cfs.read("a/uts.hostname") == "alpha\n"
+    assert cfs.read("a/pids.max") == "7\n"
+    assert cfs.read("a/container.release") == "notify\n"
+    assert cfs.read("a/ipc.shm_mni") == "4\n"
+    assert cfs.read("a/container.subtree") == "uts\n"
+    assert cfs.read("a/container.init") == f"{holder}\n"
+    assert cfs.read("a/tasks").split() != []
+    # the bind mounts inside were redone for the new mount
+    assert cfs.exec("a", "cat", "/proc/sys/kernel/shmmni").stdout.strip().isdigit()
+    assert cfs.read("a/ipc.shm_mni.effective") == "4\n"
+    # sysctls the holder serves answer the new daemon
+    if (cfs.mnt / "a" / "pid.max.internal").exists():
+        assert cfs.read("a/pid.max.internal").strip().isdigit()
+
+
+def test_a_killed_daemon_loses_nothing_and_catches_up(cfs: Mounted) -> None:
+    cfs.sh("mkdir keep && mkdir gone && echo delete > gone/container.release")
+    keep_holder = int(cfs.read("keep/container.init"))
+    task = background(cfs, "gone", "exec sleep 300")
+    wait_for(lambda: cfs.read("gone/tasks") != "", what="the task")
+    gone_holder = int(cfs.read("gone/container.init"))
+    assert cfs.stop(signal.SIGKILL) == -signal.SIGKILL
+    task.kill()  # it empties while no daemon watches
+    task.wait(timeout=10)
+    cfs.start()
+    wait_for(lambda: not exists(cfs, "gone"), what="the catch-up delete")
+    wait_for(lambda: gone(gone_holder), what="its holder to go")
+    assert exists(cfs, "keep") and not gone(keep_holder)
+    assert cfs.exec("keep", "true").returncode == 0
+    stale = [line for line in Path("/proc/mounts").read_text().splitlines() if str(cfs.mnt) in line]
+    assert len(stale) == 1, stale
+
+
+def test_kill_9_in_the_middle_of_churn_leaves_a_consistent_tree(cfs: Mounted) -> None:
+    # two controller-only containers a process can be moved between with `tasks`
+    ns_kinds = "ipc uts net pid mnt cgroup time"
+    cfs.sh(
+        f"echo '{' '.join('-' + k for k in ns_kinds.split())}' > container.subtree"
+        f" && mkdir t1 t2 && echo '{' '.join('+' + k for k in ns_kinds.split())}'"
+        " > container.subtree"
+    )
+    sleeper = cfs.subtree.spawn(["sleep", "300"])
+    churn = (
+        f"i=0; while :; do i=$((i+1)); mkdir c$i; echo {sleeper.pid} > t$((i%2+1))/tasks;"
+        " echo 5 > c$i/pids.max; echo c$i > c$i/uts.hostname; rmdir c$((i-2)); done"
+    )
+    proc = subprocess.Popen(
+        ["bash", "-c", churn], cwd=cfs.mnt, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(1.5)
+        assert cfs.stop(signal.SIGKILL) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    cfs.start()
+    state = json.loads((cfs.state / "state.json").read_text())
+    tree = {tuple(c["path"]) for c in state["containers"]}
+    holders = {c["holder"] for c in state["containers"] if c["holder"]}
+    base = v2_dir(cfs)
+    dirs = {
+        tuple(p.relative_to(base).parts)
+        for p in base.rglob("*")
+        if p.is_dir() and not any(part.startswith(".") for part in p.relative_to(base).parts)
+    }
+    assert dirs == tree - {()}, "cgroup dirs and the tree differ"
+
+    def pins() -> set[int]:
+        return {int(x) for x in (base / ".pins" / "cgroup.procs").read_text().split()}
+
+    wait_for(lambda: pins() == holders, what="leftover holders to go")
+    for path in tree - {()}:
+        name = "/".join(path)
+        assert exists(cfs, name)
+        assert cfs.exec(name, "true").returncode == 0
+    mounts = [
+        line for line in Path("/proc/mounts").read_text().splitlines() if str(cfs.mnt) in line
+    ]
+    assert len(mounts) == 1, mounts
+    assert sleeper.poll() is None and str(sleeper.pid) in cfs.read("t1/tasks") + cfs.read(
+        "t2/tasks"
+    )
