@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2
 MOUNTPOINT ?= /run/containerfs
 
-.PHONY: run test unit lint typecheck deps clean
+.PHONY: run test unit lint typecheck bench deps clean
 
 run: $(STAMP) $(PIN)
 	$(VENV)/bin/containerfs mount $(MOUNTPOINT)
@@ -19,9 +19,13 @@ test: $(STAMP) $(PIN)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# Timings live here, never in the tests (root; see bench/*.py for what each measures).
+bench: $(STAMP) $(PIN)
+	$(PY) -m bench.lifecycle --json bench/lifecycle.json
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check containerfs tests examples
-	$(VENV)/bin/ruff format --check containerfs tests examples
+	$(VENV)/bin/ruff check containerfs tests examples bench
+	$(VENV)/bin/ruff format --check containerfs tests examples bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy containerfs

@@ -123,11 +123,10 @@ class Operations(pyfuse3.Operations):
         """A container the daemon removed on its own (release ``delete``): make the
         kernel drop its cached entry, then forget its inodes."""
         parent_ino = self._inodes.get((parent.uid, None))
-        ino = self._inodes.get((c.uid, None), 0)
         if parent_ino is not None:
-            pyfuse3.invalidate_entry_async(
-                parent_ino, os.fsencode(name), deleted=ino, ignore_enoent=True
-            )
+            # Not ``deleted=``: the kernel refuses that (ENOTEMPTY) for a directory
+            # whose files it still has cached; dropping the entry is enough.
+            pyfuse3.invalidate_entry_async(parent_ino, os.fsencode(name), ignore_enoent=True)
         self.forget_container(c)
 
     def renamed(self, parent: Container, old_name: str) -> None:

@@ -157,10 +157,16 @@ def stop_daemon(m: Mounted) -> None:
         except subprocess.TimeoutExpired:
             m.daemon.kill()
             m.daemon.wait(timeout=10)
-    if os.path.ismount(m.mnt):
+    if _in_mounts(m.mnt):  # also a dead mount, which os.path.ismount cannot see
         subprocess.run(["fusermount3", "-u", "-z", str(m.mnt)], check=False)
-    if os.path.ismount(m.mnt):
+    if _in_mounts(m.mnt):
         subprocess.run(["umount", "-l", str(m.mnt)], check=False)
+
+
+def _in_mounts(mnt: Path) -> bool:
+    return any(
+        line.split()[1] == str(mnt) for line in Path("/proc/self/mounts").read_text().splitlines()
+    )
 
 
 @pytest.fixture
@@ -185,5 +191,5 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
                 stop_daemon(m)
                 print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
     finally:
-        if not os.path.ismount(mnt):
+        if not _in_mounts(mnt):
             shutil.rmtree(tmp, ignore_errors=True)
