@@ -118,6 +118,7 @@ class Discovery:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self._told: set[int] = set()  # pids already logged as not discoverable
+        self._dead: set[int] = set()  # containers (uid) whose holder died, logged
 
     async def run(self) -> None:
         while True:
@@ -277,6 +278,6 @@ class Discovery:
             if c.origin == Origin.CLONE:
                 c.held = False
                 await d.refresh_populated(c)
-            elif c.uid not in self._told:
-                self._told.add(c.uid)
+            elif c.uid not in self._dead:
+                self._dead.add(c.uid)
                 log.error("%s: its namespace holder %d died", "/".join(c.path), holder.pid)

@@ -5,14 +5,17 @@ namespaces, the pid and time namespaces a task's children will get
 (``pid_for_children``, ``time_for_children``), an nsfs bind mount, or an open
 nsfs file descriptor.  :func:`scan` looks at all of them:
 
-* ``/proc/PID/ns/*`` of every process (kernel threads included, as lsns counts
-  them) gives ``nprocs``.  A process is counted in the namespaces of its
-  /proc entry, i.e. of its main thread; other threads are read only when the
-  process has more than one (``st_nlink`` of ``/proc/PID/task`` is 2 plus the
-  thread count), and a namespace only a thread is in gets ``nprocs`` 0.
+* ``/proc/PID/ns/*`` of every process gives ``nprocs``, counted as lsns
+  counts (util-linux 2.38): every /proc/PID entry, kernel threads included,
+  in the namespaces of its main thread; a zombie only in its pid and user
+  namespaces (the only links it keeps; a zombie init alone keeps its pid
+  namespace alive).  Other threads are read only when a process has more
+  than one (``st_nlink`` of ``/proc/PID/task`` is 2 plus the thread count); a
+  namespace only a thread is in gets ``nprocs`` 0 (lsns does not show it).
 * ``*_for_children`` that differ from the active one add a namespace whose
-  ``nprocs`` counts only processes active in it (often 0: a containerfs
-  holder keeps its container's time namespace that way).
+  ``nprocs`` counts only processes active in it: 0 for a time namespace
+  nobody has entered yet (a containerfs holder keeps its container's that
+  way), or a pid namespace whose init has exited.  lsns shows neither.
 * ``/proc/PID/mountinfo``, read once per mount namespace, gives nsfs bind
   mounts (``ip netns add``); ``/proc/PID/fd/*`` link texts give nsfs fds.
 
@@ -20,16 +23,17 @@ Why links are *read* rather than ``stat``-ed: ``readlink`` of a ns file only
 formats ``net:[INODE]`` (half the cost of a ``stat``, which builds the nsfs
 dentry), and ``readlink`` of an fd never calls into the file's filesystem,
 where ``stat`` would (a hung FUSE or NFS mount would hang the scan).  Per
-process the cost is ten ``readlink`` calls, one ``stat``, one ``listdir`` and
-one ``readlink`` per open fd; the ``NS_GET_USERNS``/``NS_GET_PARENT`` ioctls run
-once per distinct namespace, on one fd opened from the steadiest source found
-(a process's ns file before a thread's, an fd's, or a bind mount's).
+process the cost is ten ``readlink`` calls, two ``stat`` calls (thread and fd
+counts) and one ``readlink`` per open fd, nearly all of it kernel time; the
+``NS_GET_USERNS``/``NS_GET_PARENT`` ioctls run once per distinct namespace, on
+one fd opened from the steadiest source found (a process's ns file, then a
+``*_for_children`` file, a thread's, an fd, a bind mount).
 
-Processes come and go during a scan: one that vanishes (``ENOENT``, ``ESRCH``),
-is a zombie (its ns links are gone) or may not be inspected (``EACCES``:
-ptrace access is needed, which root lacks for a more privileged process) is
-skipped as a whole.  The result is a snapshot that was true at some instant
-for each process, not an atomic picture of the host.
+Processes come and go during a scan: one that vanishes (``ENOENT``,
+``ESRCH``) or may not be inspected (``EACCES``: ptrace read access is needed,
+which root lacks for a process with capabilities it has not) is skipped.
+The result is a snapshot that was true at some instant for each process, not
+an atomic picture of the host.
 """
 
 from __future__ import annotations
@@ -197,23 +201,27 @@ class _Found:
 def _read_links(ns_dir: str, names: tuple[str, ...], n_active: int) -> tuple[str | None, ...]:
     """Link texts of ``ns_dir`` + each of ``names``: the active kinds, then *_for_children.
 
-    The fast path reads them all in one C-level loop.  When one fails it
-    tells apart a process that is gone (an active link fails: OSError) from
-    a *_for_children link that cannot be read (None: a new pid namespace
-    has no init yet, so the kernel refuses to hand it out).
+    The fast path reads them all in one C-level loop.  When one fails, each
+    is read on its own and an unreadable one is None: a zombie keeps only
+    its pid and user links (the others went with its nsproxy; lsns counts it
+    in those two, and a zombie init still keeps its pid namespace alive),
+    and a new pid namespace without an init yet cannot be handed out.
+    ``ProcessLookupError`` when no active link can be read (gone, or not ours).
     """
     try:
         return tuple(map(os.readlink, map(ns_dir.__add__, names)))
     except OSError:
         pass
-    links: list[str | None] = [os.readlink(ns_dir + name) for name in names[:n_active]]
-    for name in names[n_active:]:
+    links: list[str | None] = []
+    for name in names:
         try:
             links.append(os.readlink(ns_dir + name))
         except OSError as e:
             if e.errno not in _GONE:
                 raise
             links.append(None)
+    if all(link is None for link in links[:n_active]):
+        raise ProcessLookupError(errno.ESRCH, f"no namespace readable in {ns_dir}")
     return tuple(links)
 
 
@@ -324,24 +332,46 @@ def _scan_processes(proc: str, names: tuple[str, ...], n_active: int, fd_counts:
 def _scan_mounts(kinds: tuple[str, ...], mnt_dirs: dict[str, list[str]], found: _Found) -> None:
     """nsfs bind mounts, from one mountinfo per mount namespace.
 
-    The mountinfo is trusted only if the task is still in that mount
-    namespace after the read (its pid may have been reused meanwhile).
+    A task's mountinfo lists only the mounts below its root, so a task that
+    is not chrooted (its ``root`` link reads ``/``) is asked; when none of the
+    candidates is, the mountinfo of each is read and the results merged.  A
+    mountinfo is trusted only if the task is still in that mount namespace
+    after the read (its pid may have been reused meanwhile).
     """
     for mnt_link, dirs in mnt_dirs.items():
+        chrooted = []
         for task_dir in dirs:
             try:
-                with open(task_dir + "/mountinfo") as f:
-                    text = f.read()
-                if os.readlink(task_dir + "/ns/mnt") != mnt_link:
-                    continue
+                unrooted = os.readlink(task_dir + "/root") == "/"
             except OSError as e:
-                if e.errno in _GONE:
-                    continue
-                raise
-            for kind, inode, mountpoint in parse_mountinfo_nsfs(text):
-                if kind in kinds:
-                    found.add_held(f"{kind}:[{inode}]", f"{task_dir}/root{mountpoint}")
-            break
+                if e.errno not in _GONE:
+                    raise
+                unrooted = False
+            if not unrooted:
+                chrooted.append(task_dir)
+            elif _read_bind_mounts(task_dir, mnt_link, kinds, found):
+                break
+        else:
+            for task_dir in chrooted:
+                _read_bind_mounts(task_dir, mnt_link, kinds, found)
+
+
+def _read_bind_mounts(task_dir: str, mnt_link: str, kinds: tuple[str, ...], found: _Found) -> bool:
+    """Record the nsfs mounts in ``task_dir``'s mountinfo; False if it could not be read."""
+    try:
+        with open(task_dir + "/mountinfo") as f:
+            text = f.read()
+        if os.readlink(task_dir + "/ns/mnt") != mnt_link:
+            return False
+    except OSError as e:
+        # EINVAL: the task lost its nsproxy (exited) between lookup and open.
+        if e.errno in _GONE or e.errno == errno.EINVAL:
+            return False
+        raise
+    for kind, inode, mountpoint in parse_mountinfo_nsfs(text):
+        if kind in kinds:
+            found.add_held(f"{kind}:[{inode}]", f"{task_dir}/root{mountpoint}")
+    return True
 
 
 def _relative(fd: int, request: int) -> int | None:
@@ -451,10 +481,17 @@ def scan(proc: str = "/proc") -> list[NsEntry]:
                 return
             known.append((path, None))
 
+    def add_mnt_dirs(link: str | None, dirs: list[str]) -> None:
+        if link is None:
+            return
+        known = mnt_dirs.setdefault(link, [])
+        known.extend(dirs[: _MAX_SOURCES - len(known)])
+
     for links, (count, dirs) in found.groups.items():
         for i, kind in enumerate(kinds):
             link = links[i]
-            assert link is not None  # active links are always read
+            if link is None:  # a zombie's: only its pid and user links remain
+                continue
             nprocs[link] = nprocs.get(link, 0) + count[0]
             add_sources(link, (f"{d}/ns/{kind}" for d in dirs))
         for j, (name, _) in enumerate(for_children):
@@ -462,17 +499,13 @@ def scan(proc: str = "/proc") -> list[NsEntry]:
             if link is not None and link != links[child_index[j]]:
                 add_sources(link, (f"{d}/ns/{name}" for d in dirs))
         if mnt_index >= 0:
-            mnt_link = links[mnt_index]
-            assert mnt_link is not None
-            mnt_dirs.setdefault(mnt_link, dirs)
+            add_mnt_dirs(links[mnt_index], dirs)
     for links, dirs in found.threads.items():
         for name, link in zip(names, links, strict=True):
             if link is not None:
                 add_sources(link, (f"{d}/ns/{name}" for d in dirs))
         if mnt_index >= 0:
-            mnt_link = links[mnt_index]
-            assert mnt_link is not None
-            mnt_dirs.setdefault(mnt_link, dirs)
+            add_mnt_dirs(links[mnt_index], dirs)
     _scan_mounts(kinds, mnt_dirs, found)
 
     entries = []

@@ -1,0 +1,307 @@
+"""scan() against the real kernel and lsns (root).
+
+The test makes namespaces of every way a namespace stays alive and holds them
+steady while it compares: processes (``unshare``), a pid namespace inside a
+user namespace (owner and parent), an nsfs fd of its own, ``ip netns`` and
+``unshare --uts=FILE`` bind mounts, a time namespace only a process's
+children would get, and a namespace only one thread is in.  ``lsns -J`` runs
+right before and right after the scan; for the namespaces lsns shows (it shows
+only those with processes here: util-linux 2.38 has no ``--persistent``), type,
+process count, owner and parent must agree.  The others are checked against
+the inodes the kernel reports for the objects the test made.  Other sessions
+create and end processes meanwhile, so host-wide numbers are compared only
+where both lsns runs agree.  Teardown kills its processes by pid, waits for
+them, deletes the netns, unmounts and closes its fds, even on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from containerfs.kernel import nslist
+from containerfs.kernel.nslist import NsEntry
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("unshare", "ip", "lsns", "umount"):
+        if shutil.which(tool) is None:
+            return f"{tool} missing"
+    return None
+
+
+pytestmark = [pytest.mark.root, pytest.mark.skipif(_why_not() is not None, reason=_why_not() or "")]
+
+#: Runs in a helper process: unshare a time namespace for the children only
+#: (the process itself stays outside until it execs), then give one thread a
+#: uts namespace of its own.  Prints both inodes; exits when stdin closes.
+_HELPER = r"""
+import ctypes, os, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x80) != 0:  # CLONE_NEWTIME
+    sys.exit(f"unshare(CLONE_NEWTIME): {os.strerror(ctypes.get_errno())}")
+print("time", os.stat("/proc/self/ns/time_for_children").st_ino, flush=True)
+def alone():
+    if libc.unshare(0x04000000) != 0:  # CLONE_NEWUTS, this thread only
+        os._exit(3)
+    print("uts", os.stat("/proc/thread-self/ns/uts").st_ino, flush=True)
+    sys.stdin.read()
+    os._exit(0)
+threading.Thread(target=alone).start()
+"""
+
+
+def _wait_for(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _ino(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+@dataclass
+class Expected:
+    """What scan() must say about one namespace the test made."""
+
+    kind: str
+    inode: int
+    nprocs: int
+    persistent: bool
+    owner: int | None
+    parent: int | None = None
+
+
+@dataclass
+class Made:
+    """Everything the test started or created; :meth:`cleanup` undoes it all."""
+
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    grandchildren: list[int] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)
+    netns: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    tmp: str | None = None
+    expected: list[Expected] = field(default_factory=list)
+
+    def start(self, *argv: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.procs.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        # Grandchildren first (by pid, only while still our processes' children),
+        # so that their parents reap them and exit on their own.
+        parents = {p.pid for p in self.procs}
+        for pid in self.grandchildren:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in parents:
+                os.kill(pid, signal.SIGKILL)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
+        for fd in self.fds:
+            os.close(fd)
+        for name in self.netns:
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+        for path in self.mounts:
+            subprocess.run(["umount", path], check=False, capture_output=True)
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _make(made: Made) -> None:
+    host_user = _ino("/proc/self/ns/user")
+    host_pid = _ino("/proc/self/ns/pid")
+    tag = f"cfs-nslist-{secrets.token_hex(4)}"
+
+    # Three processes in a new net and ipc namespace: sh and two sleeps.
+    group = made.start("unshare", "--net", "--ipc", "sh", "-c", "sleep 600 & sleep 600 & wait")
+    _wait_for(lambda: len(_children(group.pid)) == 2, "the two sleeps")
+    made.grandchildren += _children(group.pid)
+    for kind in ("net", "ipc"):
+        made.expected.append(
+            Expected(kind, _ino(f"/proc/{group.pid}/ns/{kind}"), 3, False, host_user)
+        )
+
+    # A user namespace (unshare and its child) owning a pid namespace (the child).
+    nested = made.start("unshare", "--user", "--pid", "--fork", "--kill-child", "sleep", "600")
+    _wait_for(lambda: len(_children(nested.pid)) == 1, "the nested sleep")
+    (init,) = _children(nested.pid)
+    made.grandchildren.append(init)
+    _wait_for(
+        lambda: os.readlink(f"/proc/{init}/exe").endswith("sleep"), "the nested sleep to exec"
+    )
+    user = _ino(f"/proc/{init}/ns/user")
+    made.expected.append(Expected("user", user, 2, False, host_user, host_user))
+    made.expected.append(Expected("pid", _ino(f"/proc/{init}/ns/pid"), 1, False, user, host_pid))
+
+    # A uts namespace held only by an fd of ours.
+    gone = made.start("unshare", "--uts", "sleep", "600")
+    _wait_for(
+        lambda: os.readlink(f"/proc/{gone.pid}/exe").endswith("sleep"), "unshare to exec sleep"
+    )
+    made.fds.append(os.open(f"/proc/{gone.pid}/ns/uts", os.O_RDONLY | os.O_CLOEXEC))
+    gone.kill()
+    gone.communicate(timeout=10)
+    made.expected.append(Expected("uts", os.fstat(made.fds[-1]).st_ino, 0, True, host_user))
+
+    # Bind mounts: ip netns, and a uts namespace bound by unshare itself.
+    made.netns.append(tag)
+    subprocess.run(["ip", "netns", "add", tag], check=True, capture_output=True)
+    made.expected.append(Expected("net", _ino(f"/run/netns/{tag}"), 0, True, host_user))
+    made.tmp = tempfile.mkdtemp(prefix=f"{tag}-")
+    bound = Path(made.tmp, "uts")
+    bound.touch()
+    made.mounts.append(str(bound))
+    subprocess.run(["unshare", f"--uts={bound}", "true"], check=True, capture_output=True)
+    made.expected.append(Expected("uts", _ino(str(bound)), 0, True, host_user))
+
+    # A time namespace for children only, and a uts namespace of one thread.
+    helper = made.start(sys.executable, "-c", _HELPER)
+    assert helper.stdout is not None
+    inodes = {}
+    for _ in range(2):
+        kind, inode = helper.stdout.readline().decode().split()
+        inodes[kind] = int(inode)
+    made.expected.append(Expected("time", inodes["time"], 0, False, host_user))
+    made.expected.append(Expected("uts", inodes["uts"], 0, False, host_user))
+
+
+@pytest.fixture
+def made() -> Iterator[Made]:
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    m = Made()
+    try:
+        _make(m)
+        yield m
+    finally:
+        m.cleanup()
+    assert all(p.returncode is not None for p in m.procs)
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+
+
+def _lsns() -> dict[int, dict[str, Any]]:
+    out = subprocess.run(
+        ["lsns", "-J", "-o", "TYPE,NS,NPROCS,PID,PNS,ONS"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return {int(row["ns"]): row for row in json.loads(out)["namespaces"]}
+
+
+def _still_in(pid: int, kind: str, inode: int) -> bool:
+    """Whether process ``pid`` is (still) in namespace ``inode``."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}") == f"{kind}:[{inode}]"
+    except OSError:
+        return False
+
+
+def _none_if_zero(value: Any) -> int | None:
+    return int(value) or None
+
+
+def test_scan_finds_every_kind_of_holder(made: Made) -> None:
+    entries = nslist.scan()
+    got = {(e.kind, e.inode): e for e in entries}
+    for exp in made.expected:
+        assert (exp.kind, exp.inode) in got, exp
+        assert got[(exp.kind, exp.inode)] == NsEntry(
+            exp.kind, exp.inode, exp.nprocs, exp.owner, exp.parent, exp.persistent
+        )
+    assert entries == sorted(entries, key=lambda e: (e.kind, e.inode))
+    assert len(got) == len(entries), "a namespace listed twice"
+
+
+def test_scan_agrees_with_lsns(made: Made) -> None:
+    before = _lsns()
+    entries = nslist.scan()
+    after = _lsns()
+    got = {e.inode: e for e in entries}
+
+    # Ours, with processes, are stable: lsns and scan() must agree exactly.
+    with_procs = [exp for exp in made.expected if exp.nprocs > 0]
+    assert with_procs
+    for exp in with_procs:
+        for snapshot in (before, after):
+            row = snapshot[exp.inode]
+            assert (row["type"], row["nprocs"]) == (exp.kind, exp.nprocs)
+        row = after[exp.inode]
+        entry = got[exp.inode]
+        assert (entry.kind, entry.nprocs) == (row["type"], row["nprocs"])
+        assert entry.owner == _none_if_zero(row["ons"])
+        assert entry.parent == _none_if_zero(row["pns"])
+
+    # Every namespace lsns saw unchanged both times (same type, count and
+    # lowest pid: other sessions end namespaces and the kernel hands their
+    # inode numbers straight to new ones) is in scan() the same way.  lsns
+    # counts itself in the host's namespaces and scan() counts this process,
+    # so counts are compared where neither runs.
+    ours = {_ino(f"/proc/self/ns/{kind}") for kind in nslist.KINDS}
+    checked = 0
+    for inode, row in before.items():
+        if after.get(inode) != row or not _still_in(row["pid"], row["type"], inode):
+            continue
+        checked += 1
+        assert inode in got, row
+        assert got[inode].kind == row["type"], row
+        assert got[inode].owner == _none_if_zero(row["ons"]), row
+        assert got[inode].parent == _none_if_zero(row["pns"]), row
+        if inode not in ours:
+            assert got[inode].nprocs == row["nprocs"], row
+    assert checked >= len(with_procs)
+
+
+def test_scan_closes_what_it_opens(made: Made) -> None:
+    before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        nslist.scan()
+    assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_format_table_of_a_real_scan(made: Made) -> None:
+    entries = nslist.scan()
+    ours = {(e.kind, e.inode) for e in made.expected}
+    text = nslist.format_table(
+        entries, lambda kind, inode: "/mine" if (kind, inode) in ours else None
+    )
+    lines = text.splitlines()
+    assert len(lines) == len(entries)
+    assert all(len(line.split()) == 6 for line in lines)
+    assert sum(line.endswith(" /mine") for line in lines) == len(ours)
