@@ -58,7 +58,7 @@ class _Handle:
     content: bytes | None
     seq: int = 0  # the container's events sequence when ``content`` was made
     served: bool = False  # a read happened: the next one at offset 0 renders anew
-    touch: bool = False  # the toucher's write-only handle (see fuse/touch.py)
+    touch: bool = False  # the toucher's write-only handle (see fuse/loopback.py)
 
 
 # What poll() answers, as kernfs does for cgroup.events: always readable, and
@@ -82,7 +82,7 @@ class Operations(pyfuse3.Operations):
         self._next_fh = 1
         self._events_seq: dict[int, int] = {}  # container uid -> changes of its events file
         self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> waiting poll
-        self.toucher_pid: int | None = None  # see fuse/touch.py
+        self.toucher_pid: int | None = None  # see fuse/loopback.py
         root = service.engine.root
         self._nodes[pyfuse3.ROOT_INODE] = _Node(root, None, time.time_ns())
         self._inodes[(root.uid, None)] = pyfuse3.ROOT_INODE
