@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -43,10 +44,10 @@ from .engine.tree import (
 )
 from .engine.tree import parse_pid as parse_pid_text
 from .engine.views import IPC_KNOBS, NET_KNOBS, PID_KNOBS, Knob
+from .fuse.loopback import Loopback
 from .fuse.ops import Operations
-from .fuse.touch import Toucher
-from .kernel import idmaps, mounts, namespaces, nsinfo, nslist, procs
-from .kernel.cgroups import CgroupBackend
+from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs
+from .kernel.cgroups import CgroupBackend, Hierarchy
 from .kernel.watch import Watcher
 
 log = logging.getLogger("containerfs")
@@ -107,7 +108,7 @@ class Daemon:
         self.max_clones = lifecycle.MAX_CLONES
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
         self.ops: Operations | None = None  # to tell the kernel about our own changes
-        self.toucher: Toucher | None = None  # raises IN_MODIFY on container.events
+        self.loopback: Loopback | None = None  # our own requests to our mount
 
     # -- helpers -----------------------------------------------------------
 
@@ -136,8 +137,8 @@ class Daemon:
             if (h := self.holders.get(c.uid)) is not None
         }
         out[os.getpid()] = "the containerfs daemon"
-        if self.toucher is not None:
-            out[self.toucher.pid] = "the containerfs daemon's event helper"
+        if self.loopback is not None:
+            out[self.loopback.pid] = "the containerfs daemon's loopback helper"
         return out
 
     def _placement(self, c: Container) -> list[Path]:
@@ -297,10 +298,15 @@ class Daemon:
                     namespaces.sysctl_path(k.sysctl) for k in self.engine.knobs_of(c.owned)
                 )
                 await mounts.detach_stale(holder, targets)
+            assert self.loopback is not None
             for knob in self.engine.knobs_of(c.owned):
                 source = os.path.join(self.mountpoint, *c.path, knob.files[1])
                 target = namespaces.sysctl_path(knob.sysctl)
-                await mounts.bind_file_into(holder, source, target)
+                fd = await self.loopback.open_tree(source)
+                try:
+                    await mounts.attach_into(holder, fd, target)
+                finally:
+                    os.close(fd)
         except OSError as exc:
             if not c.removed:  # else: deleted meanwhile, nothing to bind into
                 log.error("%s: internal views not bound over /proc/sys: %s", _where(c), exc)
@@ -517,27 +523,100 @@ class Daemon:
                 raise InvalidInput(f"{spec.name}: read-only")
 
     async def _enter(self, c: Container, pid: int, writer_pid: int) -> None:
-        """Move a process in: refuse if a namespace differs (engine), else move its cgroups."""
+        """Move a process in: its cgroups, then (``kernel/inject.py``) its namespaces.
 
-        def facts() -> tuple[int, dict[str, int]]:
+        The engine refuses namespace kinds a running process cannot enter. All or
+        nothing: when the namespace move fails, the cgroups are put back.
+        """
+
+        def facts() -> tuple[int, dict[str, int], procs.Creds, int]:
             real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
-            return real, procs.process_inodes(real)
+            writer = procs.thread_group(writer_pid) if writer_pid else 0
+            return real, procs.process_inodes(real), procs.creds(real), writer
 
         try:  # may scan /proc: off the event loop
-            real, inodes = await trio.to_thread.run_sync(facts)
+            real, inodes, creds, writer = await trio.to_thread.run_sync(facts)
         except (ProcessLookupError, FileNotFoundError):
             raise OSError(errno.ESRCH, f"no process {pid}") from None
         check_not_internal(real, self.internal_pids())
         ready = self.ready.get(c.uid)
         if ready is not None:
             await ready.wait()
-        self.engine.check_enter(c, inodes)
+        differ = self.engine.check_enter(c, inodes, creds.threads)
+        targets: dict[str, int] = {}
+        sources: dict[str, str] = {}
+        if differ:
+            if writer and not await trio.to_thread.run_sync(procs.writer_may_move, writer, real):
+                raise OSError(errno.EPERM, f"the writer may not ptrace process {real}")
+            holder = self.holder_for(c)
+            assert holder is not None, "only the root has no holder, and it shares nothing"
+            for kind in differ:
+                targets[kind] = int(c.instance_id(kind))
+                sources[kind] = f"/proc/{holder.pid}/ns/{kind}"
+        before = await trio.to_thread.run_sync(self.cgroups.where, real)
         await trio.to_thread.run_sync(self.cgroups.move, real, self._placement(c))
+        if targets:
+            try:
+                await self._move_namespaces(
+                    real, targets, sources, deferred=real == writer, before=before
+                )
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    await trio.to_thread.run_sync(self.cgroups.put_back, real, before)
+                raise
         node: Container | None = c
         while node is not None:  # populated now, up to the root
             self._occupy(node)
             node = node.parent
-        log.info("%s/tasks <- %d", "/".join(c.path) or "/", real)
+        moved = f" (namespaces: {' '.join(sorted(targets))})" if targets else ""
+        log.info("%s/tasks <- %d%s", "/".join(c.path) or "/", real, moved)
+
+    async def _move_namespaces(
+        self,
+        pid: int,
+        targets: dict[str, int],
+        sources: dict[str, str],
+        *,
+        deferred: bool,
+        before: dict[Hierarchy, Path],
+    ) -> None:
+        """Make process ``pid`` join ``targets`` (``kernel/inject.py``).
+
+        ``deferred``: the process wrote its own pid (``echo $$ > tasks``) and is
+        blocked in that very write until we answer, so it cannot stop for
+        ptrace now. Its threads are seized and asked to stop, which they do
+        the moment the write returns, before running anything else; the move
+        finishes after we answer. A failure then is logged, and the cgroups
+        are put back where they were (``before``).
+        """
+        move = functools.partial(inject.move_into, pid, targets, sources=sources)
+        if not deferred:
+            await trio.to_thread.run_sync(move)
+            return
+        assert self.nursery is not None
+        token = trio.lowlevel.current_trio_token()
+        seized = trio.Event()
+        failed: list[BaseException] = []
+
+        def on_seized() -> None:
+            token.run_sync_soon(seized.set)
+
+        async def finish() -> None:
+            try:
+                await trio.to_thread.run_sync(functools.partial(move, on_seized=on_seized))
+            except OSError as exc:
+                failed.append(exc)
+                if seized.is_set():  # answered already: only the log can say it
+                    log.warning("moving %d into namespaces failed after the write: %s", pid, exc)
+                    with contextlib.suppress(OSError):
+                        await trio.to_thread.run_sync(self.cgroups.put_back, pid, before)
+            finally:
+                seized.set()
+
+        self.nursery.start_soon(finish)
+        await seized.wait()
+        if failed:
+            raise failed[0]
 
     # -- rename ------------------------------------------------------------------
 
@@ -571,8 +650,8 @@ class Daemon:
         """Tell watchers of ``container.events`` (poll and inotify) that it changed."""
         if self.ops is not None:
             self.ops.events_changed(c)
-        if self.toucher is not None:
-            self.toucher.touch(os.path.join(self.mountpoint, *c.path, "container.events"))
+        if self.loopback is not None:
+            self.loopback.touch(os.path.join(self.mountpoint, *c.path, "container.events"))
 
     async def watch_releases(self) -> None:
         """Act on containers as the kernel reports them emptying (or filling)."""
@@ -773,8 +852,8 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
     for c in daemon.engine.root.walk():
         daemon._watch(c)
     pyfuse3.init(ops, daemon.mountpoint, options)
-    daemon.toucher = Toucher()
-    ops.toucher_pid = daemon.toucher.pid
+    daemon.loopback = Loopback()
+    ops.toucher_pid = daemon.loopback.pid
     try:
         log.info("mounted at %s (state in %s)", daemon.mountpoint, daemon.state_dir)
         async with trio.open_nursery() as nursery:
@@ -784,7 +863,7 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
-        daemon.toucher.close()
+        daemon.loopback.close()
         pyfuse3.close(unmount=True)
         daemon.teardown()
         daemon.watcher.close()

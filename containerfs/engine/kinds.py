@@ -47,26 +47,34 @@ class SubsystemKind:
     summary: str
 
 
-def _ns(name: str, summary: str) -> SubsystemKind:
-    # Moving running processes into namespaces is not built yet: every
-    # namespace kind is `spawn` until then (see the README's roadmap).
+def _ns(name: str, enter: Enter, summary: str) -> SubsystemKind:
     # Namespaces vanish with their last user, so their natural release is
     # `delete`; containers made by mkdir still default to `ignore`.
     return SubsystemKind(
-        name, KindClass.NAMESPACE, Enter.SPAWN, ("mkdir", "clone"), Release.DELETE, summary
+        name, KindClass.NAMESPACE, enter, ("mkdir", "clone"), Release.DELETE, summary
     )
 
 
+# `enter`: a running process can be made to call setns() itself (kernel/inject.py)
+# for kinds whose setns takes effect at once, thread by thread. pid and time
+# setns only change what the process's *children* get; a user namespace
+# cannot be joined by a multithreaded process and changes its credentials
+# under its feet. mnt is `migrate` for single-threaded processes only: the
+# kernel refuses setns(CLONE_NEWNS) to a thread that shares its filesystem
+# context (cwd, root) with other threads.
 NAMESPACE_KINDS: tuple[SubsystemKind, ...] = (
-    _ns("ipc", "System V IPC objects and POSIX message queues"),
-    _ns("uts", "hostname and NIS domain name"),
-    _ns("net", "network devices, addresses, routes, sockets"),
-    _ns("pid", "process IDs; the container's first process is its init"),
-    _ns("mnt", "mount table"),
-    _ns("user", "user and group IDs, capabilities"),
-    _ns("cgroup", "the root of the cgroup tree as seen from inside"),
-    _ns("time", "CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets"),
+    _ns("ipc", Enter.MIGRATE, "System V IPC objects and POSIX message queues"),
+    _ns("uts", Enter.MIGRATE, "hostname and NIS domain name"),
+    _ns("net", Enter.MIGRATE, "network devices, addresses, routes, sockets"),
+    _ns("pid", Enter.SPAWN, "process IDs; the container's first process is its init"),
+    _ns("mnt", Enter.MIGRATE, "mount table (running processes: single-threaded only)"),
+    _ns("user", Enter.SPAWN, "user and group IDs, capabilities"),
+    _ns("cgroup", Enter.MIGRATE, "the root of the cgroup tree as seen from inside"),
+    _ns("time", Enter.SPAWN, "CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets"),
 )
+
+#: Namespace kinds a running process enters only when it has a single thread.
+SINGLE_THREADED_ONLY: frozenset[str] = frozenset({"mnt"})
 
 NAMESPACE_NAMES: tuple[str, ...] = tuple(k.name for k in NAMESPACE_KINDS)
 

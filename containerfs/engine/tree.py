@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .errors import Busy, Exists, InvalidInput, NameTooLong, NotFound, NotPermitted, ReadOnly
-from .kinds import NAMESPACE_NAMES, KindClass, Origin, Release, SubsystemKind
+from .kinds import (
+    NAMESPACE_NAMES,
+    SINGLE_THREADED_ONLY,
+    KindClass,
+    Origin,
+    Release,
+    SubsystemKind,
+)
 from .views import Knob, KnobState, Value, format_external, knob_table, parse_external
 
 MAX_NAME = 255
@@ -432,11 +439,14 @@ class Engine:
             raise ReadOnly(f"{name}: read-only")
         return spec
 
-    def check_enter(self, c: Container, process_ns: Mapping[str, int]) -> list[str]:
+    def check_enter(
+        self, c: Container, process_ns: Mapping[str, int], threads: int = 1
+    ) -> list[str]:
         """Kinds where the process differs from the container; refuse if any cannot be entered.
 
         Returns the differing namespace kinds (all of them ``migrate``) so the caller can
-        move the process; cgroup placement is always redone.
+        move the process into them; cgroup placement is always redone. ``threads``:
+        the process's thread count (``mnt`` takes single-threaded processes only).
         """
         differ = [
             k
@@ -452,6 +462,12 @@ class Engine:
                 "cannot move a running process into "
                 + ", ".join(f"{k} (enter={self.kinds[k].enter})" for k in refused)
                 + "; start it inside with `containerfs exec`"
+            )
+        single = [k for k in differ if k in SINGLE_THREADED_ONLY]
+        if single and threads > 1:
+            raise InvalidInput(
+                f"cannot move a process with {threads} threads into {', '.join(single)}"
+                " (only single-threaded processes can change their mount namespace)"
             )
         return differ
 

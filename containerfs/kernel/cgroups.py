@@ -740,6 +740,16 @@ class CgroupBackend:
                 raise
             moved.append(h)
 
+    def where(self, pid: int) -> dict[Hierarchy, Path]:
+        """Where `pid` is now in each hierarchy (for :meth:`put_back`)."""
+        return self._current(pid)
+
+    def put_back(self, pid: int, before: dict[Hierarchy, Path]) -> None:
+        """Undo a successful :meth:`move` when a later step of the same request failed:
+        back into exactly the cgroups :meth:`where` gave (wherever they were)."""
+        now = self._current(pid)
+        self._move_back(pid, [h for h in before if now.get(h) != before[h]], before)
+
     def _move_back(self, pid: int, moved: list[Hierarchy], before: dict[Hierarchy, Path]) -> None:
         """Undo a partial :meth:`move`: back where ``/proc/<pid>/cgroup`` said, newest first."""
         for h in reversed(moved):

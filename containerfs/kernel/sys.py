@@ -193,3 +193,120 @@ def inotify_add_watch(fd: int, path: str, mask: int) -> int:
 
 def inotify_rm_watch(fd: int, wd: int) -> None:
     _check(_libc.inotify_rm_watch(fd, wd))
+
+
+# -- ptrace (x86_64 register layout) ------------------------------------------
+#
+# For kernel/inject.py.  glibc's ptrace() is variadic; with fixed argtypes the
+# call is still right on x86_64 (no floating-point arguments).  PEEK requests
+# are not wrapped (glibc returns their result differently): tracee memory is
+# read and written through /proc/PID/mem instead.
+
+_libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+_libc.ptrace.restype = ctypes.c_long
+
+PTRACE_CONT = 7
+PTRACE_SINGLESTEP = 9
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+PTRACE_SECCOMP_GET_FILTER = 0x420C
+#: ``status >> 16`` of a group-stop or PTRACE_INTERRUPT stop of a seized tracee.
+PTRACE_EVENT_STOP = 128
+#: waitpid(2) flag: wait for threads (clone children) too.  Not in Python's os.
+WALL = 0x40000000
+
+
+_USER_REGS = (
+    "r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs"
+    " eflags rsp ss fs_base gs_base ds es fs gs"
+)
+
+
+class UserRegs(ctypes.Structure):
+    """``struct user_regs_struct`` of x86_64 (sys/user.h), as PTRACE_GETREGS fills it."""
+
+    _fields_ = [(name, ctypes.c_ulonglong) for name in _USER_REGS.split()]
+
+
+def _ptrace(request: int, tid: int, addr: int, data: int) -> int:
+    return _check(_libc.ptrace(request, tid, addr, data))
+
+
+def ptrace_seize(tid: int, options: int = 0) -> None:
+    """Attach to thread ``tid`` without stopping it (EPERM: not allowed, or already traced)."""
+    _ptrace(PTRACE_SEIZE, tid, 0, options)
+
+
+def ptrace_interrupt(tid: int) -> None:
+    """Ask a seized thread to stop (reported to waitpid as a PTRACE_EVENT_STOP)."""
+    _ptrace(PTRACE_INTERRUPT, tid, 0, 0)
+
+
+def ptrace_getregs(tid: int) -> UserRegs:
+    regs = UserRegs()
+    _ptrace(PTRACE_GETREGS, tid, 0, ctypes.addressof(regs))
+    return regs
+
+
+def ptrace_setregs(tid: int, regs: UserRegs) -> None:
+    _ptrace(PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
+
+
+def ptrace_singlestep(tid: int, sig: int = 0) -> None:
+    """Resume a stopped tracee for one instruction (``sig``: signal to deliver, 0 none)."""
+    _ptrace(PTRACE_SINGLESTEP, tid, 0, sig)
+
+
+def ptrace_cont(tid: int, sig: int = 0) -> None:
+    _ptrace(PTRACE_CONT, tid, 0, sig)
+
+
+def ptrace_detach(tid: int, sig: int = 0) -> None:
+    """Let a stopped tracee go (ESRCH when it is not stopped or gone)."""
+    _ptrace(PTRACE_DETACH, tid, 0, sig)
+
+
+#: ``struct sock_filter``: u16 code, u8 jt, u8 jf, u32 k.
+SOCK_FILTER_SIZE = 8
+
+
+def ptrace_seccomp_filter(tid: int, index: int) -> bytes:
+    """The classic BPF program of the stopped tracee's seccomp filter ``index``.
+
+    0 is the oldest filter.  ``ENOENT`` past the last one, ``EINVAL`` when the
+    thread has no filter, ``EMEDIUMTYPE`` when the kernel kept no copy,
+    ``EACCES`` without CAP_SYS_ADMIN.  The raw ``struct sock_filter`` array.
+    """
+    count = _ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, 0)
+    buf = ctypes.create_string_buffer(count * SOCK_FILTER_SIZE)
+    _ptrace(PTRACE_SECCOMP_GET_FILTER, tid, index, ctypes.addressof(buf))
+    return buf.raw
+
+
+_SYS_TGKILL = 234  # x86_64
+
+
+def tgkill(tgid: int, tid: int, sig: int) -> None:
+    """Send ``sig`` to thread ``tid`` of process ``tgid`` (x86_64 syscall number)."""
+    _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_TGKILL), ctypes.c_long(tgid), ctypes.c_long(tid), ctypes.c_long(sig)
+        )
+    )
+
+
+_SYS_PIDFD_OPEN = 434
+#: pidfd_open flag (Linux >= 6.9): a pidfd on one thread rather than a process.
+PIDFD_THREAD = os.O_EXCL
+
+
+def pidfd_open_thread(tid: int) -> int:
+    """A pidfd on thread ``tid`` (PIDFD_THREAD), e.g. for ``pidfd_getfd`` on its fd table."""
+    return _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_PIDFD_OPEN), ctypes.c_long(tid), ctypes.c_long(PIDFD_THREAD)
+        )
+    )

@@ -57,7 +57,8 @@ def test_subsystems_file_declares_every_kind(cfs: Mounted) -> None:
     assert all(len(r) == 6 for r in rows), rows
     by_name = {r[0]: r for r in rows}
     for kind in (*NS, "user"):
-        assert by_name[kind][1:3] == ["namespace", "spawn"]
+        want = "spawn" if kind in ("pid", "time", "user") else "migrate"
+        assert by_name[kind][1:3] == ["namespace", want], kind
         assert by_name[kind][3] == "mkdir,clone"
     controllers = [r for r in rows if r[1] == "controller"]
     assert controllers, "a host always offers some controller"

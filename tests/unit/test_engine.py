@@ -43,7 +43,8 @@ def test_subsystems_lists_every_kind_with_its_properties() -> None:
     lines = make_engine().render_subsystems().splitlines()
     assert len(lines) == 8 + len(CONTROLLERS)
     rows = {line.split()[0]: line.split() for line in lines}
-    assert rows["ipc"] == ["ipc", "namespace", "spawn", "mkdir,clone", "delete", "yes"]
+    assert rows["ipc"] == ["ipc", "namespace", "migrate", "mkdir,clone", "delete", "yes"]
+    assert rows["pid"][2] == rows["time"][2] == rows["user"][2] == "spawn"
     assert rows["pids"] == ["pids", "controller", "migrate", "mkdir", "ignore", "yes"]
     assert rows["hugetlb"][-1] == "no:not-delegated"
     assert all(len(r) == 6 for r in rows.values())
@@ -158,20 +159,30 @@ def test_files_and_their_modes() -> None:
     assert errno_of(exc) == errno.ENOENT
 
 
-def test_enter_refuses_spawn_kinds_and_allows_cgroup_only_moves() -> None:
+def test_enter_moves_migrate_kinds_and_refuses_spawn_kinds() -> None:
     e = make_engine()
     web = e.commit_mkdir(e.plan_mkdir(e.root, "web"), {"uts": "111", "ipc": "222"})
     host = {k: int(v) for k, v in e.root.ids.items() if k in NAMESPACE_NAMES}
-    # a process in the host's namespaces cannot enter web's own uts and ipc
-    with pytest.raises(ContainerError) as exc:
-        e.check_enter(web, host)
-    assert errno_of(exc) == errno.EINVAL
-    assert "uts" in str(exc.value) and "ipc" in str(exc.value)
+    # uts and ipc are `migrate`: a running process can be moved into them
+    assert sorted(e.check_enter(web, host)) == ["ipc", "uts"]
     # one already in web's namespaces only moves cgroups
     inside = host | {"uts": 111, "ipc": 222}
     assert e.check_enter(web, inside) == []
     # the root shares nothing: a host process enters it freely
     assert e.check_enter(e.root, host) == []
+    # pid is `spawn`: refused, and the error says which kind and what to do instead
+    web.owned = web.owned | {"pid", "mnt"}
+    web.ids |= {"pid": "333", "mnt": "444"}
+    with pytest.raises(ContainerError) as exc:
+        e.check_enter(web, host)
+    assert errno_of(exc) == errno.EINVAL
+    assert "pid (enter=spawn)" in str(exc.value) and "containerfs exec" in str(exc.value)
+    # mnt: single-threaded processes only
+    no_pid = host | {"pid": 333}
+    assert sorted(e.check_enter(web, no_pid)) == ["ipc", "mnt", "uts"]
+    with pytest.raises(ContainerError) as exc:
+        e.check_enter(web, no_pid, threads=4)
+    assert "4 threads" in str(exc.value)
 
 
 @pytest.mark.parametrize("text", ["", "abc", "1 2", "-5", "0", "99999999", "1.5"])

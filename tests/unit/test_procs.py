@@ -114,3 +114,51 @@ def test_holder_gone_without_waiting_for_the_reaper() -> None:
         proc.wait()
     assert holder.gone()  # no /proc/PID at all
     assert not Holder(os.getpid(), -1, {}).gone()
+
+
+# -- who may move whom ---------------------------------------------------------
+
+CRED_STATUS = """Name:\tsleep
+Umask:\t0022
+State:\tS (sleeping)
+Tgid:\t4242
+TracerPid:\t{tracer}
+Uid:\t{uid}\t{uid}\t{uid}\t{uid}
+Gid:\t{gid}\t{gid}\t{gid}\t{gid}
+Threads:\t{threads}
+CapEff:\t{cap}
+"""
+
+
+def creds_of(uid: int = 1000, gid: int = 1000, cap: str = "0" * 16, threads: int = 1):
+    from containerfs.kernel.procs import parse_creds
+
+    return parse_creds(CRED_STATUS.format(uid=uid, gid=gid, cap=cap, threads=threads, tracer=0))
+
+
+def test_parse_creds() -> None:
+    from containerfs.kernel.procs import parse_creds
+
+    c = parse_creds(CRED_STATUS.format(uid=7, gid=8, cap="000001fffeffffff", threads=3, tracer=99))
+    assert c.uids == (7, 7, 7, 7) and c.gids == (8, 8, 8, 8)
+    assert c.cap_eff & (1 << 19) and c.threads == 3 and c.tracer == 99
+
+
+def test_may_ptrace_follows_the_kernels_rule() -> None:
+    from containerfs.kernel.procs import may_ptrace
+
+    alice, bob = creds_of(1000), creds_of(1001)
+    assert may_ptrace(alice, alice, privileged=False, target_dumpable=True)
+    assert not may_ptrace(alice, bob, privileged=False, target_dumpable=True)
+    assert not may_ptrace(alice, alice, privileged=False, target_dumpable=False)
+    assert may_ptrace(alice, bob, privileged=True, target_dumpable=False)  # CAP_SYS_PTRACE
+    # a different group is another user too
+    assert not may_ptrace(alice, creds_of(1000, gid=5), privileged=False, target_dumpable=True)
+    # Yama: 1 wants an ancestor, 2 the capability, 3 refuses all
+    assert not may_ptrace(alice, alice, privileged=False, target_dumpable=True, yama_scope=1)
+    assert may_ptrace(
+        alice, alice, privileged=False, target_dumpable=True, yama_scope=1, writer_is_ancestor=True
+    )
+    assert not may_ptrace(alice, alice, privileged=False, target_dumpable=True, yama_scope=2)
+    assert may_ptrace(alice, bob, privileged=True, target_dumpable=True, yama_scope=2)
+    assert not may_ptrace(alice, bob, privileged=True, target_dumpable=True, yama_scope=3)
