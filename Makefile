@@ -22,6 +22,7 @@ unit: $(STAMP)
 # Timings live here, never in the tests (root; see bench/*.py for what each measures).
 bench: $(STAMP) $(PIN)
 	$(PY) -m bench.lifecycle --json bench/lifecycle.json
+	$(PY) -m bench.inject --json bench/inject.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check containerfs tests examples bench

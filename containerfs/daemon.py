@@ -546,8 +546,13 @@ class Daemon:
         targets: dict[str, int] = {}
         sources: dict[str, str] = {}
         if differ:
-            if writer and not await trio.to_thread.run_sync(procs.writer_may_move, writer, real):
-                raise OSError(errno.EPERM, f"the writer may not ptrace process {real}")
+            # A move is a ptrace on the writer's behalf: it may ask only for what
+            # it could do itself.
+            if not writer:  # FUSE gives 0 for a caller outside our pid namespace
+                raise OSError(errno.EPERM, "cannot tell who asked; no namespace move")
+            why = await trio.to_thread.run_sync(inject.ptrace_refusal, writer, real)
+            if why is not None:
+                raise OSError(errno.EPERM, why)
             holder = self.holder_for(c)
             assert holder is not None, "only the root has no holder, and it shares nothing"
             for kind in differ:

@@ -201,9 +201,7 @@ def nsfs_mounts(pid: int) -> list[tuple[str, int, str]]:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
 
 
-# -- who may move whom: the kernel's ptrace rule ------------------------------------
-
-CAP_SYS_PTRACE = 19
+# -- facts about a process to move ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -231,38 +229,6 @@ def parse_creds(status: str) -> Creds:
     )
 
 
-def may_ptrace(
-    writer: Creds,
-    target: Creds,
-    *,
-    privileged: bool,
-    target_dumpable: bool,
-    yama_scope: int = 0,
-    writer_is_ancestor: bool = False,
-) -> bool:
-    """The kernel's ``ptrace_may_access(ATTACH, REALCREDS)``, as commoncap and Yama apply it.
-
-    Allowed when the writer's real uid and gid match all of the target's
-    (real, effective, saved) and the target is dumpable, or when the writer
-    has CAP_SYS_PTRACE over the target (``privileged``: the bit in its
-    effective set, and its user namespace is the target's or an ancestor).
-    Yama narrows it: scope 1 also wants the writer to be an ancestor of the
-    target, scope 2 wants CAP_SYS_PTRACE, scope 3 refuses everyone.
-    """
-    if yama_scope >= 3:
-        return False
-    if privileged:
-        return True
-    if yama_scope == 2:
-        return False
-    same_user = all(u == writer.uids[0] for u in target.uids[:3]) and all(
-        g == writer.gids[0] for g in target.gids[:3]
-    )
-    if not same_user or not target_dumpable:
-        return False
-    return yama_scope == 0 or writer_is_ancestor
-
-
 def _status(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -281,65 +247,3 @@ def thread_group(tid: int) -> int:
         if line.startswith("Tgid:"):
             return int(line.split()[1])
     raise ValueError("no Tgid line in status")
-
-
-def _userns_ancestors(pid: int) -> list[int]:
-    """Inodes of ``pid``'s user namespace and every ancestor of it, innermost first."""
-    out = []
-    fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        while True:
-            out.append(os.fstat(fd).st_ino)
-            try:
-                parent = ksys.ns_get_parent(fd)
-            except OSError:  # EPERM at the top (or outside our reach)
-                return out
-            os.close(fd)
-            fd = parent
-    finally:
-        os.close(fd)
-
-
-def _is_ancestor(writer: int, target: int) -> bool:
-    pid = target
-    for _ in range(4096):
-        try:
-            ppid = process_stat(pid)[1]
-        except OSError:
-            return False
-        if ppid == writer:
-            return True
-        if ppid <= 1:
-            return False
-        pid = ppid
-    return False
-
-
-def writer_may_move(writer: int, target: int) -> bool:
-    """May process ``writer`` ptrace ``target`` (and so move it into namespaces)?
-
-    The same process may always move itself. A target whose ``/proc`` entry
-    belongs to root although it does not run as root is not dumpable.
-    """
-    if writer == target:
-        return True
-    w, t = creds(writer), creds(target)
-    try:
-        chain = _userns_ancestors(target)
-    except PermissionError:  # even the daemon may not look at it
-        return False
-    privileged = bool(w.cap_eff & (1 << CAP_SYS_PTRACE)) and ns_inode(writer, "user") in chain
-    dumpable = os.stat(f"/proc/{target}").st_uid == t.uids[1]
-    try:
-        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            scope = int(f.read())
-    except OSError:
-        scope = 0
-    return may_ptrace(
-        w,
-        t,
-        privileged=privileged,
-        target_dumpable=dumpable,
-        yama_scope=scope,
-        writer_is_ancestor=scope == 1 and _is_ancestor(writer, target),
-    )

@@ -142,23 +142,3 @@ def test_parse_creds() -> None:
     c = parse_creds(CRED_STATUS.format(uid=7, gid=8, cap="000001fffeffffff", threads=3, tracer=99))
     assert c.uids == (7, 7, 7, 7) and c.gids == (8, 8, 8, 8)
     assert c.cap_eff & (1 << 19) and c.threads == 3 and c.tracer == 99
-
-
-def test_may_ptrace_follows_the_kernels_rule() -> None:
-    from containerfs.kernel.procs import may_ptrace
-
-    alice, bob = creds_of(1000), creds_of(1001)
-    assert may_ptrace(alice, alice, privileged=False, target_dumpable=True)
-    assert not may_ptrace(alice, bob, privileged=False, target_dumpable=True)
-    assert not may_ptrace(alice, alice, privileged=False, target_dumpable=False)
-    assert may_ptrace(alice, bob, privileged=True, target_dumpable=False)  # CAP_SYS_PTRACE
-    # a different group is another user too
-    assert not may_ptrace(alice, creds_of(1000, gid=5), privileged=False, target_dumpable=True)
-    # Yama: 1 wants an ancestor, 2 the capability, 3 refuses all
-    assert not may_ptrace(alice, alice, privileged=False, target_dumpable=True, yama_scope=1)
-    assert may_ptrace(
-        alice, alice, privileged=False, target_dumpable=True, yama_scope=1, writer_is_ancestor=True
-    )
-    assert not may_ptrace(alice, alice, privileged=False, target_dumpable=True, yama_scope=2)
-    assert may_ptrace(alice, bob, privileged=True, target_dumpable=True, yama_scope=2)
-    assert not may_ptrace(alice, bob, privileged=True, target_dumpable=True, yama_scope=3)
