@@ -197,3 +197,11 @@ def test_a_vanished_process_is_esrch(cfs: Mounted) -> None:
     r = cfs.sh(f"echo {gone.pid} > box/tasks", check=False)
     assert r.returncode != 0 and "No such process" in r.stderr
     assert cfs.daemon.poll() is None
+
+
+def test_a_shell_inside_a_container_moves_itself_into_a_child(cfs: Mounted) -> None:
+    make_box(cfs)  # box does not own mnt: the mount is visible inside it
+    cfs.sh("echo +uts > box/container.subtree && mkdir box/inner")
+    cfs.sh("echo inner-host > box/inner/uts.hostname")
+    r = cfs.exec("box", "bash", "-c", f"hostname; echo $$ > {cfs.mnt}/box/inner/tasks; hostname")
+    assert r.stdout.split() == ["box-host", "inner-host"]
