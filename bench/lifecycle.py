@@ -26,20 +26,15 @@ import json
 import os
 import select
 import signal
-import statistics
 import struct
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from tests.cgtree import OwnSubtree, own_subtree
+from bench.harness import CONTAINERFS, mounted, summary
 
 IN_CREATE = 0x100
-CONTAINERFS = [sys.executable, "-m", "containerfs"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -76,33 +71,6 @@ class Inotify:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-@contextmanager
-def mounted() -> Iterator[tuple[Path, OwnSubtree]]:
-    tmp = Path(tempfile.mkdtemp(prefix="cfs-bench-"))
-    mnt = tmp / "mnt"
-    mnt.mkdir()
-    with own_subtree("bench-lifecycle") as subtree, open(tmp / "daemon.log", "wb") as log:
-        daemon = subprocess.Popen(
-            [*CONTAINERFS, "mount", str(mnt), "--state-dir", str(tmp / "state")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=subtree.join,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not os.path.ismount(mnt):
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"daemon did not mount; see {tmp / 'daemon.log'}")
-                time.sleep(0.02)
-            yield mnt, subtree
-        finally:
-            for child in sorted(mnt.iterdir()) if os.path.ismount(mnt) else []:
-                if child.is_dir():
-                    subprocess.run(["rmdir", str(child)], check=False)
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=30)
 
 
 def gone_at(path: Path, timeout: float) -> float:
@@ -185,17 +153,6 @@ def discovery_latency(mnt: Path, v2: Path, runs: int) -> list[float]:
     return out
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    ms = sorted(v * 1000 for v in values)
-    return {
-        "runs": len(ms),
-        "median_ms": round(statistics.median(ms), 2),
-        "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 2),
-        "max_ms": round(ms[-1], 2),
-        "min_ms": round(ms[0], 2),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100)
@@ -203,7 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.lifecycle: needs root")
-    with mounted() as (mnt, subtree):
+    with mounted("lifecycle") as (mnt, subtree):
         v2 = subtree.v2_dir
         if v2 is None:
             raise SystemExit("bench.lifecycle: no cgroup2 hierarchy")

@@ -1,0 +1,65 @@
+"""Shared pieces of the benchmarks: a mounted daemon in a cgroup subtree of its own,
+and the statistics every figure is reported with.
+
+Timings live here, never in the tests. Each benchmark prints a table and can
+write its figures as JSON (``--json FILE``) so that runs can be compared.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.cgtree import OwnSubtree, own_subtree
+
+CONTAINERFS = [sys.executable, "-m", "containerfs"]
+
+
+@contextmanager
+def mounted(tag: str, *extra: str) -> Iterator[tuple[Path, OwnSubtree]]:
+    """``containerfs mount`` on a fresh mountpoint, started in a new cgroup subtree;
+    every container left is removed, the daemon stopped, the subtree removed."""
+    tmp = Path(tempfile.mkdtemp(prefix="cfs-bench-"))
+    mnt = tmp / "mnt"
+    mnt.mkdir()
+    with own_subtree(f"bench-{tag}") as subtree, open(tmp / "daemon.log", "wb") as log:
+        daemon = subprocess.Popen(
+            [*CONTAINERFS, "mount", str(mnt), "--state-dir", str(tmp / "state"), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=subtree.join,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not os.path.ismount(mnt):
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"daemon did not mount; see {tmp / 'daemon.log'}")
+                time.sleep(0.02)
+            yield mnt, subtree
+        finally:
+            for child in sorted(mnt.iterdir()) if os.path.ismount(mnt) else []:
+                if child.is_dir():
+                    subprocess.run(["rmdir", str(child)], check=False)
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Median, spread (p10, p90), best and worst of timings in seconds, in ms."""
+    ms = sorted(v * 1000 for v in values)
+    return {
+        "runs": len(ms),
+        "median_ms": round(statistics.median(ms), 2),
+        "p10_ms": round(ms[int(0.1 * (len(ms) - 1))], 2),
+        "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 2),
+        "max_ms": round(ms[-1], 2),
+        "min_ms": round(ms[0], 2),
+    }
