@@ -63,3 +63,17 @@ def summary(values: list[float]) -> dict[str, float]:
         "max_ms": round(ms[-1], 2),
         "min_ms": round(ms[0], 2),
     }
+
+
+def report(results: dict[str, dict[str, float]], json_path: Path | None) -> None:
+    """Print one row per measure (median, spread, worst) and write them as JSON."""
+    import json
+
+    print(f"{'measure':<18} {'runs':>5} {'median':>9} {'p10':>9} {'p90':>9} {'worst':>9}")
+    for name, r in results.items():
+        print(
+            f"{name:<18} {r['runs']:>5} {r['median_ms']:>7.2f}ms {r['p10_ms']:>7.2f}ms"
+            f" {r['p90_ms']:>7.2f}ms {r['max_ms']:>7.2f}ms"
+        )
+    if json_path is not None:
+        json_path.write_text(json.dumps(results, indent=1) + "\n")

@@ -18,9 +18,7 @@ the fd transfer, the ``setns`` calls, the inode check and the release.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.harness import report, summary
 from containerfs.kernel import inject
 
 THREADS = r"""
@@ -82,15 +81,8 @@ def noop(pid: int, holder: int, kinds: tuple[str, ...], runs: int) -> list[float
     return ms
 
 
-def summary(ms: list[float]) -> dict[str, float]:
-    ms = sorted(ms)
-    return {
-        "runs": len(ms),
-        "median_ms": round(statistics.median(ms), 2),
-        "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 2),
-        "max_ms": round(ms[-1], 2),
-        "min_ms": round(ms[0], 2),
-    }
+def ms_summary(ms: list[float]) -> dict[str, float]:
+    return summary([m / 1000 for m in ms])
 
 
 def main() -> None:
@@ -106,25 +98,18 @@ def main() -> None:
         time.sleep(0.1)
         h = holder.pid
         with started(["sleep", "600"]) as p:
-            results["sleep_3kinds"] = summary(measure(p.pid, h, three, args.runs))
-            results["sleep_uts"] = summary(measure(p.pid, h, ("uts",), args.runs))
-            results["noop"] = summary(noop(p.pid, h, three, args.runs))
+            results["sleep_3kinds"] = ms_summary(measure(p.pid, h, three, args.runs))
+            results["sleep_uts"] = ms_summary(measure(p.pid, h, ("uts",), args.runs))
+            results["noop"] = ms_summary(noop(p.pid, h, three, args.runs))
         with started(["bash"]) as p:
             time.sleep(0.1)
-            results["bash_3kinds"] = summary(measure(p.pid, h, three, args.runs))
-            results["bash_mnt_uts"] = summary(measure(p.pid, h, ("mnt", "uts"), args.runs))
+            results["bash_3kinds"] = ms_summary(measure(p.pid, h, three, args.runs))
+            results["bash_mnt_uts"] = ms_summary(measure(p.pid, h, ("mnt", "uts"), args.runs))
         for n in (4, 16):
             with started([sys.executable, "-c", THREADS, str(n)]) as p:
                 assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
-                results[f"python_{n}threads"] = summary(measure(p.pid, h, three, args.runs))
-    print(f"{'measure':<18} {'runs':>5} {'median':>9} {'p90':>9} {'worst':>9}")
-    for name, r in results.items():
-        print(
-            f"{name:<18} {r['runs']:>5} {r['median_ms']:>7.2f}ms {r['p90_ms']:>7.2f}ms"
-            f" {r['max_ms']:>7.2f}ms"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+                results[f"python_{n}threads"] = ms_summary(measure(p.pid, h, three, args.runs))
+    report(results, args.json)
 
 
 if __name__ == "__main__":

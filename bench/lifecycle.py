@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import select
 import signal
@@ -32,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import CONTAINERFS, mounted, summary
+from bench.harness import CONTAINERFS, mounted, report, summary
 
 IN_CREATE = 0x100
 
@@ -168,14 +167,7 @@ def main() -> None:
             "release_delete": summary(release_latency(mnt, v2, args.runs)),
             "clone_discovery": summary(discovery_latency(mnt, v2, max(10, args.runs // 5))),
         }
-    print(f"{'measure':<18} {'runs':>5} {'median':>9} {'p90':>9} {'worst':>9}")
-    for name, r in results.items():
-        print(
-            f"{name:<18} {r['runs']:>5} {r['median_ms']:>7.2f}ms {r['p90_ms']:>7.2f}ms"
-            f" {r['max_ms']:>7.2f}ms"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    report(results, args.json)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES
 from .engine.tree import Container
-from .kernel import namespaces, procs
+from .kernel import namespaces, nslist, procs
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -172,7 +172,7 @@ def clear_stale_mount(mountpoint: str) -> None:
     for line in lines:
         fields = line.split()
         sep = fields.index("-", 6)
-        if procs.unescape_mount_path(fields[4]) == target and fields[sep + 1] == "fuse.containerfs":
+        if nslist.unescape_mountinfo(fields[4]) == target and fields[sep + 1] == "fuse.containerfs":
             from .kernel import sys as ksys
 
             ksys.umount2(target, ksys.MNT_DETACH)

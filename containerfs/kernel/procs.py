@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from containerfs.kernel import nslist
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import KINDS, ns_inode
 
@@ -151,52 +152,11 @@ def process_stat(pid: int) -> tuple[str, int, int]:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
 
 
-def unescape_mount_path(text: str) -> str:
-    """Mount points in mountinfo have space, tab, newline and backslash as ``\\NNN``."""
-    out = []
-    i = 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_nsfs_mounts(mountinfo: str) -> list[tuple[str, int, str]]:
-    """(kind, inode, mount point) of every nsfs mount (a namespace bound to a file).
-
-    Such a line's root is ``net:[4026532...]``: the namespace it keeps alive.
-    """
-    out = []
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        if fields[sep + 1] != "nsfs":
-            continue
-        root = fields[3]
-        kind, _, rest = root.partition(":[")
-        if not rest.endswith("]") or not rest[:-1].isdigit():
-            continue
-        if kind == "pid_for_children":
-            kind = "pid"
-        elif kind == "time_for_children":
-            kind = "time"
-        if kind in KINDS:
-            out.append((kind, int(rest[:-1]), unescape_mount_path(fields[4])))
-    return out
-
-
 def nsfs_mounts(pid: int) -> list[tuple[str, int, str]]:
     """The nsfs mounts in process ``pid``'s mount namespace."""
     try:
         with open(f"/proc/{pid}/mountinfo", "rb") as f:
-            return parse_nsfs_mounts(f.read().decode(errors="replace"))
+            return nslist.parse_mountinfo_nsfs(f.read().decode(errors="replace"))
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
 

@@ -12,7 +12,7 @@ from containerfs.engine.errors import ContainerError
 from containerfs.engine.kinds import Origin, Release
 from containerfs.engine.tree import Container, Engine
 from containerfs.engine.views import IPC_KNOBS, KnobState
-from containerfs.kernel.procs import parse_nsfs_mounts, parse_stat, unescape_mount_path
+from containerfs.kernel.procs import parse_stat
 from containerfs.kernel.watch import parse_events
 from tests.unit.test_engine import make_engine
 
@@ -209,20 +209,6 @@ def test_restore_refuses_records_that_do_not_fit() -> None:
 
 
 # -- parsing kernel text ----------------------------------------------------------
-
-
-def test_parse_nsfs_mounts_and_escapes() -> None:
-    text = (
-        "36 25 0:4 net:[4026532500] /run/netns/blue rw shared:5 - nsfs nsfs rw\n"
-        "37 25 0:4 pid_for_children:[4026532600] /run/a\\040b rw - nsfs nsfs rw\n"
-        "38 25 0:31 / /sys rw - sysfs sysfs rw\n"
-        "39 25 0:4 net:[bogus] /x rw - nsfs nsfs rw\n"
-    )
-    assert parse_nsfs_mounts(text) == [
-        ("net", 4026532500, "/run/netns/blue"),
-        ("pid", 4026532600, "/run/a b"),
-    ]
-    assert unescape_mount_path("a\\011b\\134c") == "a\tb\\c"
 
 
 def test_parse_stat_with_odd_comm() -> None:
