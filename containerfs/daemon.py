@@ -910,7 +910,8 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
         raise SystemExit("containerfs: /dev/fuse is missing (modprobe fuse)")
     pin = find_pin()
     with state_lock(Path(state_dir)):
-        recovery.clear_stale_mount(mountpoint)
+        if mounts.clear_stale_mount(mountpoint):
+            log.info("detached the dead mount of a previous daemon at %s", mountpoint)
         os.makedirs(mountpoint, exist_ok=True)
         if os.path.ismount(mountpoint):
             raise SystemExit(f"containerfs: {mountpoint} is already a mount point")

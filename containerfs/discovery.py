@@ -30,7 +30,7 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES, Origin
 from .engine.tree import Container
-from .kernel import procs
+from .kernel import namespaces, procs
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -101,15 +101,6 @@ def founder(pids: list[int]) -> tuple[int, str] | None:
     roots = [p for p, (_comm, ppid, _start) in facts.items() if ppid not in facts] or list(facts)
     pid = min(roots, key=lambda p: (facts[p][2], p))
     return pid, facts[pid][0]
-
-
-def _open_checked(path: str, inode: int) -> int:
-    """An nsfs fd on ``path`` that is namespace ``inode`` (a reused pid fails)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    if os.fstat(fd).st_ino != inode:
-        os.close(fd)
-        raise ProcessLookupError(f"{path} is no longer namespace {inode}")
-    return fd
 
 
 class Discovery:
@@ -194,7 +185,7 @@ class Discovery:
         fds: dict[str, int] = {}
         try:
             for kind, ino in diff.items():
-                fds[kind] = _open_checked(f"/proc/{pid}/ns/{kind}", int(ino))
+                fds[kind] = namespaces.open_ns_checked(f"/proc/{pid}/ns/{kind}", int(ino))
         except OSError:
             for fd in fds.values():
                 os.close(fd)
@@ -247,7 +238,7 @@ class Discovery:
                 if holder is None:
                     continue
                 try:
-                    fd = _open_checked(f"/proc/{holder.pid}/root{point}", ino)
+                    fd = namespaces.open_ns_checked(f"/proc/{holder.pid}/root{point}", ino)
                 except OSError:
                     continue  # unmounted meanwhile
                 try:

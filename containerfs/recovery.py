@@ -19,11 +19,8 @@ tree was. A new daemon with the same state dir
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import os
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +28,12 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES
 from .engine.tree import Container
-from .kernel import namespaces, nslist, procs
+from .kernel import namespaces
 
 if TYPE_CHECKING:
     from .daemon import Daemon
 
 log = logging.getLogger("containerfs")
-
-PIN_COMM = "containerfs-pin"
 
 
 def load(state_dir: Path) -> dict[str, Any] | None:
@@ -107,35 +102,12 @@ def _drop(daemon: Daemon, c: Container) -> None:
     daemon.engine.commit_rmdir(c)
 
 
-def _is_pin(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        return procs.process_stat(pid)[0] == PIN_COMM
-    return False
-
-
-def _kill(pid: int) -> None:
-    """SIGKILL a leftover holder through a pidfd (checked to still be a holder)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        if _is_pin(pid):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-            log.info("killed leftover namespace holder %d", pid)
-    except OSError as exc:
-        if exc.errno != errno.ESRCH:
-            log.warning("cannot kill leftover holder %d: %s", pid, exc)
-    finally:
-        os.close(fd)
-
-
 def sweep(daemon: Daemon) -> None:
     """Remove holders and cgroup directories that no container accounts for."""
     keep = {h.pid for h in daemon.holders.values()}
     for pid in daemon.cgroups.pin_pids():
-        if pid not in keep and _is_pin(pid):
-            _kill(pid)
+        if pid not in keep and namespaces.kill_stray_holder(pid):
+            log.info("killed leftover namespace holder %d", pid)
     known = {c.cgpath for c in daemon.engine.root.walk()}
     extra = sorted(daemon.cgroups.container_dirs() - known, key=len, reverse=True)
     for path in extra:
@@ -143,8 +115,8 @@ def sweep(daemon: Daemon) -> None:
         # placed there to unshare a cgroup namespace).
         with contextlib.suppress(OSError):
             for pid in daemon.cgroups.procs_anywhere(path):
-                if pid not in keep and _is_pin(pid):
-                    _kill(pid)
+                if pid not in keep and namespaces.kill_stray_holder(pid):
+                    log.info("killed leftover namespace holder %d", pid)
         try:
             daemon.cgroups.remove(path)
             log.info("removed leftover cgroups of %s", "/".join(path))
@@ -152,29 +124,3 @@ def sweep(daemon: Daemon) -> None:
             if any(known_path[: len(path)] == path for known_path in known):
                 continue  # an ancestor of a kept container (v1 pass-through)
             log.warning("leftover cgroups of %s stay: %s", "/".join(path), exc)
-
-
-def clear_stale_mount(mountpoint: str) -> None:
-    """A daemon that was killed leaves its mount behind, answering ENOTCONN; detach it.
-
-    Only a ``fuse.containerfs`` mount is touched, and only when it is dead.
-    """
-    try:
-        os.statvfs(mountpoint)  # a request to the daemon (stat may answer from cache)
-        return  # alive (or not a mount at all)
-    except OSError as exc:
-        if exc.errno != errno.ENOTCONN:
-            return
-    with open("/proc/self/mountinfo") as f:
-        lines = f.read().splitlines()
-    target = os.path.realpath(os.path.dirname(mountpoint.rstrip("/")) or "/")
-    target = os.path.join(target, os.path.basename(mountpoint.rstrip("/")))
-    for line in lines:
-        fields = line.split()
-        sep = fields.index("-", 6)
-        if nslist.unescape_mountinfo(fields[4]) == target and fields[sep + 1] == "fuse.containerfs":
-            from .kernel import sys as ksys
-
-            ksys.umount2(target, ksys.MNT_DETACH)
-            log.info("detached the dead mount of a previous daemon at %s", target)
-            return

@@ -11,10 +11,13 @@ thread that joined the container's mount namespace attaches it with
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 
 from . import namespaces
 from . import sys as ksys
+from .nslist import unescape_mountinfo
 
 
 async def attach_into(holder: namespaces.Holder, fd: int, target: str) -> None:
@@ -52,3 +55,29 @@ async def detach_stale(holder: namespaces.Holder, targets: frozenset[str]) -> in
     return await namespaces.run_in_namespaces_async(
         holder, ["mnt"], functools.partial(_detach_containerfs_at, targets)
     )
+
+
+def clear_stale_mount(mountpoint: str) -> bool:
+    """Detach a dead ``fuse.containerfs`` mount at ``mountpoint`` (a killed daemon's).
+
+    Only such a mount, and only when it is dead: ``statfs`` is a request to the
+    daemon (``stat`` may be answered from the kernel's cache), and a dead
+    connection answers ENOTCONN. True if one was detached.
+    """
+    try:
+        os.statvfs(mountpoint)
+        return False  # alive, or not a mount at all
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            return False
+    parent = os.path.realpath(os.path.dirname(mountpoint.rstrip("/")) or "/")
+    target = os.path.join(parent, os.path.basename(mountpoint.rstrip("/")))
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        fields = line.split()
+        sep = fields.index("-", 6)
+        if unescape_mountinfo(fields[4]) == target and fields[sep + 1] == "fuse.containerfs":
+            ksys.umount2(target, ksys.MNT_DETACH)
+            return True
+    return False

@@ -157,6 +157,34 @@ def _is_pin(pid: int) -> bool:
     return os.path.basename(exe.removesuffix(" (deleted)")) == PIN_NAME
 
 
+def kill_stray_holder(pid: int) -> bool:
+    """SIGKILL ``pid`` if it is a holder (checked through a pidfd, so a reused pid is
+    never signalled). For leftovers no container accounts for; True if killed."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if not _is_pin(pid):
+            return False
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(pidfd)
+
+
+def open_ns_checked(path: str, inode: int) -> int:
+    """An nsfs fd on ``path`` (``/proc/PID/ns/net``, a bind-mounted netns file) that is
+    namespace ``inode``; ``ProcessLookupError`` when it is another by now."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if os.fstat(fd).st_ino != inode:
+        os.close(fd)
+        raise ProcessLookupError(errno.ESRCH, f"{path} is no longer namespace {inode}")
+    return fd
+
+
 def _take_channel(pidfd: int, pid: int) -> socket.socket | None:
     """The holder's copy of the daemon's end (fd :data:`HOLDER_CHANNEL_FD`), or None.
 
