@@ -103,7 +103,7 @@ class Daemon:
         self.holders: dict[int, namespaces.Holder] = {}  # container uid -> holder
         self.ready: dict[int, trio.Event] = {}  # container uid -> set once bind mounts are in
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
-        self._lock = trio.Lock()
+        self.lock = trio.Lock()
         self.release_agent = ""  # the program `notify` runs (root file release_agent)
         self.max_clones = lifecycle.MAX_CLONES
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
@@ -141,7 +141,7 @@ class Daemon:
             out[self.loopback.pid] = "the containerfs daemon's loopback helper"
         return out
 
-    def _placement(self, c: Container) -> list[Path]:
+    def placement(self, c: Container) -> list[Path]:
         return self.cgroups.placement(c.cgpath, lambda kind: c.owner(kind).cgpath)
 
     def save(self) -> None:
@@ -176,14 +176,14 @@ class Daemon:
             return await self._mkdir(parent, name)
 
     async def _mkdir(self, parent: Container, name: str) -> Container:
-        async with self._lock:
+        async with self.lock:
             plan = self.engine.plan_mkdir(parent, name)
             try:
-                return await self._make(plan)
+                return await self.make(plan)
             finally:
                 self.engine.abort_mkdir(plan)
 
-    async def _make(
+    async def make(
         self,
         plan: MkdirPlan,
         origin: Origin = Origin.MKDIR,
@@ -214,7 +214,7 @@ class Daemon:
                 log.error("mkdir %s failed and its cgroups stay: %s", "/".join(path), exc)
             raise
         child = self.engine.commit_mkdir(plan, ids, origin)
-        self._watch(child)
+        self.watch(child)
         if holder is not None:
             self.holders[child.uid] = holder
             await self._init_views(child, holder)
@@ -223,7 +223,7 @@ class Daemon:
                 # Not here: mkdir holds the parent directory's lock, and the bind
                 # mount's source is a path below it. ``_enter`` waits for this.
                 self.ready[child.uid] = trio.Event()
-                self.nursery.start_soon(self._bind_internal_views, child, holder)
+                self.nursery.start_soon(self.bind_internal_views, child, holder)
         log.info(
             "%s %s: own %s",
             "mkdir" if origin == Origin.MKDIR else "found",
@@ -283,7 +283,7 @@ class Daemon:
             values[knob.file] = knob.type.read(text)
         self.engine.init_views(c, values)
 
-    async def _bind_internal_views(
+    async def bind_internal_views(
         self, c: Container, holder: namespaces.Holder, stale: bool = False
     ) -> None:
         """Put each knob's internal view over its /proc/sys file inside the container.
@@ -320,7 +320,7 @@ class Daemon:
             await self.check_release(c.parent)
 
     async def _rmdir(self, c: Container) -> None:
-        async with self._lock:
+        async with self.lock:
             tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
             self.engine.check_rmdir(c, len(tasks))
             await trio.to_thread.run_sync(self._destroy, c)
@@ -488,10 +488,10 @@ class Daemon:
         text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
         match spec.role:
             case Role.TASKS:
-                async with self._lock:
+                async with self.lock:
                     await self._enter(c, parse_pid_text(text), writer_pid)
             case Role.SUBTREE:
-                async with self._lock:
+                async with self.lock:
                     self.engine.set_subtree(c, text)
                     self.save()
             case Role.RELEASE:
@@ -512,7 +512,7 @@ class Daemon:
                     await trio.to_thread.run_sync(self.cgroups.write, c.cgpath, spec.name, text)
                 log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
             case Role.VIEW:
-                async with self._lock:
+                async with self.lock:
                     knob, state = self.engine.plan_view_write(c, spec.name, text)
                     value = knob.type.format(state.effective(knob.type))
                     await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, value)
@@ -559,7 +559,7 @@ class Daemon:
                 targets[kind] = int(c.instance_id(kind))
                 sources[kind] = f"/proc/{holder.pid}/ns/{kind}"
         before = await trio.to_thread.run_sync(self.cgroups.where, real)
-        await trio.to_thread.run_sync(self.cgroups.move, real, self._placement(c))
+        await trio.to_thread.run_sync(self.cgroups.move, real, self.placement(c))
         if targets:
             try:
                 await self._move_namespaces(
@@ -627,7 +627,7 @@ class Daemon:
 
     async def rename(self, c: Container, new_parent: Container, new_name: str) -> None:
         with refusals_logged(f"mv {_where(c)!r} {_where(new_parent, new_name)!r}"):
-            async with self._lock:
+            async with self.lock:
                 lifecycle.check_rename(self.engine, c, new_parent, new_name)
                 old = _where(c)
                 # Only the name: cgroup v2 cannot rename a directory, so the cgroup
@@ -642,7 +642,7 @@ class Daemon:
 
     # -- release -----------------------------------------------------------------
 
-    def _watch(self, c: Container) -> None:
+    def watch(self, c: Container) -> None:
         """Watch the container's cgroup.events: the kernel says when it empties."""
         if self.watcher is None or c.is_root:
             return
@@ -705,7 +705,7 @@ class Daemon:
 
     async def _remove_released(self, c: Container) -> bool:
         """Remove a released container, unless a task or child came in meanwhile."""
-        async with self._lock:
+        async with self.lock:
             if c.removed:
                 return False
             tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
@@ -842,7 +842,7 @@ async def _start_lifecycle(daemon: Daemon) -> None:
         holder = daemon.holders.get(c.uid)
         if holder is not None and "mnt" in c.owned and c.origin == Origin.MKDIR:
             daemon.ready[c.uid] = trio.Event()
-            daemon.nursery.start_soon(daemon._bind_internal_views, c, holder, True)
+            daemon.nursery.start_soon(daemon.bind_internal_views, c, holder, True)
     for c in reversed(list(daemon.engine.root.walk())):  # children first
         if not c.is_root and not c.removed:
             await daemon.refresh_populated(c)
@@ -855,7 +855,7 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
     daemon.ops = ops
     daemon.watcher = Watcher()
     for c in daemon.engine.root.walk():
-        daemon._watch(c)
+        daemon.watch(c)
     pyfuse3.init(ops, daemon.mountpoint, options)
     daemon.loopback = Loopback()
     ops.toucher_pid = daemon.loopback.pid

@@ -166,11 +166,11 @@ class Discovery:
 
     async def _move(self, pid: int, c: Container) -> None:
         d = self.daemon
-        async with d._lock:
+        async with d.lock:
             if c.removed:
                 return
             try:
-                await trio.to_thread.run_sync(d.cgroups.move, pid, d._placement(c))
+                await trio.to_thread.run_sync(d.cgroups.move, pid, d.placement(c))
             except (OSError, ValueError) as exc:
                 log.debug("moving %d into %s: %s", pid, "/".join(c.path), exc)
 
@@ -205,7 +205,7 @@ class Discovery:
         self, parent: Container, comm: str, pid: int | None, fds: dict[str, int]
     ) -> Container | None:
         d = self.daemon
-        async with d._lock:
+        async with d.lock:
             if parent.removed:
                 return None
             try:
@@ -216,7 +216,7 @@ class Discovery:
                 log.warning("%s: not adding a container: %s", "/".join(parent.path) or "/", exc)
                 return None
             try:
-                return await d._make(plan, Origin.CLONE, fds)
+                return await d.make(plan, Origin.CLONE, fds)
             except OSError as exc:
                 log.info("namespaces in %s vanished before they were held: %s", plan.name, exc)
                 return None
