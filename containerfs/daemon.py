@@ -398,7 +398,7 @@ class Daemon:
         holder = None if owner.is_root else self._holder(owner)
         if name in namespaces.NAMESPACE_SYSCTLS:
             kind, sysctl = namespaces.NAMESPACE_SYSCTLS[name]
-            return await namespaces.read_sysctl_async(holder, kind, sysctl)
+            return await self._sysctl(holder, kind, sysctl)
         if name in ("user.uid_map", "user.gid_map"):
             return await trio.to_thread.run_sync(idmaps.read_map, holder, name[5:8])
         if name.startswith("user.max_"):
@@ -429,10 +429,15 @@ class Daemon:
             raise AssertionError(name)
 
     async def _sysctl(self, holder: namespaces.Holder | None, kind: str, name: str) -> str:
-        """Read a sysctl of a container's namespace. Pid and user sysctls answer for the
-        caller's *active* pid namespace or its user namespace, which a thread cannot
-        join: the holder, a process inside, reads those."""
-        if holder is not None and kind in ("pid", "user"):
+        """Read a sysctl of a container's namespace.
+
+        The holder, a process inside every namespace of the container, reads it
+        over its socket: one round trip (~40 us) instead of a fresh thread that
+        joins the namespace (~300 us), and the only way for pid and user
+        sysctls, which answer for the caller's *active* pid namespace or its
+        user namespace (no thread can join those).
+        """
+        if holder is not None and (holder.has_channel or kind in ("pid", "user")):
             return await holder.sysctl_async(name)
         return await namespaces.read_sysctl_async(holder, kind, name)
 
