@@ -36,7 +36,7 @@ interactive shell:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .daemon import DEFAULT_MOUNTPOINT, DEFAULT_STATE_DIR
+    from .defaults import DEFAULT_MOUNTPOINT, DEFAULT_STATE_DIR
 
     parser = argparse.ArgumentParser(
         prog="containerfs",

@@ -52,8 +52,6 @@ from .kernel.watch import Watcher
 
 log = logging.getLogger("containerfs")
 
-DEFAULT_MOUNTPOINT = "/run/containerfs"
-DEFAULT_STATE_DIR = "/run/containerfs-state"
 STATE_VERSION = 2
 #: Seconds a release agent may run before it is killed.
 AGENT_TIMEOUT = 30.0
