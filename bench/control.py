@@ -1,0 +1,416 @@
+"""Control-file latency: containerfs files beside the tools a user would use instead.
+
+Run as root: ``python -m bench.control [--runs N] [--json FILE]``.  It starts
+``containerfs mount`` in a cgroup subtree of its own (``harness.mounted``), makes
+one container ``C`` (the root's default ``container.subtree``), and removes
+everything it made.  Each operation is timed on its own (``perf_counter_ns``
+around the system calls); every figure is a median with p10/p90 of many, in
+microseconds.  Measures are taken in interleaved rounds, so drift on the machine
+spreads over all of them alike.
+
+- **pids.max**: ``open`` + one ``read`` + ``close`` of ``C/pids.max``, against the
+  same cgroup's v1 file in cgroupfs (``<subtree pids dir>/C/pids.max``); and
+  ``open`` + ``write`` + ``close`` of a number into both.
+- **ipc.shm_mni**: ``C/ipc.shm_mni.internal`` (for a read the daemon asks the
+  container's holder over its socket; a write joins the IPC namespace on a fresh
+  daemon thread, then saves the state file), against
+  ``nsenter --ipc=/proc/HOLDER/ns/ipc cat /proc/sys/kernel/shmmni`` (one fork and
+  exec per read; writes through ``sh -c 'echo N > ...'``), and against the kernel
+  file read in-process: the daemon's (host's) ``/proc/sys/kernel/shmmni``, and
+  the container's own from a thread of this script that joined its IPC
+  namespace (the same value containerfs shows; that is also where the kernel
+  write is timed, so the host's value is never changed).
+- **stat**: ``stat()`` of ``C/pids.max`` within the attribute cache (1 s), and
+  forced past it (``statx`` with ``AT_STATX_FORCE_SYNC``: one FUSE ``getattr``
+  each), against ``stat()`` of the cgroupfs file.
+- **pread**: ``pread(fd, 4096, 0)`` on an already open ``C/pids.max`` (one FUSE
+  round trip: reading again from offset 0 renders the file anew), against
+  reopening it; and the same on cgroupfs for reference.
+
+The ratio column compares medians: ``Nx faster`` (or ``slower``) than the named
+alternative.  Figures include this script's Python call overhead (about 1 us per
+system call), so the kernel-file baselines are upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import mounted, summary
+from containerfs.kernel import sys as ksys
+
+SHMMNI = "/proc/sys/kernel/shmmni"
+AT_FDCWD = -100
+AT_STATX_FORCE_SYNC = 0x2000
+STATX_BASIC_STATS = 0x7FF
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+Op = Callable[[int], None]  # one timed operation; the argument is its sequence number
+
+
+# -- reporting (creation.py uses the same table) ------------------------------------
+
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Measure:
+    """One row: a name, its timings (seconds), the alternatives it is compared with,
+    and a note (for a skipped measure: why)."""
+
+    name: str
+    times: list[float] = field(default_factory=list)
+    vs: tuple[str, ...] = ()
+    note: str = ""
+
+
+def summary_us(times: list[float]) -> dict[str, float]:
+    """``harness.summary`` in microseconds (its two decimals in ms hide microseconds)."""
+    return {k.replace("_ms", "_us"): v for k, v in summary([t * 1000 for t in times]).items()}
+
+
+def figures(measures: list[Measure], unit: str) -> dict[str, Row]:
+    """Per measure: the summary in ``unit`` (``us`` or ``ms``), and ``speedup``: for
+    each alternative, its median divided by this one's (above 1: this is faster)."""
+    by_name = {m.name: m for m in measures}
+    out: dict[str, Row] = {}
+    for m in measures:
+        if not m.times:
+            out[m.name] = {"skipped": m.note or "no runs"}
+            continue
+        row: Row = dict(summary_us(m.times) if unit == "us" else summary(m.times))
+        speedup = {
+            alt: float(f"{statistics.median(by_name[alt].times) / statistics.median(m.times):.4g}")
+            for alt in m.vs
+            if by_name[alt].times
+        }
+        if speedup:
+            row["speedup"] = speedup
+        if m.note:
+            row["note"] = m.note
+        out[m.name] = row
+    return out
+
+
+def ratio_text(speedup: float, alt: str) -> str:
+    if speedup >= 1:
+        return f"{speedup:.1f}x faster than {alt}"
+    return f"{1 / speedup:.1f}x slower than {alt}"
+
+
+def print_table(rows: dict[str, Row], unit: str) -> None:
+    """measure | runs | median | p10 | p90 | ratio vs alternative."""
+    w = max(len(n) for n in rows)
+    head = f"{'measure':<{w}} {'runs':>5} {'median':>10} {'p10':>10} {'p90':>10}"
+    print(f"{head}  ratio vs alternative")
+    for name, r in rows.items():
+        if "skipped" in r:
+            print(f"{name:<{w}}  skipped: {r['skipped']}")
+            continue
+        med, p10, p90 = (float(r[f"{k}_{unit}"]) for k in ("median", "p10", "p90"))
+        ratio = "; ".join(ratio_text(s, alt) for alt, s in r.get("speedup", {}).items())
+        print(
+            f"{name:<{w}} {int(r['runs']):>5} {med:>8.2f}{unit} {p10:>8.2f}{unit}"
+            f" {p90:>8.2f}{unit}  {ratio}"
+        )
+
+
+def drop_scratch(mnt: Path) -> None:
+    """``harness.mounted`` keeps its temporary directory (daemon log, state dir): drop
+    it after a run that went well, once the mount is gone."""
+    if not os.path.ismount(mnt):
+        shutil.rmtree(mnt.parent)
+
+
+def write_json(path: Path | None, payload: dict[str, object]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def run_rounds(plan: list[tuple[Measure, Op, int]], rounds: int) -> None:
+    """Run each (measure, op, count) in ``rounds`` interleaved slices, timing each op."""
+    gc.disable()
+    try:
+        for r in range(rounds):
+            for m, op, count in plan:
+                lo, hi = count * r // rounds, count * (r + 1) // rounds
+                for i in range(lo, hi):
+                    t0 = time.perf_counter_ns()
+                    op(i)
+                    m.times.append((time.perf_counter_ns() - t0) / 1e9)
+    finally:
+        gc.enable()
+
+
+# -- the operations ---------------------------------------------------------------
+
+
+def read_op(path: Path) -> Op:
+    p = os.fsencode(path)
+
+    def op(_: int) -> None:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.read(fd, 4096)
+        finally:
+            os.close(fd)
+
+    return op
+
+
+def write_op(path: Path, values: tuple[str, str]) -> Op:
+    p = os.fsencode(path)
+    data = tuple(v.encode() + b"\n" for v in values)
+
+    def op(i: int) -> None:
+        fd = os.open(p, os.O_WRONLY)
+        try:
+            os.write(fd, data[i % 2])
+        finally:
+            os.close(fd)
+
+    return op
+
+
+def pread_op(fd: int) -> Op:
+    def op(_: int) -> None:
+        os.pread(fd, 4096, 0)
+
+    return op
+
+
+def stat_op(path: Path) -> Op:
+    p = os.fsencode(path)
+
+    def op(_: int) -> None:
+        os.stat(p)
+
+    return op
+
+
+def statx_sync_op(path: Path) -> Op:
+    p = os.fsencode(path)
+    buf = ctypes.create_string_buffer(256)
+
+    def op(_: int) -> None:
+        if _libc.statx(AT_FDCWD, p, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, buf) != 0:
+            raise OSError(ctypes.get_errno(), f"statx {path}")
+
+    return op
+
+
+def nsenter_read_op(holder: int) -> Op:
+    argv = ["nsenter", f"--ipc=/proc/{holder}/ns/ipc", "cat", SHMMNI]
+
+    def op(_: int) -> None:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+    return op
+
+
+def nsenter_write_op(holder: int, values: tuple[str, str]) -> Op:
+    argvs = [
+        ["nsenter", f"--ipc=/proc/{holder}/ns/ipc", "sh", "-c", f"echo {v} > {SHMMNI}"]
+        for v in values
+    ]
+
+    def op(i: int) -> None:
+        subprocess.run(argvs[i % 2], check=True)
+
+    return op
+
+
+def in_namespace(holder: int, m: Measure, op: Op, count: int) -> None:
+    """Time ``op`` ``count`` times on a fresh thread that joined the holder's IPC namespace."""
+    failure: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            fd = os.open(f"/proc/{holder}/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                ksys.setns(fd, ksys.CLONE_NEWIPC)
+            finally:
+                os.close(fd)
+            run_rounds([(m, op, count)], 1)
+        except BaseException as e:  # reported by the caller
+            failure.append(e)
+
+    t = threading.Thread(target=body, name="bench-ipc-ns")
+    t.start()
+    t.join()  # the thread exits, and its namespace with it
+    if failure:
+        raise failure[0]
+
+
+def text(path: Path | str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+# -- the benchmark ------------------------------------------------------------------
+
+
+def bench(mnt: Path, pids_dir: Path, runs: int, fork_runs: int) -> list[Measure]:
+    c = mnt / "C"
+    os.mkdir(c)
+    cg = pids_dir / "C"
+    if not (cg / "pids.max").exists():
+        raise SystemExit(f"bench.control: no cgroup {cg} for container C")
+    holder = int(text(c / "container.init"))
+    rounds = 4
+    ms = {
+        n: Measure(n)
+        for n in (
+            "cfs_pids_read",
+            "cgroupfs_pids_read",
+            "cfs_pids_write",
+            "cgroupfs_pids_write",
+            "cfs_shm_mni_read",
+            "nsenter_shm_mni_read",
+            "kernel_shm_mni_read_host",
+            "kernel_shm_mni_read_ns",
+            "cfs_shm_mni_write",
+            "nsenter_shm_mni_write",
+            "kernel_shm_mni_write_ns",
+            "cfs_stat_cached",
+            "cfs_stat_forced",
+            "cgroupfs_stat",
+            "cfs_pread_open_fd",
+            "cgroupfs_pread_open_fd",
+        )
+    }
+    ms["cfs_pids_read"].vs = ("cgroupfs_pids_read",)
+    ms["cfs_pids_write"].vs = ("cgroupfs_pids_write",)
+    ms["cfs_shm_mni_read"].vs = (
+        "nsenter_shm_mni_read",
+        "kernel_shm_mni_read_host",
+        "kernel_shm_mni_read_ns",
+    )
+    ms["cfs_shm_mni_write"].vs = ("nsenter_shm_mni_write", "kernel_shm_mni_write_ns")
+    ms["cfs_stat_cached"].vs = ("cgroupfs_stat",)
+    ms["cfs_stat_forced"].vs = ("cgroupfs_stat",)
+    ms["cfs_pread_open_fd"].vs = ("cfs_pids_read",)
+    ms["cgroupfs_pread_open_fd"].vs = ("cgroupfs_pids_read",)
+    ms["kernel_shm_mni_read_host"].note = "this script's own /proc/sys/kernel/shmmni"
+    ms["kernel_shm_mni_read_ns"].note = "from a thread in C's ipc namespace"
+    ms["kernel_shm_mni_write_ns"].note = "from a thread in C's ipc namespace"
+    ms["cfs_stat_forced"].note = "statx AT_STATX_FORCE_SYNC: one FUSE getattr"
+
+    nums = ("1000", "1001")
+    shm = ("4096", "4097")
+    cfs_fd = os.open(c / "pids.max", os.O_RDONLY)
+    cg_fd = os.open(cg / "pids.max", os.O_RDONLY)
+    try:
+        plan: list[tuple[Measure, Op, int]] = [
+            (ms["cfs_pids_read"], read_op(c / "pids.max"), runs),
+            (ms["cgroupfs_pids_read"], read_op(cg / "pids.max"), runs),
+            (ms["cfs_pids_write"], write_op(c / "pids.max", nums), runs),
+            (ms["cgroupfs_pids_write"], write_op(cg / "pids.max", nums), runs),
+            (ms["cfs_shm_mni_read"], read_op(c / "ipc.shm_mni.internal"), runs),
+            (ms["nsenter_shm_mni_read"], nsenter_read_op(holder), fork_runs),
+            (ms["kernel_shm_mni_read_host"], read_op(Path(SHMMNI)), runs),
+            (ms["cfs_shm_mni_write"], write_op(c / "ipc.shm_mni.internal", shm), runs),
+            (ms["nsenter_shm_mni_write"], nsenter_write_op(holder, shm), fork_runs),
+            (ms["cfs_stat_cached"], stat_op(c / "pids.max"), runs),
+            (ms["cfs_stat_forced"], statx_sync_op(c / "pids.max"), runs),
+            (ms["cgroupfs_stat"], stat_op(cg / "pids.max"), runs),
+            (ms["cfs_pread_open_fd"], pread_op(cfs_fd), runs),
+            (ms["cgroupfs_pread_open_fd"], pread_op(cg_fd), runs),
+        ]
+        # Warm up every path (lookups, page cache, the nsenter binary) untimed.
+        for _, op, _ in plan:
+            for i in range(3):
+                op(i)
+        run_rounds(plan, rounds)
+        for name, op in (
+            ("kernel_shm_mni_read_ns", read_op(Path(SHMMNI))),
+            ("kernel_shm_mni_write_ns", write_op(Path(SHMMNI), shm)),
+        ):
+            in_namespace(holder, ms[name], op, runs)
+        # Every write above went where it should: both views agree with the kernel.
+        if text(c / "pids.max") != text(cg / "pids.max"):
+            raise SystemExit("bench.control: C/pids.max and cgroupfs disagree")
+        if text(c / "ipc.shm_mni.internal") not in shm:
+            raise SystemExit("bench.control: ipc.shm_mni.internal lost the writes")
+    finally:
+        os.close(cfs_fd)
+        os.close(cg_fd)
+        os.rmdir(c)
+    return list(ms.values())
+
+
+def targets(rows: dict[str, Row]) -> dict[str, Row]:
+    """The brief's goals: >= 20x faster than nsenter; how close to the kernel's own file."""
+
+    def med(name: str) -> float:
+        return float(rows[name].get("median_us", 0.0))
+
+    out: dict[str, Row] = {}
+    for kind in ("read", "write"):
+        cfs, alt = med(f"cfs_shm_mni_{kind}"), med(f"nsenter_shm_mni_{kind}")
+        s = round(alt / cfs, 2) if cfs else 0.0
+        out[f"shm_mni_{kind}_vs_nsenter"] = {"speedup": s, "target": 20.0, "met": s >= 20}
+    for cfs_name, kernel in (
+        ("cfs_shm_mni_read", "kernel_shm_mni_read_host"),
+        ("cfs_shm_mni_read", "kernel_shm_mni_read_ns"),
+        ("cfs_shm_mni_write", "kernel_shm_mni_write_ns"),
+        ("cfs_pids_read", "cgroupfs_pids_read"),
+        ("cfs_pids_write", "cgroupfs_pids_write"),
+    ):
+        cfs, k = med(cfs_name), med(kernel)
+        out[f"{cfs_name}_vs_{kernel}"] = {
+            "times_kernel": round(cfs / k, 1) if k else 0.0,
+            "overhead_us": round(cfs - k, 1),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=2000, help="in-process operations per measure")
+    parser.add_argument(
+        "--fork-runs", type=int, default=200, help="nsenter runs per measure (one fork each)"
+    )
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench.control: needs root")
+    with mounted("control") as (mnt, subtree):
+        pids_dir = subtree.dir_for("pids")
+        if pids_dir is None:
+            raise SystemExit("bench.control: no v1 pids hierarchy on this host")
+        measures = bench(mnt, pids_dir, args.runs, args.fork_runs)
+    drop_scratch(mnt)
+    rows = figures(measures, "us")
+    print_table(rows, "us")
+    goals = targets(rows)
+    print()
+    for name, g in goals.items():
+        if "target" in g:
+            verdict = "met" if g["met"] else "NOT met"
+            print(f"target {name}: {g['speedup']}x faster (goal >= {g['target']}x): {verdict}")
+        else:
+            print(
+                f"{name}: containerfs takes {g['times_kernel']}x the kernel file's time"
+                f" (+{g['overhead_us']} us)"
+            )
+    write_json(args.json, {"unit": "us", "measures": rows, "targets": goals})
+
+
+if __name__ == "__main__":
+    main()
