@@ -21,6 +21,8 @@ unit: $(STAMP)
 
 # Timings live here, never in the tests (root; see bench/*.py for what each measures).
 bench: $(STAMP) $(PIN)
+	$(PY) -m bench.control --json bench/control.json
+	$(PY) -m bench.creation --json bench/creation.json
 	$(PY) -m bench.lifecycle --json bench/lifecycle.json
 	$(PY) -m bench.inject --json bench/inject.json
 
