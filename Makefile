@@ -25,6 +25,8 @@ bench: $(STAMP) $(PIN)
 	$(PY) -m bench.creation --json bench/creation.json
 	$(PY) -m bench.lifecycle --json bench/lifecycle.json
 	$(PY) -m bench.inject --json bench/inject.json
+	$(PY) -m bench.listing --json bench/listing.json
+	$(PY) -m bench.scale --json bench/scale.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check containerfs tests examples bench
