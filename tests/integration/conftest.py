@@ -28,6 +28,18 @@ BIN = Path(sys.executable).parent
 CONTAINERFS = [sys.executable, "-m", "containerfs"]
 
 
+PIN = BIN / "containerfs-pin"
+
+
+def holder_skip_reason() -> str | None:
+    """Why tests that start namespace holders themselves cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if not PIN.exists():
+        return "containerfs-pin not built (make .venv/bin/containerfs-pin)"
+    return None
+
+
 def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root"

@@ -20,7 +20,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -30,19 +29,9 @@ import pytest
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import HOLDER_CHANNEL_FD, KINDS, Holder
+from tests.integration.conftest import PIN, holder_skip_reason
 
-PIN = Path(sys.executable).parent / "containerfs-pin"
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not PIN.exists():
-        return "containerfs-pin not built (make .venv/bin/containerfs-pin)"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+pytestmark = pytest.mark.skipif(holder_skip_reason() is not None, reason=holder_skip_reason() or "")
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:

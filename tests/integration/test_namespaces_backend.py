@@ -30,19 +30,9 @@ from containerfs import execute
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import procs
 from containerfs.kernel.namespaces import KINDS, Holder
+from tests.integration.conftest import PIN, holder_skip_reason
 
-PIN = Path(sys.executable).parent / "containerfs-pin"
-
-
-def _root_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not PIN.exists():
-        return "containerfs-pin not built (make .venv/bin/containerfs-pin)"
-    return None
-
-
-root = pytest.mark.skipif(_root_skip_reason() is not None, reason=_root_skip_reason() or "")
+root = pytest.mark.skipif(holder_skip_reason() is not None, reason=holder_skip_reason() or "")
 
 
 def mine(kind: str) -> int:
@@ -163,7 +153,7 @@ class Spawner:
 
 @pytest.fixture
 def spawn() -> Iterator[Spawner]:
-    reason = _root_skip_reason()
+    reason = holder_skip_reason()
     if reason:
         pytest.skip(reason)
     spawner = Spawner()

@@ -27,16 +27,7 @@ import trio
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import nsinfo
 from containerfs.kernel.namespaces import Holder
-
-PIN = Path(sys.executable).parent / "containerfs-pin"
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not PIN.exists():
-        return "containerfs-pin not built (make .venv/bin/containerfs-pin)"
-    return None
+from tests.integration.conftest import PIN, holder_skip_reason
 
 
 class Box:
@@ -94,7 +85,7 @@ class Box:
 
 @pytest.fixture
 def box() -> Iterator[Box]:
-    reason = _skip_reason()
+    reason = holder_skip_reason()
     if reason:
         pytest.skip(reason)
     fds = sorted(os.listdir("/proc/self/fd"))
@@ -215,7 +206,7 @@ def test_mqueue_count_through_raw_syscalls_too(box: Box, monkeypatch: pytest.Mon
 
 
 def test_ipc_usage_of_the_daemon_matches_its_own_proc() -> None:
-    if _skip_reason():
+    if holder_skip_reason():
         pytest.skip("needs root")
     for _ in range(5):  # other processes on the host may create objects meanwhile
         want = nsinfo.ipc_usage_from(
@@ -411,7 +402,7 @@ def test_pid_count_includes_descendant_namespaces_not_zombies(box: Box) -> None:
 
 
 def test_pid_count_of_the_daemons_namespace() -> None:
-    if _skip_reason():
+    if holder_skip_reason():
         pytest.skip("needs root")
     # Everything /proc lists: other sessions may start or end processes meanwhile.
     before = sum(1 for n in os.listdir("/proc") if n.isdigit())
