@@ -294,6 +294,7 @@ class Engine:
         self._usable = usable
         self._pending: set[tuple[int, str]] = set()
         self._pending_cg: set[tuple[int, str]] = set()
+        self._files: dict[int, dict[str, FileSpec]] = {}  # container uid -> its files
         self.view_knobs = [k for k in view_knobs if self.available.get(k.kind) is None]
         self._view_files = knob_table(self.view_knobs)
 
@@ -309,7 +310,18 @@ class Engine:
         return node
 
     def files(self, c: Container) -> dict[str, FileSpec]:
-        """The files of a container directory, in listing order."""
+        """The files of a container directory, in listing order.
+
+        Made once per container: they depend only on what it owns, which never
+        changes after mkdir (every lookup and getattr asks; rebuilding the list
+        each time made ``ls -R`` quadratic). Do not modify the returned dict.
+        """
+        cached = self._files.get(c.uid)
+        if cached is None:
+            cached = self._files[c.uid] = self._make_files(c)
+        return cached
+
+    def _make_files(self, c: Container) -> dict[str, FileSpec]:
         out: dict[str, FileSpec] = {}
         if c.is_root:
             for name, role, writable in _ROOT_FILES:
@@ -396,6 +408,7 @@ class Engine:
         assert c.parent is not None
         del c.parent.children[c.name]
         c.removed = True
+        self._files.pop(c.uid, None)
 
     # -- writes ----------------------------------------------------------------
 
