@@ -60,11 +60,12 @@ def _look(
     snapshot: list[tuple[Container, tuple[str, ...], dict[str, str], int | None]],
     cgroups_procs: object,
     internal: frozenset[int],
+    tables: procs.MountTables,
 ) -> Look:
     """Read tasks' namespaces and nsfs mounts (blocking)."""
     assert callable(cgroups_procs)
     tasks: dict[Container, list[Task]] = {}
-    mounts: dict[Container, list[tuple[str, int, str]]] = {}
+    holders: dict[object, int] = {}
     for c, path, ids, mnt_holder in snapshot:
         try:
             pids = cgroups_procs(path)
@@ -84,9 +85,9 @@ def _look(
         if found:
             tasks[c] = found
         if mnt_holder is not None:
-            with contextlib.suppress(OSError):
-                mounts[c] = procs.nsfs_mounts(mnt_holder)
-    return Look(tasks, mounts)
+            holders[c] = mnt_holder
+    mounts = tables.nsfs_mounts(holders)
+    return Look(tasks, {c: m for c, m in mounts.items() if isinstance(c, Container)})
 
 
 def founder(pids: list[int]) -> tuple[int, str] | None:
@@ -110,14 +111,18 @@ class Discovery:
         self.daemon = daemon
         self._told: set[int] = set()  # pids already logged as not discoverable
         self._dead: set[int] = set()  # containers (uid) whose holder died, logged
+        self._tables = procs.MountTables()  # re-read only when they change
 
     async def run(self) -> None:
-        while True:
-            await trio.sleep(INTERVAL)
-            try:
-                await self.once()
-            except Exception:  # a bug here must not end the mount
-                log.exception("clone discovery failed")
+        try:
+            while True:
+                await trio.sleep(INTERVAL)
+                try:
+                    await self.once()
+                except Exception:  # a bug here must not end the mount
+                    log.exception("clone discovery failed")
+        finally:
+            self._tables.close()
 
     async def once(self) -> None:
         d = self.daemon
@@ -128,7 +133,9 @@ class Discovery:
             holder = d.holders.get(c.uid) if "mnt" in c.owned and not c.is_root else None
             snapshot.append((c, c.cgpath, ids, holder.pid if holder else None))
         internal = frozenset(d.internal_pids())
-        look = await trio.to_thread.run_sync(_look, snapshot, d.cgroups.procs, internal)
+        look = await trio.to_thread.run_sync(
+            _look, snapshot, d.cgroups.procs, internal, self._tables
+        )
         await self._place_tasks(look)
         await self._bound_namespaces(look)
         await self._lost_holders()

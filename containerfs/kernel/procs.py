@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -152,13 +153,59 @@ def process_stat(pid: int) -> tuple[str, int, int]:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
 
 
-def nsfs_mounts(pid: int) -> list[tuple[str, int, str]]:
-    """The nsfs mounts in process ``pid``'s mount namespace."""
-    try:
-        with open(f"/proc/{pid}/mountinfo", "rb") as f:
-            return nslist.parse_mountinfo_nsfs(f.read().decode(errors="replace"))
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+class MountTables:
+    """nsfs mounts of several mount namespaces, re-read only when they changed.
+
+    The kernel flags a change of a mount namespace on an open
+    ``/proc/PID/mountinfo`` with ``POLLPRI``, once per change. Keeping one fd per
+    namespace and polling them all (timeout 0) costs a syscall for the lot
+    instead of reading and parsing every table each time. Not thread-safe: one
+    caller at a time.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[object, tuple[int, int]] = {}  # key -> (pid, fd)
+        self._last: dict[object, list[tuple[str, int, str]]] = {}
+
+    def nsfs_mounts(self, wanted: dict[object, int]) -> dict[object, list[tuple[str, int, str]]]:
+        """Key -> (kind, inode, mount point) of the nsfs mounts in the mount namespace of
+        process ``wanted[key]``; keys whose process is gone are left out."""
+        for key in [k for k, (pid, _fd) in self._open.items() if wanted.get(k) != pid]:
+            os.close(self._open.pop(key)[1])
+            self._last.pop(key, None)
+        poller = select.poll()
+        fresh = []
+        for key, pid in wanted.items():
+            if key not in self._open:
+                try:
+                    fd = os.open(f"/proc/{pid}/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                self._open[key] = (pid, fd)
+                fresh.append(key)
+            poller.register(self._open[key][1], select.POLLPRI)
+        by_fd = {fd: key for key, (_pid, fd) in self._open.items()}
+        changed = {by_fd[fd] for fd, _ev in poller.poll(0) if fd in by_fd}
+        for key in changed | set(fresh):
+            pid, fd = self._open[key]
+            try:
+                os.lseek(fd, 0, os.SEEK_SET)
+                chunks = []
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+            except OSError:  # the process exited (EINVAL), or is gone
+                os.close(self._open.pop(key)[1])
+                self._last.pop(key, None)
+                continue
+            text = b"".join(chunks).decode(errors="replace")
+            self._last[key] = nslist.parse_mountinfo_nsfs(text)
+        return {k: v for k, v in self._last.items() if k in wanted}
+
+    def close(self) -> None:
+        for _pid, fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
+        self._last.clear()
 
 
 # -- facts about a process to move ---------------------------------------------------
