@@ -8,6 +8,7 @@ write its figures as JSON (``--json FILE``) so that runs can be compared.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -50,6 +51,8 @@ def mounted(tag: str, *extra: str) -> Iterator[tuple[Path, OwnSubtree]]:
                     subprocess.run(["rmdir", str(child)], check=False)
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
+    if not os.path.ismount(mnt):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def summary(values: list[float]) -> dict[str, float]:
