@@ -7,6 +7,7 @@ write its figures as JSON (``--json FILE``) so that runs can be compared.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -66,6 +67,17 @@ def summary(values: list[float]) -> dict[str, float]:
         "max_ms": round(ms[-1], 2),
         "min_ms": round(ms[0], 2),
     }
+
+
+def arguments(module: str, doc: str | None) -> argparse.Namespace:
+    """``--runs N`` and ``--json FILE``, the options every benchmark takes; root only."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit(f"{module}: needs root")
+    return args
 
 
 def report(results: dict[str, dict[str, float]], json_path: Path | None) -> None:

@@ -17,16 +17,14 @@ the fd transfer, the ``setns`` calls, the inode check and the release.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from bench.harness import report, summary
+from bench.harness import arguments, report, summary
 from containerfs.kernel import inject
 
 THREADS = r"""
@@ -86,12 +84,7 @@ def ms_summary(ms: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench.inject: needs root")
+    args = arguments("bench.inject", __doc__)
     three = ("uts", "ipc", "net")
     results: dict[str, dict[str, float]] = {}
     with started(["unshare", "--uts", "--ipc", "--net", "--mount", "sleep", "600"]) as holder:

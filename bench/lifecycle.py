@@ -20,7 +20,6 @@ microseconds of this script's own wake-ups.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import select
@@ -31,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import CONTAINERFS, mounted, report, summary
+from bench.harness import CONTAINERFS, arguments, mounted, report, summary
 
 IN_CREATE = 0x100
 
@@ -153,12 +152,7 @@ def discovery_latency(mnt: Path, v2: Path, runs: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench.lifecycle: needs root")
+    args = arguments("bench.lifecycle", __doc__)
     with mounted("lifecycle") as (mnt, subtree):
         v2 = subtree.v2_dir
         if v2 is None:

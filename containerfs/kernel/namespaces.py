@@ -253,6 +253,14 @@ def _open_proc_checked(pidfd: int, pid: int, name: str, flags: int) -> int:
     return fd
 
 
+def _holder_pidfd(pid: int) -> int:
+    """A pidfd on holder ``pid``; ``ProcessLookupError`` saying so when it is gone."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise ProcessLookupError(errno.ESRCH, f"container holder {pid} is gone") from None
+
+
 def _readable(fd: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN)
@@ -321,10 +329,7 @@ class Holder:
         """
         for kind in expected_inodes:
             _check_kind(kind)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            raise ProcessLookupError(errno.ESRCH, f"holder {pid} is gone") from None
+        pidfd = _holder_pidfd(pid)
         channel = None
         try:
             try:
@@ -1007,10 +1012,7 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
     """
     for kind in expected_inodes:
         _check_kind(kind)
-    try:
-        pidfd = os.pidfd_open(holder_pid)
-    except ProcessLookupError:
-        raise ProcessLookupError(errno.ESRCH, f"container holder {holder_pid} is gone") from None
+    pidfd = _holder_pidfd(holder_pid)
     time_fd = -1
     try:
         try:

@@ -40,6 +40,28 @@ def holder_skip_reason() -> str | None:
     return None
 
 
+def live_pins(mountpoint: str) -> set[int]:
+    """Living (not zombie) holders started with this MOUNTPOINT argument.
+
+    Other sessions may run holders of their own meanwhile: each test passes a
+    mountpoint of its own, so only its holders count.
+    """
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/exe") != str(PIN):
+                continue
+            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if len(argv) > 5 and argv[5] == os.fsencode(mountpoint) and state != b"Z":
+            found.add(int(name))
+    return found
+
+
 def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root"

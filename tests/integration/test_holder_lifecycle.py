@@ -29,7 +29,7 @@ import pytest
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import HOLDER_CHANNEL_FD, KINDS, Holder
-from tests.integration.conftest import PIN, holder_skip_reason
+from tests.integration.conftest import PIN, holder_skip_reason, live_pins
 
 pytestmark = pytest.mark.skipif(holder_skip_reason() is not None, reason=holder_skip_reason() or "")
 
@@ -74,24 +74,6 @@ def is_sleep(pid: int) -> bool:
         return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "sleep"
     except OSError:
         return False
-
-
-def live_pins(mountpoint: str) -> set[int]:
-    """Living containerfs-pin processes started with this MOUNTPOINT argument."""
-    found = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{name}/exe") != str(PIN):
-                continue
-            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if len(argv) > 5 and argv[5] == os.fsencode(mountpoint) and state != b"Z":
-            found.add(int(name))
-    return found
 
 
 _boxes = itertools.count()

@@ -30,7 +30,7 @@ from containerfs import execute
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import procs
 from containerfs.kernel.namespaces import KINDS, Holder
-from tests.integration.conftest import PIN, holder_skip_reason
+from tests.integration.conftest import PIN, holder_skip_reason, live_pins
 
 root = pytest.mark.skipif(holder_skip_reason() is not None, reason=holder_skip_reason() or "")
 
@@ -86,27 +86,6 @@ def proc_container_inodes(pid: int) -> dict[str, int]:
     inodes = proc_inodes(pid)
     inodes["time"] = os.stat(f"/proc/{pid}/ns/time_for_children").st_ino
     return inodes
-
-
-def live_pins(mountpoint: str) -> set[int]:
-    """Living (not zombie) containerfs-pin processes started with this MOUNTPOINT argument.
-
-    Other sessions may run pins of their own meanwhile: each Spawner passes a
-    mountpoint of its own, so only its pins count.
-    """
-    found = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{name}/exe") != str(PIN):
-                continue
-            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 5 and argv[5] == os.fsencode(mountpoint):
-            found.add(int(name))
-    return found
 
 
 _spawners = itertools.count()
