@@ -6,14 +6,19 @@ one container ``C`` (the root's default ``container.subtree``), and removes
 everything it made.  Each operation is timed on its own (``perf_counter_ns``
 around the system calls); every figure is a median with p10/p90 of many, in
 microseconds.  Measures are taken in interleaved rounds, so drift on the machine
-spreads over all of them alike.
+spreads over all of them alike: first every read, of a value that does not change
+meanwhile (what a monitor polling a limit sees), then every write, each of which
+changes the value.
 
 - **pids.max**: ``open`` + one ``read`` + ``close`` of ``C/pids.max``, against the
   same cgroup's v1 file in cgroupfs (``<subtree pids dir>/C/pids.max``); and
-  ``open`` + ``write`` + ``close`` of a number into both.
-- **ipc.shm_mni**: ``C/ipc.shm_mni.internal`` (for a read the daemon asks the
-  container's holder over its socket; a write joins the IPC namespace on a fresh
-  daemon thread, then saves the state file), against
+  ``open`` + ``write`` + ``close`` of a number into both.  A limit is served from
+  the kernel's page cache (``fuse/ops.py``): an unchanged value costs the daemon
+  one ``open`` (and the ``release`` that ``close`` sends without waiting).
+- **ipc.shm_mni**: ``C/ipc.shm_mni.internal`` (page-cached like a limit, since
+  ``C`` owns its mount namespace and the view is bound into it; the holder is
+  asked over its socket when the value must be read from the kernel, and sets it
+  on a write), against
   ``nsenter --ipc=/proc/HOLDER/ns/ipc cat /proc/sys/kernel/shmmni`` (one fork and
   exec per read; writes through ``sh -c 'echo N > ...'``), and against the kernel
   file read in-process: the daemon's (host's) ``/proc/sys/kernel/shmmni``, and
@@ -22,10 +27,11 @@ spreads over all of them alike.
   write is timed, so the host's value is never changed).
 - **stat**: ``stat()`` of ``C/pids.max`` within the attribute cache (1 s), and
   forced past it (``statx`` with ``AT_STATX_FORCE_SYNC``: one FUSE ``getattr``
-  each), against ``stat()`` of the cgroupfs file.
-- **pread**: ``pread(fd, 4096, 0)`` on an already open ``C/pids.max`` (one FUSE
-  round trip: reading again from offset 0 renders the file anew), against
-  reopening it; and the same on cgroupfs for reference.
+  each, the cost of one round trip to the daemon), against ``stat()`` of the
+  cgroupfs file.
+- **pread**: ``pread(fd, 4096, 0)`` on an already open ``C/pids.max`` (answered
+  from the page cache), against reopening it; and the same on cgroupfs for
+  reference.
 
 The ratio column compares medians: ``Nx faster`` (or ``slower``) than the named
 alternative.  Figures include this script's Python call overhead (about 1 us per
@@ -39,7 +45,6 @@ import ctypes
 import gc
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import threading
@@ -128,13 +133,6 @@ def print_table(rows: dict[str, Row], unit: str) -> None:
             f"{name:<{w}} {int(r['runs']):>5} {med:>8.2f}{unit} {p10:>8.2f}{unit}"
             f" {p90:>8.2f}{unit}  {ratio}"
         )
-
-
-def drop_scratch(mnt: Path) -> None:
-    """``harness.mounted`` keeps its temporary directory (daemon log, state dir): drop
-    it after a run that went well, once the mount is gone."""
-    if not os.path.ismount(mnt):
-        shutil.rmtree(mnt.parent)
 
 
 def write_json(path: Path | None, payload: dict[str, object]) -> None:
@@ -316,27 +314,32 @@ def bench(mnt: Path, pids_dir: Path, runs: int, fork_runs: int) -> list[Measure]
     cfs_fd = os.open(c / "pids.max", os.O_RDONLY)
     cg_fd = os.open(cg / "pids.max", os.O_RDONLY)
     try:
-        plan: list[tuple[Measure, Op, int]] = [
+        # Reads first, in rounds of their own: they see an unchanged value, as a
+        # monitor polling a limit does. Writes change the value every time.
+        reads: list[tuple[Measure, Op, int]] = [
             (ms["cfs_pids_read"], read_op(c / "pids.max"), runs),
             (ms["cgroupfs_pids_read"], read_op(cg / "pids.max"), runs),
-            (ms["cfs_pids_write"], write_op(c / "pids.max", nums), runs),
-            (ms["cgroupfs_pids_write"], write_op(cg / "pids.max", nums), runs),
             (ms["cfs_shm_mni_read"], read_op(c / "ipc.shm_mni.internal"), runs),
             (ms["nsenter_shm_mni_read"], nsenter_read_op(holder), fork_runs),
             (ms["kernel_shm_mni_read_host"], read_op(Path(SHMMNI)), runs),
-            (ms["cfs_shm_mni_write"], write_op(c / "ipc.shm_mni.internal", shm), runs),
-            (ms["nsenter_shm_mni_write"], nsenter_write_op(holder, shm), fork_runs),
             (ms["cfs_stat_cached"], stat_op(c / "pids.max"), runs),
             (ms["cfs_stat_forced"], statx_sync_op(c / "pids.max"), runs),
             (ms["cgroupfs_stat"], stat_op(cg / "pids.max"), runs),
             (ms["cfs_pread_open_fd"], pread_op(cfs_fd), runs),
             (ms["cgroupfs_pread_open_fd"], pread_op(cg_fd), runs),
         ]
+        writes: list[tuple[Measure, Op, int]] = [
+            (ms["cfs_pids_write"], write_op(c / "pids.max", nums), runs),
+            (ms["cgroupfs_pids_write"], write_op(cg / "pids.max", nums), runs),
+            (ms["cfs_shm_mni_write"], write_op(c / "ipc.shm_mni.internal", shm), runs),
+            (ms["nsenter_shm_mni_write"], nsenter_write_op(holder, shm), fork_runs),
+        ]
         # Warm up every path (lookups, page cache, the nsenter binary) untimed.
-        for _, op, _ in plan:
+        for _, op, _ in reads + writes:
             for i in range(3):
                 op(i)
-        run_rounds(plan, rounds)
+        run_rounds(reads, rounds)
+        run_rounds(writes, rounds)
         for name, op in (
             ("kernel_shm_mni_read_ns", read_op(Path(SHMMNI))),
             ("kernel_shm_mni_write_ns", write_op(Path(SHMMNI), shm)),
@@ -395,7 +398,6 @@ def main() -> None:
         if pids_dir is None:
             raise SystemExit("bench.control: no v1 pids hierarchy on this host")
         measures = bench(mnt, pids_dir, args.runs, args.fork_runs)
-    drop_scratch(mnt)
     rows = figures(measures, "us")
     print_table(rows, "us")
     goals = targets(rows)

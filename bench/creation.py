@@ -53,7 +53,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.control import Measure, drop_scratch, figures, print_table, write_json
+from bench.control import Measure, figures, print_table, write_json
 from bench.harness import CONTAINERFS, mounted
 from tests.cgtree import OwnSubtree
 
@@ -310,7 +310,6 @@ def main() -> None:
     try:
         with mounted("creation") as (mnt, subtree):
             measures = bench(mnt, subtree, args.runs, pycache)
-        drop_scratch(mnt)
     finally:
         shutil.rmtree(pycache)
     rows = figures(measures, "ms")

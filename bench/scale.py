@@ -17,7 +17,8 @@ do) and removes everything it made.
    discovery), its VmRSS and PSS (the process whose command line is
    ``containerfs mount MNT``), its loopback helper's PSS, the holders'
    (``containerfs-pin`` processes of this mount: count, RSS and PSS summed),
-   the size of ``state.json``, and deltas of ``/proc/meminfo`` against the
+   the size of the state files (``state.json`` and its journal ``state.log``),
+   and deltas of ``/proc/meminfo`` against the
    start (kernel memory: slab, per-cpu, page tables, kernel stacks;
    whole-machine figures, so anything else running on the host shows in them
    too).  Then ``ls -R MNT``: the first (cold) and the median of the next
@@ -228,7 +229,8 @@ class Run:
         loop = [rss_pss_kb(p) for p in loopback_pids(self.daemon)]
         pins = [rss_pss_kb(p) for p in holder_pids(self.mnt)]
         mem = meminfo()
-        state = self.mnt.parent / "state" / "state.json"
+        state_dir = self.mnt.parent / "state"
+        files = [state_dir / "state.json", state_dir / "state.log"]  # snapshot + journal
         out: dict[str, object] = {
             "containers": len(self.made),
             "daemon_idle_cpu_pct": round(idle_cpu * 100, 1),
@@ -240,7 +242,7 @@ class Run:
             "holders_rss_kb": sum(r for r, _ in pins),
             "holders_pss_kb": sum(p for _, p in pins),
             "total_pss_kb": d_pss + sum(p for _, p in loop) + sum(p for _, p in pins),
-            "state_json_bytes": state.stat().st_size if state.exists() else 0,
+            "state_bytes": sum(f.stat().st_size for f in files if f.exists()),
             "meminfo_delta_kb": {k: mem[k] - self.mem0.get(k, 0) for k in mem},
         }
         if ls_runs:
@@ -320,14 +322,15 @@ def print_figures(stages: dict[str, dict[str, object]]) -> None:
             f" {mb(s, 'daemon_rss_kb'):>6.1f} {mb(s, 'daemon_pss_kb'):>6.1f}"
             f" {mb(s, 'loopback_pss_kb'):>7.1f} {s['holders']!s:>5}"
             f" {mb(s, 'holders_rss_kb'):>7.1f} {mb(s, 'holders_pss_kb'):>7.1f}"
-            f" {mb(s, 'total_pss_kb'):>7.1f} {mb(s, 'state_json_bytes'):>7.0f}"
+            f" {mb(s, 'total_pss_kb'):>7.1f} {mb(s, 'state_bytes'):>7.0f}"
             f" {delta(s, 'used'):>6.0f} {delta(s, 'Slab'):>6.0f} {delta(s, 'Percpu'):>5.1f}"
             f" {delta(s, 'PageTables'):>5.1f} {delta(s, 'KernelStack'):>5.1f}"
             f"  {ls:>11} {after}"
         )
     print(
-        "\nMB unless noted (stateKB: state.json). settle: s from the last mkdir until every"
-        "\nholder had its /proc/sys binds. cpu%: the daemon while idle, 3 s (one CPU = 100)."
+        "\nMB unless noted (stateKB: state.json + state.log). settle: s from the last mkdir"
+        "\nuntil every holder had its /proc/sys binds."
+        " cpu%: the daemon while idle, 3 s (one CPU = 100)."
         "\nd = daemon, loop = its loopback helper, pins = holders; totPSS = d + loop + pins."
         "\nΔ: /proc/meminfo against the start, whole machine (Δused = fall of MemAvailable)."
         "\nls -R: first (cold) / median of the next; dRSS>ls, Δslab>ls: after those ls -R."

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import fcntl
 import functools
-import json
 import logging
 import os
 import signal
@@ -49,6 +48,7 @@ from .fuse.ops import Operations
 from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs
 from .kernel.cgroups import CgroupBackend, Hierarchy
 from .kernel.watch import Watcher
+from .statefile import StateFile
 
 log = logging.getLogger("containerfs")
 
@@ -76,6 +76,7 @@ class Daemon:
     ) -> None:
         self.mountpoint = mountpoint
         self.state_dir = Path(state_dir)
+        self.statefile = StateFile(self.state_dir)
         self.cgroups = cgroups
         self.pin_path = pin_path
         controller_avail = cgroups.kinds()
@@ -142,30 +143,47 @@ class Daemon:
     def placement(self, c: Container) -> list[Path]:
         return self.cgroups.placement(c.cgpath, lambda kind: c.owner(kind).cgpath)
 
-    def save(self) -> None:
-        """Write the tree to the state dir (atomically), for inspection and restart.
+    def save(self, *changed: Container) -> None:
+        """Record the tree in the state dir (``statefile.py``), for inspection and restart.
 
-        A failure (state dir unwritable or full) is logged, not raised: the
-        kernel objects are already made, and refusing the request now would
-        leave them unrecorded anyway. The next successful save catches up.
+        With ``changed``, only those containers are journalled (a change costs
+        the same at any size of tree); without, or when the journal is as long
+        as the tree, the whole tree is written. A failure (state dir unwritable
+        or full) is logged, not raised: the kernel objects are already made,
+        and refusing the request now would leave them unrecorded anyway. The
+        next successful save catches up (it is a whole one).
         """
-        state = {
-            "version": STATE_VERSION,
-            "mountpoint": self.mountpoint,
-            "release_agent": self.release_agent,
-            "containers": [
-                lifecycle.record(c, self.holders[c.uid].pid if c.uid in self.holders else None)
-                for c in self.engine.root.walk()
-            ],
-        }
-        tmp = self.state_dir / "state.json.tmp"
         try:
-            # No fsync: the rename is atomic against a crash of the daemon, and
-            # the default state dir is on tmpfs, which a power loss empties anyway.
-            tmp.write_text(json.dumps(state, indent=1) + "\n")
-            os.replace(tmp, self.state_dir / "state.json")
+            due = self.statefile.entries >= 64 + len(self.holders)
+            if (
+                changed
+                and not due
+                and self.statefile.append({"put": self._record(c)} for c in changed)
+            ):
+                return
+            self.statefile.snapshot(
+                {
+                    "version": STATE_VERSION,
+                    "mountpoint": self.mountpoint,
+                    "release_agent": self.release_agent,
+                    "containers": [self._record(c) for c in self.engine.root.walk()],
+                }
+            )
         except OSError as exc:
             log.error("cannot save the state to %s: %s", self.state_dir, exc)
+
+    def save_removed(self, path: tuple[str, ...]) -> None:
+        """Record that the container at ``path`` (and all below it) is gone."""
+        try:
+            if self.statefile.append([{"drop": list(path)}]):
+                return
+        except OSError as exc:
+            log.error("cannot save the state to %s: %s", self.state_dir, exc)
+        self.save()
+
+    def _record(self, c: Container) -> dict[str, object]:
+        holder = self.holders.get(c.uid)
+        return lifecycle.record(c, holder.pid if holder is not None else None)
 
     # -- the Service interface -------------------------------------------------
 
@@ -228,7 +246,7 @@ class Daemon:
             "/".join(path),
             " ".join(sorted(plan.owned)) or "-",
         )
-        self.save()
+        self.save(child)
         return child
 
     def _spawn_holder(
@@ -297,13 +315,15 @@ class Daemon:
                 )
                 await mounts.detach_stale(holder, targets)
             assert self.loopback is not None
-            for knob in self.engine.knobs_of(c.owned):
-                source = os.path.join(self.mountpoint, *c.path, knob.files[1])
-                target = namespaces.sysctl_path(knob.sysctl)
-                fd = await self.loopback.open_tree(source)
-                try:
-                    await mounts.attach_into(holder, fd, target)
-                finally:
+            binds: list[tuple[int, str]] = []
+            try:
+                for knob in self.engine.knobs_of(c.owned):
+                    source = os.path.join(self.mountpoint, *c.path, knob.files[1])
+                    fd = await self.loopback.open_tree(source)
+                    binds.append((fd, namespaces.sysctl_path(knob.sysctl)))
+                await mounts.attach_into(holder, binds)  # one thread joins for all
+            finally:
+                for fd, _ in binds:
                     os.close(fd)
         except OSError as exc:
             if not c.removed:  # else: deleted meanwhile, nothing to bind into
@@ -324,7 +344,7 @@ class Daemon:
             await trio.to_thread.run_sync(self._destroy, c)
             self._forget(c)
             log.info("rmdir %s", "/".join(c.path))
-            self.save()
+            self.save_removed(c.path)
 
     def _destroy(self, c: Container) -> None:
         """Free the kernel objects of ``c``: cgroups first, since they refuse while
@@ -346,6 +366,33 @@ class Daemon:
     async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes:
         return (await self._render(c, spec)).encode()
 
+    def cacheable(self, c: Container, spec: FileSpec) -> bool:
+        """Whether the file's value changes only through containerfs, so that the
+        kernel may serve it from its page cache (see ``fuse/ops.py``).
+
+        Policies and limits qualify; counters, task lists and events do not.
+        A view qualifies only where its container's processes see it bound over
+        /proc/sys (their mount namespace is the owner's): elsewhere they set
+        the kernel value directly and each read must catch that.
+        """
+        match spec.role:
+            case (
+                Role.SUBSYSTEMS
+                | Role.CONTAINER_SUBSYSTEMS
+                | Role.SUBTREE
+                | Role.RELEASE
+                | Role.ORIGIN
+                | Role.RELEASE_AGENT
+            ):
+                return True
+            case Role.KNOB:
+                return spec.kind not in NAMESPACE_NAMES and self.cgroups.is_limit(spec.name)
+            case Role.VIEW:
+                knob, _ = self.engine.knob(spec.name)
+                owner = c.owner(knob.kind)
+                return not owner.is_root and "mnt" in owner.owned
+        return False
+
     async def _render(self, c: Container, spec: FileSpec) -> str:
         e = self.engine
         match spec.role:
@@ -358,13 +405,11 @@ class Daemon:
             case Role.RELEASE:
                 return f"{c.release}\n"
             case Role.TASKS:
-                pids = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
-                return "".join(f"{p}\n" for p in pids)
+                # cgroupfs answers from memory: a worker thread would cost more.
+                return "".join(f"{p}\n" for p in self.cgroups.procs(c.cgpath))
             case Role.EVENTS:
-                if c.is_root:
-                    populated = True  # the daemon itself is in it
-                else:
-                    populated = await trio.to_thread.run_sync(self.cgroups.populated, c.cgpath)
+                # The root is populated: the daemon itself is in it.
+                populated = True if c.is_root else self.cgroups.populated(c.cgpath)
                 return f"populated {int(populated)}\nreleased {c.released}\n"
             case Role.ORIGIN:
                 return f"{c.origin}\n"
@@ -380,7 +425,7 @@ class Daemon:
                 owner = c.owner(spec.kind)
                 if spec.kind in NAMESPACE_NAMES:
                     return await self._ns_knob_read(spec.name, owner)
-                return await trio.to_thread.run_sync(self.cgroups.read, owner.cgpath, spec.name)
+                return self.cgroups.read(owner.cgpath, spec.name)
             case Role.VIEW:
                 knob, view = e.knob(spec.name)
                 await self._reconcile(c.owner(knob.kind), knob)
@@ -410,8 +455,7 @@ class Daemon:
         holder = self._holder(c)
         if name in namespaces.NAMESPACE_SYSCTLS:
             kind, sysctl = namespaces.NAMESPACE_SYSCTLS[name]
-            value = parse_hostname(text, name)
-            await namespaces.write_sysctl_async(holder, kind, sysctl, value)
+            await self._set_sysctl(holder, kind, sysctl, parse_hostname(text, name))
         elif name in ("user.uid_map", "user.gid_map"):
             value = parse_id_map(text, name)
             await trio.to_thread.run_sync(idmaps.write_map, holder, name[5:8], value)
@@ -425,6 +469,15 @@ class Daemon:
             )
         else:
             raise AssertionError(name)
+
+    async def _cgroup_write(self, c: Container, name: str, text: str) -> None:
+        """Write a cgroup file: inline when the kernel only stores the value, on a
+        worker thread when it may work first (memory limits reclaim, cpusets
+        move tasks and pages)."""
+        if name.startswith(("memory.", "cpuset.")):
+            await trio.to_thread.run_sync(self.cgroups.write, c.cgpath, name, text)
+        else:
+            self.cgroups.write(c.cgpath, name, text)
 
     async def _sysctl(self, holder: namespaces.Holder | None, kind: str, name: str) -> str:
         """Read a sysctl of a container's namespace.
@@ -442,7 +495,8 @@ class Daemon:
     async def _set_sysctl(
         self, holder: namespaces.Holder, kind: str, name: str, value: str
     ) -> None:
-        if kind in ("pid", "user"):
+        """Set a sysctl of a container's namespace: by its holder, as for reads."""
+        if holder.has_channel or kind in ("pid", "user"):
             await holder.set_sysctl_async(name, value)
         else:
             await namespaces.write_sysctl_async(holder, kind, name, value)
@@ -496,10 +550,10 @@ class Daemon:
             case Role.SUBTREE:
                 async with self.lock:
                     self.engine.set_subtree(c, text)
-                    self.save()
+                    self.save(c)
             case Role.RELEASE:
                 self.engine.set_release(c, text)
-                self.save()
+                self.save(c)
                 log.info("%s <- %s", _where(c, spec.name), c.release)
                 await self.check_release(c)  # already empty: `delete` acts now
             case Role.RELEASE_AGENT:
@@ -512,7 +566,7 @@ class Daemon:
                 if spec.kind in NAMESPACE_NAMES:
                     await self._ns_knob_write(c, spec.name, text)
                 else:
-                    await trio.to_thread.run_sync(self.cgroups.write, c.cgpath, spec.name, text)
+                    await self._cgroup_write(c, spec.name, text)
                 log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
             case Role.VIEW:
                 async with self.lock:
@@ -520,7 +574,7 @@ class Daemon:
                     value = knob.type.format(state.effective(knob.type))
                     await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, value)
                     self.engine.commit_view(c, knob, state)
-                    self.save()
+                    self.save(*c.walk())  # views below may follow this one
                 log.info("%s <- %s (effective %s)", _where(c, spec.name), text.strip()[:80], value)
             case _:
                 raise InvalidInput(f"{spec.name}: read-only")
@@ -637,7 +691,7 @@ class Daemon:
                 # keeps its first name (``Container.cgname``).
                 if not c.cgname:
                     c.cgname = c.name
-                lifecycle.commit_rename(c, new_name)
+                lifecycle.commit_rename(self.engine, c, new_name)
                 if c.cgname == c.name:
                     c.cgname = ""
                 self.save()
@@ -675,7 +729,7 @@ class Daemon:
         """Arm ``c``'s release (it has or had a task); saved, so a restart catches up."""
         if not c.occupied and not c.is_root:
             c.occupied = True
-            self.save()
+            self.save(c)
 
     async def refresh_populated(self, c: Container) -> None:
         try:
@@ -777,6 +831,7 @@ class Daemon:
         for holder in self.holders.values():
             holder.close()
         self.save()
+        self.statefile.close()
         n = sum(1 for c in self.engine.root.walk()) - 1
         if n:
             log.info("%d container(s) kept for the next start", n)

@@ -54,15 +54,20 @@ class Look:
 
     tasks: dict[Container, list[Task]]
     mounts: dict[Container, list[tuple[str, int, str]]]  # mnt owner -> nsfs mounts
+    lost: list[Container]  # whose holder has exited
+
+
+Snapshot = list[tuple[Container, tuple[str, ...], dict[str, str], int | None]]
 
 
 def _look(
-    snapshot: list[tuple[Container, tuple[str, ...], dict[str, str], int | None]],
+    snapshot: Snapshot,
     cgroups_procs: object,
     internal: frozenset[int],
     tables: procs.MountTables,
+    held: list[tuple[Container, namespaces.Holder]],
 ) -> Look:
-    """Read tasks' namespaces and nsfs mounts (blocking)."""
+    """Read tasks' namespaces, nsfs mounts and which holders exited (blocking)."""
     assert callable(cgroups_procs)
     tasks: dict[Container, list[Task]] = {}
     holders: dict[object, int] = {}
@@ -87,7 +92,8 @@ def _look(
         if mnt_holder is not None:
             holders[c] = mnt_holder
     mounts = tables.nsfs_mounts(holders)
-    return Look(tasks, {c: m for c, m in mounts.items() if isinstance(c, Container)})
+    lost = [c for c, holder in held if holder.gone()]
+    return Look(tasks, {c: m for c, m in mounts.items() if isinstance(c, Container)}, lost)
 
 
 def founder(pids: list[int]) -> tuple[int, str] | None:
@@ -112,6 +118,14 @@ class Discovery:
         self._told: set[int] = set()  # pids already logged as not discoverable
         self._dead: set[int] = set()  # containers (uid) whose holder died, logged
         self._tables = procs.MountTables()  # re-read only when they change
+        # What a look needs from the tree, kept until the tree changes: at a
+        # thousand containers, making it anew a few times a second was most of
+        # the daemon's idle time.
+        self._key: tuple[int, int] | None = None
+        self._snapshot: Snapshot = []
+        self._internal: frozenset[int] = frozenset()
+        self._held: list[tuple[Container, namespaces.Holder]] = []
+        self._index: dict[tuple[str, str], Container] = {}
 
     async def run(self) -> None:
         try:
@@ -124,27 +138,40 @@ class Discovery:
         finally:
             self._tables.close()
 
-    async def once(self) -> None:
+    def _refresh(self) -> None:
+        """Derive the snapshot of the tree again if it changed since the last look."""
         d = self.daemon
+        key = (d.engine.version, len(d.holders))
+        if key == self._key:
+            return
+        self._key = key
         usable = [k for k in NAMESPACE_NAMES if d.engine.available.get(k) is None]
-        snapshot = []
+        self._snapshot = []
+        self._held = []
         for c in d.engine.root.walk():
             ids = {k: c.instance_id(k) for k in usable}
-            holder = d.holders.get(c.uid) if "mnt" in c.owned and not c.is_root else None
-            snapshot.append((c, c.cgpath, ids, holder.pid if holder else None))
-        internal = frozenset(d.internal_pids())
+            holder = d.holders.get(c.uid)
+            mnt_holder = holder if "mnt" in c.owned and not c.is_root else None
+            self._snapshot.append((c, c.cgpath, ids, mnt_holder.pid if mnt_holder else None))
+            if holder is not None:
+                self._held.append((c, holder))
+        self._internal = frozenset(d.internal_pids())
+        self._index = lifecycle.namespace_index(d.engine.root)
+
+    async def once(self) -> None:
+        d = self.daemon
+        self._refresh()
         look = await trio.to_thread.run_sync(
-            _look, snapshot, d.cgroups.procs, internal, self._tables
+            _look, self._snapshot, d.cgroups.procs, self._internal, self._tables, self._held
         )
         await self._place_tasks(look)
         await self._bound_namespaces(look)
-        await self._lost_holders()
+        await self._lost_holders(look)
 
     # -- tasks in other namespaces than their container's --------------------------
 
     async def _place_tasks(self, look: Look) -> None:
-        d = self.daemon
-        index = lifecycle.namespace_index(d.engine.root)
+        index = self._index
         moves: list[tuple[int, Container]] = []
         groups: dict[tuple[Container, frozenset[tuple[str, str]]], list[int]] = defaultdict(list)
         for c, tasks in look.tasks.items():
@@ -265,13 +292,13 @@ class Discovery:
 
     # -- holders that died under us ---------------------------------------------
 
-    async def _lost_holders(self) -> None:
+    async def _lost_holders(self, look: Look) -> None:
         """A clone's holder dies with its namespaces' last process (a pid namespace's
         init ends every process in it, the holder too): release the container."""
         d = self.daemon
-        for c in list(d.engine.root.walk()):
+        for c in look.lost:
             holder = d.holders.get(c.uid)
-            if holder is None or c.removed or not holder.gone():
+            if holder is None or c.removed or not holder.gone():  # replaced meanwhile
                 continue
             if c.origin == Origin.CLONE:
                 c.held = False

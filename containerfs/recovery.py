@@ -19,11 +19,13 @@ tree was. A new daemon with the same state dir
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import statefile
 from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES
@@ -37,18 +39,11 @@ log = logging.getLogger("containerfs")
 
 
 def load(state_dir: Path) -> dict[str, Any] | None:
-    """The saved state, or None when there is none (a first start)."""
+    """The saved state (``statefile.py``), or None when there is none (a first start)."""
     try:
-        text = (state_dir / "state.json").read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError as exc:
+        return statefile.load(state_dir)
+    except ValueError as exc:
         raise SystemExit(f"containerfs: {state_dir}/state.json is damaged: {exc}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("containers"), list):
-        raise SystemExit(f"containerfs: {state_dir}/state.json is not a containerfs state")
-    return state
 
 
 def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
@@ -111,16 +106,32 @@ def sweep(daemon: Daemon) -> None:
     known = {c.cgpath for c in daemon.engine.root.walk()}
     extra = sorted(daemon.cgroups.container_dirs() - known, key=len, reverse=True)
     for path in extra:
-        # A holder may still sit in a half-made container's cgroup (it was
-        # placed there to unshare a cgroup namespace).
+        try:
+            _remove_leftover(daemon, path, keep)
+            log.info("removed leftover cgroups of %s", "/".join(path))
+        except OSError as exc:
+            if any(known_path[: len(path)] == path for known_path in known):
+                continue  # an ancestor of a kept container (v1 pass-through)
+            log.warning("leftover cgroups of %s stay: %s", "/".join(path), exc)
+
+
+def _remove_leftover(daemon: Daemon, path: tuple[str, ...], keep: set[int]) -> None:
+    """Remove the cgroups of a half-made container, killing the holder inside.
+
+    A holder may still sit there (it is placed there to unshare a cgroup
+    namespace), or be about to: a crash between fork and exec leaves a copy
+    of the daemon that becomes a pin, finds its daemon gone and exits. So a
+    busy directory is tried again for a second before it is left alone.
+    """
+    for attempt in range(20):
         with contextlib.suppress(OSError):
             for pid in daemon.cgroups.procs_anywhere(path):
                 if pid not in keep and namespaces.kill_stray_holder(pid):
                     log.info("killed leftover namespace holder %d", pid)
         try:
             daemon.cgroups.remove(path)
-            log.info("removed leftover cgroups of %s", "/".join(path))
+            return
         except OSError as exc:
-            if any(known_path[: len(path)] == path for known_path in known):
-                continue  # an ancestor of a kept container (v1 pass-through)
-            log.warning("leftover cgroups of %s stay: %s", "/".join(path), exc)
+            if exc.errno != errno.EBUSY or attempt == 19:
+                raise
+            time.sleep(0.05)

@@ -153,11 +153,12 @@ def check_rename(engine: Engine, c: Container, new_parent: Container, new_name: 
         raise Exists(new_name)
 
 
-def commit_rename(c: Container, new_name: str) -> None:
+def commit_rename(engine: Engine, c: Container, new_name: str) -> None:
     assert c.parent is not None
     del c.parent.children[c.name]
     c.name = new_name
     c.parent.children[new_name] = c
+    engine.version += 1
 
 
 # -- saved state ---------------------------------------------------------------
@@ -210,6 +211,7 @@ def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
             raise InvalidInput(f"unknown kinds {sorted(unknown)}")
         c = Container(name, parent, owned=owned, ids={k: str(v) for k, v in rec["ids"].items()})
         parent.children[name] = c
+        engine.version += 1
     c.subtree = frozenset(k for k in rec.get("subtree", ()) if k in engine.kinds)
     c.release = Release(rec.get("release", "ignore"))
     c.origin = Origin(rec.get("origin", "mkdir"))

@@ -295,6 +295,9 @@ class Engine:
         self._pending: set[tuple[int, str]] = set()
         self._pending_cg: set[tuple[int, str]] = set()
         self._files: dict[int, dict[str, FileSpec]] = {}  # container uid -> its files
+        # Bumped whenever a container is added, removed or renamed, so that callers
+        # can keep what they derive from the whole tree until it changes.
+        self.version = 0
         self.view_knobs = [k for k in view_knobs if self.available.get(k.kind) is None]
         self._view_files = knob_table(self.view_knobs)
 
@@ -394,6 +397,7 @@ class Engine:
             child.occupied = True
         plan.parent.children[plan.name] = child
         plan.parent.occupied = True
+        self.version += 1
         return child
 
     def check_rmdir(self, c: Container, ntasks: int) -> None:
@@ -409,6 +413,7 @@ class Engine:
         del c.parent.children[c.name]
         c.removed = True
         self._files.pop(c.uid, None)
+        self.version += 1
 
     # -- writes ----------------------------------------------------------------
 

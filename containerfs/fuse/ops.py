@@ -5,13 +5,25 @@ service calls, results to attributes. What a request *means* is decided by
 the engine and carried out by the service (``containerfs.daemon``).
 
 Control files are generated when opened (a snapshot, as cgroupfs's seq files
-are) and served with ``direct_io`` so that their size of 0 does not hide the
-content. Each ``write()`` is applied on its own, as cgroupfs applies each
-write system call.
+are). Each ``write()`` is applied on its own, as cgroupfs applies each write
+system call.
+
+Most files are served with ``direct_io``: every read asks the daemon, and their
+size shows as 0. Files whose value changes only through the daemon (limits,
+policies, views bound into their container; the service says which) are served
+from the kernel's page cache instead: their size is the length of their
+content, and an ``open`` keeps the cached pages when the content is still the
+same. The content is taken as still the same while nothing was changed through
+the daemon and for at most ``CACHE_TTL`` seconds; after that an open renders
+the file again and compares. A change through the daemon drops the file's
+pages and attributes at once, so ``echo 5 > pids.max; cat pids.max`` always
+shows 5, also on a descriptor held open. An open then costs one FUSE round
+trip, with no read and no flush.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -21,12 +33,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import pyfuse3
+import trio
 
 from ..engine.tree import Container, Engine, FileSpec, Role
 from .errors import fuse_errors
 
 ENTRY_TIMEOUT = 1.0
 ATTR_TIMEOUT = 1.0
+CACHE_TTL = 1.0  # seconds a cached file's content is trusted without rendering it again
 
 
 class Service(Protocol):
@@ -41,6 +55,8 @@ class Service(Protocol):
     async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None: ...
 
     async def rename(self, c: Container, new_parent: Container, new_name: str) -> None: ...
+
+    def cacheable(self, c: Container, spec: FileSpec) -> bool: ...
 
 
 @dataclass
@@ -59,6 +75,17 @@ class _Handle:
     seq: int = 0  # the container's events sequence when ``content`` was made
     served: bool = False  # a read happened: the next one at offset 0 renders anew
     touch: bool = False  # the toucher's write-only handle (see fuse/loopback.py)
+    cached: bool = False  # served from the page cache: reads get the inode's content
+    ino: int = 0
+
+
+@dataclass
+class _Cached:
+    """The content of a page-cached file, as the kernel holds it."""
+
+    content: bytes
+    generation: int  # ``Operations._generation`` when it was rendered
+    made: float  # time.monotonic() when it was rendered
 
 
 # What poll() answers, as kernfs does for cgroup.events: always readable, and
@@ -83,6 +110,9 @@ class Operations(pyfuse3.Operations):
         self._events_seq: dict[int, int] = {}  # container uid -> changes of its events file
         self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> waiting poll
         self.toucher_pid: int | None = None  # see fuse/loopback.py
+        self._cache: dict[int, _Cached] = {}  # inode -> content of a page-cached file
+        self._generation = 0  # changes made through the daemon (see ``changed``)
+        self._cached_open: dict[int, int] = {}  # inode -> its open page-cached handles
         root = service.engine.root
         self._nodes[pyfuse3.ROOT_INODE] = _Node(root, None, time.time_ns())
         self._inodes[(root.uid, None)] = pyfuse3.ROOT_INODE
@@ -114,14 +144,66 @@ class Operations(pyfuse3.Operations):
     def forget_container(self, c: Container) -> None:
         """Drop the inodes of a removed container so the maps do not grow without bound."""
         for key in [k for k in self._inodes if k[0] == c.uid]:
-            self._nodes.pop(self._inodes.pop(key), None)
+            ino = self._inodes.pop(key)
+            self._nodes.pop(ino, None)
+            self._cache.pop(ino, None)
         self._events_seq.pop(c.uid, None)
+
+    # -- the page cache of files whose value changes only through the daemon ------
+
+    def changed(self) -> None:
+        """Something changed through the daemon: no cached content is trusted any
+        more without rendering it again (a value can show in other files, e.g. a
+        parent's limit in its children's views)."""
+        self._generation += 1
+
+    async def _content(self, node: _Node, spec: FileSpec, ino: int, pid: int) -> tuple[bytes, bool]:
+        """A page-cached file's content, and whether the kernel's pages still hold it.
+
+        When the content is new or differs, the kernel's attributes are dropped
+        first so its next read learns the new size (an attribute-only
+        invalidation never waits on a request, so it is safe from a handler).
+        """
+        content, same = await self._fresh(node, spec, ino, pid)
+        if not same:
+            # OSError: the kernel does not know the inode yet, nothing to drop.
+            with contextlib.suppress(OSError):
+                pyfuse3.invalidate_inode(ino, attr_only=True)
+        return content, same
+
+    async def _fresh(self, node: _Node, spec: FileSpec, ino: int, pid: int) -> tuple[bytes, bool]:
+        """The cached content if it is still trusted, else rendered anew; and whether
+        it is what the cache held."""
+        entry = self._cache.get(ino)
+        now = time.monotonic()
+        fresh = entry is not None and entry.generation == self._generation
+        if entry is not None and fresh and now - entry.made < CACHE_TTL:
+            return entry.content, True
+        content = await self.service.read(node.container, spec, pid)
+        self._cache[ino] = _Cached(content, self._generation, now)
+        return content, entry is not None and entry.content == content
+
+    async def _drop_cached(self, ino: int) -> None:
+        """A change through the daemon to a page-cached file: drop its pages and
+        attributes now, for readers that keep the file open. On a worker thread:
+        the kernel may wait for a read of those pages that this loop must answer."""
+        if self._cache.pop(ino, None) is None:
+            return
+        if not self._cached_open.get(ino):
+            # Nobody holds it open: the next open finds no content and drops the
+            # pages itself (``keep_cache`` off), which costs no thread.
+            with contextlib.suppress(OSError):
+                pyfuse3.invalidate_inode(ino, attr_only=True)
+            return
+        with contextlib.suppress(OSError):
+            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino)
 
     # -- changes made by the daemon itself (not through a request) ---------------
 
     def removed(self, c: Container, parent: Container, name: str) -> None:
         """A container the daemon removed on its own (release ``delete``): make the
         kernel drop its cached entry, then forget its inodes."""
+        self.changed()
         parent_ino = self._inodes.get((parent.uid, None))
         if parent_ino is not None:
             # Not ``deleted=``: the kernel refuses that (ENOTEMPTY) for a directory
@@ -131,6 +213,7 @@ class Operations(pyfuse3.Operations):
 
     def renamed(self, parent: Container, old_name: str) -> None:
         """A container was renamed on the daemon's side: drop the old cached name."""
+        self.changed()
         parent_ino = self._inodes.get((parent.uid, None))
         if parent_ino is not None:
             pyfuse3.invalidate_entry_async(parent_ino, os.fsencode(old_name), ignore_enoent=True)
@@ -149,7 +232,8 @@ class Operations(pyfuse3.Operations):
         attr.st_ino = inode
         attr.st_uid = 0
         attr.st_gid = 0
-        attr.st_size = 0
+        cached = self._cache.get(inode)
+        attr.st_size = len(cached.content) if cached is not None else 0
         attr.st_blksize = 4096
         attr.st_blocks = 0
         if node.file is None:
@@ -193,7 +277,13 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attr(inode, self._node(inode))
+        node = self._node(inode)
+        if node.file is not None and inode not in self._cache:
+            # A page-cached file's size must be its length, or reads stop short.
+            spec = self.service.engine.file(node.container, node.file)
+            if self.service.cacheable(node.container, spec):
+                await self._fresh(node, spec, inode, ctx.pid)
+        return self._attr(inode, node)
 
     @fuse_errors
     async def setattr(
@@ -242,6 +332,7 @@ class Operations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._dir(parent_inode)
         child = await self.service.mkdir(parent, os.fsdecode(name))
+        self.changed()
         ino = self._inode(child, None)
         return self._attr(ino, self._nodes[ino])
 
@@ -255,6 +346,7 @@ class Operations(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             raise pyfuse3.FUSEError(errno.ENOENT)
         await self.service.rmdir(child)
+        self.changed()
         self.forget_container(child)
 
     @fuse_errors
@@ -269,18 +361,31 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EACCES)
         seq = self._events_seq.get(node.container.uid, 0)
         content = None
-        if mode != os.O_WRONLY:
+        cached = keep = False
+        if mode == os.O_RDONLY and self.service.cacheable(node.container, spec):
+            content, keep = await self._content(node, spec, inode, ctx.pid)
+            cached = True
+        elif mode != os.O_WRONLY:
             content = await self.service.read(node.container, spec, ctx.pid)
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = _Handle(node, spec, ctx.pid, content, seq=seq, touch=touch)
-        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        self._handles[fh] = _Handle(
+            node, spec, ctx.pid, content, seq=seq, touch=touch, cached=cached, ino=inode
+        )
+        if cached:
+            self._cached_open[inode] = self._cached_open.get(inode, 0) + 1
+        return pyfuse3.FileInfo(fh=fh, direct_io=not cached, keep_cache=keep)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self._handles[fh]
         if handle.content is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        if handle.cached:
+            # The kernel fills the inode's pages: give it the newest content.
+            entry = self._cache.get(handle.ino)
+            content = entry.content if entry is not None else handle.content
+            return content[off : off + size]
         if off == 0 and handle.served:
             # Reading again from the start (lseek 0, as poll() users of
             # cgroup.events do) renders the file anew, like a seq_file.
@@ -299,7 +404,13 @@ class Operations(pyfuse3.Operations):
             return len(buf)  # the write is the inotify event; nothing to do
         if handle.node.container.removed:
             raise pyfuse3.FUSEError(errno.ENODEV)
-        await self.service.write(handle.node.container, handle.spec, buf, handle.opener_pid)
+        try:
+            await self.service.write(handle.node.container, handle.spec, buf, handle.opener_pid)
+        finally:
+            self.changed()  # also after a refusal: part of a write may have been applied
+        ino = self._inodes.get((handle.node.container.uid, handle.node.file))
+        if ino is not None:
+            await self._drop_cached(ino)
         return len(buf)
 
     @fuse_errors
@@ -321,8 +432,12 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def release(self, fh: int) -> None:
-        self._handles.pop(fh, None)
+        handle = self._handles.pop(fh, None)
         self._polls.pop(fh, None)
+        if handle is not None and handle.cached:
+            left = self._cached_open.pop(handle.ino, 1) - 1
+            if left:
+                self._cached_open[handle.ino] = left
 
     @fuse_errors
     async def rename(
@@ -344,6 +459,7 @@ class Operations(pyfuse3.Operations):
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)
         await self.service.rename(child, new_parent, os.fsdecode(name_new))
+        self.changed()
 
     @fuse_errors
     async def create(

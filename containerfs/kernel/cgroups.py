@@ -829,6 +829,12 @@ class CgroupBackend:
             raise FileNotFoundError(errno.ENOENT, f"v1 {controller} is not mounted")
         return d
 
+    @staticmethod
+    def is_limit(name: str) -> bool:
+        """A file that holds a setting (changed only by writing it), not a reading."""
+        cf = CONTROL_FILES.get(name)
+        return cf is not None and cf.writable
+
     def read(self, path: tuple[str, ...], name: str) -> str:
         """Value of control file `name` in container `path`'s own directory, v2 syntax."""
         _check_path(path)

@@ -20,12 +20,16 @@ from . import sys as ksys
 from .nslist import unescape_mountinfo
 
 
-async def attach_into(holder: namespaces.Holder, fd: int, target: str) -> None:
-    """Attach the detached mount ``fd`` (from ``open_tree``) over ``target`` inside the
-    holder's mount namespace, from a fresh thread that joined it."""
-    await namespaces.run_in_namespaces_async(
-        holder, ["mnt"], functools.partial(ksys.move_mount_fd, fd, target)
-    )
+def _attach_all(binds: list[tuple[int, str]]) -> None:
+    for fd, target in binds:
+        ksys.move_mount_fd(fd, target)
+
+
+async def attach_into(holder: namespaces.Holder, binds: list[tuple[int, str]]) -> None:
+    """Attach each detached mount ``fd`` (from ``open_tree``) over its ``target`` inside
+    the holder's mount namespace, in order, from one fresh thread that joined it.
+    The first failure stops the rest."""
+    await namespaces.run_in_namespaces_async(holder, ["mnt"], functools.partial(_attach_all, binds))
 
 
 def _detach_containerfs_at(targets: frozenset[str]) -> int:

@@ -157,9 +157,10 @@ def _is_pin(pid: int) -> bool:
     return os.path.basename(exe.removesuffix(" (deleted)")) == PIN_NAME
 
 
-def kill_stray_holder(pid: int) -> bool:
+def kill_stray_holder(pid: int, timeout: float = 5.0) -> bool:
     """SIGKILL ``pid`` if it is a holder (checked through a pidfd, so a reused pid is
-    never signalled). For leftovers no container accounts for; True if killed."""
+    never signalled) and wait up to ``timeout`` s for it to exit, so that its cgroup
+    can be removed next. For leftovers no container accounts for; True if killed."""
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
@@ -168,6 +169,7 @@ def kill_stray_holder(pid: int) -> bool:
         if not _is_pin(pid):
             return False
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        _readable(pidfd, timeout)
         return True
     except ProcessLookupError:
         return False
@@ -288,6 +290,7 @@ class Holder:
 
     #: Seconds a sysctl request waits for the holder's answer.
     REQUEST_TIMEOUT = 5.0
+    INLINE_WAIT = 0.0005  # seconds the trio loop itself waits for a reply (_request_async)
 
     def __init__(
         self,
@@ -452,47 +455,108 @@ class Holder:
         channel; ``OSError(ENOTCONN)`` for a holder without a channel;
         ``TimeoutError`` after ``timeout`` (its late reply is skipped later).
         """
-        timeout = self.REQUEST_TIMEOUT if timeout is None else timeout
         with self._request_lock:
-            with self._lock:
-                channel, wake = self._channel, self._wake
-            if channel is None:
-                raise OSError(
-                    errno.ENOTCONN,
-                    f"holder {self.pid} has no channel (closed, or started by an older pin): "
-                    "cannot serve sysctls",
+            sent = self._send(message, timeout)
+            reply = self._receive(*sent)
+        return self._answer(reply)
+
+    async def _request_async(self, message: bytes) -> bytes:
+        """:meth:`_request` for the trio loop, without a worker thread when it can.
+
+        The holder answers in tens of microseconds, far less than a hop to a
+        worker thread, so the reply is first awaited inline for at most
+        ``INLINE_WAIT``; a slower holder is left to a worker thread, which then
+        releases the request lock.  The lock is never held across an ``await``
+        by the loop itself, so a :meth:`close` on the loop cannot deadlock.
+        """
+        import trio  # the exec client imports this module and must not pay for trio
+
+        if not self._request_lock.acquire(blocking=False):  # busy: wait on a thread
+            return await trio.to_thread.run_sync(self._request, message, None)
+        handed_over = False
+        try:
+            channel, wake, tag, deadline = self._send(message, None)
+            reply = self._receive(
+                channel, wake, tag, min(deadline, time.monotonic() + self.INLINE_WAIT), quiet=True
+            )
+            if reply is None:
+                handed_over = True
+                reply = await trio.to_thread.run_sync(
+                    self._receive_and_release, channel, wake, tag, deadline
                 )
-            self._seq = self._seq % _TAG_LIMIT + 1
-            tag = b"%d" % self._seq
-            deadline = time.monotonic() + timeout
-            poller = select.poll()
-            poller.register(channel, select.POLLIN)
-            poller.register(wake, select.POLLIN)
-            try:
-                channel.settimeout(max(timeout, 0.001))
-                channel.send(tag + b" " + message)
-                channel.settimeout(0.0)
-                while True:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError(errno.ETIMEDOUT, f"holder {self.pid} did not answer")
-                    events = poller.poll(math.ceil(left * 1000))
-                    if any(fd == wake for fd, _ in events):
-                        raise ProcessLookupError(errno.ESRCH, f"holder {self.pid}: channel closed")
-                    if not events:
-                        continue
-                    try:
-                        reply = channel.recv(_REPLY_MAX)
-                    except BlockingIOError:
-                        continue
-                    if not reply:
-                        raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone")
-                    got, _, reply = reply.partition(b" ")
-                    if got == tag:
-                        break
-                    # A reply to a request that timed out, or left by an earlier daemon.
-            except (BrokenPipeError, ConnectionResetError):
-                raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
+        finally:
+            if not handed_over:
+                self._request_lock.release()
+        return self._answer(reply)
+
+    def _receive_and_release(
+        self, channel: socket.socket, wake: int, tag: bytes, deadline: float
+    ) -> bytes | None:
+        try:
+            return self._receive(channel, wake, tag, deadline)
+        finally:
+            self._request_lock.release()
+
+    def _send(
+        self, message: bytes, timeout: float | None
+    ) -> tuple[socket.socket, int, bytes, float]:
+        """Tag and send a request (the request lock held): the channel, the wake fd,
+        the tag and the deadline for its reply."""
+        timeout = self.REQUEST_TIMEOUT if timeout is None else timeout
+        with self._lock:
+            channel, wake = self._channel, self._wake
+        if channel is None:
+            raise OSError(
+                errno.ENOTCONN,
+                f"holder {self.pid} has no channel (closed, or started by an older pin): "
+                "cannot serve sysctls",
+            )
+        self._seq = self._seq % _TAG_LIMIT + 1
+        tag = b"%d" % self._seq
+        try:
+            channel.settimeout(max(timeout, 0.001))
+            channel.send(tag + b" " + message)
+            channel.settimeout(0.0)
+        except (BrokenPipeError, ConnectionResetError):
+            raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
+        return channel, wake, tag, time.monotonic() + timeout
+
+    def _receive(
+        self, channel: socket.socket, wake: int, tag: bytes, deadline: float, quiet: bool = False
+    ) -> bytes | None:
+        """The reply to ``tag`` (the request lock held); ``None`` at the deadline when
+        ``quiet``, else ``TimeoutError``."""
+        poller = select.poll()
+        poller.register(channel, select.POLLIN)
+        poller.register(wake, select.POLLIN)
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if quiet:
+                        return None
+                    raise TimeoutError(errno.ETIMEDOUT, f"holder {self.pid} did not answer")
+                events = poller.poll(math.ceil(left * 1000))
+                if any(fd == wake for fd, _ in events):
+                    raise ProcessLookupError(errno.ESRCH, f"holder {self.pid}: channel closed")
+                if not events:
+                    continue
+                try:
+                    reply = channel.recv(_REPLY_MAX)
+                except BlockingIOError:
+                    continue
+                if not reply:
+                    raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone")
+                got, _, reply = reply.partition(b" ")
+                if got == tag:
+                    return reply
+                # A reply to a request that timed out, or left by an earlier daemon.
+        except (BrokenPipeError, ConnectionResetError):
+            raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
+
+    def _answer(self, reply: bytes | None) -> bytes:
+        if reply is None:
+            raise TimeoutError(errno.ETIMEDOUT, f"holder {self.pid} did not answer")
         if reply == b"ok":
             return b""
         if reply.startswith(b"ok "):
@@ -519,16 +583,12 @@ class Holder:
         self._request(b"w " + _sysctl_relpath(name) + b" " + value.encode(), timeout)
 
     async def sysctl_async(self, name: str) -> str:
-        """:meth:`sysctl` on a trio worker thread (no setns is involved)."""
-        import trio  # the exec client imports this module and must not pay for trio
-
-        return await trio.to_thread.run_sync(self.sysctl, name)
+        """:meth:`sysctl` for the trio loop (see :meth:`_request_async`)."""
+        return (await self._request_async(b"r " + _sysctl_relpath(name))).decode()
 
     async def set_sysctl_async(self, name: str, value: str) -> None:
-        """:meth:`set_sysctl` on a trio worker thread (no setns is involved)."""
-        import trio
-
-        await trio.to_thread.run_sync(self.set_sysctl, name, value)
+        """:meth:`set_sysctl` for the trio loop (see :meth:`_request_async`)."""
+        await self._request_async(b"w " + _sysctl_relpath(name) + b" " + value.encode())
 
     # -- the time namespace's offsets --------------------------------------------
 

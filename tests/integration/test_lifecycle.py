@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from containerfs import statefile
+
 from .conftest import Mounted, wait_for
 from .test_core import gone, listed, ns_inode
 
@@ -336,7 +338,8 @@ def test_kill_9_in_the_middle_of_churn_leaves_a_consistent_tree(cfs: Mounted) ->
         proc.kill()
         proc.wait(timeout=30)
     cfs.start()
-    state = json.loads((cfs.state / "state.json").read_text())
+    state = statefile.load(cfs.state)
+    assert state is not None
     tree = {tuple(c["path"]) for c in state["containers"]}
     holders = {c["holder"] for c in state["containers"] if c["holder"]}
     base = v2_dir(cfs)

@@ -144,7 +144,7 @@ def test_rename_within_the_parent_only() -> None:
             lifecycle.check_rename(e, target, parent, name)
         assert exc.value.errno == code, (parent.name, name)
     lifecycle.check_rename(e, kid, a, "renamed")
-    lifecycle.commit_rename(kid, "renamed")
+    lifecycle.commit_rename(e, kid, "renamed")
     assert e.lookup(("a", "renamed")) is kid and "kid" not in a.children
     with pytest.raises(ContainerError):
         lifecycle.check_rename(e, e.root, e.root, "x")
@@ -155,7 +155,7 @@ def test_a_renamed_container_keeps_its_cgroup_name_and_a_new_one_gets_another() 
     a = child(e, e.root, "a")
     assert a.cgpath == ("a",)
     a.cgname = a.name  # what the daemon does before renaming
-    lifecycle.commit_rename(a, "b")
+    lifecycle.commit_rename(e, a, "b")
     assert a.path == ("b",) and a.cgpath == ("a",)
     again = child(e, e.root, "a")
     assert again.cgpath == ("a~2",)
