@@ -610,11 +610,12 @@ class Daemon:
             why = await trio.to_thread.run_sync(inject.ptrace_refusal, writer, real)
             if why is not None:
                 raise OSError(errno.EPERM, why)
+            # The root's namespaces are the daemon's own (a process moved back up).
             holder = self.holder_for(c)
-            assert holder is not None, "only the root has no holder, and it shares nothing"
+            source = holder.pid if holder is not None else os.getpid()
             for kind in differ:
                 targets[kind] = int(c.instance_id(kind))
-                sources[kind] = f"/proc/{holder.pid}/ns/{kind}"
+                sources[kind] = f"/proc/{source}/ns/{kind}"
         before = await trio.to_thread.run_sync(self.cgroups.where, real)
         await trio.to_thread.run_sync(self.cgroups.move, real, self.placement(c))
         if targets:
