@@ -8,13 +8,20 @@ STAMP  := $(VENV)/.installed
 DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2
 MOUNTPOINT ?= /run/containerfs
 
-.PHONY: run test unit lint typecheck bench deps clean
+.PHONY: run test test-v2 unit lint typecheck bench deps clean
 
 run: $(STAMP) $(PIN)
 	$(VENV)/bin/containerfs mount $(MOUNTPOINT)
 
+# TEST_ENV: e.g. "PYTHONDEVMODE=1 PYTHONWARNINGS=error" (CI): the daemons the tests
+# start inherit it, and the tests fail on any warning they print.
 test: $(STAMP) $(PIN)
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The integration tests on pure cgroup v2 in throw-away qemu guests (Debian 6.1 and
+# 6.12 kernels, root and delegated cgroup): tools/v2vm/matrix says which.
+test-v2: $(STAMP) $(PIN)
+	tools/v2vm/matrix
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

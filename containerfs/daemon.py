@@ -30,6 +30,7 @@ from .engine.errors import ContainerError, InvalidInput
 from .engine.kinds import NAMESPACE_NAMES, KindClass, Origin, Release, all_kinds
 from .engine.tree import (
     NAMESPACE_KNOBS,
+    ROOT_IDS,
     Container,
     Engine,
     FileSpec,
@@ -46,7 +47,7 @@ from .engine.views import IPC_KNOBS, NET_KNOBS, PID_KNOBS, Knob
 from .fuse.loopback import Loopback
 from .fuse.ops import Operations
 from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs
-from .kernel.cgroups import CgroupBackend, Hierarchy
+from .kernel.cgroups import TASKS, CgroupBackend, Hierarchy
 from .kernel.watch import Watcher
 from .statefile import StateFile
 
@@ -77,6 +78,7 @@ class Daemon:
         self.mountpoint = mountpoint
         self.state_dir = Path(state_dir)
         self.statefile = StateFile(self.state_dir)
+        self.moving: dict[int, dict[str, object]] = {}  # pid -> a namespace move under way
         self.cgroups = cgroups
         self.pin_path = pin_path
         controller_avail = cgroups.kinds()
@@ -167,6 +169,7 @@ class Daemon:
                     "mountpoint": self.mountpoint,
                     "release_agent": self.release_agent,
                     "containers": [self._record(c) for c in self.engine.root.walk()],
+                    "moving": list(self.moving.values()),
                 }
             )
         except OSError as exc:
@@ -187,13 +190,16 @@ class Daemon:
 
     # -- the Service interface -------------------------------------------------
 
-    async def mkdir(self, parent: Container, name: str) -> Container:
+    async def mkdir(
+        self, parent: Container, name: str, owner: tuple[int, int] = ROOT_IDS
+    ) -> Container:
+        """``owner``: the maker's (uid, gid); the new container is wholly theirs."""
         with refusals_logged(f"mkdir {_where(parent, name)!r}"):
-            return await self._mkdir(parent, name)
+            return await self._mkdir(parent, name, owner)
 
-    async def _mkdir(self, parent: Container, name: str) -> Container:
+    async def _mkdir(self, parent: Container, name: str, owner: tuple[int, int]) -> Container:
         async with self.lock:
-            plan = self.engine.plan_mkdir(parent, name)
+            plan = self.engine.plan_mkdir(parent, name, owner)
             try:
                 return await self.make(plan)
             finally:
@@ -295,7 +301,13 @@ class Daemon:
     async def _init_views(self, c: Container, holder: namespaces.Holder) -> None:
         values = {}
         for knob in self.engine.knobs_of(c.owned):
-            text = await self._sysctl(holder, knob.kind, knob.sysctl)
+            try:
+                text = await self._sysctl(holder, knob.kind, knob.sysctl)
+            except FileNotFoundError:
+                # Older kernels (6.1) hide e.g. net.core.somaxconn from a network
+                # namespace owned by a non-initial user namespace: no view here.
+                log.info("%s: no %s in this instance; no view", _where(c), knob.sysctl)
+                continue
             values[knob.file] = knob.type.read(text)
         self.engine.init_views(c, values)
 
@@ -318,6 +330,8 @@ class Daemon:
             binds: list[tuple[int, str]] = []
             try:
                 for knob in self.engine.knobs_of(c.owned):
+                    if knob.file not in c.views:  # the kernel has no such file there
+                        continue
                     source = os.path.join(self.mountpoint, *c.path, knob.files[1])
                     fd = await self.loopback.open_tree(source)
                     binds.append((fd, namespaces.sysctl_path(knob.sysctl)))
@@ -536,17 +550,23 @@ class Daemon:
                 "%s: %s was changed inside; effective %s again", _where(owner), knob.file, value
             )
 
-    async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None:
+    async def write(
+        self, c: Container, spec: FileSpec, data: bytes, writer_pid: int, writer_uid: int
+    ) -> None:
+        """``writer_pid``/``writer_uid``: the opener's (as cgroupfs judges a write by
+        the opener's credentials)."""
         shown = data[:80].decode(errors="replace").strip()
         with refusals_logged(f"{_where(c, spec.name)} <- {shown!r}"):
-            await self._write(c, spec, data, writer_pid)
+            await self._write(c, spec, data, writer_pid, writer_uid)
 
-    async def _write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None:
+    async def _write(
+        self, c: Container, spec: FileSpec, data: bytes, writer_pid: int, writer_uid: int
+    ) -> None:
         text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
         match spec.role:
             case Role.TASKS:
                 async with self.lock:
-                    await self._enter(c, parse_pid_text(text), writer_pid)
+                    await self._enter(c, parse_pid_text(text), writer_pid, writer_uid)
             case Role.SUBTREE:
                 async with self.lock:
                     self.engine.set_subtree(c, text)
@@ -572,18 +592,28 @@ class Daemon:
                 async with self.lock:
                     knob, state = self.engine.plan_view_write(c, spec.name, text)
                     value = knob.type.format(state.effective(knob.type))
-                    await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, value)
+                    old = self.engine.render_view(c, knob, "effective").strip()
+                    try:
+                        await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, value)
+                    except OSError:
+                        # The kernel may have stored part of a refused value (kernel.sem
+                        # restores only SEMMNI): put the effective value back.
+                        with contextlib.suppress(OSError):
+                            await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, old)
+                        raise
                     self.engine.commit_view(c, knob, state)
                     self.save(*c.walk())  # views below may follow this one
                 log.info("%s <- %s (effective %s)", _where(c, spec.name), text.strip()[:80], value)
             case _:
                 raise InvalidInput(f"{spec.name}: read-only")
 
-    async def _enter(self, c: Container, pid: int, writer_pid: int) -> None:
+    async def _enter(self, c: Container, pid: int, writer_pid: int, writer_uid: int) -> None:
         """Move a process in: its cgroups, then (``kernel/inject.py``) its namespaces.
 
-        The engine refuses namespace kinds a running process cannot enter. All or
-        nothing: when the namespace move fails, the cgroups are put back.
+        The engine refuses namespace kinds a running process cannot enter, and a
+        writer other than root what delegation does not give it
+        (``Engine.check_move``). All or nothing: when the namespace move fails,
+        the cgroups are put back.
         """
 
         def facts() -> tuple[int, dict[str, int], procs.Creds, int]:
@@ -596,6 +626,10 @@ class Daemon:
         except (ProcessLookupError, FileNotFoundError):
             raise OSError(errno.ESRCH, f"no process {pid}") from None
         check_not_internal(real, self.internal_pids())
+        if writer_uid != 0:
+            where = await trio.to_thread.run_sync(self.cgroups.where, real)
+            now_in = self._container_in(where)
+            self.engine.check_move(writer_uid, (creds.uids[0], creds.uids[1]), now_in, c)
         ready = self.ready.get(c.uid)
         if ready is not None:
             await ready.wait()
@@ -617,22 +651,76 @@ class Daemon:
                 targets[kind] = int(c.instance_id(kind))
                 sources[kind] = f"/proc/{source}/ns/{kind}"
         before = await trio.to_thread.run_sync(self.cgroups.where, real)
-        await trio.to_thread.run_sync(self.cgroups.move, real, self.placement(c))
         if targets:
-            try:
-                await self._move_namespaces(
-                    real, targets, sources, deferred=real == writer, before=before
-                )
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    await trio.to_thread.run_sync(self.cgroups.put_back, real, before)
-                raise
+            self._moving(real, c, targets, before)
+        handed_off = False  # a deferred move ends in a task of its own (_move_namespaces)
+        try:
+            await trio.to_thread.run_sync(self.cgroups.move, real, self.placement(c))
+            if targets:
+                try:
+                    await self._move_namespaces(
+                        real, targets, sources, deferred=real == writer, before=before
+                    )
+                    handed_off = real == writer
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        await trio.to_thread.run_sync(self.cgroups.put_back, real, before)
+                    raise
+        finally:
+            if targets and not handed_off:
+                self._moved(real)
         node: Container | None = c
         while node is not None:  # populated now, up to the root
             self._occupy(node)
             node = node.parent
         moved = f" (namespaces: {' '.join(sorted(targets))})" if targets else ""
         log.info("%s/tasks <- %d%s", "/".join(c.path) or "/", real, moved)
+
+    def _container_in(self, where: dict[Hierarchy, Path]) -> Container | None:
+        """The container whose ``tasks`` hold a process at ``where`` (its cgroups, from
+        ``CgroupBackend.where``): its cgroup2 leaf; None outside every container."""
+        for h, path in where.items():
+            if h.version != 2 or not h.contains(path):
+                continue
+            parts = path.relative_to(h.dir()).parts
+            if not parts or parts[-1] != TASKS:
+                return None
+            if any(part.startswith(".") for part in parts[:-1]):
+                return None
+            return self.engine.by_cgpath(parts[:-1])
+        return None
+
+    def _moving(
+        self, pid: int, c: Container, targets: dict[str, int], before: dict[Hierarchy, Path]
+    ) -> None:
+        """Record a namespace move before it starts: a daemon killed before
+        :meth:`_moved` leaves the process in the new cgroups but the old
+        namespaces, which the next start undoes (``recovery.finish_moves``)."""
+        try:
+            start = procs.process_stat(pid)[2]
+        except ProcessLookupError:
+            return  # gone: the move fails by itself
+        move = {
+            "pid": pid,
+            "start": start,
+            "into": list(c.path),
+            "targets": targets,
+            "before": self.cgroups.record_where(before),
+        }
+        self.moving[pid] = move
+        self._journal({"moving": move})
+
+    def _moved(self, pid: int) -> None:
+        if self.moving.pop(pid, None) is not None:
+            self._journal({"moved": pid})
+
+    def _journal(self, entry: dict[str, object]) -> None:
+        try:
+            if self.statefile.append([entry]):
+                return
+        except OSError as exc:
+            log.error("cannot save the state to %s: %s", self.state_dir, exc)
+        self.save()
 
     async def _move_namespaces(
         self,
@@ -674,6 +762,7 @@ class Daemon:
                     with contextlib.suppress(OSError):
                         await trio.to_thread.run_sync(self.cgroups.put_back, pid, before)
             finally:
+                self._moved(pid)
                 seized.set()
 
         self.nursery.start_soon(finish)
@@ -697,6 +786,17 @@ class Daemon:
                     c.cgname = ""
                 self.save()
                 log.info("mv %s %s", old, _where(c))
+
+    # -- ownership ---------------------------------------------------------------
+
+    async def chown(self, c: Container, uid: int | None, gid: int | None) -> None:
+        """``chown`` of a container directory by root: delegate it (README "Ownership
+        and delegation"); ``uid``/``gid`` None: unchanged."""
+        with refusals_logged(f"chown {_where(c)!r}"):
+            async with self.lock:
+                self.engine.chown(c, uid, gid)
+                self.save(c)
+            log.info("chown %s -> %d:%d", _where(c), *c.owner_ids)
 
     # -- release -----------------------------------------------------------------
 
@@ -848,7 +948,8 @@ def parse_agent(text: str) -> str:
     if path and (not path.startswith("/") or any(ch.isspace() for ch in path)):
         raise InvalidInput("release_agent must be an absolute path (no spaces), or empty")
     if path and not os.access(path, os.X_OK):
-        raise InvalidInput(f"release_agent {path}: not an executable file")
+        shown = path if len(path) <= 80 else f"{path[:80]}... ({len(path)} chars)"
+        raise InvalidInput(f"release_agent {shown}: not an executable file")
     return path
 
 

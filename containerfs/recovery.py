@@ -30,7 +30,7 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES
 from .engine.tree import Container
-from .kernel import namespaces
+from .kernel import namespaces, procs
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -68,9 +68,40 @@ def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
             log.warning("state: dropping %s: %s", "/".join(path), why)
             _drop(daemon, c)
             dropped.append(path)
+    finish_moves(daemon, state.get("moving", []))
     sweep(daemon)
     n = sum(1 for _ in daemon.engine.root.walk()) - 1
     log.info("took over %d container(s) from %s", n, daemon.state_dir)
+
+
+def finish_moves(daemon: Daemon, moving: list[dict[str, Any]]) -> None:
+    """Undo the ``tasks`` moves a killed daemon left half done.
+
+    The cgroups move first, then the namespaces (``Daemon._enter``). A process
+    that is in its new cgroups but not all of its new namespaces goes back to
+    the cgroups it came from, as a refused move would have left it. One whose
+    namespaces all moved keeps the move. The process must still be the same
+    one (pid and start time), else nothing is touched.
+    """
+    for move in moving:
+        try:
+            pid, start = int(move["pid"]), int(move["start"])
+            targets = {str(k): int(v) for k, v in move["targets"].items()}
+            if procs.process_stat(pid)[2] != start:
+                continue  # gone, and the pid reused
+            inodes = procs.process_inodes(pid)
+            if all(inodes.get(k) == ino for k, ino in targets.items()):
+                continue  # it got there: the move is complete
+            daemon.cgroups.put_back_recorded(pid, move["before"])
+            log.warning(
+                "state: process %d was being moved into %s when the daemon stopped: moved back",
+                pid,
+                "/".join(move.get("into", ())) or "/",
+            )
+        except (ProcessLookupError, FileNotFoundError):
+            continue  # gone: nothing to undo
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            log.error("state: cannot undo an unfinished move %r: %s", move, exc)
 
 
 def _check(daemon: Daemon, c: Container, rec: dict[str, Any]) -> str | None:

@@ -11,7 +11,10 @@ tree, so the cost of a change stays flat (amortised).
 ``state.log``: a first line ``{"log": ID}``, then ``{"put": record}`` (a
 container made or changed: replaces the record with the same path, or adds it)
 and ``{"drop": path}`` (the container at ``path`` and everything below it are
-gone). The journal counts only when its ID is the snapshot's: a crash between
+gone); ``{"moving": move}`` and ``{"moved": PID}`` bracket a ``tasks`` move
+that changes namespaces, so that a daemon killed in between is undone at the
+next start (``recovery.finish_moves``; the snapshot lists the open ones under
+``"moving"``). The journal counts only when its ID is the snapshot's: a crash between
 writing a snapshot and starting its journal leaves an old journal that is
 ignored. A crash in the middle of an append leaves a partial last line, which
 is ignored too. No fsync: each step is atomic against a crash of the daemon,
@@ -91,6 +94,8 @@ def load(state_dir: Path) -> dict[str, Any] | None:
     if not isinstance(state, dict) or not isinstance(state.get("containers"), list):
         raise ValueError("not a containerfs state")
     log_id = state.pop("log", None)
+    moving = {m.get("pid"): m for m in state.get("moving", []) if isinstance(m, dict)}
+    state["moving"] = list(moving.values())
     if log_id is None:
         return state  # written by an older daemon: no journal
     records = {tuple(r.get("path", ())): r for r in state["containers"]}
@@ -101,6 +106,11 @@ def load(state_dir: Path) -> dict[str, Any] | None:
             gone = tuple(entry["drop"])
             for path in [p for p in records if p[: len(gone)] == gone]:
                 del records[path]
+        elif isinstance(entry.get("moving"), dict):
+            moving[entry["moving"].get("pid")] = entry["moving"]
+        elif "moved" in entry:
+            moving.pop(entry["moved"], None)
+    state["moving"] = list(moving.values())
     # Parents first, as restoring needs; sorted() keeps the order among equals.
     state["containers"] = sorted(records.values(), key=lambda r: len(r.get("path", ())))
     return state

@@ -10,6 +10,16 @@ waits for them to leave, then removes every directory bottom-up.
 This helper parses ``/proc`` on its own rather than using
 ``containerfs.kernel.cgroups``, so that a bug in the code under test cannot
 also break the fixture that checks it.
+
+Delegated runs (``CFS_TEST_CGROUP_DELEGATED=1``): the test runner was started
+in a cgroup2 cgroup delegated to it, as a systemd service with
+``Delegate=yes`` is: controllers are offered (``cgroup.controllers``) but not
+enabled for children. Test subtrees would get no controllers at all, so the
+runner does what a delegated manager must: it moves the processes of that
+cgroup (its own, by the declaration) into the leaf ``cfs-runner`` (the
+no-internal-process rule) and enables every offered controller for the
+children, making each test's subtree a delegated cgroup in turn. Without the
+variable no cgroup but the tests' own is ever written.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from typing import Any
 __all__ = ["OwnSubtree", "cgroup_dirs", "cgroups_available", "own_subtree"]
 
 TEARDOWN_TIMEOUT = 10.0
+DELEGATED_ENV = "CFS_TEST_CGROUP_DELEGATED"
+RUNNER_LEAF = "cfs-runner"
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,8 @@ def cgroup_dirs(proc: Path = Path("/proc")) -> list[_Mounted]:
         hid, names, path = line.split(":", 2)
         ctrls = frozenset(n for n in names.split(",") if n and not n.startswith("name="))
         if hid == "0":
+            if _delegated() and path.rstrip("/").endswith(f"/{RUNNER_LEAF}"):
+                path = path.rstrip("/")[: -len(RUNNER_LEAF) - 1] or "/"
             point = next((m[1] for m in mounts if m[2] == "cgroup2"), None)
             if point is not None:
                 found.append(_Mounted(point, 2, frozenset(), path))
@@ -78,6 +92,35 @@ def cgroup_dirs(proc: Path = Path("/proc")) -> list[_Mounted]:
             if point is not None:
                 found.append(_Mounted(point, 1, ctrls, path))
     return found
+
+
+def _delegated() -> bool:
+    return os.environ.get(DELEGATED_ENV, "") not in ("", "0")
+
+
+def _delegate(m: _Mounted) -> None:
+    """Make `m` (a delegated cgroup2 cgroup) hand its controllers to test subtrees.
+
+    Idempotent: the runner's processes go to the leaf ``RUNNER_LEAF`` once,
+    controllers already enabled are left alone.
+    """
+    here = m.here
+    offered = (here / "cgroup.controllers").read_text().split()
+    enabled = set((here / "cgroup.subtree_control").read_text().split())
+    todo = [c for c in offered if c not in enabled]
+    if not todo or here == m.mount:  # nothing to do; the root cgroup has no such rule
+        return
+    leaf = here / RUNNER_LEAF
+    leaf.mkdir(exist_ok=True)
+    for _ in range(100):  # processes forked meanwhile land in `here`: go again
+        pids = _members(here)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                (leaf / "cgroup.procs").write_text(str(pid))
+    for c in todo:
+        (here / "cgroup.subtree_control").write_text(f"+{c}")
 
 
 def cgroups_available() -> str | None:
@@ -127,6 +170,7 @@ class OwnSubtree:
         """
         pid = str(os.getpid()).encode()
         for f in self.procs_files:
+            f = _v2_leaf(f)
             fd = os.open(f, os.O_WRONLY)
             try:
                 os.write(fd, pid)
@@ -145,6 +189,31 @@ class OwnSubtree:
         proc: subprocess.Popen[bytes] = subprocess.Popen(argv, preexec_fn=preexec, **kwargs)
         self.started.append(proc)
         return proc
+
+
+def _v2_leaf(procs_file: Path) -> Path:
+    """Where a process joining this cgroup must go: ``.tasks`` once it hands
+    controllers to children (cgroup2's no-internal-process rule).
+
+    A daemon started in the subtree enables controllers in it for its
+    containers and lives in the leaf ``.tasks`` itself (``CgroupBackend.setup``);
+    processes started there later (a restarted daemon, a test's sleeper) belong
+    beside it, as with systemd's ``DelegateSubgroup=``. Even a threaded
+    controller such as ``pids`` alone matters: a process beside it makes the
+    cgroup a thread root and every domain child refuse tasks (EOPNOTSUPP).
+    Pure reads, and a mkdir inside the test's own subtree; v1 never has the file.
+    """
+    d = procs_file.parent
+    try:
+        enabled = (d / "cgroup.subtree_control").read_text().split()
+    except FileNotFoundError:
+        return procs_file
+    if not enabled:
+        return procs_file
+    leaf = d / ".tasks"
+    with contextlib.suppress(FileExistsError):
+        leaf.mkdir()
+    return leaf / "cgroup.procs"
 
 
 def _all_dirs(top: Path) -> list[Path]:
@@ -252,6 +321,8 @@ def own_subtree(tag: str) -> Iterator[OwnSubtree]:
     tree = OwnSubtree(name, [], [], [], [])
     try:
         for m in cgroup_dirs():
+            if m.version == 2 and _delegated():
+                _delegate(m)
             d = m.here / name
             d.mkdir()
             made.append(d)

@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import Busy, Exists, InvalidInput, NotPermitted
 from .kinds import NAMESPACE_NAMES, Origin, Release
-from .tree import Container, Engine, MkdirPlan, validate_name
+from .tree import ROOT_IDS, Container, Engine, MkdirPlan, validate_name
 from .views import KnobState
 
 #: Default cap on containers made by clone discovery (all parents together).
@@ -135,8 +135,9 @@ def plan_clone(
     if clones >= max_clones:
         raise Busy(f"{max_clones} containers made by clone/unshare already; not adding more")
     name = clone_name(parent, comm, pid)
-    plan = engine.plan_mkdir(parent, name)
-    return MkdirPlan(plan.parent, plan.name, frozenset(kinds), plan.cgname)
+    # Made by a process of the parent's subtree: whoever manages that subtree has it.
+    plan = engine.plan_mkdir(parent, name, parent.owner_ids)
+    return MkdirPlan(plan.parent, plan.name, frozenset(kinds), plan.cgname, plan.owner_ids)
 
 
 # -- rename --------------------------------------------------------------------
@@ -177,6 +178,8 @@ def record(c: Container, holder_pid: int | None) -> dict[str, Any]:
         "holder": holder_pid,
         "occupied": c.occupied,
         "released": c.released,
+        "owner": list(c.owner_ids),
+        "admin": list(c.admin_ids),
         "views": {
             name: {"internal": state.internal, "external": state.external}
             for name, state in c.views.items()
@@ -187,6 +190,16 @@ def record(c: Container, holder_pid: int | None) -> dict[str, Any]:
 def _value(v: Any) -> Any:
     """JSON turns tuples (``ipc.sem``, port ranges) into lists: back to tuples."""
     return tuple(v) if isinstance(v, list) else v
+
+
+def _ids(v: Any) -> tuple[int, int]:
+    """A saved (uid, gid); none saved (a state dir from before ownership): root's."""
+    if v is None:
+        return ROOT_IDS
+    uid, gid = (int(x) for x in v)
+    if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
+        raise InvalidInput(f"owner {uid}:{gid}: not valid IDs")
+    return uid, gid
 
 
 def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
@@ -221,6 +234,9 @@ def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
         validate_name(cgname.replace("~", "-"))
         c.cgname = cgname
     c.released = int(rec.get("released", 0))
+    if not c.is_root:  # the root is root's, whatever a record says
+        c.owner_ids = _ids(rec.get("owner"))
+        c.admin_ids = _ids(rec.get("admin"))
     for name, v in rec.get("views", {}).items():
         c.views[name] = KnobState(_value(v["internal"]), _value(v["external"]))
     return c

@@ -27,6 +27,8 @@ from .views import Knob, KnobState, Value, format_external, knob_table, parse_ex
 
 MAX_NAME = 255
 
+ROOT_IDS: tuple[int, int] = (0, 0)
+
 
 class Role(StrEnum):
     """What a file in a container directory is; the daemon dispatches on it."""
@@ -92,6 +94,10 @@ _ROOT_FILES: tuple[tuple[str, Role, bool], ...] = (
     ("namespaces", Role.NAMESPACES, False),
 )
 
+# Files that stay root's in every container: an ID map grants host IDs (the kernel
+# asks CAP_SETUID for any map beyond one's own ID), and the daemon writes it as root.
+ROOT_ONLY_FILES = frozenset({"user.uid_map", "user.gid_map"})
+
 _ids = itertools.count(1)
 
 
@@ -118,6 +124,12 @@ class Container:
     # Its cgroup directory's name: the container's name unless it was renamed
     # (cgroup v2 cannot rename a cgroup, so the directory keeps its first name).
     cgname: str = ""
+    # Ownership, (uid, gid), as cgroup v2 delegation has it (README "Ownership and
+    # delegation"): ``owner_ids`` has the directory, ``tasks`` and ``container.subtree``
+    # (``chown`` of the directory delegates them); ``admin_ids`` has its other files
+    # (limits: the parent's administrator's, or its maker's). Root: (0, 0).
+    owner_ids: tuple[int, int] = ROOT_IDS
+    admin_ids: tuple[int, int] = ROOT_IDS
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -160,16 +172,51 @@ class Container:
             yield from child.walk()
 
 
+def _common_ancestor(a: Container, b: Container) -> Container:
+    """The deepest container that is ``a`` or an ancestor of it, and of ``b`` too."""
+    above_a: set[int] = set()
+    node: Container | None = a
+    while node is not None:
+        above_a.add(node.uid)
+        node = node.parent
+    node = b
+    while node is not None and node.uid not in above_a:
+        node = node.parent
+    assert node is not None, "every container is below the root"
+    return node
+
+
 @dataclass(frozen=True)
 class MkdirPlan:
     parent: Container
     name: str
     owned: frozenset[str]
     cgname: str = ""  # its cgroup directory's name (``cgpath``)
+    owner_ids: tuple[int, int] = ROOT_IDS  # its maker's (``Container.owner_ids``)
 
     @property
     def cgpath(self) -> tuple[str, ...]:
         return (*self.parent.cgpath, self.cgname or self.name)
+
+
+#: cgroupfs's own files in a cgroup directory: ``PREFIX.NAME`` (a controller's name,
+#: ``cgroup``, or ``irq`` for pressure) and v1's three plain names. A container's
+#: cgroup directory must not take such a name: cgroupfs refuses it where the file
+#: exists (EEXIST), and where the container has no directory of its own (a shared
+#: v1 controller) the file is taken for its directory, so rmdir fails for ever.
+_CGROUP_FILE_PREFIXES = frozenset(
+    {"cgroup", "irq", "cpu", "cpuacct", "cpuset", "memory", "io", "blkio", "pids", "devices",
+     "freezer", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc", "debug"}
+)  # fmt: skip
+_CGROUP_PLAIN_FILES = frozenset({"tasks", "notify_on_release", "release_agent"})
+
+
+def is_cgroup_file_name(name: str) -> bool:
+    """Whether cgroupfs may have a file NAME in a cgroup directory (none has a ``~``)."""
+    prefix, dot, _ = name.partition(".")
+    if "~" in name:
+        return False
+    return name in _CGROUP_PLAIN_FILES or (bool(dot) and prefix in _CGROUP_FILE_PREFIXES)
 
 
 def validate_name(name: str) -> None:
@@ -356,7 +403,10 @@ class Engine:
 
     # -- mkdir / rmdir ---------------------------------------------------------
 
-    def plan_mkdir(self, parent: Container, name: str) -> MkdirPlan:
+    def plan_mkdir(
+        self, parent: Container, name: str, owner: tuple[int, int] = ROOT_IDS
+    ) -> MkdirPlan:
+        """``owner``: who makes it (uid, gid); a container is wholly its maker's."""
         if parent.removed:
             raise NotFound(f"{name}: the parent container was removed")
         validate_name(name)
@@ -368,14 +418,15 @@ class Engine:
         self._pending.add((parent.uid, name))
         self._pending_cg.add((parent.uid, cgname))
         owned = frozenset(k for k in parent.subtree if k in self._usable)
-        return MkdirPlan(parent, name, owned, cgname)
+        return MkdirPlan(parent, name, owned, cgname, owner)
 
     def _free_cgname(self, parent: Container, name: str) -> str:
-        """``name``, or ``name~N`` when a renamed sibling still has a directory by that name."""
+        """``name``, or ``name~N`` when a renamed sibling still has a directory by that
+        name or cgroupfs has a file by that name (``is_cgroup_file_name``)."""
         taken = {ch.cgname or ch.name for ch in parent.children.values()}
         taken |= {n for uid, n in self._pending_cg if uid == parent.uid}
         cgname, n = name, 1
-        while cgname in taken:
+        while cgname in taken or is_cgroup_file_name(cgname):
             n += 1
             cgname = f"{name}~{n}"
         return cgname
@@ -392,6 +443,7 @@ class Engine:
         self.abort_mkdir(plan)
         child = Container(plan.name, plan.parent, owned=plan.owned, ids=dict(ids), origin=origin)
         child.cgname = plan.cgname if plan.cgname != plan.name else ""
+        child.owner_ids = child.admin_ids = plan.owner_ids
         if origin == Origin.CLONE:
             child.release = Release.DELETE
             child.occupied = True
@@ -414,6 +466,85 @@ class Engine:
         c.removed = True
         self._files.pop(c.uid, None)
         self.version += 1
+
+    # -- ownership and delegation (README "Ownership and delegation") -------------
+
+    def file_owner(self, c: Container, spec: FileSpec) -> tuple[int, int]:
+        """(uid, gid) a file of ``c`` shows, and the kernel checks writes against.
+
+        As with cgroup v2 delegation: ``tasks`` and ``container.subtree`` follow
+        the directory; the rest are the container's administrator's (the parent's
+        side: its limits). The root's files and the ID maps (they grant host IDs)
+        are root's always.
+        """
+        if spec.role in (Role.TASKS, Role.SUBTREE):
+            return c.owner_ids
+        if c.is_root or spec.name in ROOT_ONLY_FILES:
+            return ROOT_IDS
+        return c.admin_ids
+
+    def chown(self, c: Container, uid: int | None, gid: int | None) -> None:
+        """Delegate (or take back) a container directory: its owner becomes ``uid``/``gid``
+        (None: unchanged). Only the directory, ``tasks`` and ``container.subtree`` follow."""
+        if c.is_root:
+            raise NotPermitted("the root container is the host's: it cannot be delegated")
+        for value in (uid, gid):
+            if value is not None and not 0 <= value < 2**32 - 1:
+                raise InvalidInput(f"{value}: not a valid ID")
+        old_uid, old_gid = c.owner_ids
+        c.owner_ids = (old_uid if uid is None else uid, old_gid if gid is None else gid)
+
+    @staticmethod
+    def delegated(c: Container, uid: int) -> bool:
+        """Whether ``c`` is inside a subtree whose directory ``uid`` owns (root: always)."""
+        if uid == 0:
+            return True
+        node: Container | None = c
+        while node is not None:
+            if node.owner_ids[0] == uid:
+                return True
+            node = node.parent
+        return False
+
+    def check_move(
+        self,
+        writer_uid: int,
+        target_uids: tuple[int, int],
+        source: Container | None,
+        dest: Container,
+    ) -> None:
+        """May the opener of ``dest``'s ``tasks`` (``writer_uid``) move a process whose
+        real and effective uids are ``target_uids`` out of ``source`` (None: a cgroup
+        outside containerfs) into ``dest``? Root may; anyone else only moves their own
+        processes, into a container whose ``tasks`` they own, from a container in the
+        same delegated subtree (the common ancestor of source and destination is in
+        it: as cgroup v2 asks write access to the common ancestor's ``cgroup.procs``,
+        so two separate delegations to one user stay apart)."""
+        if writer_uid == 0:
+            return
+        if any(u != writer_uid for u in target_uids):
+            raise NotPermitted(f"uid {writer_uid} may move only its own processes")
+        if source is None:
+            raise NotPermitted("the process is outside containerfs: only root may move it")
+        if dest.owner_ids[0] != writer_uid:  # its tasks file is not the writer's (any more)
+            raise NotPermitted(f"{'/'.join(dest.path) or '/'} is not delegated to {writer_uid}")
+        if not self.delegated(_common_ancestor(source, dest), writer_uid):
+            raise NotPermitted(
+                f"{'/'.join(source.path) or '/'} and {'/'.join(dest.path) or '/'} are not"
+                f" in one subtree delegated to uid {writer_uid}"
+            )
+
+    def by_cgpath(self, parts: Sequence[str]) -> Container | None:
+        """The container whose cgroup directories are ``parts`` below the base."""
+        node = self.root
+        for part in parts:
+            found = next(
+                (ch for ch in node.children.values() if (ch.cgname or ch.name) == part), None
+            )
+            if found is None:
+                return None
+            node = found
+        return node
 
     # -- writes ----------------------------------------------------------------
 

@@ -27,6 +27,10 @@ class ValueType:
     lo: int = 0
     hi: int = 2**64 - 1
     is_range: bool = False  # (low, high): the tighter of two ranges is their intersection
+    # Per field upper bounds that are tighter than ``hi`` (``sem``'s SEMMNI): the
+    # kernel checks some fields only after it has stored them all, so a value it
+    # refuses would leave the other fields changed.
+    his: tuple[int, ...] = ()
 
     def parse(self, text: str, what: str) -> Value:
         words = text.split()
@@ -34,9 +38,11 @@ class ValueType:
             shape = " ".join(["N"] * self.arity)
             raise InvalidInput(f"{what}: expected {shape!r}, got {text.strip()[:40]!r}")
         value = tuple(int(w) for w in words)
-        for v in value:
-            if not self.lo <= v <= self.hi:
-                raise InvalidInput(f"{what}: {v} is outside {self.lo}..{self.hi}")
+        for i, v in enumerate(value):
+            hi = self.his[i] if i < len(self.his) else self.hi
+            if not self.lo <= v <= hi:
+                shown = str(v) if v < 10**40 else f"a {len(str(v))}-digit number"
+                raise InvalidInput(f"{what}: {shown} is outside {self.lo}..{hi}")
         if self.is_range and value[0] > value[1]:
             raise InvalidInput(f"{what}: the low end {value[0]} is above the high end {value[1]}")
         return value
@@ -110,6 +116,7 @@ def knob_table(knobs: Sequence[Knob]) -> dict[str, tuple[Knob, str]]:
 
 
 _INT = ValueType(lo=0, hi=2**31 - 1)
+_SEM_HIS = (2**31 - 1, 2**31 - 1, 2**31 - 1, 1 << 15)
 _ULONG = ValueType(lo=0, hi=2**64 - 1)  # shmmax and shmall default to nearly 2^64
 
 IPC_KNOBS: tuple[Knob, ...] = (
@@ -119,8 +126,9 @@ IPC_KNOBS: tuple[Knob, ...] = (
     Knob("ipc", "msg_mni", "kernel.msgmni", ValueType(lo=0, hi=1 << 15)),
     Knob("ipc", "msg_max", "kernel.msgmax", _INT),
     Knob("ipc", "msg_mnb", "kernel.msgmnb", _INT),
-    # semmsl semmns semopm semmni; semmni is capped by IPCMNI (32768)
-    Knob("ipc", "sem", "kernel.sem", ValueType(arity=4, lo=0, hi=2**31 - 1)),
+    # semmsl semmns semopm semmni. SEMMNI is capped by IPCMNI (32768), which the
+    # kernel checks after storing all four fields, restoring only SEMMNI on ERANGE.
+    Knob("ipc", "sem", "kernel.sem", ValueType(arity=4, lo=0, hi=2**31 - 1, his=_SEM_HIS)),
     Knob("ipc", "mq_queues_max", "fs.mqueue.queues_max", _INT),
     Knob("ipc", "mq_msg_max", "fs.mqueue.msg_max", ValueType(lo=1, hi=65536)),
     Knob("ipc", "mq_msgsize_max", "fs.mqueue.msgsize_max", ValueType(lo=128, hi=16 << 20)),

@@ -136,7 +136,8 @@ def main() -> None:
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: go with the daemon
-    _serve(socket.socket(fileno=int(sys.argv[1])))
+    with socket.socket(fileno=int(sys.argv[1])) as sock:
+        _serve(sock)
 
 
 if __name__ == "__main__":

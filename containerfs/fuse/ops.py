@@ -46,17 +46,21 @@ CACHE_TTL = 1.0  # seconds a cached file's content is trusted without rendering 
 class Service(Protocol):
     engine: Engine
 
-    async def mkdir(self, parent: Container, name: str) -> Container: ...
+    async def mkdir(self, parent: Container, name: str, owner: tuple[int, int]) -> Container: ...
 
     async def rmdir(self, c: Container) -> None: ...
 
     async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes: ...
 
-    async def write(self, c: Container, spec: FileSpec, data: bytes, writer_pid: int) -> None: ...
+    async def write(
+        self, c: Container, spec: FileSpec, data: bytes, writer_pid: int, writer_uid: int
+    ) -> None: ...
 
     async def rename(self, c: Container, new_parent: Container, new_name: str) -> None: ...
 
     def cacheable(self, c: Container, spec: FileSpec) -> bool: ...
+
+    async def chown(self, c: Container, uid: int | None, gid: int | None) -> None: ...
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _Handle:
     spec: FileSpec
     opener_pid: int
     content: bytes | None
+    opener_uid: int = 0  # the opener's fsuid: who a ``tasks`` write moves processes for
     seq: int = 0  # the container's events sequence when ``content`` was made
     served: bool = False  # a read happened: the next one at offset 0 renders anew
     touch: bool = False  # the toucher's write-only handle (see fuse/loopback.py)
@@ -230,19 +235,21 @@ class Operations(pyfuse3.Operations):
     def _attr(self, inode: int, node: _Node) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = inode
-        attr.st_uid = 0
-        attr.st_gid = 0
         cached = self._cache.get(inode)
         attr.st_size = len(cached.content) if cached is not None else 0
         attr.st_blksize = 4096
         attr.st_blocks = 0
+        # Owners and modes are what the kernel checks access against
+        # (``default_permissions``): README "Ownership and delegation".
         if node.file is None:
             attr.st_mode = stat.S_IFDIR | 0o755
             attr.st_nlink = 2 + len(node.container.children)
+            attr.st_uid, attr.st_gid = node.container.owner_ids
         else:
             spec = self.service.engine.file(node.container, node.file)
             attr.st_mode = stat.S_IFREG | (0o644 if spec.writable else 0o444)
             attr.st_nlink = 1
+            attr.st_uid, attr.st_gid = self.service.engine.file_owner(node.container, spec)
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.ctime_ns
         attr.entry_timeout = ENTRY_TIMEOUT
         attr.attr_timeout = ATTR_TIMEOUT
@@ -303,9 +310,36 @@ class Operations(pyfuse3.Operations):
                 ctx.pid == self.toucher_pid and ctx.pid is not None
             ):
                 raise pyfuse3.FUSEError(errno.EACCES)
-        elif fields.update_mode or fields.update_uid or fields.update_gid:
-            raise pyfuse3.FUSEError(errno.EPERM)
+        elif fields.update_uid or fields.update_gid:
+            await self._chown(inode, node, attr, fields, ctx)
+        elif fields.update_mode:
+            raise pyfuse3.FUSEError(errno.EPERM)  # modes say what a file is: fixed
         return self._attr(inode, node)
+
+    async def _chown(
+        self,
+        inode: int,
+        node: _Node,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        """``chown`` of a container directory by root delegates it; nothing else may
+        change an owner (EPERM)."""
+        if ctx.uid != 0 or node.file is not None or fields.update_mode:
+            raise pyfuse3.FUSEError(errno.EPERM)
+        c = node.container
+        uid = attr.st_uid if fields.update_uid else None
+        gid = attr.st_gid if fields.update_gid else None
+        await self.service.chown(c, uid, gid)
+        self.changed()
+        # The kernel checks access against the attributes it caches: drop those of
+        # the files that changed hands (attribute-only: safe from a handler).
+        for name in (None, "tasks", "container.subtree"):
+            ino = self._inodes.get((c.uid, name))
+            if ino is not None and ino != inode:
+                with contextlib.suppress(OSError):
+                    pyfuse3.invalidate_inode(ino, attr_only=True)
 
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
@@ -331,7 +365,7 @@ class Operations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         parent = self._dir(parent_inode)
-        child = await self.service.mkdir(parent, os.fsdecode(name))
+        child = await self.service.mkdir(parent, os.fsdecode(name), (ctx.uid, ctx.gid))
         self.changed()
         ino = self._inode(child, None)
         return self._attr(ino, self._nodes[ino])
@@ -370,7 +404,15 @@ class Operations(pyfuse3.Operations):
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = _Handle(
-            node, spec, ctx.pid, content, seq=seq, touch=touch, cached=cached, ino=inode
+            node,
+            spec,
+            ctx.pid,
+            content,
+            opener_uid=ctx.uid,
+            seq=seq,
+            touch=touch,
+            cached=cached,
+            ino=inode,
         )
         if cached:
             self._cached_open[inode] = self._cached_open.get(inode, 0) + 1
@@ -405,7 +447,9 @@ class Operations(pyfuse3.Operations):
         if handle.node.container.removed:
             raise pyfuse3.FUSEError(errno.ENODEV)
         try:
-            await self.service.write(handle.node.container, handle.spec, buf, handle.opener_pid)
+            await self.service.write(
+                handle.node.container, handle.spec, buf, handle.opener_pid, handle.opener_uid
+            )
         finally:
             self.changed()  # also after a refusal: part of a write may have been applied
         ino = self._inodes.get((handle.node.container.uid, handle.node.file))

@@ -22,7 +22,7 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -449,8 +449,15 @@ class CgroupBackend:
         to "a mounted hierarchy carries it".
         """
         result: dict[str, str | None] = dict.fromkeys(STANDARD_KINDS, "not-found")
+        # A pure v2 host (cgroup2 carries controllers, no v1 hierarchy in use):
+        # a controller cgroup2 does not offer (devices, freezer, net_cls...)
+        # exists only for v1, which such hosts do not mount (cgroup_no_v1=).
+        pure_v2 = not self.v1 and bool(self._v2_root_controllers)
         for name, enabled in self._proc_cgroups.items():
-            result[kind_of(name)] = "not-mounted" if enabled else "disabled"
+            if not enabled:
+                result[kind_of(name)] = "disabled"
+            else:
+                result[kind_of(name)] = "v1-only" if pure_v2 else "not-mounted"
         for name in self._unreachable:
             result[kind_of(name)] = "not-reachable"
         for name in self._v2_root_controllers:
@@ -750,6 +757,19 @@ class CgroupBackend:
         now = self._current(pid)
         self._move_back(pid, [h for h in before if now.get(h) != before[h]], before)
 
+    @staticmethod
+    def record_where(before: dict[Hierarchy, Path]) -> dict[str, str]:
+        """:meth:`where`'s answer as plain data (mount point -> directory), to save."""
+        return {str(h.mount): str(path) for h, path in before.items()}
+
+    def put_back_recorded(self, pid: int, recorded: Mapping[str, str]) -> None:
+        """:meth:`put_back` to a place :meth:`record_where` saved (a restarted daemon
+        undoing a move its predecessor could not finish)."""
+        before = {
+            h: Path(recorded[str(h.mount)]) for h in self.hierarchies if str(h.mount) in recorded
+        }
+        self.put_back(pid, {h: path for h, path in before.items() if path.is_dir()})
+
     def _move_back(self, pid: int, moved: list[Hierarchy], before: dict[Hierarchy, Path]) -> None:
         """Undo a partial :meth:`move`: back where ``/proc/<pid>/cgroup`` said, newest first."""
         for h in reversed(moved):
@@ -765,9 +785,17 @@ class CgroupBackend:
     # -- state --------------------------------------------------------------
 
     def procs(self, path: tuple[str, ...]) -> list[int]:
-        """Processes of container `path` (its v2 leaf), sorted."""
+        """Processes of container `path` (its v2 leaf), sorted.
+
+        The root's also include those in the start cgroup itself: whatever was
+        started there after the daemon moved into its leaf (an administrator's
+        shell, a service's other processes) is in the root container too.
+        """
         _check_path(path)
-        return sorted(_procs_of(self._v2().dir((*path, TASKS))))
+        pids = _procs_of(self._v2().dir((*path, TASKS)))
+        if not path:
+            pids += _procs_of(self._v2().dir())
+        return sorted(pids)
 
     def populated(self, path: tuple[str, ...]) -> bool:
         """Whether any process lives in container `path` or below it."""

@@ -26,6 +26,11 @@ _BYTES_RE = re.compile(r"(\d+)([kmgtpe]?)", re.IGNORECASE)
 _UINT_RE = re.compile(r"\d+")
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """TEXT for an error message: quoted and cut short (a write may be a megabyte long)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
+
+
 def parse_uint(text: str, what: str) -> int:
     """Parse a plain decimal, refusing signs, hex and octal spellings.
 
@@ -34,7 +39,7 @@ def parse_uint(text: str, what: str) -> int:
     validated is exactly what the kernel sees.
     """
     if not _UINT_RE.fullmatch(text):
-        raise ValueError(f"{what}: expected a decimal number, got {text!r}")
+        raise ValueError(f"{what}: expected a decimal number, got {_shown(text)}")
     return int(text)
 
 
@@ -50,10 +55,12 @@ def parse_bytes_limit(text: str) -> int | None:
         return None
     m = _BYTES_RE.fullmatch(s)
     if m is None:
-        raise ValueError(f"expected 'max' or bytes with an optional K/M/G/T suffix, got {s!r}")
+        raise ValueError(
+            f"expected 'max' or bytes with an optional K/M/G/T suffix, got {_shown(s)}"
+        )
     value = int(m.group(1)) << _SUFFIX[m.group(2).lower()]
     if value > U64_MAX:
-        raise ValueError(f"{s!r} is out of range")
+        raise ValueError(f"{_shown(s)} is out of range")
     return value
 
 
@@ -92,7 +99,7 @@ def parse_pids_max(text: str) -> int | None:
         return None
     value = parse_uint(s, "pids.max")
     if value > PID_MAX_LIMIT:
-        raise ValueError(f"pids.max must be at most {PID_MAX_LIMIT}, got {value}")
+        raise ValueError(f"pids.max must be at most {PID_MAX_LIMIT}, got {_shown(s)}")
     return value
 
 
@@ -110,20 +117,19 @@ def parse_cpu_max(text: str) -> tuple[int | None, int | None]:
     """
     tokens = text.split()
     if not 1 <= len(tokens) <= 2:
-        raise ValueError(f"cpu.max: expected '$MAX [$PERIOD]', got {text.strip()!r}")
+        raise ValueError(f"cpu.max: expected '$MAX [$PERIOD]', got {_shown(text.strip())}")
     quota: int | None = None
     if tokens[0] != "max":
         quota = parse_uint(tokens[0], "cpu.max quota")
         if not CFS_MIN_US <= quota <= CFS_QUOTA_MAX_US:
-            raise ValueError(
-                f"cpu.max quota must be 'max' or {CFS_MIN_US}..{CFS_QUOTA_MAX_US}, got {quota}"
-            )
+            bounds = f"'max' or {CFS_MIN_US}..{CFS_QUOTA_MAX_US}"
+            raise ValueError(f"cpu.max quota must be {bounds}, got {_shown(tokens[0])}")
     period: int | None = None
     if len(tokens) == 2:
         period = parse_uint(tokens[1], "cpu.max period")
         if not CFS_MIN_US <= period <= CFS_PERIOD_MAX_US:
             raise ValueError(
-                f"cpu.max period must be {CFS_MIN_US}..{CFS_PERIOD_MAX_US}, got {period}"
+                f"cpu.max period must be {CFS_MIN_US}..{CFS_PERIOD_MAX_US}, got {_shown(tokens[1])}"
             )
     return quota, period
 
@@ -149,7 +155,7 @@ def parse_cpu_weight(text: str) -> int:
     """Parse ``cpu.weight``: 1..10000."""
     value = parse_uint(text.strip(), "cpu.weight")
     if not WEIGHT_MIN <= value <= WEIGHT_MAX:
-        raise ValueError(f"cpu.weight must be {WEIGHT_MIN}..{WEIGHT_MAX}, got {value}")
+        raise ValueError(f"cpu.weight must be {WEIGHT_MIN}..{WEIGHT_MAX}, got {_shown(str(value))}")
     return value
 
 
@@ -195,18 +201,18 @@ def parse_cpulist(text: str) -> frozenset[int]:
     for item in s.split(","):
         m = _CPULIST_ITEM.fullmatch(item)
         if m is None:
-            raise ValueError(f"bad cpu/node list item {item!r} in {s!r}")
+            raise ValueError(f"bad cpu/node list item {_shown(item)} in {_shown(s)}")
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
-            raise ValueError(f"range {item!r} runs backwards")
+            raise ValueError(f"range {_shown(item)} runs backwards")
         if hi >= CPULIST_MAX:
-            raise ValueError(f"cpu/node number in {item!r} is too large")
+            raise ValueError(f"cpu/node number in {_shown(item)} is too large")
         used = group = 1
         if m.group(3) is not None:
             used, group = int(m.group(3)), int(m.group(4))
             if group == 0 or used == 0 or used > group:
-                raise ValueError(f"bad stride {used}/{group} in {item!r}")
+                raise ValueError(f"bad stride {used}/{group} in {_shown(item)}")
         for start in range(lo, hi + 1, group):
             members.update(range(start, min(start + used, hi + 1)))
     return frozenset(members)
@@ -242,7 +248,7 @@ _DEV_RE = re.compile(r"(\d+):(\d+)")
 def _device(token: str) -> str:
     m = _DEV_RE.fullmatch(token)
     if m is None:
-        raise ValueError(f"expected a device as MAJOR:MINOR, got {token!r}")
+        raise ValueError(f"expected a device as MAJOR:MINOR, got {_shown(token)}")
     return f"{int(m.group(1))}:{int(m.group(2))}"
 
 
@@ -260,13 +266,15 @@ def parse_io_max(text: str) -> tuple[str, dict[str, int | None]]:
     for tok in tokens[1:]:
         key, sep, val = tok.partition("=")
         if not sep or key not in IO_MAX_KEYS:
-            raise ValueError(f"io.max: unknown setting {tok!r}; use {'/'.join(IO_MAX_KEYS)}=N|max")
+            raise ValueError(
+                f"io.max: unknown setting {_shown(tok)}; use {'/'.join(IO_MAX_KEYS)}=N|max"
+            )
         if val == "max":
             limits[key] = None
             continue
         n = parse_uint(val, f"io.max {key}")
         if not 1 <= n <= U64_MAX:
-            raise ValueError(f"io.max {key} must be 1..{U64_MAX} or 'max', got {val}")
+            raise ValueError(f"io.max {key} must be 1..{U64_MAX} or 'max', got {_shown(val)}")
         limits[key] = n
     return dev, limits
 

@@ -558,6 +558,7 @@ class _Move:
         self.path_at = 0  # the cwd path in the receiver's scratch (0: none)
         self.dot_at = 0  # the string "." there
         self.dying = False  # the process was killed while we held it
+        self.guard = 0  # the tid that carries PTRACE_O_EXITKILL while we change the process
         # Called once every thread known so far was seized and asked to stop,
         # before waiting for the stops (see ``move_into``'s ``on_seized``).
         self.on_seized: Callable[[], None] | None = None
@@ -1074,6 +1075,31 @@ class _Move:
 
     # -- letting go --------------------------------------------------------------
 
+    def guard_on(self) -> None:
+        """From here until everything is restored, our death kills the process.
+
+        If the daemon dies (SIGKILL) while a thread runs our registers or the
+        code page holds our instruction, the kernel detaches the threads as
+        they are, and the process would go on from a state that is not its
+        own. PTRACE_O_EXITKILL on one thread makes the kernel kill the whole
+        process instead: a move never leaves a corrupted process running.
+        Before this point nothing is changed, and a tracer's death just lets
+        the stopped threads go on.
+        """
+        for tid in self.threads:
+            try:
+                ksys.ptrace_setoptions(tid, ksys.PTRACE_O_EXITKILL)
+            except ProcessLookupError:
+                continue
+            self.guard = tid
+            return
+
+    def _guard_off(self) -> None:
+        if self.guard and self.guard in self.threads:
+            with contextlib.suppress(OSError):
+                ksys.ptrace_setoptions(self.guard, 0)
+        self.guard = 0
+
     def release(self) -> list[str]:
         """Close what we gave the target, restore memory and registers, detach."""
         problems: list[str] = []
@@ -1115,12 +1141,24 @@ class _Move:
                     self._write(addr, data)
                 except OSError as exc:
                     problems.append(f"memory at {addr:#x} not restored ({exc.strerror})")
+        restored = True
+        for th in self.threads.values():
+            if th.saved is None or not th.dirty:
+                continue
+            try:
+                ksys.ptrace_setregs(th.tid, th.saved)
+                th.dirty = False
+            except ProcessLookupError:
+                continue  # gone: our thread's exit releases whatever is left
+            except OSError as exc:
+                restored = False
+                problems.append(f"thread {th.tid} registers not restored ({exc.strerror})")
+        if restored and not problems:
+            self._guard_off()  # the process is its own again
         for th in self.threads.values():
             if th.saved is None:
                 continue
             try:
-                if th.dirty:
-                    ksys.ptrace_setregs(th.tid, th.saved)
                 ksys.ptrace_detach(th.tid, th.signals[0] if th.signals else 0)
             except ProcessLookupError:
                 continue  # gone: our thread's exit releases whatever is left
@@ -1159,6 +1197,7 @@ class _Move:
                 self.cwd_path = _cwd_path(self.pid)
             self.open_memory()
             self.load_seccomp()
+            self.guard_on()
             self.find_code()
             self.open_origins(kinds, with_dirs=mnt)
             try:

@@ -358,6 +358,22 @@ static size_t kind_index(int flag)
 }
 
 /*
+ * In a new mount namespace, make every mount private and detach MOUNTPOINT
+ * (the daemon's mount) from it.  EINVAL: not a mount point here, or locked
+ * because the mount namespace was copied from one owned by another user
+ * namespace: see join_all() for how a user-namespaced container avoids that.
+ */
+static void unshare_mnt_without(const char *mountpoint, int unshared)
+{
+	if (!unshared && unshare(CLONE_NEWNS) < 0)
+		fail("unshare mnt");
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		fail("make / rprivate");
+	if (umount2(mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		fail("detach mountpoint");
+}
+
+/*
  * Join every namespace we were asked to, in the order of the header comment:
  * the parent holder's of JOIN_FLAGS through PARENTFD (then closed: no later
  * process of the chain keeps it), the KIND=FD ones.  Time first, while we
@@ -370,8 +386,15 @@ static size_t kind_index(int flag)
  * container exists yet that could have mounted over /proc/sys (a joined
  * mount namespace may have some: see open_sysdir()).  A parent that has
  * exited fails with ESRCH.
+ *
+ * DETACH (not NULL: the container owns a mount namespace and will be in
+ * another user namespace than now): right before the user namespace changes,
+ * a mount namespace of our own without the daemon's mount at DETACH.  The
+ * container's mount namespace is then copied from that one: a mount copied
+ * into a mount namespace owned by another user namespace is locked and
+ * cannot be detached there any more.
  */
-static void join_all(int parentfd, int join)
+static void join_all(int parentfd, int join, const char *detach)
 {
 	size_t i, t = kind_index(CLONE_NEWTIME), u = kind_index(CLONE_NEWUSER);
 
@@ -396,6 +419,8 @@ static void join_all(int parentfd, int join)
 	sysdir = open_sysdir();
 	if (sysdir < 0)
 		fail("open /proc/sys");
+	if (detach != NULL)
+		unshare_mnt_without(detach, 0);
 	if (joinfd[u] >= 0)
 		join_fd(u);
 	else if ((join & CLONE_NEWUSER) && setns(parentfd, CLONE_NEWUSER) < 0)
@@ -748,7 +773,7 @@ static int parse_join_word(const char *word, long parentfd)
 
 int main(int argc, char **argv)
 {
-	long sockfd, parentfd, join, flags;
+	long sockfd, parentfd, join, flags, userns;
 	int joined = 0, i;
 	char buf[16];
 	ssize_t n;
@@ -802,7 +827,10 @@ int main(int argc, char **argv)
 		fail("read go");
 	}
 
-	join_all((int)parentfd, (int)join);
+	/* Our user namespace changes (see join_all): detach the daemon's mount
+	 * before, while a copy of it is still ours to change. */
+	userns = (flags | join | joined) & CLONE_NEWUSER;
+	join_all((int)parentfd, (int)join, (flags & CLONE_NEWNS) && userns ? argv[5] : NULL);
 	/* A process only unshares a pid namespace from its active one, and
 	 * setns(CLONE_NEWPID) only changes the namespace of our children. */
 	if ((join | joined) & CLONE_NEWPID)
@@ -811,14 +839,8 @@ int main(int argc, char **argv)
 	/* Everything but time now: a time namespace is unshared by the holder. */
 	if ((flags & ~CLONE_NEWTIME) && unshare((int)(flags & ~CLONE_NEWTIME)) < 0)
 		fail("unshare");
-	if (flags & CLONE_NEWNS) {
-		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-			fail("make / rprivate");
-		/* EINVAL: not a mount point here, or locked because the mount
-		 * namespace belongs to a new user namespace. */
-		if (umount2(argv[5], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
-			fail("detach mountpoint");
-	}
+	if (flags & CLONE_NEWNS)
+		unshare_mnt_without(argv[5], 1);
 
 	/* A pid namespace takes effect in children only; the first process
 	 * always forks so that the holder is not the daemon's child. */

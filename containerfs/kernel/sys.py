@@ -210,7 +210,10 @@ PTRACE_SINGLESTEP = 9
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13
 PTRACE_DETACH = 17
+PTRACE_SETOPTIONS = 0x4200
 PTRACE_SEIZE = 0x4206
+#: PTRACE_SETOPTIONS: SIGKILL the tracee if the tracer exits.
+PTRACE_O_EXITKILL = 1 << 20
 PTRACE_INTERRUPT = 0x4207
 PTRACE_SECCOMP_GET_FILTER = 0x420C
 #: ``status >> 16`` of a group-stop or PTRACE_INTERRUPT stop of a seized tracee.
@@ -238,6 +241,11 @@ def _ptrace(request: int, tid: int, addr: int, data: int) -> int:
 def ptrace_seize(tid: int, options: int = 0) -> None:
     """Attach to thread ``tid`` without stopping it (EPERM: not allowed, or already traced)."""
     _ptrace(PTRACE_SEIZE, tid, 0, options)
+
+
+def ptrace_setoptions(tid: int, options: int) -> None:
+    """Replace the ptrace options of an attached tracee ``tid``."""
+    _ptrace(PTRACE_SETOPTIONS, tid, 0, options)
 
 
 def ptrace_interrupt(tid: int) -> None:

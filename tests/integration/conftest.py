@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,10 @@ CONTAINERFS = [sys.executable, "-m", "containerfs"]
 
 
 PIN = BIN / "containerfs-pin"
+
+#: Multiplies every timeout of these helpers (``wait_for`` included): a slow
+#: machine, such as the emulated guest of ``tools/v2vm``, sets it.
+TIME_SCALE = float(os.environ.get("CFS_TEST_TIME_SCALE") or 1)
 
 
 def holder_skip_reason() -> str | None:
@@ -88,7 +93,11 @@ class Mounted:
     ) -> subprocess.CompletedProcess[str]:
         """Run a shell command as the administrator would, in the mount's directory."""
         result = subprocess.run(
-            ["bash", "-c", script], cwd=self.mnt, capture_output=True, text=True, timeout=timeout
+            ["bash", "-c", script],
+            cwd=self.mnt,
+            capture_output=True,
+            text=True,
+            timeout=timeout * TIME_SCALE,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -107,7 +116,7 @@ class Mounted:
             [*CONTAINERFS, "exec", str(self.mnt / container), "--", *argv],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=30 * TIME_SCALE,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -130,7 +139,7 @@ class Mounted:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the daemon (SIGTERM: a clean stop; SIGKILL: a crash); its exit status."""
         self.daemon.send_signal(sig)
-        return self.daemon.wait(timeout=30)
+        return self.daemon.wait(timeout=30 * TIME_SCALE)
 
     def start(self, *extra: str) -> None:
         """Start a daemon again on the same mountpoint, state dir and cgroups."""
@@ -158,7 +167,7 @@ def _mounted(mnt: Path) -> bool:
 
 
 def wait_for(predicate: object, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * TIME_SCALE
     while time.monotonic() < deadline:
         if callable(predicate) and predicate():
             return
@@ -179,15 +188,23 @@ def start_daemon(
         )
 
 
+def close_pipes(proc: subprocess.Popen[Any]) -> None:
+    """Close a finished process's pipes (``python -X dev`` reports them otherwise)."""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def stop_daemon(m: Mounted) -> None:
     for proc in m.started:
         if proc.poll() is None:
             proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=10 * TIME_SCALE)
+        close_pipes(proc)
     if m.daemon.poll() is None:
         m.daemon.send_signal(signal.SIGTERM)
         try:
-            m.daemon.wait(timeout=20)
+            m.daemon.wait(timeout=20 * TIME_SCALE)
         except subprocess.TimeoutExpired:
             m.daemon.kill()
             m.daemon.wait(timeout=10)
@@ -201,6 +218,20 @@ def _in_mounts(mnt: Path) -> bool:
     return any(
         line.split()[1] == str(mnt) for line in Path("/proc/self/mounts").read_text().splitlines()
     )
+
+
+def _check_warnings(log: Path) -> None:
+    """Under ``python -X dev`` (``PYTHONDEVMODE=1``, as CI runs the suite) the daemon
+    prints ResourceWarnings and errors in finalizers, which never fail it: they
+    fail the test instead."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = [
+        line
+        for line in text.splitlines()
+        if "ResourceWarning" in line or "Exception ignored" in line
+    ]
+    if found:
+        raise AssertionError("the daemon warned:\n" + "\n".join(found[:10]))
 
 
 @pytest.fixture
@@ -224,6 +255,7 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
             finally:
                 stop_daemon(m)
                 print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
+                _check_warnings(log)
     finally:
         if not _in_mounts(mnt):
             shutil.rmtree(tmp, ignore_errors=True)

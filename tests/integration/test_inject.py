@@ -28,6 +28,8 @@ import pytest
 
 from containerfs.kernel import inject
 
+from .conftest import close_pipes
+
 KINDS = ("uts", "ipc", "net")
 
 
@@ -123,6 +125,7 @@ class Procs:
                     os.kill(proc.pid, signal.SIGCONT)
                 proc.kill()
             proc.wait(timeout=10)
+            close_pipes(proc)
 
 
 @pytest.fixture

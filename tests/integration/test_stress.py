@@ -24,7 +24,7 @@ import pytest
 
 from containerfs import statefile
 
-from .conftest import CONTAINERFS, Mounted, live_pins, wait_for
+from .conftest import CONTAINERFS, Mounted, close_pipes, live_pins, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -42,7 +42,7 @@ def load_script(duration: float, sleepers: list[int], seed: int) -> str:
     return f"""
 RANDOM={seed}
 names=({" ".join(NAMES)})
-pids=({" ".join(map(str, sleepers))})
+pids=({" ".join(map(str, sleepers or [0]))})
 end=$(( $(date +%s%N) + {int(duration * 1e9)} ))
 ops=0
 while [ "$(date +%s%N)" -lt "$end" ]; do
@@ -92,6 +92,7 @@ def finish_load(shells: list[subprocess.Popen[str]], timeout: float) -> list[int
             if sh.poll() is None:
                 sh.kill()
                 sh.wait()
+            close_pipes(sh)
     return counts
 
 
@@ -121,7 +122,7 @@ def own_ids(cfs: Mounted, path: tuple[str, ...]) -> dict[str, str]:
     return {r[0]: r[2] for r in rows if len(r) >= 3 and r[1] == "own"}
 
 
-def check_consistent(cfs: Mounted, sleepers: list[int]) -> None:
+def check_consistent(cfs: Mounted, sleepers: list[subprocess.Popen[bytes]]) -> None:
     """The tree, /proc and cgroupfs agree exactly; the daemon is alive and sane."""
     assert cfs.daemon.poll() is None, f"daemon died:\n{cfs.log_tail()}"
     assert "Traceback" not in cfs.log.read_text(errors="replace"), cfs.log_tail(60)
@@ -143,7 +144,14 @@ def check_consistent(cfs: Mounted, sleepers: list[int]) -> None:
     inits = {path: int(cfs.read("/".join((*path, "container.init")))) for path in tree}
     holders = {inits[path] for path, ids in owned.items() if set(ids) & set(NS_KINDS)}
     assert len(holders) == sum(1 for ids in owned.values() if set(ids) & set(NS_KINDS))
-    wait_for(lambda: live_pins(str(cfs.mnt)) == holders, what="holders == containers")
+    try:
+        wait_for(lambda: live_pins(str(cfs.mnt)) == holders, what="holders == containers")
+    except AssertionError:
+        pins = live_pins(str(cfs.mnt))
+        extra = {p: Path(f"/proc/{p}/cgroup").read_text() for p in pins - holders}
+        raise AssertionError(
+            f"holders {sorted(holders)} but pins {sorted(pins)}; extra: {extra}\n{cfs.log_tail(40)}"
+        ) from None
     for path, init in inits.items():
         for kind in NS_KINDS:
             if kind in owned[path]:
@@ -152,11 +160,14 @@ def check_consistent(cfs: Mounted, sleepers: list[int]) -> None:
     # kernel agrees: its cgroup and its namespaces are that container's.
     listed = {path: set(cfs.read("/".join((*path, "tasks"))).split()) for path in tree}
     listed[()] = set(cfs.read("tasks").split())
-    for pid in sleepers:
-        if not Path(f"/proc/{pid}").exists():
+    for sleeper in sleepers:
+        # One may have been killed: a daemon killed in the middle of moving it
+        # takes it along rather than leave it running half-changed (inject.py).
+        if sleeper.poll() is not None:
             continue
+        pid = sleeper.pid
         where = [path for path, pids in listed.items() if str(pid) in pids]
-        assert len(where) == 1, (pid, where)
+        assert len(where) == 1, (pid, where, Path(f"/proc/{pid}/cgroup").read_text())
         path = where[0]
         if path:
             unified = [
@@ -205,7 +216,7 @@ def test_eight_shells_at_once_leave_tree_kernel_and_cgroups_in_agreement(cfs: Mo
     shells = start_load(cfs, duration, pids, seed=random.randrange(1000))
     counts = finish_load(shells, timeout=duration + 60)
     assert all(n > 0 for n in counts), counts
-    check_consistent(cfs, pids)
+    check_consistent(cfs, sleepers)
     # Still fully usable afterwards.
     cfs.sh("mkdir after && echo 7 > after/pids.max")
     assert cfs.read("after/pids.max") == "7\n"
@@ -223,9 +234,11 @@ def test_sigkill_in_the_middle_of_the_load_then_restart(cfs: Mounted, seed: int)
     assert cfs.stop(signal.SIGKILL) == -signal.SIGKILL
     finish_load(shells, timeout=duration + 60)  # they fail fast: ENOTCONN
     cfs.start()
-    check_consistent(cfs, pids)
-    # A second run of the load on the restarted daemon, then check again.
+    check_consistent(cfs, sleepers)
+    # A second run of the load on the restarted daemon, then check again. Only
+    # living sleepers: a reaped one's pid may be anybody's by now.
+    pids = [s.pid for s in sleepers if s.poll() is None]
     shells = start_load(cfs, 3.0, pids, seed=seed + 50)
     finish_load(shells, timeout=3.0 + 60)
-    check_consistent(cfs, pids)
+    check_consistent(cfs, sleepers)
     tear_down_tree(cfs, sleepers)

@@ -1315,3 +1315,22 @@ def test_real_write_never_creates_and_sends_a_newline_for_empty(tmp_path: Path) 
     (tmp_path / "cpuset.cpus").write_text("")
     REAL_WRITE(tmp_path / "cpuset.cpus", "")
     assert (tmp_path / "cpuset.cpus").read_text() == "\n"
+
+
+def test_refusal_messages_are_bounded() -> None:
+    """A megabyte-long write is refused with a message of a line, not a megabyte (the log)."""
+    huge = "x" * (1 << 20)
+    for parse in (
+        lambda: cv.parse_uint(huge, "pids.max"),
+        lambda: cv.parse_bytes_limit(huge),
+        lambda: cv.parse_pids_max("9" * 4000),
+        lambda: cv.parse_cpu_max(huge),
+        lambda: cv.parse_cpu_max("9" * 4000),
+        lambda: cv.parse_cpu_weight("9" * 4000),
+        lambda: cv.parse_cpulist(huge),
+        lambda: cv.parse_io_max(huge),
+        lambda: cv.parse_io_max("8:0 " + huge),
+    ):
+        with pytest.raises(ValueError) as exc:
+            parse()
+        assert len(str(exc.value)) < 200, str(exc.value)[:300]

@@ -103,3 +103,12 @@ def test_damaged_state_is_a_value_error(tmp_path: Path) -> None:
     (tmp_path / statefile.SNAPSHOT).write_text("[]")
     with pytest.raises(ValueError, match="not a containerfs state"):
         statefile.load(tmp_path)
+
+
+def test_moves_left_open_are_reported(tmp_path: Path) -> None:
+    sf = StateFile(tmp_path)
+    sf.snapshot({**base(rec()), "moving": [{"pid": 7, "start": 1}]})
+    sf.append([{"moving": {"pid": 8, "start": 2}}, {"moving": {"pid": 9, "start": 3}}])
+    sf.append([{"moved": 8}, {"moved": 7}])
+    state = statefile.load(tmp_path)
+    assert state is not None and state["moving"] == [{"pid": 9, "start": 3}]

@@ -6,10 +6,10 @@ import errno
 
 import pytest
 
-from containerfs.engine.errors import ContainerError
+from containerfs.engine.errors import ContainerError, InvalidInput
 from containerfs.engine.kinds import NAMESPACE_NAMES, all_kinds
 from containerfs.engine.tree import Container, Engine, Role
-from containerfs.engine.views import IPC_KNOBS, NET_KNOBS, KnobState, ValueType
+from containerfs.engine.views import IPC_KNOBS, NET_KNOBS, KnobState, ValueType, knob_table
 
 
 def make_engine() -> Engine:
@@ -107,3 +107,19 @@ def test_observe_takes_a_change_made_inside_as_the_internal_view() -> None:
     assert e.render_view(c, knob, "internal") == "100\n"
     assert e.observe(c, knob, (2,)) is None  # lowered inside: fine as it is # type: ignore[arg-type]
     assert e.render_view(c, knob, "effective") == "2\n"
+
+
+def test_sem_refuses_semmni_past_ipcmni() -> None:
+    """The kernel stores all four fields before it checks SEMMNI and restores only
+    SEMMNI on ERANGE: the engine must refuse such a value before the kernel sees it."""
+    knob, _ = knob_table(IPC_KNOBS)["ipc.sem"]
+    assert knob.type.parse("32000 1024000000 500 32768", "ipc.sem") == (
+        32000,
+        1024000000,
+        500,
+        32768,
+    )
+    with pytest.raises(InvalidInput):
+        knob.type.parse("32000 1024000000 500 32769", "ipc.sem")
+    with pytest.raises(InvalidInput):
+        knob.type.parse("1 2 3 " + "9" * 100, "ipc.sem")
