@@ -488,7 +488,7 @@ class Daemon:
         """Write a cgroup file: inline when the kernel only stores the value, on a
         worker thread when it may work first (memory limits reclaim, cpusets
         move tasks and pages)."""
-        if name.startswith(("memory.", "cpuset.")):
+        if self.cgroups.write_may_work(name):
             await trio.to_thread.run_sync(self.cgroups.write, c.cgpath, name, text)
         else:
             self.cgroups.write(c.cgpath, name, text)

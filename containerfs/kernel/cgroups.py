@@ -863,6 +863,13 @@ class CgroupBackend:
         cf = CONTROL_FILES.get(name)
         return cf is not None and cf.writable
 
+    @staticmethod
+    def write_may_work(name: str) -> bool:
+        """Whether writing control file ``name`` can make the kernel work for long
+        (memory limits reclaim, cpusets move tasks and pages): such writes belong
+        on a worker thread; the rest only store a value."""
+        return name.startswith(("memory.", "cpuset."))
+
     def read(self, path: tuple[str, ...], name: str) -> str:
         """Value of control file `name` in container `path`'s own directory, v2 syntax."""
         _check_path(path)

@@ -88,23 +88,26 @@ class Mounted:
     log: Path
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    def run(
+        self, argv: list[str], what: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the mount's directory; with ``check``, a failure names
+        ``what`` and shows the daemon's log."""
+        result = subprocess.run(
+            argv, cwd=self.mnt, capture_output=True, text=True, timeout=timeout * TIME_SCALE
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{what} exited {result.returncode}: {result.stderr.strip()}\n"
+                f"daemon log tail:\n{self.log_tail()}"
+            )
+        return result
+
     def sh(
         self, script: str, check: bool = True, timeout: float = 30
     ) -> subprocess.CompletedProcess[str]:
         """Run a shell command as the administrator would, in the mount's directory."""
-        result = subprocess.run(
-            ["bash", "-c", script],
-            cwd=self.mnt,
-            capture_output=True,
-            text=True,
-            timeout=timeout * TIME_SCALE,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"{script!r} exited {result.returncode}: {result.stderr.strip()}\n"
-                f"daemon log tail:\n{self.log_tail()}"
-            )
-        return result
+        return self.run(["bash", "-c", script], repr(script), check, timeout)
 
     def read(self, rel: str) -> str:
         return (self.mnt / rel).read_text()
@@ -112,18 +115,11 @@ class Mounted:
     def exec(
         self, container: str, *argv: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
+        return self.run(
             [*CONTAINERFS, "exec", str(self.mnt / container), "--", *argv],
-            capture_output=True,
-            text=True,
-            timeout=30 * TIME_SCALE,
+            f"exec {container} {argv}",
+            check,
         )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"exec {container} {argv} exited {result.returncode}: {result.stderr.strip()}\n"
-                f"daemon log tail:\n{self.log_tail()}"
-            )
-        return result
 
     def spawn(self, container: str, *argv: str) -> subprocess.Popen[bytes]:
         """Start a long-running process in a container (root: "."); ended at teardown."""

@@ -52,19 +52,7 @@ class User:
 
     def sh(self, m: Mounted, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a shell command as this user in the mount's directory."""
-        result = subprocess.run(
-            self.argv("bash", "-c", script),
-            cwd=m.mnt,
-            capture_output=True,
-            text=True,
-            timeout=30 * TIME_SCALE,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"as {self.name}: {script!r} exited {result.returncode}: {result.stderr.strip()}\n"
-                f"daemon log tail:\n{m.log_tail()}"
-            )
-        return result
+        return m.run(self.argv("bash", "-c", script), f"as {self.name}: {script!r}", check)
 
     def refused(self, m: Mounted, script: str, message: str) -> None:
         r = self.sh(m, script, check=False)
