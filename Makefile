@@ -13,8 +13,9 @@ MOUNTPOINT ?= /run/containerfs
 run: $(STAMP) $(PIN)
 	$(VENV)/bin/containerfs mount $(MOUNTPOINT)
 
-# TEST_ENV: e.g. "PYTHONDEVMODE=1 PYTHONWARNINGS=error" (CI): the daemons the tests
-# start inherit it, and the tests fail on any warning they print.
+# The suite runs under `python -X dev` with warnings as errors: the daemons the tests
+# start inherit TEST_ENV, and a test fails on any warning (an unclosed file) they print.
+TEST_ENV ?= PYTHONDEVMODE=1 PYTHONWARNINGS=error
 test: $(STAMP) $(PIN)
 	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS)
 

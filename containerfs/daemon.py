@@ -40,6 +40,7 @@ from .engine.tree import (
     parse_count,
     parse_hostname,
     parse_id_map,
+    parse_kill,
     parse_time_offsets,
 )
 from .engine.tree import parse_pid as parse_pid_text
@@ -353,20 +354,39 @@ class Daemon:
 
     async def _rmdir(self, c: Container) -> None:
         async with self.lock:
-            tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
+            tasks = await self._tasks_of(c)
             self.engine.check_rmdir(c, len(tasks))
             await trio.to_thread.run_sync(self._destroy, c)
             self._forget(c)
             log.info("rmdir %s", "/".join(c.path))
             self.save_removed(c.path)
 
+    async def _tasks_of(self, c: Container) -> list[int]:
+        """``c``'s processes. Its cgroup removed behind our back holds none: the
+        container can still be removed (what is left of it is freed)."""
+        try:
+            return await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
+        except FileNotFoundError:
+            log.warning("%s: its cgroup was removed behind the daemon's back", _where(c))
+            return []
+
     def _destroy(self, c: Container) -> None:
         """Free the kernel objects of ``c``: cgroups first, since they refuse while
         anything is inside (leaving the container whole), then the holder."""
         self.cgroups.remove(c.cgpath)
+        self._trim_controllers(c)
         holder = self.holders.get(c.uid)
         if holder is not None:
             holder.kill()
+
+    def _trim_controllers(self, gone: Container) -> None:
+        """Once ``gone``'s cgroups are removed: from its parent up, disable the v2
+        controllers no remaining container below needs any more."""
+        node = gone.parent
+        while node is not None:
+            below = (d.owned for d in node.walk() if d is not node and d is not gone)
+            self.cgroups.trim(node.cgpath, frozenset().union(*below))
+            node = node.parent
 
     def _forget(self, c: Container) -> None:
         """Commit a removal. Runs on the event loop, like every user of a holder's pidfd."""
@@ -434,6 +454,8 @@ class Daemon:
             case Role.INIT:
                 holder = self.holder_for(c)
                 return f"{holder.pid if holder else 0}\n"
+            case Role.KILL:
+                return ""  # write-only, like cgroup.kill
             case Role.KNOB:
                 assert spec.kind is not None
                 owner = c.owner(spec.kind)
@@ -565,8 +587,16 @@ class Daemon:
         text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
         match spec.role:
             case Role.TASKS:
+                pid = parse_pid_text(text)
+                # A new container's views are bound before anyone enters it. Not
+                # under the lock: the binding looks paths up on our own mount,
+                # which a mkdir or rmdir waiting for the lock can block (it holds
+                # the directory's lock in the kernel): a deadlock, seen under load.
+                ready = self.ready.get(c.uid)
+                if ready is not None:
+                    await ready.wait()
                 async with self.lock:
-                    await self._enter(c, parse_pid_text(text), writer_pid, writer_uid)
+                    await self._enter(c, pid, writer_pid, writer_uid)
             case Role.SUBTREE:
                 async with self.lock:
                     self.engine.set_subtree(c, text)
@@ -576,6 +606,10 @@ class Daemon:
                 self.save(c)
                 log.info("%s <- %s", _where(c, spec.name), c.release)
                 await self.check_release(c)  # already empty: `delete` acts now
+            case Role.KILL:
+                parse_kill(text)
+                n = await trio.to_thread.run_sync(self.cgroups.kill, c.cgpath)
+                log.info("%s: killed (%d task(s))", _where(c), n)
             case Role.RELEASE_AGENT:
                 self.release_agent = parse_agent(text)
                 self.save()
@@ -616,23 +650,50 @@ class Daemon:
         the cgroups are put back.
         """
 
-        def facts() -> tuple[int, dict[str, int], procs.Creds, int]:
+        def facts() -> tuple[int, int, dict[str, int], procs.Creds, int]:
             real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
-            writer = procs.thread_group(writer_pid) if writer_pid else 0
-            return real, procs.process_inodes(real), procs.creds(real), writer
+            pidfd = os.pidfd_open(real)  # the process named now, whatever its pid becomes
+            try:
+                writer = procs.thread_group(writer_pid) if writer_pid else 0
+                return real, pidfd, procs.process_inodes(real), procs.creds(real), writer
+            except BaseException:
+                os.close(pidfd)
+                raise
 
         try:  # may scan /proc: off the event loop
-            real, inodes, creds, writer = await trio.to_thread.run_sync(facts)
+            real, pidfd, inodes, creds, writer = await trio.to_thread.run_sync(facts)
         except (ProcessLookupError, FileNotFoundError):
             raise OSError(errno.ESRCH, f"no process {pid}") from None
+        try:
+            targets = await self._enter_named(c, real, pidfd, inodes, creds, writer, writer_uid)
+        finally:
+            os.close(pidfd)
+        node: Container | None = c
+        while node is not None:  # populated now, up to the root
+            self._occupy(node)
+            node = node.parent
+        moved = f" (namespaces: {' '.join(sorted(targets))})" if targets else ""
+        log.info("%s/tasks <- %d%s", "/".join(c.path) or "/", real, moved)
+
+    async def _enter_named(
+        self,
+        c: Container,
+        real: int,
+        pidfd: int,
+        inodes: dict[str, int],
+        creds: procs.Creds,
+        writer: int,
+        writer_uid: int,
+    ) -> dict[str, int]:
+        """:meth:`_enter` once the process is held by ``pidfd``; the namespace kinds
+        it moved into. cgroup writes name a pid, not a pidfd: the pidfd is checked
+        alive after them, and alive means the pid was that process's all along (a
+        pid is not reused before its zombie is reaped)."""
         check_not_internal(real, self.internal_pids())
         if writer_uid != 0:
             where = await trio.to_thread.run_sync(self.cgroups.where, real)
             now_in = self._container_in(where)
             self.engine.check_move(writer_uid, (creds.uids[0], creds.uids[1]), now_in, c)
-        ready = self.ready.get(c.uid)
-        if ready is not None:
-            await ready.wait()
         differ = self.engine.check_enter(c, inodes, creds.threads)
         targets: dict[str, int] = {}
         sources: dict[str, str] = {}
@@ -651,15 +712,17 @@ class Daemon:
                 targets[kind] = int(c.instance_id(kind))
                 sources[kind] = f"/proc/{source}/ns/{kind}"
         before = await trio.to_thread.run_sync(self.cgroups.where, real)
+        _check_alive(pidfd, real)  # `before` was this process's
         if targets:
             self._moving(real, c, targets, before)
         handed_off = False  # a deferred move ends in a task of its own (_move_namespaces)
         try:
             await trio.to_thread.run_sync(self.cgroups.move, real, self.placement(c))
+            _check_alive(pidfd, real)  # alive: the writes moved this process
             if targets:
                 try:
                     await self._move_namespaces(
-                        real, targets, sources, deferred=real == writer, before=before
+                        real, pidfd, targets, sources, deferred=real == writer, before=before
                     )
                     handed_off = real == writer
                 except BaseException:
@@ -669,12 +732,7 @@ class Daemon:
         finally:
             if targets and not handed_off:
                 self._moved(real)
-        node: Container | None = c
-        while node is not None:  # populated now, up to the root
-            self._occupy(node)
-            node = node.parent
-        moved = f" (namespaces: {' '.join(sorted(targets))})" if targets else ""
-        log.info("%s/tasks <- %d%s", "/".join(c.path) or "/", real, moved)
+        return targets
 
     def _container_in(self, where: dict[Hierarchy, Path]) -> Container | None:
         """The container whose ``tasks`` hold a process at ``where`` (its cgroups, from
@@ -725,6 +783,7 @@ class Daemon:
     async def _move_namespaces(
         self,
         pid: int,
+        pidfd: int,
         targets: dict[str, int],
         sources: dict[str, str],
         *,
@@ -738,13 +797,17 @@ class Daemon:
         ptrace now. Its threads are seized and asked to stop, which they do
         the moment the write returns, before running anything else; the move
         finishes after we answer. A failure then is logged, and the cgroups
-        are put back where they were (``before``).
+        are put back where they were (``before``). ``pidfd`` is the caller's;
+        the deferred part takes a copy of its own.
         """
-        move = functools.partial(inject.move_into, pid, targets, sources=sources)
         if not deferred:
-            await trio.to_thread.run_sync(move)
+            await trio.to_thread.run_sync(
+                functools.partial(inject.move_into, pid, targets, sources=sources, pidfd=pidfd)
+            )
             return
         assert self.nursery is not None
+        own = os.dup(pidfd)
+        move = functools.partial(inject.move_into, pid, targets, sources=sources, pidfd=own)
         token = trio.lowlevel.current_trio_token()
         seized = trio.Event()
         failed: list[BaseException] = []
@@ -762,6 +825,7 @@ class Daemon:
                     with contextlib.suppress(OSError):
                         await trio.to_thread.run_sync(self.cgroups.put_back, pid, before)
             finally:
+                os.close(own)
                 self._moved(pid)
                 seized.set()
 
@@ -866,7 +930,7 @@ class Daemon:
         async with self.lock:
             if c.removed:
                 return False
-            tasks = await trio.to_thread.run_sync(self.cgroups.procs, c.cgpath)
+            tasks = await self._tasks_of(c)
             if tasks or c.children:
                 log.info("%s: not deleted, it is in use again", _where(c))
                 return False
@@ -938,6 +1002,13 @@ class Daemon:
             log.info("%d container(s) kept for the next start", n)
 
 
+def _check_alive(pidfd: int, pid: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        raise ProcessLookupError(errno.ESRCH, f"process {pid} exited during the move") from None
+
+
 def _where(c: Container, name: str = "") -> str:
     return "/".join((*c.path, name) if name else c.path) or "/"
 
@@ -965,16 +1036,25 @@ def refusals_logged(what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def state_lock(state_dir: Path) -> Iterator[None]:
-    """One daemon per state dir."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """One daemon per state dir; one it cannot write (read-only, full) stops the
+    start here, before anything is made."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise SystemExit(f"containerfs: cannot use state dir {state_dir}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SystemExit(f"containerfs: {state_dir} is in use by another daemon") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            raise SystemExit(
+                f"containerfs: cannot use state dir {state_dir}: {exc.strerror}"
+            ) from None
         yield
     finally:
         os.close(fd)

@@ -172,7 +172,7 @@ class Discovery:
 
     async def _place_tasks(self, look: Look) -> None:
         index = self._index
-        moves: list[tuple[int, Container]] = []
+        moves: list[tuple[int, Container, Container]] = []
         groups: dict[tuple[Container, frozenset[tuple[str, str]]], list[int]] = defaultdict(list)
         for c, tasks in look.tasks.items():
             if c.removed:
@@ -180,7 +180,7 @@ class Discovery:
             for t in tasks:
                 child = lifecycle.child_for(c, t.diff)
                 if child is not None:
-                    moves.append((t.pid, child))
+                    moves.append((t.pid, c, child))
                 elif lifecycle.unknown_kinds(t.diff, index) == t.diff:
                     groups[(c, frozenset(t.diff.items()))].append(t.pid)
                 elif t.pid not in self._told:
@@ -193,20 +193,37 @@ class Discovery:
                     )
         if len(self._told) > 10000:
             self._told.clear()
-        for pid, child in moves:
-            await self._move(pid, child)
+        for pid, seen_in, child in moves:
+            await self._move(pid, seen_in, child)
         for (parent, diff), pids in groups.items():
             await self._found(parent, dict(diff), pids)
 
-    async def _move(self, pid: int, c: Container) -> None:
+    async def _move(self, pid: int, seen_in: Container, c: Container) -> None:
+        """Move a task of ``seen_in`` that is in child ``c``'s namespaces into ``c``.
+
+        The look ran without the daemon's lock, so it may have caught a
+        ``tasks`` move half done (cgroups moved, namespaces not yet). Acting on
+        that would undo the move's cgroup part once it finished. So the facts
+        are read again under the lock, where no move is half done except a
+        deferred one (``Daemon.moving``), which is left alone.
+        """
         d = self.daemon
         async with d.lock:
-            if c.removed:
+            if c.removed or seen_in.removed or pid in d.moving:
                 return
             try:
+                if not await trio.to_thread.run_sync(self._still_for, pid, seen_in, c):
+                    return
                 await trio.to_thread.run_sync(d.cgroups.move, pid, d.placement(c))
             except (OSError, ValueError) as exc:
                 log.debug("moving %d into %s: %s", pid, "/".join(c.path), exc)
+
+    def _still_for(self, pid: int, seen_in: Container, c: Container) -> bool:
+        """Whether ``pid`` is still a task of ``seen_in`` in ``c``'s namespaces (blocking)."""
+        if pid not in self.daemon.cgroups.procs(seen_in.cgpath):
+            return False
+        inodes = procs.process_inodes(pid)
+        return lifecycle.child_for(seen_in, lifecycle.differing(seen_in, inodes)) is c
 
     async def _found(self, parent: Container, diff: dict[str, str], pids: list[int]) -> None:
         """Make a clone container for namespaces ``diff`` that tasks ``pids`` of
@@ -232,7 +249,7 @@ class Discovery:
         if child is None:
             return
         for p in pids:
-            await self._move(p, child)
+            await self._move(p, parent, child)
         await d.refresh_populated(child)
 
     async def _make(

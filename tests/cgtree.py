@@ -266,6 +266,13 @@ def _thaw(dirs: list[Path]) -> None:
                     f.write_text(value)
 
 
+def close_pipes(proc: subprocess.Popen[Any]) -> None:
+    """Close a finished process's pipes (``python -X dev`` reports them otherwise)."""
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def _teardown(made: list[Path], started: list[subprocess.Popen[bytes]]) -> None:
     """Kill what is inside, wait for it to leave, remove every directory; report leaks.
 
@@ -290,6 +297,7 @@ def _teardown(made: list[Path], started: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        close_pipes(p)
     for d in tree():  # deepest first within each top directory
         while True:
             try:

@@ -46,6 +46,7 @@ class Role(StrEnum):
     ORIGIN = "container.origin"
     RELEASE_AGENT = "release_agent"  # root only: the program `notify` runs
     NAMESPACES = "namespaces"  # root only: every namespace on the host
+    KILL = "container.kill"  # not in the root: write 1 to end every task inside
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,12 @@ def parse_pid(text: str) -> int:
     return pid
 
 
+def parse_kill(text: str) -> None:
+    """``container.kill`` takes ``1``, as cgroup.kill does."""
+    if text.strip() != "1":
+        raise InvalidInput(f"expected 1, got {text.strip()[:40]!r}")
+
+
 def parse_release(text: str) -> Release:
     word = text.strip()
     try:
@@ -378,6 +385,8 @@ class Engine:
                 out[name] = FileSpec(name, role, writable)
         for name, role, writable in _BASE_FILES:
             out[name] = FileSpec(name, role, writable)
+        if not c.is_root:  # the root holds the daemon and the host's processes
+            out[Role.KILL.value] = FileSpec(Role.KILL.value, Role.KILL, True)
         for kind, files in self.knobs.items():
             if self.available.get(kind) is not None:
                 continue

@@ -22,6 +22,8 @@ import errno
 import functools
 import logging
 import os
+import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +280,17 @@ def _write(path: Path, text: str) -> None:
 
 def _procs_of(path: Path) -> list[int]:
     return [int(line) for line in _read(path / "cgroup.procs").split()]
+
+
+def _procs_below(d: Path) -> list[int]:
+    """Processes of cgroup2 directory `d` and every directory below it."""
+    out: list[int] = []
+    for top, _dirs, _files in os.walk(d):
+        try:
+            out += _procs_of(Path(top))
+        except FileNotFoundError:
+            continue  # removed meanwhile
+    return out
 
 
 def _make_dir(path: Path) -> None:
@@ -579,6 +592,70 @@ class CgroupBackend:
                 _write(parent / "cgroup.subtree_control", f"-{c}")
             except OSError as e:
                 log.warning("rollback: cannot disable %s in %s: %s", c, parent, e)
+
+    def trim(self, path: tuple[str, ...], needed: frozenset[str]) -> None:
+        """Disable in container `path`'s ``cgroup.subtree_control`` each v2 controller
+        whose kind is not in `needed` (the kinds still owned below it), as a
+        delegated manager should once the last owner is gone. Call it bottom-up:
+        the kernel refuses while a child still enables the controller. A
+        refusal is logged, not raised (the removal it follows is done)."""
+        _check_path(path)
+        if self.v2 is None:
+            return
+        d = self.v2.dir(path)
+        try:
+            have = _read(d / "cgroup.subtree_control").split()
+        except FileNotFoundError:
+            return
+        for name in have:
+            if kind_of(name) in needed:
+                continue
+            try:
+                _write(d / "cgroup.subtree_control", f"-{name}")
+            except OSError as exc:
+                log.warning("cannot disable %s in %s: %s", name, d, exc)
+
+    def kill(self, path: tuple[str, ...], *, timeout: float = 5.0, kill_file: bool = True) -> int:
+        """End every process of container `path` and below; return once none is left.
+
+        ``cgroup.kill`` (cgroup v2, Linux 5.14+) does it in one write and also
+        catches processes forking meanwhile. Without it (or ``kill_file=False``)
+        each process found gets SIGKILL, through a pidfd taken while it is seen
+        inside, until none is left. ``OSError(EBUSY)`` when processes remain
+        after `timeout` seconds (stuck in the kernel). The number found at first.
+        """
+        _check_path(path)
+        if not path:
+            raise ValueError("the root container cannot be killed")
+        d = self._v2().dir(path)
+        found = _procs_below(d)
+        use_file = kill_file and (d / "cgroup.kill").exists()
+        if use_file:
+            _write(d / "cgroup.kill", "1")
+        deadline = time.monotonic() + timeout
+        while left := _procs_below(d):
+            if time.monotonic() > deadline:
+                raise OSError(errno.EBUSY, f"{len(left)} process(es) left in {d} after {timeout} s")
+            if not use_file:
+                for pid in left:
+                    self._kill_inside(pid, d)
+            time.sleep(0.005)
+        return len(found)
+
+    def _kill_inside(self, pid: int, d: Path) -> None:
+        """SIGKILL `pid` if it is (still) in cgroup2 directory `d` or below it."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            where = self._current(pid).get(self._v2())
+            if where is not None and (where == d or d in where.parents):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
 
     def remove(self, path: tuple[str, ...]) -> None:
         """Remove every directory of container `path` that exists.

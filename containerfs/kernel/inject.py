@@ -1415,8 +1415,13 @@ def move_into(
     sources: Mapping[str, str | int],
     timeout: float = STOP_TIMEOUT,
     on_seized: Callable[[], None] | None = None,
+    pidfd: int | None = None,
 ) -> None:
     """Move every thread of running process ``pid`` into the namespaces ``targets``.
+
+    ``pidfd``: the caller's pidfd on ``pid`` (kept open), taken when the
+    process was named: if the pid was reused since, the move fails with ESRCH
+    rather than reach another process.
 
     ``targets``: kind -> inode of the namespace to join (kinds of
     :data:`MOVABLE_KINDS`; ``pid``, ``time`` and ``user`` raise ``ValueError``).
@@ -1464,19 +1469,21 @@ def move_into(
         return
     dest_fds, opened = _open_sources(targets, sources)
     try:
+        ours = pidfd is None
         try:
-            pidfd = os.pidfd_open(pid)
+            fd = os.pidfd_open(pid) if pidfd is None else pidfd
         except ProcessLookupError:
             raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
         try:
             tracer = _tracer(pid, pid)
             if tracer:
                 raise OSError(errno.EBUSY, f"process {pid} is already traced by process {tracer}")
-            move = _Move(pid, pidfd, targets, dest_fds)
+            move = _Move(pid, fd, targets, dest_fds)
             move.on_seized = on_seized
             _run_on_fresh_thread(lambda: move.run(timeout))
         finally:
-            os.close(pidfd)
+            if ours:
+                os.close(fd)
     finally:
         for fd in opened:
             os.close(fd)

@@ -19,11 +19,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.cgtree import OwnSubtree, own_subtree
+from tests.cgtree import OwnSubtree, close_pipes, own_subtree
 
 BIN = Path(sys.executable).parent
 CONTAINERFS = [sys.executable, "-m", "containerfs"]
@@ -34,6 +33,7 @@ PIN = BIN / "containerfs-pin"
 #: Multiplies every timeout of these helpers (``wait_for`` included): a slow
 #: machine, such as the emulated guest of ``tools/v2vm``, sets it.
 TIME_SCALE = float(os.environ.get("CFS_TEST_TIME_SCALE") or 1)
+KEEP_LOGS = os.environ.get("CFS_TEST_KEEP_LOGS")  # a directory: each daemon's whole log goes there
 
 
 def holder_skip_reason() -> str | None:
@@ -184,13 +184,6 @@ def start_daemon(
         )
 
 
-def close_pipes(proc: subprocess.Popen[Any]) -> None:
-    """Close a finished process's pipes (``python -X dev`` reports them otherwise)."""
-    for pipe in (proc.stdin, proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
-
-
 def stop_daemon(m: Mounted) -> None:
     for proc in m.started:
         if proc.poll() is None:
@@ -251,6 +244,8 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
             finally:
                 stop_daemon(m)
                 print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
+                if KEEP_LOGS:  # the whole log, to read after the run
+                    shutil.copy(log, Path(KEEP_LOGS) / f"{tmp.name}-{request.node.name}.log")
                 _check_warnings(log)
     finally:
         if not _in_mounts(mnt):

@@ -182,6 +182,33 @@ def test_container_lifecycle(tree: OwnSubtree) -> None:
     assert not any(h.dir(("a",)).exists() for h in b.hierarchies)
 
 
+@pytest.mark.parametrize("kill_file", [True, False], ids=["cgroup.kill", "signals"])
+def test_kill_ends_every_process_below(tree: OwnSubtree, kill_file: bool) -> None:
+    b = backend_in(tree)
+    if b.v2 is None:
+        pytest.skip("no cgroup2 hierarchy here")
+    if kill_file and not (b.v2.dir() / "cgroup.kill").exists():
+        pytest.skip("no cgroup.kill (Linux < 5.14)")
+    b.create(("a",), frozenset())
+    b.create(("a", "b"), frozenset())
+    procs = [sleeper(tree) for _ in range(3)]
+    # One forks all the time: the kill must catch its children too.
+    forker = tree.spawn(["sh", "-c", "while :; do sleep 60 & sleep 0.01; done"])
+    outside = sleeper(tree)
+    for p, where in zip([*procs, forker], [("a",), ("a", "b"), ("a", "b"), ("a",)], strict=True):
+        b.move(p.pid, b.placement(where, lambda kind: ()))
+    time.sleep(0.1)
+    assert b.kill(("a",), kill_file=kill_file) >= 4
+    assert b.procs(("a",)) == b.procs(("a", "b")) == []
+    for p in [*procs, forker]:
+        assert p.wait(timeout=5) == -9
+    assert outside.poll() is None  # not inside: untouched
+    with pytest.raises(ValueError):
+        b.kill(())
+    b.remove(("a", "b"))
+    b.remove(("a",))
+
+
 def test_shared_kinds_and_passthrough(tree: OwnSubtree) -> None:
     """a owns memory, a/b owns pids: b's processes share a's memory cgroup."""
     b = backend_in(tree)

@@ -400,3 +400,26 @@ def test_a_bad_subtree_option_is_a_clear_error(tmp_path: Path) -> None:
     out = (tmp_path / "log").read_text()
     assert "--subtree" in out and "bogus" in out and "Traceback" not in out
     assert not os.path.ismount(mnt)
+
+
+def test_v2_controllers_are_enabled_for_owners_and_disabled_after_the_last(cfs: Mounted) -> None:
+    base = cfs.subtree.v2_dir
+    if base is None:
+        pytest.skip("no cgroup2 hierarchy here")
+    offered = set((base / "cgroup.controllers").read_text().split()) & {"memory", "pids"}
+    if not offered:
+        pytest.skip("no memory or pids controller delegated on cgroup2 here (hybrid host)")
+    ctrl = sorted(offered)[0]
+
+    def enabled(*path: str) -> set[str]:
+        return set((base.joinpath(*path) / "cgroup.subtree_control").read_text().split())
+
+    cfs.sh(f"echo '+{ctrl}' > container.subtree && mkdir a b && mkdir a/x")
+    assert ctrl in enabled() and ctrl in enabled("a")
+    cfs.sh("rmdir a/x")
+    assert ctrl not in enabled("a")  # its last owner below a is gone
+    assert ctrl in enabled()  # b still owns it
+    cfs.sh("rmdir b")
+    assert ctrl in enabled()  # a owns it
+    cfs.sh("rmdir a")
+    assert ctrl not in enabled()

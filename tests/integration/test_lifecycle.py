@@ -80,6 +80,26 @@ def test_delete_removes_the_container_and_its_kernel_objects(cfs: Mounted) -> No
     assert "tmp deleted on release" in cfs.log.read_text()
 
 
+def test_container_kill_ends_every_task_below_then_rmdir_works(cfs: Mounted) -> None:
+    cfs.sh("mkdir web && mkdir web/worker")
+    procs = [
+        background(cfs, "web", "sleep 300"),
+        background(cfs, "web/worker", "sleep 300 & sleep 300 & wait"),
+    ]
+    wait_for(lambda: len(cfs.read("web/worker/tasks").split()) == 3, what="the tasks")
+    wait_for(lambda: cfs.read("web/tasks") != "", what="the task")
+    n = sum(len(cfs.read(f"{c}/tasks").split()) for c in ("web", "web/worker"))
+    cfs.sh("echo 1 > web/container.kill && rmdir web/worker web")  # empty on return
+    for p in procs:
+        assert p.wait(timeout=10) != 0
+    assert f"web: killed ({n} task(s))" in cfs.log.read_text()
+    assert not (cfs.mnt / "container.kill").exists()  # the root has none
+    cfs.sh("mkdir a")
+    r = cfs.sh("echo 2 > a/container.kill", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    assert cfs.read("a/container.kill") == ""
+
+
 def test_delete_waits_for_children_then_cascades(cfs: Mounted) -> None:
     cfs.sh(
         "mkdir p && echo delete > p/container.release && echo +uts > p/container.subtree"

@@ -440,8 +440,18 @@ def _fake_remove_dir(path: Path) -> None:
 def _fake_write(path: Path, text: str) -> None:
     """A write to a cgroup file replaces its value; a missing file is ENOENT, never created.
 
-    A v1 cpuset's effective CPUs and nodes follow what is written to it.
+    A v1 cpuset's effective CPUs and nodes follow what is written to it, and
+    ``cgroup.subtree_control`` takes ``+NAME``/``-NAME`` words as the kernel does.
     """
+    if path.name == "cgroup.subtree_control":
+        have = path.read_text().split()
+        for word in text.split():
+            if word[0] == "+" and word[1:] not in have:
+                have.append(word[1:])
+            elif word[0] == "-" and word[1:] in have:
+                have.remove(word[1:])
+        path.write_text(" ".join(have) + "\n")
+        return
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
         os.write(fd, text.encode() or b"\n")
@@ -802,9 +812,23 @@ def test_create_v2_enables_owned_controllers_down_to_parent(tmp_path: Path) -> N
     assert (base / "cgroup.subtree_control").read_text() == "\n"  # nothing owned: no write
     b.create(("a", "b"), frozenset({"memory", "pids"}))
     assert (base / "a" / "b" / ".tasks").is_dir()
-    # A plain file keeps the last write only: memory then pids were enabled in both.
-    assert (base / "cgroup.subtree_control").read_text() == "+pids"
-    assert (base / "a" / "cgroup.subtree_control").read_text() == "+pids"
+    assert (base / "cgroup.subtree_control").read_text() == "memory pids\n"
+    assert (base / "a" / "cgroup.subtree_control").read_text() == "memory pids\n"
+
+
+def test_trim_disables_what_no_owner_below_needs_any_more(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    b.create(("a",), frozenset({"memory"}))
+    b.create(("a", "b"), frozenset({"memory", "pids"}))
+    (base / "a" / "b" / "cgroup.events").write_text("populated 0\n")
+    b.remove(("a", "b"))
+    b.trim(("a",), frozenset({"ipc"}))  # nothing below a owns a controller now
+    assert (base / "a" / "cgroup.subtree_control").read_text() == "\n"
+    b.trim((), frozenset({"memory", "ipc"}))  # a itself still owns memory
+    assert (base / "cgroup.subtree_control").read_text() == "memory\n"
+    b.trim(("gone",), frozenset())  # no such directory: nothing to do
 
 
 def test_create_v2_skips_already_enabled(tmp_path: Path) -> None:
@@ -852,7 +876,7 @@ def test_create_v2_rolls_back_on_failure(tmp_path: Path) -> None:
     (base / "a" / "cgroup.subtree_control" / "x").write_text("")
     with pytest.raises(OSError):
         b.create(("a", "b"), frozenset({"memory"}))
-    assert (base / "cgroup.subtree_control").read_text() == "-memory"
+    assert (base / "cgroup.subtree_control").read_text() == "\n"  # enabled, then undone
     assert not (base / "a" / "b").exists()
     assert (base / "a" / ".tasks").is_dir()  # made by the earlier call, kept
 

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from containerfs.engine.errors import ContainerError
+from containerfs.engine.errors import ContainerError, InvalidInput
 from containerfs.engine.kinds import NAMESPACE_NAMES, all_kinds
 from containerfs.engine.tree import (
     NAMESPACE_KNOBS,
@@ -14,6 +14,7 @@ from containerfs.engine.tree import (
     Role,
     check_not_internal,
     parse_hostname,
+    parse_kill,
     parse_pid,
     parse_release,
     validate_name,
@@ -219,3 +220,14 @@ def test_mkdir_under_a_removed_parent_is_refused() -> None:
     with pytest.raises(ContainerError) as exc:
         e.plan_mkdir(a, "late")
     assert errno_of(exc) == errno.ENOENT
+
+
+def test_container_kill_is_in_every_container_but_the_root_and_takes_only_1() -> None:
+    e = make_engine()
+    c = e.commit_mkdir(e.plan_mkdir(e.root, "web"), {"uts": "9", "ipc": "8", "pids": "/b/web"})
+    assert "container.kill" not in e.files(e.root)
+    assert e.files(c)["container.kill"].writable
+    parse_kill("1\n")
+    for bad in ("0", "", "1 1", "yes", "11"):
+        with pytest.raises(InvalidInput):
+            parse_kill(bad)

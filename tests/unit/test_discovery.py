@@ -1,0 +1,86 @@
+"""Clone discovery acts only on what is still true under the daemon's lock.
+
+Its look at the kernel runs without the lock, so it can catch a ``tasks``
+move half done: the process already in its new cgroup, not yet in its new
+namespaces. Moving it on that stale sight would put its cgroup back where it
+came from once the move finished (the stress test caught exactly that).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from containerfs import discovery
+from containerfs.discovery import Discovery
+from containerfs.engine.tree import Container, Engine
+from tests.unit.test_engine import make_engine
+from tests.unit.test_lifecycle import child
+
+PID = 4242
+
+
+class FakeCgroups:
+    def __init__(self, procs: dict[tuple[str, ...], list[int]]) -> None:
+        self._procs = procs
+        self.moved: list[tuple[int, list[Path]]] = []
+
+    def procs(self, path: tuple[str, ...]) -> list[int]:
+        return self._procs.get(path, [])
+
+    def move(self, pid: int, dirs: list[Path]) -> None:
+        self.moved.append((pid, dirs))
+
+
+class FakeDaemon:
+    def __init__(self, engine: Engine, procs: dict[tuple[str, ...], list[int]]) -> None:
+        self.engine = engine
+        self.lock = trio.Lock()
+        self.moving: dict[int, dict[str, object]] = {}
+        self.cgroups = FakeCgroups(procs)
+
+    def placement(self, c: Container) -> list[Path]:
+        return [Path("/cg", *c.cgpath)]
+
+
+def setup(
+    monkeypatch: pytest.MonkeyPatch, inodes_of: dict[str, str]
+) -> tuple[FakeDaemon, Container, Container]:
+    e = make_engine()
+    a = child(e, e.root, "a", {"uts": "100", "ipc": "101", "pids": "/b/a"})
+    inodes = {k: int(e.root.ids[k]) for k in ("net", "pid", "mnt", "user", "cgroup", "time")}
+    inodes |= {k: int(v) for k, v in inodes_of.items()}
+    monkeypatch.setattr(discovery.procs, "process_inodes", lambda pid: dict(inodes))
+    return FakeDaemon(e, {(): [PID]}), e.root, a
+
+
+async def test_a_task_still_in_a_childs_namespaces_moves_into_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d, root, a = setup(monkeypatch, {"uts": "100", "ipc": "101"})
+    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    assert d.cgroups.moved == [(PID, [Path("/cg/a")])]
+
+
+async def test_a_move_that_finished_meanwhile_is_not_undone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seen in a's namespaces, but by now back in the root's (its move ended).
+    root_ids = make_engine().root.ids
+    d, root, a = setup(monkeypatch, {"uts": root_ids["uts"], "ipc": root_ids["ipc"]})
+    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    assert d.cgroups.moved == []
+
+
+async def test_a_task_that_left_the_container_or_is_being_moved_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    d, root, a = setup(monkeypatch, {"uts": "100", "ipc": "101"})
+    d.moving[PID] = {"pid": PID}  # a deferred move under way
+    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    d.moving.clear()
+    d.cgroups._procs = {("a",): [PID]}  # no longer in the root's cgroup
+    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    assert d.cgroups.moved == []
