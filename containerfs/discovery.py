@@ -220,7 +220,7 @@ class Discovery:
 
     def _still_for(self, pid: int, seen_in: Container, c: Container) -> bool:
         """Whether ``pid`` is still a task of ``seen_in`` in ``c``'s namespaces (blocking)."""
-        if pid not in self.daemon.cgroups.procs(seen_in.cgpath):
+        if not self.daemon.cgroups.holds(pid, seen_in.cgpath):
             return False
         inodes = procs.process_inodes(pid)
         return lifecycle.child_for(seen_in, lifecycle.differing(seen_in, inodes)) is c

@@ -183,7 +183,8 @@ def spawn_and_register(argv: list[str], tasks_fd: int) -> int:
             raise ExecError(f"cannot add process to the container: {exc.strerror}") from None
         if tty is not None:
             _give_terminal(tty, pid)
-        os.write(gate_w, b"g")
+        with contextlib.suppress(BrokenPipeError):  # killed before it ran: its status says so
+            os.write(gate_w, b"g")
         os.close(gate_w)
         _, status = os.waitpid(pid, 0)
     finally:

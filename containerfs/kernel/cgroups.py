@@ -824,6 +824,14 @@ class CgroupBackend:
                 raise
             moved.append(h)
 
+    def holds(self, pid: int, path: tuple[str, ...]) -> bool:
+        """Whether `pid` is one of container `path`'s processes, as :meth:`procs`
+        lists them: one read of ``/proc/<pid>/cgroup``, not the whole list."""
+        _check_path(path)
+        h = self._v2()
+        where = self._current(pid).get(h)
+        return where == h.dir((*path, TASKS)) or (not path and where == h.dir())
+
     def where(self, pid: int) -> dict[Hierarchy, Path]:
         """Where `pid` is now in each hierarchy (for :meth:`put_back`)."""
         return self._current(pid)

@@ -414,7 +414,8 @@ def test_v2_controllers_are_enabled_for_owners_and_disabled_after_the_last(cfs: 
     def enabled(*path: str) -> set[str]:
         return set((base.joinpath(*path) / "cgroup.subtree_control").read_text().split())
 
-    cfs.sh(f"echo '+{ctrl}' > container.subtree && mkdir a b && mkdir a/x")
+    cfs.sh(f"echo '+{ctrl}' > container.subtree && mkdir a b")
+    cfs.sh(f"echo '+{ctrl}' > a/container.subtree && mkdir a/x")
     assert ctrl in enabled() and ctrl in enabled("a")
     cfs.sh("rmdir a/x")
     assert ctrl not in enabled("a")  # its last owner below a is gone

@@ -205,3 +205,16 @@ def test_a_shell_inside_a_container_moves_itself_into_a_child(cfs: Mounted) -> N
     cfs.sh("echo inner-host > box/inner/uts.hostname")
     r = cfs.exec("box", "bash", "-c", f"hostname; echo $$ > {cfs.mnt}/box/inner/tasks; hostname")
     assert r.stdout.split() == ["box-host", "inner-host"]
+
+
+def test_exec_of_a_command_killed_at_once_reports_the_signal(cfs: Mounted) -> None:
+    # Killed as soon as it is placed: before or after `exec` lets it run, the
+    # exit status is 128+9, never an error of exec's own (it was a Broken pipe).
+    cfs.sh("mkdir box")
+    for _ in range(10):
+        proc = cfs.spawn("box", "sleep", "300")
+        wait_for(lambda: cfs.read("box/tasks") != "", what="the task")
+        os.kill(int(cfs.read("box/tasks").split()[0]), 9)
+        assert proc.wait(timeout=10) == 128 + 9
+        assert proc.stderr is not None and proc.stderr.read() == b""
+        wait_for(lambda: cfs.read("box/tasks") == "", what="the task to go")

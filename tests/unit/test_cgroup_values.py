@@ -1358,3 +1358,14 @@ def test_refusal_messages_are_bounded() -> None:
         with pytest.raises(ValueError) as exc:
             parse()
         assert len(str(exc.value)) < 200, str(exc.value)[:300]
+
+
+def test_holds_reads_where_the_process_is(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    host.pid_cgroup("4242", "0::/svc/cfs/a/.tasks\n")
+    assert b.holds(4242, ("a",)) and not b.holds(4242, ()) and not b.holds(4242, ("a", "b"))
+    host.pid_cgroup("4243", "0::/svc/cfs\n")  # in the base itself: the root's, as procs() says
+    assert b.holds(4243, ()) and not b.holds(4243, ("a",))
+    with pytest.raises(ProcessLookupError):
+        b.holds(4244, ())

@@ -27,8 +27,8 @@ class FakeCgroups:
         self._procs = procs
         self.moved: list[tuple[int, list[Path]]] = []
 
-    def procs(self, path: tuple[str, ...]) -> list[int]:
-        return self._procs.get(path, [])
+    def holds(self, pid: int, path: tuple[str, ...]) -> bool:
+        return pid in self._procs.get(path, [])
 
     def move(self, pid: int, dirs: list[Path]) -> None:
         self.moved.append((pid, dirs))
