@@ -52,6 +52,9 @@ def mounted(tag: str, *extra: str) -> Iterator[tuple[Path, OwnSubtree]]:
                     subprocess.run(["rmdir", str(child)], check=False)
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
+            text = (tmp / "daemon.log").read_text(errors="replace")
+            if "Traceback" in text or "internal error" in text:
+                print(f"the daemon failed during the benchmark; its log:\n{text[-4000:]}")
     if not os.path.ismount(mnt):
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -23,9 +23,13 @@ namespaces per group).  The loads are ``PROCS/GROUPS`` pairs (``--loads``):
 by default 1000/200, 2000/200, 2000/400 and 2000/1000, so that the cost can
 be split, by a least-squares fit over all loads, into a fixed part, a part per
 process (1000/200 against 2000/200) and a part per namespace (2000 processes
-in 400, 800 or 2000 new namespaces).  The load runs in the daemon's cgroup subtree,
-and every process of it is killed by its PID (pidfd) when the load changes;
-the subtree's teardown would kill anything left.
+in 400, 800 or 2000 new namespaces).  The load runs in a cgroup subtree of its
+own beside the daemon's, as other processes of a host do: inside the daemon's
+(its root container) clone discovery would make a container with a holder for
+each group, and look at every one of its processes three times a second
+(``bench/lifecycle.py`` times discovery). Every process of the load is killed
+by its PID (pidfd) when the load changes; the subtree's teardown would kill
+anything left.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 
 from bench.harness import mounted, summary
 from containerfs.kernel import nslist
-from tests.cgtree import OwnSubtree
+from tests.cgtree import OwnSubtree, own_subtree
 
 LSNS_COLUMNS = "TYPE,NS,NPROCS,PNS,ONS"
 
@@ -254,9 +258,9 @@ def main() -> None:
     )
     loads = [Load(0, 1), *args.loads]
     results: dict[str, dict[str, object]] = {}
-    with mounted("listing") as (mnt, subtree):
+    with mounted("listing") as (mnt, _), own_subtree("bench-listing-load") as load_tree:
         for load in loads:
-            with load_running(subtree, load) if load.procs else nullcontext():
+            with load_running(load_tree, load) if load.procs else nullcontext():
                 results[load.label] = {
                     "extra_processes": load.procs,
                     "groups": load.groups if load.procs else 0,

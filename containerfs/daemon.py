@@ -200,6 +200,8 @@ class Daemon:
 
     async def _mkdir(self, parent: Container, name: str, owner: tuple[int, int]) -> Container:
         async with self.lock:
+            if parent.removed:  # while this request waited for the lock
+                raise OSError(errno.ENOENT, f"{_where(parent)}: no longer exists")
             plan = self.engine.plan_mkdir(parent, name, owner)
             try:
                 return await self.make(plan)
@@ -354,6 +356,8 @@ class Daemon:
 
     async def _rmdir(self, c: Container) -> None:
         async with self.lock:
+            if c.removed:  # by its release policy, while this request waited for the lock
+                raise OSError(errno.ENOENT, f"{_where(c)}: no longer exists")
             tasks = await self._tasks_of(c)
             self.engine.check_rmdir(c, len(tasks))
             await trio.to_thread.run_sync(self._destroy, c)
@@ -814,6 +818,10 @@ class Daemon:
 
         def on_seized() -> None:
             token.run_sync_soon(seized.set)
+            # The writer stops the moment we answer: the kernel may queue, then
+            # withdraw, an interrupt of its write (see Loopback.nudge).
+            if self.loopback is not None:
+                self.loopback.nudge(self.mountpoint)
 
         async def finish() -> None:
             try:
@@ -899,8 +907,9 @@ class Daemon:
     async def refresh_populated(self, c: Container) -> None:
         try:
             populated = await trio.to_thread.run_sync(self.cgroups.populated, c.cgpath)
-        except OSError as exc:  # removed behind our back
-            log.warning("%s: cannot read its cgroup.events: %s", _where(c), exc)
+        except OSError as exc:
+            if not c.removed:  # else: removed meanwhile by us, which is no news
+                log.warning("%s: cannot read its cgroup.events: %s", _where(c), exc)
             return
         if populated:
             self._occupy(c)
@@ -1098,6 +1107,7 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
         daemon.watch(c)
     pyfuse3.init(ops, daemon.mountpoint, options)
     daemon.loopback = Loopback()
+    daemon.loopback.nudge(daemon.mountpoint)  # starts its heartbeat
     ops.toucher_pid = daemon.loopback.pid
     try:
         log.info("mounted at %s (state in %s)", daemon.mountpoint, daemon.state_dir)

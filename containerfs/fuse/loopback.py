@@ -31,6 +31,9 @@ import socket
 import subprocess
 import sys
 
+#: Seconds between two nudges of an idle daemon (see :meth:`Loopback.nudge`).
+HEARTBEAT = 1.0
+
 
 class Loopback:
     """The helper process, seen from the daemon."""
@@ -53,6 +56,19 @@ class Loopback:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def nudge(self, mountpoint: str) -> None:
+        """Ask for one request to the mount (a lookup that fails); never blocks.
+
+        pyfuse3 reads ``/dev/fuse`` holding the GIL once the fd polled
+        readable. A FUSE_INTERRUPT the kernel queued and then withdrew (its
+        request was answered first: a process stopped by ptrace, or signalled,
+        in the middle of a request) leaves the fd readable with nothing to read,
+        and that read blocks every thread of the daemon until the next request
+        comes. This is that request. The helper also sends one every
+        :data:`HEARTBEAT` seconds, which bounds any such freeze."""
+        with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionError):
+            self.sock.send(b"n " + os.fsencode(mountpoint))
 
     def touch(self, path: str) -> None:
         """Ask for one write to ``path``; never blocks. Dropped when the helper lags
@@ -104,18 +120,34 @@ def _serve(sock: socket.socket) -> None:
         _answer_requests(sock)
 
 
+def _nudge(mountpoint: bytes) -> None:
+    """One FUSE request: a lookup of a name that is never there (ENOENT is not
+    cached, so the kernel asks every time)."""
+    with contextlib.suppress(OSError):
+        os.stat(os.path.join(mountpoint, b".containerfs-nudge"))
+
+
 def _answer_requests(sock: socket.socket) -> None:
     from containerfs.kernel import sys as ksys
 
+    mountpoint = b""  # known from the first nudge
+    sock.settimeout(HEARTBEAT)
     while True:
         try:
             msg = sock.recv(8192)
         except InterruptedError:
             continue
+        except TimeoutError:
+            if mountpoint:
+                _nudge(mountpoint)
+            continue
         if not msg:
             return  # the daemon is gone
         kind, _, path = msg.partition(b" ")
-        if kind == b"t":
+        if kind == b"n":
+            mountpoint = path
+            _nudge(path)
+        elif kind == b"t":
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
                 try:

@@ -103,6 +103,21 @@ def test_container_kill_ends_every_task_below_then_rmdir_works(cfs: Mounted) -> 
     assert cfs.read("a/container.kill") == ""
 
 
+def test_rmdir_racing_a_release_delete_is_never_an_internal_error(cfs: Mounted) -> None:
+    for i in range(15):
+        name = f"r{i}"
+        cfs.sh(f"mkdir {name} && echo delete > {name}/container.release")
+        background(cfs, name, "exec sleep 300")  # one process, which forks nothing
+        wait_for(lambda n=name: cfs.read(f"{n}/tasks") != "", what="the task")  # type: ignore[misc]
+        for pid in cfs.read(f"{name}/tasks").split():
+            os.kill(int(pid), signal.SIGKILL)
+        r = cfs.sh(f"rmdir {name}", check=False)  # races the release's own delete
+        assert r.returncode == 0 or "Input/output error" not in r.stderr, r.stderr
+        wait_for(lambda n=name: not exists(cfs, n), what="the container to go")  # type: ignore[misc]
+    text = cfs.log.read_text()
+    assert "internal error" not in text and "Traceback" not in text
+
+
 def test_delete_waits_for_children_then_cascades(cfs: Mounted) -> None:
     cfs.sh(
         "mkdir p && echo delete > p/container.release && echo +uts > p/container.subtree"
