@@ -656,7 +656,7 @@ class Daemon:
 
         def facts() -> tuple[int, int, dict[str, int], procs.Creds, int]:
             real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
-            pidfd = os.pidfd_open(real)  # the process named now, whatever its pid becomes
+            pidfd = procs.hold(real)  # the process named now, whatever its pid becomes
             try:
                 writer = procs.thread_group(writer_pid) if writer_pid else 0
                 return real, pidfd, procs.process_inodes(real), procs.creds(real), writer
@@ -716,13 +716,13 @@ class Daemon:
                 targets[kind] = int(c.instance_id(kind))
                 sources[kind] = f"/proc/{source}/ns/{kind}"
         before = await trio.to_thread.run_sync(self.cgroups.where, real)
-        _check_alive(pidfd, real)  # `before` was this process's
+        procs.check_held(pidfd, real)  # `before` was this process's
         if targets:
             self._moving(real, c, targets, before)
         handed_off = False  # a deferred move ends in a task of its own (_move_namespaces)
         try:
             await trio.to_thread.run_sync(self.cgroups.move, real, self.placement(c))
-            _check_alive(pidfd, real)  # alive: the writes moved this process
+            procs.check_held(pidfd, real)  # alive: the writes moved this process
             if targets:
                 try:
                     await self._move_namespaces(
@@ -1009,13 +1009,6 @@ class Daemon:
         n = sum(1 for c in self.engine.root.walk()) - 1
         if n:
             log.info("%d container(s) kept for the next start", n)
-
-
-def _check_alive(pidfd: int, pid: int) -> None:
-    try:
-        signal.pidfd_send_signal(pidfd, 0)
-    except ProcessLookupError:
-        raise ProcessLookupError(errno.ESRCH, f"process {pid} exited during the move") from None
 
 
 def _where(c: Container, name: str = "") -> str:

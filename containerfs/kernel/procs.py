@@ -17,6 +17,7 @@ import contextlib
 import errno
 import os
 import select
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -246,6 +247,23 @@ def _status(pid: int) -> str:
 
 def creds(pid: int) -> Creds:
     return parse_creds(_status(pid))
+
+
+def hold(pid: int) -> int:
+    """A pidfd on process ``pid``: the process itself, whatever its pid becomes."""
+    return os.pidfd_open(pid)
+
+
+def check_held(pidfd: int, pid: int) -> None:
+    """``ProcessLookupError`` once the process behind ``pidfd`` (``pid``) is gone.
+
+    Alive means ``pid`` was this process's all along since :func:`hold`: a pid
+    is not reused before its zombie is reaped.
+    """
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    except ProcessLookupError:
+        raise ProcessLookupError(errno.ESRCH, f"process {pid} exited during the move") from None
 
 
 def thread_group(tid: int) -> int:
