@@ -385,7 +385,9 @@ def test_pid_count_includes_descendant_namespaces_not_zombies(box: Box) -> None:
         if not nsinfo._living(pid)
     ]
     assert zombies, "expected the unreaped 'sleep 0' inside"
-    assert count(holder) == 5
+    # The zombie stays for good: a count settling at 5 beside it leaves it out.
+    # (Waited for: a count taken while `sh` forks and execs was seen at 6 once, in CI.)
+    wait_until(lambda: count(holder) == 5, 5, "the count without the zombie")
     # Another container's holder (here one sharing the namespace) is a process
     # of the namespace unless the caller excludes it.  Each count leaves out
     # only its own holder, so both read 6 here; the daemon, to show one value
