@@ -336,13 +336,13 @@ def test_delegation_survives_a_restart(user: User, cfs: Mounted) -> None:
         for p in ("a", "a/tasks", "a/container.subtree", "a/container.release", "a/b", "a/b/tasks")
         + ("a/b/container.release", "a/r", "a/r/tasks")
     }
-    listing = user.sh(cfs, "ls -lR a").stdout
+    listing = user.sh(cfs, "ls -lR --time-style=+ a").stdout
     # a crash (the journal) and a clean stop (the snapshot): both keep the owners
     for sig in (signal.SIGKILL, signal.SIGTERM):
         cfs.stop(sig)
         cfs.start()
         assert {p: owner(cfs.mnt / p) for p in expect} == expect, sig
-        assert user.sh(cfs, "ls -lR a").stdout == listing
+        assert user.sh(cfs, "ls -lR --time-style=+ a").stdout == listing
     saved = json.loads((cfs.state / "state.json").read_text())
     rec = {"/".join(r["path"]): r for r in saved["containers"]}
     assert rec["a"]["owner"] == [user.uid, user.gid] and rec["a"]["admin"] == [0, 0]
