@@ -386,11 +386,8 @@ class Daemon:
     def _trim_controllers(self, gone: Container) -> None:
         """Once ``gone``'s cgroups are removed: from its parent up, disable the v2
         controllers no remaining container below needs any more."""
-        node = gone.parent
-        while node is not None:
-            below = (d.owned for d in node.walk() if d is not node and d is not gone)
-            self.cgroups.trim(node.cgpath, frozenset().union(*below))
-            node = node.parent
+        for node, needed in lifecycle.owned_below_after(gone):
+            self.cgroups.trim(node.cgpath, needed)
 
     def _forget(self, c: Container) -> None:
         """Commit a removal. Runs on the event loop, like every user of a holder's pidfd."""

@@ -42,6 +42,19 @@ def observe_populated(c: Container, populated: bool) -> None:
         c.occupied = True
 
 
+def owned_below_after(gone: Container) -> list[tuple[Container, frozenset[str]]]:
+    """For each ancestor of ``gone``, nearest first: the kinds still owned by a
+    container below it once ``gone`` is removed (which controllers its
+    ``cgroup.subtree_control`` must keep on)."""
+    out = []
+    node = gone.parent
+    while node is not None:
+        below = (d.owned for d in node.walk() if d is not node and d is not gone)
+        out.append((node, frozenset[str]().union(*below)))
+        node = node.parent
+    return out
+
+
 def take_release(c: Container) -> Release | None:
     """The policy to carry out if ``c`` has just emptied, else None.
 

@@ -223,3 +223,15 @@ def test_parse_inotify_events() -> None:
     buf = struct.pack("iIII", 1, 2, 0, 0) + struct.pack("iIII", 3, 0x8000, 0, 16) + b"\0" * 16
     buf += struct.pack("iIII", 4, 2, 0, 0)
     assert parse_events(buf) == [(1, 2), (3, 0x8000), (4, 2)]
+
+
+def test_owned_below_after_a_removal_leaves_out_the_removed_one() -> None:
+    e = make_engine()
+    a = child(e, e.root, "a")
+    b = child(e, a, "b")
+    x = child(e, e.root, "x")
+    got = {n.name or "/": kinds for n, kinds in lifecycle.owned_below_after(b)}
+    assert list(got) == ["a", "/"]  # nearest first
+    assert got["a"] == frozenset()  # b was the only one below a
+    assert got["/"] == a.owned | x.owned
+    assert b.owned <= got["/"]  # a and x own the same kinds here
