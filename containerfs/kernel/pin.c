@@ -38,8 +38,8 @@
  * pidfd_getfd(2) to talk to it again (no filesystem path involved).  EOF
  * instead of "peer": the daemon went away before it took the holder, which
  * nobody knows then: it exits.
- * The holder's fds: 0-2 /dev/null, 3 the daemon's end, 4 its own end, 5 its
- * private copy of /proc/sys.
+ * The holder's fds: 0-2 /dev/null, 3 the daemon's end, 4 its own end, 5
+ * /proc/sys of its own proc instance (see open_sysdir).
  *
  * After that the holder serves sysctl requests, one at a time, one reply per
  * request, forever:
@@ -124,6 +124,21 @@
 #endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
+#endif
+/* linux/mount.h (fsopen and friends, Linux >= 5.2) */
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSCONFIG_CMD_CREATE
+#define FSCONFIG_CMD_CREATE 6
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#ifndef MOUNT_ATTR_NOSUID
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+#define MOUNT_ATTR_NOEXEC 0x00000008
 #endif
 
 #define ALL_NS                                                                  \
@@ -306,23 +321,58 @@ static int parent_time_ns(int pidfd)
 static int sysdir = -1; /* /proc/sys, see open_sysdir() */
 
 /*
- * /proc/sys as a private copy of its mount, detached from every mount
+ * The sys directory of a proc instance of our own (fsopen, Linux >= 5.8 for
+ * one instance per mount), detached from every mount namespace.  Why not
+ * the /proc we see: the kernel hashes /proc/sys dentries by parent and name,
+ * and every namespace that looked a file up adds one to the same hash chain
+ * (proc_sys_compare then skips the others).  With a thousand containers
+ * each lookup walked a thousand dentries, and a new holder's reads were most
+ * of a mkdir's cost.  Our own instance's dentries are ours alone.  Sysctl
+ * files answer for the namespaces of the reader, not of the mount, and
+ * nothing mounted over /proc/sys anywhere shows through it.  -1 when the
+ * kernel refuses (e.g. "too revealing" in a mount namespace owned by another
+ * user namespace): open_sysdir() then copies the /proc/sys we see.
+ */
+static int private_sysdir(void)
+{
+	int fsfd, mfd, fd;
+
+	fsfd = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		return -1;
+	if (syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		close(fsfd);
+		return -1;
+	}
+	mfd = (int)syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC,
+			   MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	close(fsfd);
+	if (mfd < 0)
+		return -1;
+	fd = openat(mfd, "sys", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	close(mfd); /* fd keeps the detached mount */
+	return fd;
+}
+
+/*
+ * /proc/sys for the holder's sysctl requests: a private instance (above), or
+ * else a private copy of the mount we see, detached from every mount
  * namespace (open_tree, Linux >= 5.2): what is later mounted over /proc/sys
  * inside the container (containerfs binds its views there) does not show
  * through it, and ".." from its root leads nowhere, should the fd ever leak.
- * Sysctl files answer for the namespaces of the reader, not of the mount.
  * Non-recursive first; EINVAL means locked mounts below it (in a mount
  * namespace owned by a container's user namespace), which only a recursive
  * copy may take along (they are other mounts, so open_sysctl() refuses
  * them).  Without CAP_SYS_ADMIN over the mount namespace's owner, fall back
- * to a plain open: mounts over parts of /proc/sys then get EXDEV.  In a
- * joined (mnt=FD) mount namespace whatever its processes mounted over
- * /proc/sys itself is what we copy.
+ * to a plain open: mounts over parts of /proc/sys then get EXDEV.
  */
 static int open_sysdir(void)
 {
 	int fd;
 
+	fd = private_sysdir();
+	if (fd >= 0)
+		return fd;
 	fd = (int)syscall(SYS_open_tree, AT_FDCWD, "/proc/sys", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
 	if (fd < 0 && errno == EINVAL)
 		fd = (int)syscall(SYS_open_tree, AT_FDCWD, "/proc/sys",

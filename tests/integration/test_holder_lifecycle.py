@@ -227,7 +227,7 @@ def test_holder_keeps_the_daemons_end_at_its_fixed_fd(box: Box) -> None:
     assert sorted(links) == [0, 1, 2, 3, 4, 5]
     assert [links[i] for i in (0, 1, 2)] == ["/dev/null"] * 3
     assert links[3].startswith("socket:[") and links[4].startswith("socket:[")
-    assert links[5] == "/"  # the detached copy of /proc/sys
+    assert links[5] == "/sys"  # /proc/sys of its own proc instance, mounted nowhere
     # fd 3 is the very socket we talk through: our end, not a copy of the holder's.
     assert holder._channel is not None
     ours = os.fstat(holder._channel.fileno()).st_ino

@@ -67,8 +67,8 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 
 def holder_fds(pid: int) -> list[str]:
     """What a holder's fds point at, sorted: /dev/null on 0-2, both ends of its
-    socketpair with the daemon, and a detached copy of the /proc/sys mount
-    (which shows as "/")."""
+    socketpair with the daemon, and the sys directory of a proc instance of its
+    own, mounted nowhere (which shows as "/sys")."""
     links = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -78,7 +78,7 @@ def holder_fds(pid: int) -> list[str]:
     return sorted("socket" if link.startswith("socket:[") else link for link in links)
 
 
-HOLDER_FDS = ["/", "/dev/null", "/dev/null", "/dev/null", "socket", "socket"]
+HOLDER_FDS = ["/dev/null", "/dev/null", "/dev/null", "/sys", "socket", "socket"]
 
 
 def proc_container_inodes(pid: int) -> dict[str, int]:
@@ -185,6 +185,9 @@ def test_uts_ipc_holder_owns_exactly_those(spawn: Spawner) -> None:
     assert os.readlink(f"/proc/{holder.pid}/cwd") == "/"
     assert {os.readlink(f"/proc/{holder.pid}/fd/{fd}") for fd in (0, 1, 2)} == {"/dev/null"}
     assert holder_fds(holder.pid) == HOLDER_FDS
+    # Its own proc instance (another superblock than our /proc): its lookups
+    # there never walk the dentries of every other namespace's /proc/sys files.
+    assert os.stat(f"/proc/{holder.pid}/fd/5").st_dev != os.stat("/proc/sys").st_dev
     # A holder that owns nothing just pins its parent's (here: our) namespaces.
     assert spawn().inodes == {kind: mine(kind) for kind in KINDS}
 
