@@ -3,32 +3,32 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIN    := $(VENV)/bin/containerfs-pin
+BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan
 STAMP  := $(VENV)/.installed
 DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2
 MOUNTPOINT ?= /run/containerfs
 
 .PHONY: run test test-v2 unit lint typecheck bench deps clean
 
-run: $(STAMP) $(PIN)
+run: $(STAMP) $(BINS)
 	$(VENV)/bin/containerfs mount $(MOUNTPOINT)
 
 # The suite runs under `python -X dev` with warnings as errors: the daemons the tests
 # start inherit TEST_ENV, and a test fails on any warning (an unclosed file) they print.
 TEST_ENV ?= PYTHONDEVMODE=1 PYTHONWARNINGS=error
-test: $(STAMP) $(PIN)
+test: $(STAMP) $(BINS)
 	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The integration tests on pure cgroup v2 in throw-away qemu guests (Debian 6.1 and
 # 6.12 kernels, root and delegated cgroup): tools/v2vm/matrix says which.
-test-v2: $(STAMP) $(PIN)
+test-v2: $(STAMP) $(BINS)
 	tools/v2vm/matrix
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # Timings live here, never in the tests (root; see bench/*.py for what each measures).
-bench: $(STAMP) $(PIN)
+bench: $(STAMP) $(BINS)
 	$(PY) -m bench.control --json bench/control.json
 	$(PY) -m bench.creation --json bench/creation.json
 	$(PY) -m bench.lifecycle --json bench/lifecycle.json
@@ -58,8 +58,12 @@ $(STAMP): pyproject.toml | deps
 	touch $@
 
 # The namespace holder: a tiny C init, one per container (see docs/design.md).
-$(PIN): containerfs/kernel/pin.c $(STAMP)
+$(VENV)/bin/containerfs-pin: containerfs/kernel/pin.c $(STAMP)
 	gcc -O2 -Wall -Wextra -Werror -static-pie -o $@ $< 2>/dev/null || gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The /proc walk of `namespaces` on several threads (kernel/nsscan.c).
+$(VENV)/bin/containerfs-nsscan: containerfs/kernel/nsscan.c $(STAMP)
+	gcc -O2 -Wall -Wextra -Werror -pthread -o $@ $<
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

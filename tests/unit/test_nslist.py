@@ -9,6 +9,7 @@ opened as a namespace, so owners and parents stay None there.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -157,10 +158,19 @@ def _process(
     (base / "root").symlink_to(root)
 
 
-@pytest.fixture
-def fake_proc(tmp_path: Path) -> Path:
+@pytest.fixture(params=["python", "c"])
+def fake_proc(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A fake /proc; each test runs with the Python walk and with containerfs-nsscan."""
     if "time" not in KINDS or len(FOR_CHILDREN) != 2:
         pytest.skip("this kernel lacks time namespaces")
+    walker = None
+    if request.param == "c":
+        walker = nslist.find_walker()
+        if walker is None:
+            pytest.skip("containerfs-nsscan is not built (make builds it)")
+    monkeypatch.setattr(nslist, "find_walker", lambda: walker)
     proc = tmp_path / "proc"
     proc.mkdir()
     (proc / "self").mkdir()  # not a process: no digits
@@ -299,3 +309,45 @@ def test_scan_leaves_no_fd_open(fake_proc: Path) -> None:
     before = sorted(os.listdir("/proc/self/fd"))
     nslist.scan(str(fake_proc))
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_parse_walk_groups_processes_threads_and_fds() -> None:
+    text = (
+        "p 2 10,11 ipc:[1] uts:[2]\n"
+        "p 1 12 ipc:[1] -\n"
+        "p 5 20,21,22,23 ipc:[4] uts:[2]\n"
+        "t 11 13 ipc:[1] uts:[3]\n"
+        "f 12 4 net:[9]\n"
+        "f 12 5 anon_inode:[pidfd]\n"
+        "n ipc:[1] 7 -\n"
+        "n user:[7] - 6\n"
+    )
+    found = nslist.parse_walk(text, "/proc", 2)
+    assert found.groups == {
+        ("ipc:[1]", "uts:[2]"): ([2], ["/proc/10", "/proc/11"]),
+        ("ipc:[1]", None): ([1], ["/proc/12"]),
+        ("ipc:[4]", "uts:[2]"): ([5], ["/proc/20", "/proc/21", "/proc/22"]),
+    }
+    assert found.threads == {("ipc:[1]", "uts:[3]"): ["/proc/11/task/13"]}
+    assert found.held == {"net:[9]": [("/proc/12/fd/4", "net:[9]")]}
+    assert found.relatives == {"ipc:[1]": (7, None), "user:[7]": (None, 6)}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "p 1 10 ipc:[1]",
+        "p x 10 ipc:[1] uts:[2]",
+        "p 1",
+        "t 10 ipc:[1] uts:[2]",
+        "f 10 4",
+        "n ipc:[1] 7",
+        "n ipc:[1] x -",
+        "x 10",
+        "",
+    ],
+)
+def test_parse_walk_refuses_a_malformed_record(line: str) -> None:
+    with pytest.raises(OSError) as caught:
+        nslist.parse_walk(line + "\n", "/proc", 2)
+    assert caught.value.errno == errno.EPROTO
