@@ -32,6 +32,12 @@ changes the value.
 - **pread**: ``pread(fd, 4096, 0)`` on an already open ``C/pids.max`` (answered
   from the page cache), against reopening it; and the same on cgroupfs for
   reference.
+- **the pyfuse3 floor**: the same reads, writes and forced ``stat`` of the one
+  file of ``bench/floorfs.py``, a pyfuse3 filesystem that answers from memory
+  and does nothing else, mounted beside containerfs for the run. No pyfuse3
+  filesystem can be faster here, so containerfs's figure over the floor's is
+  its own cost, and ``nsenter``'s over the floor's is the best ratio any
+  pyfuse3 daemon could show on this machine.
 
 The ratio column compares medians: ``Nx faster`` (or ``slower``) than the named
 alternative.  Figures include this script's Python call overhead (about 1 us per
@@ -41,15 +47,19 @@ system call), so the kernel-file baselines are upper bounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
 import os
+import signal
 import statistics
 import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,6 +265,40 @@ def in_namespace(holder: int, m: Measure, op: Op, count: int) -> None:
         raise failure[0]
 
 
+@contextlib.contextmanager
+def floor_mounted() -> Iterator[Path]:
+    """``bench/floorfs.py`` mounted on a fresh directory; its file, until it is unmounted."""
+    tmp = Path(tempfile.mkdtemp(prefix="cfs-bench-floor-"))
+    mnt = tmp / "mnt"
+    mnt.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.floorfs", str(mnt)], stdout=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        deadline = time.monotonic() + 10
+        while ready.strip() != b"ready" or not os.path.ismount(mnt):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("bench.control: bench.floorfs did not mount")
+            time.sleep(0.02)
+        yield mnt / "value"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if os.path.ismount(mnt):
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+        with contextlib.suppress(OSError):
+            mnt.rmdir()
+            tmp.rmdir()
+
+
 def text(path: Path | str) -> str:
     with open(path) as f:
         return f.read().strip()
@@ -263,7 +307,7 @@ def text(path: Path | str) -> str:
 # -- the benchmark ------------------------------------------------------------------
 
 
-def bench(mnt: Path, pids_dir: Path, runs: int, fork_runs: int) -> list[Measure]:
+def bench(mnt: Path, pids_dir: Path, floor: Path, runs: int, fork_runs: int) -> list[Measure]:
     c = mnt / "C"
     os.mkdir(c)
     cg = pids_dir / "C"
@@ -290,18 +334,30 @@ def bench(mnt: Path, pids_dir: Path, runs: int, fork_runs: int) -> list[Measure]
             "cgroupfs_stat",
             "cfs_pread_open_fd",
             "cgroupfs_pread_open_fd",
+            "pyfuse3_floor_read",
+            "pyfuse3_floor_write",
+            "pyfuse3_floor_stat_forced",
         )
     }
-    ms["cfs_pids_read"].vs = ("cgroupfs_pids_read",)
-    ms["cfs_pids_write"].vs = ("cgroupfs_pids_write",)
+    ms["cfs_pids_read"].vs = ("cgroupfs_pids_read", "pyfuse3_floor_read")
+    ms["cfs_pids_write"].vs = ("cgroupfs_pids_write", "pyfuse3_floor_write")
     ms["cfs_shm_mni_read"].vs = (
         "nsenter_shm_mni_read",
         "kernel_shm_mni_read_host",
         "kernel_shm_mni_read_ns",
+        "pyfuse3_floor_read",
     )
-    ms["cfs_shm_mni_write"].vs = ("nsenter_shm_mni_write", "kernel_shm_mni_write_ns")
+    ms["cfs_shm_mni_write"].vs = (
+        "nsenter_shm_mni_write",
+        "kernel_shm_mni_write_ns",
+        "pyfuse3_floor_write",
+    )
+    ms["pyfuse3_floor_read"].vs = ("nsenter_shm_mni_read",)
+    ms["pyfuse3_floor_write"].vs = ("nsenter_shm_mni_write",)
     ms["cfs_stat_cached"].vs = ("cgroupfs_stat",)
-    ms["cfs_stat_forced"].vs = ("cgroupfs_stat",)
+    ms["cfs_stat_forced"].vs = ("cgroupfs_stat", "pyfuse3_floor_stat_forced")
+    for name in ("pyfuse3_floor_read", "pyfuse3_floor_write", "pyfuse3_floor_stat_forced"):
+        ms[name].note = "bench/floorfs.py: a pyfuse3 file answered from memory"
     ms["cfs_pread_open_fd"].vs = ("cfs_pids_read",)
     ms["cgroupfs_pread_open_fd"].vs = ("cgroupfs_pids_read",)
     ms["kernel_shm_mni_read_host"].note = "this script's own /proc/sys/kernel/shmmni"
@@ -327,12 +383,15 @@ def bench(mnt: Path, pids_dir: Path, runs: int, fork_runs: int) -> list[Measure]
             (ms["cgroupfs_stat"], stat_op(cg / "pids.max"), runs),
             (ms["cfs_pread_open_fd"], pread_op(cfs_fd), runs),
             (ms["cgroupfs_pread_open_fd"], pread_op(cg_fd), runs),
+            (ms["pyfuse3_floor_read"], read_op(floor), runs),
+            (ms["pyfuse3_floor_stat_forced"], statx_sync_op(floor), runs),
         ]
         writes: list[tuple[Measure, Op, int]] = [
             (ms["cfs_pids_write"], write_op(c / "pids.max", nums), runs),
             (ms["cgroupfs_pids_write"], write_op(cg / "pids.max", nums), runs),
             (ms["cfs_shm_mni_write"], write_op(c / "ipc.shm_mni.internal", shm), runs),
             (ms["nsenter_shm_mni_write"], nsenter_write_op(holder, shm), fork_runs),
+            (ms["pyfuse3_floor_write"], write_op(floor, shm), runs),
         ]
         # Warm up every path (lookups, page cache, the nsenter binary) untimed.
         for _, op, _ in reads + writes:
@@ -366,8 +425,17 @@ def targets(rows: dict[str, Row]) -> dict[str, Row]:
     out: dict[str, Row] = {}
     for kind in ("read", "write"):
         cfs, alt = med(f"cfs_shm_mni_{kind}"), med(f"nsenter_shm_mni_{kind}")
+        floor = med(f"pyfuse3_floor_{kind}")
         s = round(alt / cfs, 2) if cfs else 0.0
-        out[f"shm_mni_{kind}_vs_nsenter"] = {"speedup": s, "target": 20.0, "met": s >= 20}
+        out[f"shm_mni_{kind}_vs_nsenter"] = {
+            "speedup": s,
+            "target": 20.0,
+            "met": s >= 20,
+            # The same ratio for a pyfuse3 file that does nothing: the best
+            # any pyfuse3 daemon can show here.
+            "pyfuse3_floor_speedup": round(alt / floor, 2) if floor else 0.0,
+            "times_floor": round(cfs / floor, 2) if floor else 0.0,
+        }
     for cfs_name, kernel in (
         ("cfs_shm_mni_read", "kernel_shm_mni_read_host"),
         ("cfs_shm_mni_read", "kernel_shm_mni_read_ns"),
@@ -393,11 +461,11 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.control: needs root")
-    with mounted("control") as (mnt, subtree):
+    with mounted("control") as (mnt, subtree), floor_mounted() as floor:
         pids_dir = subtree.dir_for("pids")
         if pids_dir is None:
             raise SystemExit("bench.control: no v1 pids hierarchy on this host")
-        measures = bench(mnt, pids_dir, args.runs, args.fork_runs)
+        measures = bench(mnt, pids_dir, floor, args.runs, args.fork_runs)
     rows = figures(measures, "us")
     print_table(rows, "us")
     goals = targets(rows)
@@ -405,7 +473,11 @@ def main() -> None:
     for name, g in goals.items():
         if "target" in g:
             verdict = "met" if g["met"] else "NOT met"
-            print(f"target {name}: {g['speedup']}x faster (goal >= {g['target']}x): {verdict}")
+            print(
+                f"target {name}: {g['speedup']}x faster (goal >= {g['target']}x): {verdict};"
+                f" the pyfuse3 floor is {g['pyfuse3_floor_speedup']}x faster,"
+                f" containerfs takes {g['times_floor']}x the floor's time"
+            )
         else:
             print(
                 f"{name}: containerfs takes {g['times_kernel']}x the kernel file's time"
