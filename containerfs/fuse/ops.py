@@ -70,7 +70,7 @@ class _Node:
     ctime_ns: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Handle:
     node: _Node
     spec: FileSpec
@@ -118,6 +118,8 @@ class Operations(pyfuse3.Operations):
         self._cache: dict[int, _Cached] = {}  # inode -> content of a page-cached file
         self._generation = 0  # changes made through the daemon (see ``changed``)
         self._cached_open: dict[int, int] = {}  # inode -> its open page-cached handles
+        # inode -> (engine.version, spec, page-cached?), see _file_of
+        self._files_known: dict[int, tuple[int, FileSpec, bool]] = {}
         root = service.engine.root
         self._nodes[pyfuse3.ROOT_INODE] = _Node(root, None, time.time_ns())
         self._inodes[(root.uid, None)] = pyfuse3.ROOT_INODE
@@ -140,6 +142,20 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
+    def _file_of(self, inode: int, node: _Node) -> tuple[FileSpec, bool]:
+        """A file's spec and whether it is page-cached, kept until the tree changes:
+        an ``open`` of a limit is mostly pyfuse3's round trip, and working these
+        out again each time was a tenth of what containerfs added to it."""
+        version = self.service.engine.version
+        known = self._files_known.get(inode)
+        if known is not None and known[0] == version:
+            return known[1], known[2]
+        assert node.file is not None
+        spec = self.service.engine.file(node.container, node.file)
+        cacheable = self.service.cacheable(node.container, spec)
+        self._files_known[inode] = (version, spec, cacheable)
+        return spec, cacheable
+
     def _dir(self, inode: int) -> Container:
         node = self._node(inode)
         if node.file is not None:
@@ -152,6 +168,7 @@ class Operations(pyfuse3.Operations):
             ino = self._inodes.pop(key)
             self._nodes.pop(ino, None)
             self._cache.pop(ino, None)
+            self._files_known.pop(ino, None)
         self._events_seq.pop(c.uid, None)
 
     # -- the page cache of files whose value changes only through the daemon ------
@@ -388,7 +405,7 @@ class Operations(pyfuse3.Operations):
         node = self._node(inode)
         if node.file is None:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        spec = self.service.engine.file(node.container, node.file)
+        spec, cacheable = self._file_of(inode, node)
         mode = flags & os.O_ACCMODE
         touch = mode == os.O_WRONLY and spec.role == Role.EVENTS and ctx.pid == self.toucher_pid
         if mode != os.O_RDONLY and not spec.writable and not touch:
@@ -396,7 +413,7 @@ class Operations(pyfuse3.Operations):
         seq = self._events_seq.get(node.container.uid, 0)
         content = None
         cached = keep = False
-        if mode == os.O_RDONLY and self.service.cacheable(node.container, spec):
+        if mode == os.O_RDONLY and cacheable:
             content, keep = await self._content(node, spec, inode, ctx.pid)
             cached = True
         elif mode != os.O_WRONLY:
