@@ -8,6 +8,7 @@ write its figures as JSON (``--json FILE``) so that runs can be compared.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import signal
@@ -49,7 +50,7 @@ def mounted(tag: str, *extra: str) -> Iterator[tuple[Path, OwnSubtree]]:
         finally:
             for child in sorted(mnt.iterdir()) if os.path.ismount(mnt) else []:
                 if child.is_dir():
-                    subprocess.run(["rmdir", str(child)], check=False)
+                    _rmdir_patiently(child)
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
             text = (tmp / "daemon.log").read_text(errors="replace")
@@ -57,6 +58,23 @@ def mounted(tag: str, *extra: str) -> Iterator[tuple[Path, OwnSubtree]]:
                 print(f"the daemon failed during the benchmark; its log:\n{text[-4000:]}")
     if not os.path.ismount(mnt):
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _rmdir_patiently(path: Path, timeout: float = 5.0) -> None:
+    """``rmdir`` a container, again while it is busy: a task killed by a benchmark's
+    last step may still be leaving, or a child the daemon deletes on release."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                print(f"bench: cannot remove {path}: {e.strerror}")
+                return
+        time.sleep(0.05)
 
 
 def summary(values: list[float]) -> dict[str, float]:
