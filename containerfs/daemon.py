@@ -24,6 +24,7 @@ import pyfuse3
 import trio
 
 from . import recovery
+from .defaults import find_program
 from .discovery import Discovery
 from .engine import lifecycle
 from .engine.errors import ContainerError, InvalidInput
@@ -1116,14 +1117,8 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
 
 
 def find_pin() -> str:
-    """The holder binary: beside the interpreter (the venv's bin), else on PATH."""
-    import shutil
-    import sys
-
-    here = Path(sys.executable).parent / "containerfs-pin"
-    if here.exists():
-        return str(here)
-    found = shutil.which("containerfs-pin")
+    """The holder binary (``defaults.find_program``); without it no container can be made."""
+    found = find_program(namespaces.PIN_NAME)
     if found is None:
         raise SystemExit("containerfs: containerfs-pin not found (run `make` to build it)")
     return found

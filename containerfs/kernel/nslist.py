@@ -52,12 +52,11 @@ import errno
 import fcntl
 import functools
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from containerfs.defaults import find_program
 from containerfs.kernel.sys import NS_GET_PARENT, NS_GET_USERNS
 
 #: nsfs names of the namespace kinds, as lsns's TYPE column prints them.
@@ -359,9 +358,7 @@ _MAX_WALK_THREADS = 8
 
 @functools.cache
 def find_walker() -> str | None:
-    """``containerfs-nsscan`` beside the interpreter (the venv's bin), else on PATH."""
-    here = os.path.join(os.path.dirname(sys.executable), WALKER_NAME)
-    return here if os.access(here, os.X_OK) else shutil.which(WALKER_NAME)
+    return find_program(WALKER_NAME)
 
 
 def _walk_threads() -> int:
