@@ -309,7 +309,6 @@ static void *run(void *arg)
 	return NULL;
 }
 
-/* "LINK... <tab> PID" lines by links, then by pid: the oldest processes first. */
 /*
  * The namespaces of the "p" records and where to open each: the ns files of
  * up to three of their processes (the oldest first).  Filled by main() after
@@ -428,6 +427,7 @@ static void *run_namespaces(void *arg)
 	return NULL;
 }
 
+/* "LINK... <tab> PID" lines by links, then by pid: the oldest processes first. */
 static int by_links_then_pid(const void *a, const void *b)
 {
 	const char *x = *(char *const *)a, *y = *(char *const *)b;
