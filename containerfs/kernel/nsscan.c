@@ -106,6 +106,23 @@ static void fail(struct out *o, const char *path, int err)
 	}
 }
 
+/* After a failed call on PATH: record errno unless the process or fd is just gone. */
+static void unless_gone(struct out *o, const char *path)
+{
+	if (!gone(errno))
+		fail(o, path, errno);
+}
+
+/* opendir(PATH), or NULL (errno recorded unless gone). */
+static DIR *open_dir(struct out *o, const char *path)
+{
+	DIR *d = opendir(path);
+
+	if (!d)
+		unless_gone(o, path);
+	return d;
+}
+
 static void put(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -146,8 +163,7 @@ static int read_links(struct out *o, const char *dir, char links[][64])
 		pathf(path, "%s/ns/%s", dir, names[i]);
 		n = readlink(path, links[i], 63);
 		if (n < 0) {
-			if (!gone(errno))
-				fail(o, path, errno);
+			unless_gone(o, path);
 			strcpy(links[i], "-");
 			continue;
 		}
@@ -199,8 +215,7 @@ static int one_fd(struct out *o, const char *pid, const char *fd_dir, const char
 	pathf(path, "%s/%s", fd_dir, fd);
 	n = readlink(path, target, sizeof target - 1);
 	if (n < 0) {
-		if (!gone(errno))
-			fail(o, path, errno);
+		unless_gone(o, path);
 		return -1;
 	}
 	target[n] = '\0';
@@ -228,12 +243,9 @@ static void scan_fds(struct out *o, const char *pid, const char *base, long long
 		if (fd == count)
 			return;
 	}
-	d = opendir(fd_dir);
-	if (!d) {
-		if (!gone(errno))
-			fail(o, fd_dir, errno);
+	d = open_dir(o, fd_dir);
+	if (!d)
 		return;
-	}
 	while ((e = readdir(d))) {
 		if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoll(e->d_name) < start)
 			continue;
@@ -249,12 +261,9 @@ static void scan_threads(struct out *o, const char *pid, const char *base)
 	DIR *d;
 
 	pathf(task_dir, "%s/task", base);
-	d = opendir(task_dir);
-	if (!d) {
-		if (!gone(errno))
-			fail(o, task_dir, errno);
+	d = open_dir(o, task_dir);
+	if (!d)
 		return;
-	}
 	while ((e = readdir(d))) {
 		if (e->d_name[0] < '0' || e->d_name[0] > '9' || !strcmp(e->d_name, pid))
 			continue;
@@ -278,16 +287,14 @@ static void scan_one(struct out *o, const char *pid)
 		return;
 	pathf(path, "%s/task", base);
 	if (stat(path, &task) < 0) {
-		if (!gone(errno))
-			fail(o, path, errno);
+		unless_gone(o, path);
 		return;
 	}
 	fds.st_size = -1;
 	if (fdcounts) {
 		pathf(path, "%s/fd", base);
 		if (stat(path, &fds) < 0) {
-			if (!gone(errno))
-				fail(o, path, errno);
+			unless_gone(o, path);
 			return;
 		}
 	}

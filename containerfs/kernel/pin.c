@@ -330,8 +330,10 @@ static int sysdir = -1; /* /proc/sys, see open_sysdir() */
  * of a mkdir's cost.  Our own instance's dentries are ours alone.  Sysctl
  * files answer for the namespaces of the reader, not of the mount, and
  * nothing mounted over /proc/sys anywhere shows through it.  -1 when the
- * kernel refuses (e.g. "too revealing" in a mount namespace owned by another
- * user namespace): open_sysdir() then copies the /proc/sys we see.
+ * kernel refuses (before 5.2 there is no fsopen; a security module may deny
+ * the mount): open_sysdir() then copies the /proc/sys we see.  Checked: a
+ * root pin in a mount namespace owned by another user namespace, with a
+ * bind over a /proc/sys file there, still gets its instance.
  */
 static int private_sysdir(void)
 {
