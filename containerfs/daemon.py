@@ -889,8 +889,8 @@ class Daemon:
     async def watch_releases(self) -> None:
         """Act on containers as the kernel reports them emptying (or filling)."""
         assert self.watcher is not None
-        async for changed in self.watcher.events():
-            for c in changed:
+        while True:
+            for c in await self.watcher.changed():
                 if not c.removed:
                     # A task too short-lived to be seen here was still counted:
                     # `tasks` writes arm the release themselves (``_enter``).

@@ -2,8 +2,8 @@
 
 cgroup v2 has no delete-on-empty: the kernel signals ``IN_MODIFY`` on a
 cgroup's ``cgroup.events`` when its ``populated`` changes, and userspace acts.
-One inotify fd serves every container; :meth:`Watcher.events` yields the keys
-whose file changed, as soon as the kernel says so (no polling).
+One inotify fd serves every container; :meth:`Watcher.changed` returns the keys
+whose files changed, as soon as the kernel says so (no polling).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -78,15 +78,20 @@ class Watcher(Generic[K]):
                     continue
                 keys.add(key)
 
-    async def events(self) -> AsyncIterator[set[K]]:
-        """Sets of keys whose files changed, as they come."""
+    async def changed(self) -> set[K]:
+        """The next non-empty set of keys whose files changed, as soon as the kernel says.
+
+        A plain coroutine, not an async generator: cancelled while its caller
+        handles a set, a generator would be left suspended at ``yield`` and
+        finalised by the garbage collector (a ResourceWarning at shutdown).
+        """
         import trio
 
         while True:
             await trio.lowlevel.wait_readable(self.fd)
             keys = self.drain()
             if keys:
-                yield keys
+                return keys
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from containerfs.engine.kinds import Origin, Release
 from containerfs.engine.tree import Container, Engine
 from containerfs.engine.views import IPC_KNOBS, KnobState
 from containerfs.kernel.procs import parse_stat
-from containerfs.kernel.watch import parse_events
+from containerfs.kernel.watch import Watcher, parse_events
 from tests.unit.test_engine import make_engine
 
 
@@ -223,6 +224,33 @@ def test_parse_inotify_events() -> None:
     buf = struct.pack("iIII", 1, 2, 0, 0) + struct.pack("iIII", 3, 0x8000, 0, 16) + b"\0" * 16
     buf += struct.pack("iIII", 4, 2, 0, 0)
     assert parse_events(buf) == [(1, 2), (3, 0x8000), (4, 2)]
+
+
+async def test_watcher_changed_survives_a_cancelled_wait(tmp_path: Path) -> None:
+    """The daemon cancels its wait at shutdown, possibly mid-way: the watcher keeps
+    working and nothing is left for the garbage collector to finalise."""
+    import trio
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("")
+    b.write_text("")
+    w: Watcher[str] = Watcher()
+    try:
+        w.add("a", a)
+        w.add("b", b)
+        with trio.move_on_after(0.05) as scope:
+            await w.changed()  # nothing written yet
+        assert scope.cancelled_caught
+        b.write_text("x")
+        with trio.fail_after(5):
+            assert await w.changed() == {"b"}
+        w.remove("b")
+        b.write_text("y")
+        a.write_text("z")
+        with trio.fail_after(5):
+            assert await w.changed() == {"a"}
+    finally:
+        w.close()
 
 
 def test_owned_below_after_a_removal_leaves_out_the_removed_one() -> None:
