@@ -387,8 +387,8 @@ class Daemon:
     def _trim_controllers(self, gone: Container) -> None:
         """Once ``gone``'s cgroups are removed: from its parent up, disable the v2
         controllers no remaining container below needs any more."""
-        for node, needed in lifecycle.owned_below_after(gone):
-            self.cgroups.trim(node.cgpath, needed)
+        for node, freed in lifecycle.freed_by_removal(gone):
+            self.cgroups.trim(node.cgpath, freed)
 
     def _forget(self, c: Container) -> None:
         """Commit a removal. Runs on the event loop, like every user of a holder's pidfd."""

@@ -20,7 +20,7 @@ Pure functions over the tree (no I/O), fed what the daemon observed:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .errors import Busy, Exists, InvalidInput, NotPermitted
@@ -42,17 +42,38 @@ def observe_populated(c: Container, populated: bool) -> None:
         c.occupied = True
 
 
-def owned_below_after(gone: Container) -> list[tuple[Container, frozenset[str]]]:
-    """For each ancestor of ``gone``, nearest first: the kinds still owned by a
-    container below it once ``gone`` is removed (which controllers its
-    ``cgroup.subtree_control`` must keep on)."""
+def freed_by_removal(gone: Container) -> list[tuple[Container, frozenset[str]]]:
+    """For each ancestor of ``gone``, nearest first: the kinds owned in ``gone``'s
+    subtree that no other container below that ancestor owns, i.e. the
+    controllers its ``cgroup.subtree_control`` can disable once ``gone`` is removed.
+
+    Only ancestors that free something are listed: the first that frees nothing
+    ends the list (every one above it has the same owners below it, and more).
+    Each look stops at the first owners found for every kind, so removing one
+    of a thousand siblings that own the same kinds looks at one of them, not
+    at all of them (this ran on every rmdir, and walked the whole tree).
+    """
     out = []
-    node = gone.parent
-    while node is not None:
-        below = (d.owned for d in node.walk() if d is not node and d is not gone)
-        out.append((node, frozenset[str]().union(*below)))
-        node = node.parent
+    left = frozenset[str]().union(*(d.owned for d in gone.walk()))
+    below, node = gone, gone.parent
+    while node is not None and left:
+        if below is not gone:
+            left -= below.owned
+        for d in _others_below(node, below):
+            if not left:
+                break
+            left -= d.owned
+        if left:
+            out.append((node, left))
+        below, node = node, node.parent
     return out
+
+
+def _others_below(node: Container, skip: Container) -> Iterator[Container]:
+    """Every container below ``node`` but ``skip`` and its subtree."""
+    for child in node.children.values():
+        if child is not skip:
+            yield from child.walk()
 
 
 def take_release(c: Container) -> Release | None:

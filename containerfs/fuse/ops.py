@@ -108,7 +108,9 @@ class Operations(pyfuse3.Operations):
         super().__init__()
         self.service = service
         self._nodes: dict[int, _Node] = {}
-        self._inodes: dict[tuple[int, str | None], int] = {}
+        # container uid -> file (None: its directory) -> inode; per container, so
+        # that forgetting one costs its own files, not every inode there is
+        self._inodes: dict[int, dict[str | None, int]] = {}
         self._next_inode = pyfuse3.ROOT_INODE + 1
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
@@ -122,17 +124,17 @@ class Operations(pyfuse3.Operations):
         self._files_known: dict[int, tuple[int, FileSpec, bool]] = {}
         root = service.engine.root
         self._nodes[pyfuse3.ROOT_INODE] = _Node(root, None, time.time_ns())
-        self._inodes[(root.uid, None)] = pyfuse3.ROOT_INODE
+        self._inodes[root.uid] = {None: pyfuse3.ROOT_INODE}
 
     # -- bookkeeping ---------------------------------------------------------
 
     def _inode(self, c: Container, file: str | None) -> int:
-        key = (c.uid, file)
-        ino = self._inodes.get(key)
+        files = self._inodes.setdefault(c.uid, {})
+        ino = files.get(file)
         if ino is None:
             ino = self._next_inode
             self._next_inode += 1
-            self._inodes[key] = ino
+            files[file] = ino
             self._nodes[ino] = _Node(c, file, time.time_ns())
         return ino
 
@@ -141,6 +143,11 @@ class Operations(pyfuse3.Operations):
         if node is None or node.container.removed:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
+
+    def _known(self, uid: int, file: str | None) -> int | None:
+        """The inode already given to a container's file (None: its directory), if any."""
+        files = self._inodes.get(uid)
+        return files.get(file) if files is not None else None
 
     def _file_of(self, inode: int, node: _Node) -> tuple[FileSpec, bool]:
         """A file's spec and whether it is page-cached, kept until the tree changes:
@@ -164,8 +171,7 @@ class Operations(pyfuse3.Operations):
 
     def forget_container(self, c: Container) -> None:
         """Drop the inodes of a removed container so the maps do not grow without bound."""
-        for key in [k for k in self._inodes if k[0] == c.uid]:
-            ino = self._inodes.pop(key)
+        for ino in self._inodes.pop(c.uid, {}).values():
             self._nodes.pop(ino, None)
             self._cache.pop(ino, None)
             self._files_known.pop(ino, None)
@@ -226,7 +232,7 @@ class Operations(pyfuse3.Operations):
         """A container the daemon removed on its own (release ``delete``): make the
         kernel drop its cached entry, then forget its inodes."""
         self.changed()
-        parent_ino = self._inodes.get((parent.uid, None))
+        parent_ino = self._known(parent.uid, None)
         if parent_ino is not None:
             # Not ``deleted=``: the kernel refuses that (ENOTEMPTY) for a directory
             # whose files it still has cached; dropping the entry is enough.
@@ -236,7 +242,7 @@ class Operations(pyfuse3.Operations):
     def renamed(self, parent: Container, old_name: str) -> None:
         """A container was renamed on the daemon's side: drop the old cached name."""
         self.changed()
-        parent_ino = self._inodes.get((parent.uid, None))
+        parent_ino = self._known(parent.uid, None)
         if parent_ino is not None:
             pyfuse3.invalidate_entry_async(parent_ino, os.fsencode(old_name), ignore_enoent=True)
 
@@ -353,7 +359,7 @@ class Operations(pyfuse3.Operations):
         # The kernel checks access against the attributes it caches: drop those of
         # the files that changed hands (attribute-only: safe from a handler).
         for name in (None, "tasks", "container.subtree"):
-            ino = self._inodes.get((c.uid, name))
+            ino = self._known(c.uid, name)
             if ino is not None and ino != inode:
                 with contextlib.suppress(OSError):
                     pyfuse3.invalidate_inode(ino, attr_only=True)
@@ -469,7 +475,7 @@ class Operations(pyfuse3.Operations):
             )
         finally:
             self.changed()  # also after a refusal: part of a write may have been applied
-        ino = self._inodes.get((handle.node.container.uid, handle.node.file))
+        ino = self._known(handle.node.container.uid, handle.node.file)
         if ino is not None:
             await self._drop_cached(ino)
         return len(buf)

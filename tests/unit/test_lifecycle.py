@@ -253,13 +253,44 @@ async def test_watcher_changed_survives_a_cancelled_wait(tmp_path: Path) -> None
         w.close()
 
 
-def test_owned_below_after_a_removal_leaves_out_the_removed_one() -> None:
+def test_freed_by_removal_lists_kinds_no_other_owner_below_keeps() -> None:
     e = make_engine()
     a = child(e, e.root, "a")
-    b = child(e, a, "b")
     x = child(e, e.root, "x")
-    got = {n.name or "/": kinds for n, kinds in lifecycle.owned_below_after(b)}
-    assert list(got) == ["a", "/"]  # nearest first
-    assert got["a"] == frozenset()  # b was the only one below a
-    assert got["/"] == a.owned | x.owned
-    assert b.owned <= got["/"]  # a and x own the same kinds here
+    a.subtree = frozenset({"uts", "memory"})
+    b = child(e, a, "b")
+    assert b.owned == {"uts", "memory"} and x.owned == {"uts", "ipc", "pids"}
+    got = [(n.name or "/", kinds) for n, kinds in lifecycle.freed_by_removal(b)]
+    # a keeps nothing of b's below it; above a, only memory had no other owner
+    assert got == [("a", {"uts", "memory"}), ("/", {"memory"})]
+    c = child(e, a, "c")  # a sibling owning the same kinds: nothing is freed anywhere
+    assert lifecycle.freed_by_removal(b) == []
+    assert lifecycle.freed_by_removal(c) == []
+    assert lifecycle.freed_by_removal(x) == []  # a owns all that x owns
+
+
+def test_freed_by_removal_agrees_with_its_definition_on_random_trees() -> None:
+    """Against a walk of everything below each ancestor (what it spares doing)."""
+    import random
+
+    kinds = ("uts", "ipc", "pids", "memory", "net")
+    for seed in range(40):
+        rng = random.Random(seed)
+        e = make_engine()
+        nodes = [e.root]
+        for i in range(rng.randrange(2, 25)):
+            c = child(e, rng.choice(nodes), f"n{i}")
+            c.owned = frozenset(k for k in kinds if rng.random() < 0.3)
+            nodes.append(c)
+        leaves = [c for c in nodes[1:] if not c.children]
+        gone = rng.choice(leaves)
+        expected = []
+        node = gone.parent
+        while node is not None:
+            others = {k for d in node.walk() if d not in (node, gone) for k in d.owned}
+            freed = gone.owned - others
+            if not freed:
+                break
+            expected.append((node, freed))
+            node = node.parent
+        assert lifecycle.freed_by_removal(gone) == expected, seed
