@@ -66,12 +66,18 @@ def _look(
     internal: frozenset[int],
     tables: procs.MountTables,
     held: list[tuple[Container, namespaces.Holder]],
+    empty: frozenset[Container] = frozenset(),
 ) -> Look:
-    """Read tasks' namespaces, nsfs mounts and which holders exited (blocking)."""
+    """Read tasks' namespaces, nsfs mounts and which holders exited (blocking).
+    The tasks of containers in ``empty`` are not read: they have none."""
     assert callable(cgroups_procs)
     tasks: dict[Container, list[Task]] = {}
     holders: dict[object, int] = {}
     for c, path, ids, mnt_holder in snapshot:
+        if mnt_holder is not None:  # an nsfs mount outlives every task
+            holders[c] = mnt_holder
+        if c in empty:
+            continue
         try:
             pids = cgroups_procs(path)
         except OSError:
@@ -89,8 +95,6 @@ def _look(
                 found.append(Task(pid, diff))
         if found:
             tasks[c] = found
-        if mnt_holder is not None:
-            holders[c] = mnt_holder
     mounts = tables.nsfs_mounts(holders)
     lost = [c for c, holder in held if holder.gone()]
     return Look(tasks, {c: m for c, m in mounts.items() if isinstance(c, Container)}, lost)
@@ -158,11 +162,28 @@ class Discovery:
         self._internal = frozenset(d.internal_pids())
         self._index = lifecycle.namespace_index(d.engine.root)
 
+    def _empty(self) -> frozenset[Container]:
+        """Containers with no task in them or below, as the release watcher last heard
+        from the kernel (``cgroup.events``; an overflow of its queue makes it look
+        at every one again). Reading each one's ``cgroup.procs`` a few times a
+        second was most of an idle daemon's time at a thousand containers. A
+        container whose watch could not be set up is read every time."""
+        watcher = self.daemon.watcher
+        if watcher is None:
+            return frozenset()
+        return frozenset(c for c, *_ in self._snapshot if not c.populated and c in watcher)
+
     async def once(self) -> None:
         d = self.daemon
         self._refresh()
         look = await trio.to_thread.run_sync(
-            _look, self._snapshot, d.cgroups.procs, self._internal, self._tables, self._held
+            _look,
+            self._snapshot,
+            d.cgroups.procs,
+            self._internal,
+            self._tables,
+            self._held,
+            self._empty(),
         )
         await self._place_tasks(look)
         await self._bound_namespaces(look)

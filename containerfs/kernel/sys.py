@@ -180,6 +180,7 @@ _libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.inotify_rm_watch.restype = ctypes.c_int
 
 IN_MODIFY = 0x00000002
+IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 
 

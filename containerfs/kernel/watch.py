@@ -9,6 +9,7 @@ whose files changed, as soon as the kernel says so (no polling).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import struct
 from collections.abc import Hashable
@@ -18,6 +19,8 @@ from typing import Generic, TypeVar
 from containerfs.kernel import sys as ksys
 
 K = TypeVar("K", bound=Hashable)
+
+log = logging.getLogger(__name__)
 
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of name)
 
@@ -67,16 +70,32 @@ class Watcher(Generic[K]):
                 buf = os.read(self.fd, 64 * 1024)
             except BlockingIOError:
                 return keys
-            for wd, mask in parse_events(buf):
-                key = self._keys.get(wd)
-                if key is None:
-                    continue
-                if mask & ksys.IN_IGNORED:  # the watched file went away
-                    self._keys.pop(wd, None)
-                    if self._wds.get(key) == wd:
-                        del self._wds[key]
-                    continue
-                keys.add(key)
+            keys |= self.keys_of(parse_events(buf))
+
+    def keys_of(self, events: list[tuple[int, int]]) -> set[K]:
+        """The keys that (wd, mask) events name, forgetting watches the kernel dropped.
+
+        When the kernel's queue overflowed (``fs.inotify.max_queued_events``, 16384
+        here, were waiting), events were lost and
+        any file may have changed: every key is returned, so that each is
+        looked at again rather than one left with a stale state for good.
+        """
+        keys: set[K] = set()
+        for wd, mask in events:
+            if mask & ksys.IN_Q_OVERFLOW:
+                log.warning("inotify queue overflowed: looking at every watched file again")
+                keys.update(self._wds)
+                continue
+            key = self._keys.get(wd)
+            if key is None:
+                continue
+            if mask & ksys.IN_IGNORED:  # the watched file went away
+                self._keys.pop(wd, None)
+                if self._wds.get(key) == wd:
+                    del self._wds[key]
+                continue
+            keys.add(key)
+        return keys
 
     async def changed(self) -> set[K]:
         """The next non-empty set of keys whose files changed, as soon as the kernel says.

@@ -84,3 +84,42 @@ async def test_a_task_that_left_the_container_or_is_being_moved_stays(
     d.cgroups._procs = {("a",): [PID]}  # no longer in the root's cgroup
     await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
     assert d.cgroups.moved == []
+
+
+class FakeTables:
+    def __init__(self) -> None:
+        self.wanted: dict[object, int] = {}
+
+    def nsfs_mounts(self, wanted: dict[object, int]) -> dict[object, list[tuple[str, int, str]]]:
+        self.wanted = dict(wanted)
+        return {}
+
+
+def test_a_look_reads_no_tasks_of_containers_known_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only their tasks are skipped: an nsfs mount in their mount namespace outlives
+    every task, so the mount table is still looked at."""
+    _, root, a = setup(monkeypatch, {"uts": "100", "ipc": "101"})
+    read: list[tuple[str, ...]] = []
+
+    def cgroups_procs(path: tuple[str, ...]) -> list[int]:
+        read.append(path)
+        return [PID]
+
+    snapshot: discovery.Snapshot = [(root, (), dict(root.ids), None), (a, ("a",), dict(a.ids), 77)]
+    tables = FakeTables()
+    look = discovery._look(
+        snapshot,
+        cgroups_procs,
+        frozenset(),
+        tables,  # type: ignore[arg-type]
+        [],
+        frozenset({a}),
+    )
+    assert read == [()]
+    assert tables.wanted == {a: 77}
+    assert list(look.tasks) == [root]  # PID is in a's uts and ipc, seen from the root
+    read.clear()
+    discovery._look(snapshot, cgroups_procs, frozenset(), tables, [])  # type: ignore[arg-type]
+    assert read == [(), ("a",)]

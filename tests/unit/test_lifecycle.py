@@ -253,6 +253,24 @@ async def test_watcher_changed_survives_a_cancelled_wait(tmp_path: Path) -> None
         w.close()
 
 
+def test_watcher_overflow_names_every_key_and_ignored_forgets_one(tmp_path: Path) -> None:
+    from containerfs.kernel import sys as ksys
+
+    w: Watcher[str] = Watcher()
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).write_text("")
+            w.add(name, tmp_path / name)
+        wd_a = w._wds["a"]
+        assert w.keys_of([(wd_a, ksys.IN_MODIFY), (999, ksys.IN_MODIFY)]) == {"a"}
+        assert w.keys_of([(-1, ksys.IN_Q_OVERFLOW)]) == {"a", "b"}  # events were lost
+        assert w.keys_of([(wd_a, ksys.IN_IGNORED)]) == set()  # its file went away
+        assert "a" not in w and "b" in w
+        assert w.keys_of([(-1, ksys.IN_Q_OVERFLOW)]) == {"b"}
+    finally:
+        w.close()
+
+
 def test_freed_by_removal_lists_kinds_no_other_owner_below_keeps() -> None:
     e = make_engine()
     a = child(e, e.root, "a")
@@ -260,7 +278,7 @@ def test_freed_by_removal_lists_kinds_no_other_owner_below_keeps() -> None:
     a.subtree = frozenset({"uts", "memory"})
     b = child(e, a, "b")
     assert b.owned == {"uts", "memory"} and x.owned == {"uts", "ipc", "pids"}
-    got = [(n.name or "/", kinds) for n, kinds in lifecycle.freed_by_removal(b)]
+    got = [(n.name or "/", set(kinds)) for n, kinds in lifecycle.freed_by_removal(b)]
     # a keeps nothing of b's below it; above a, only memory had no other owner
     assert got == [("a", {"uts", "memory"}), ("/", {"memory"})]
     c = child(e, a, "c")  # a sibling owning the same kinds: nothing is freed anywhere
