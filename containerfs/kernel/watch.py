@@ -75,10 +75,10 @@ class Watcher(Generic[K]):
     def keys_of(self, events: list[tuple[int, int]]) -> set[K]:
         """The keys that (wd, mask) events name, forgetting watches the kernel dropped.
 
-        When the kernel's queue overflowed (``fs.inotify.max_queued_events``, 16384
-        here, were waiting), events were lost and
-        any file may have changed: every key is returned, so that each is
-        looked at again rather than one left with a stale state for good.
+        When the kernel's queue overflowed (``fs.inotify.max_queued_events``,
+        16384 here, were waiting), events were lost and any file may have
+        changed: every key is returned, so that each is looked at again rather
+        than one left with a stale state for good.
         """
         keys: set[K] = set()
         for wd, mask in events:
