@@ -66,7 +66,7 @@ def _look(
     internal: frozenset[int],
     tables: procs.MountTables,
     held: list[tuple[Container, namespaces.Holder]],
-    empty: frozenset[Container] = frozenset(),
+    empty: frozenset[Container],
 ) -> Look:
     """Read tasks' namespaces, nsfs mounts and which holders exited (blocking).
     The tasks of containers in ``empty`` are not read: they have none."""

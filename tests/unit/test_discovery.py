@@ -121,5 +121,5 @@ def test_a_look_reads_no_tasks_of_containers_known_empty(
     assert tables.wanted == {a: 77}
     assert list(look.tasks) == [root]  # PID is in a's uts and ipc, seen from the root
     read.clear()
-    discovery._look(snapshot, cgroups_procs, frozenset(), tables, [])  # type: ignore[arg-type]
+    discovery._look(snapshot, cgroups_procs, frozenset(), tables, [], frozenset())  # type: ignore[arg-type]
     assert read == [(), ("a",)]
