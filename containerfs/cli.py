@@ -32,7 +32,24 @@ status of CMD is passed back (128+N when killed by signal N). Works for an
 interactive shell:
 
     containerfs exec /run/containerfs/web -- /bin/sh
+
+Credentials: in a container with a user namespace of its own whose user.uid_map
+and user.gid_map map uid 0 and gid 0, CMD runs as that root (uid and gid 0
+inside, no supplementary groups) and keeps its capabilities there. Without
+those maps, and in containers that share the caller's user namespace, CMD keeps
+the caller's credentials, unless --user says otherwise. The environment (HOME,
+USER, ...) is passed on as it is. Options go before CONTAINER.
 """
+
+
+def _user_ids(text: str) -> tuple[int, int]:
+    """``--user``'s argument; a usage error (exit status 2) when it is not UID[:GID]."""
+    from .execute import parse_user
+
+    try:
+        return parse_user(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a command inside a container",
         description=EXEC_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="containerfs exec CONTAINER -- CMD [ARGS...]",
+        usage="containerfs exec [--user UID[:GID] | --preserve-credentials] CONTAINER -- "
+        "CMD [ARGS...]",
+    )
+    who = e.add_mutually_exclusive_group()
+    who.add_argument(
+        "-u",
+        "--user",
+        type=_user_ids,
+        metavar="UID[:GID]",
+        help="run CMD as these numeric IDs of the container's user namespace, with no "
+        "supplementary groups (GID defaults to UID); refused if its maps lack them",
+    )
+    who.add_argument(
+        "--preserve-credentials",
+        action="store_true",
+        help="keep the caller's uid, gids and groups even when entering a user namespace",
     )
     e.add_argument("container", metavar="CONTAINER", help="the container's directory")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
@@ -94,5 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from .execute import run
 
-        return run(args.container, cmd)
+        return run(
+            args.container, cmd, user=args.user, preserve_credentials=args.preserve_credentials
+        )
     return 2

@@ -1139,6 +1139,46 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
         os.close(pidfd)
 
 
+def holder_id_maps(holder_pid: int, user_inode: int) -> tuple[str, str]:
+    """The ``uid_map`` and ``gid_map`` texts of holder ``holder_pid``'s user namespace.
+
+    ``containerfs exec`` reads them before it enters (its ``/proc`` may be
+    another one afterwards) to know which IDs it may switch to inside.  The
+    holder must still be in user namespace ``user_inode`` (the container's):
+    otherwise ``OSError(ESRCH)``, as in :func:`enter_holder`.  The first and
+    third fields of each line (IDs inside, count) are the same whoever reads;
+    only the second depends on the reader's user namespace.
+    """
+    pidfd = _holder_pidfd(holder_pid)
+    try:
+        texts: list[str] = []
+        try:
+            for name in ("uid_map", "gid_map"):
+                fd = _open_proc_checked(pidfd, holder_pid, name, os.O_RDONLY)
+                with open(fd) as f:
+                    texts.append(f.read())
+            # A map file shows the namespace its process was in when opened;
+            # a holder never changes its user namespace, so one check covers both.
+            user_fd = _open_proc_checked(pidfd, holder_pid, "ns/user", os.O_RDONLY)
+        except ProcessLookupError:
+            raise ProcessLookupError(
+                errno.ESRCH, f"container holder {holder_pid} is gone"
+            ) from None
+        try:
+            same = os.fstat(user_fd).st_ino == user_inode
+        finally:
+            os.close(user_fd)
+        if not same:
+            raise OSError(
+                errno.ESRCH,
+                f"holder {holder_pid} is not in the container's user namespace "
+                "(container changed or pid reused)",
+            )
+        return texts[0], texts[1]
+    finally:
+        os.close(pidfd)
+
+
 # -- sysctls --------------------------------------------------------------------
 
 #: Namespace knob file name -> (namespace kind, sysctl it reads and writes).

@@ -131,6 +131,16 @@ def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0))
 
 
+PR_SET_DUMPABLE = 4
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """Set the caller's "dumpable" flag. Off: no core dumps, and only a tracer with
+    CAP_SYS_PTRACE in the initial user namespace may ptrace it or open its /proc files
+    (its fds, its memory). ``execve`` sets it again for the new program."""
+    _check(_libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(int(dumpable)), 0, 0, 0))
+
+
 def pidfd_getfd(pidfd: int, targetfd: int) -> int:
     """A duplicate of fd ``targetfd`` of the process behind ``pidfd`` (close-on-exec).
 
