@@ -8,6 +8,7 @@ what only a capable process may do (setting the hostname).
 
 from __future__ import annotations
 
+import errno
 import os
 import pty
 import select
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from containerfs.kernel.namespaces import holder_id_maps
 
 from .conftest import CONTAINERFS, Mounted, wait_for
 
@@ -226,3 +229,22 @@ def test_an_interactive_shell_runs_as_the_containers_root_on_a_terminal(cfs: Mou
     text = out.decode(errors="replace")
     assert "on-a-tty" in text and "me=0" in text and "done" in text, text
     assert os.waitstatus_to_exitcode(status) == 3, text
+
+
+def test_holder_id_maps_reads_the_containers_maps_only(cfs: Mounted) -> None:
+    holder = user_container(cfs, "u", maps=None)
+    for name in ("uid_map", "gid_map"):  # two lines, in the one write the kernel takes
+        (cfs.mnt / "u" / f"user.{name}").write_text("0 100000 65536\n70000 300000 1\n")
+    ino = os.stat(f"/proc/{holder}/ns/user").st_ino
+    uid_map, gid_map = holder_id_maps(holder, ino)
+    assert uid_map == gid_map == Path(f"/proc/{holder}/uid_map").read_text()
+    assert [line.split() for line in uid_map.splitlines()] == [
+        ["0", "100000", "65536"],
+        ["70000", "300000", "1"],
+    ]
+    # another user namespace than the container's: the pid no longer names its holder
+    with pytest.raises(OSError) as info:
+        holder_id_maps(holder, ino + 1)
+    assert info.value.errno == errno.ESRCH and "not in the container's user namespace" in str(
+        info.value
+    )
