@@ -27,7 +27,7 @@ from . import recovery
 from .defaults import find_program
 from .discovery import Discovery
 from .engine import lifecycle
-from .engine.errors import ContainerError, InvalidInput
+from .engine.errors import ContainerError, InvalidInput, TooBig
 from .engine.kinds import NAMESPACE_NAMES, KindClass, Origin, Release, all_kinds
 from .engine.tree import (
     NAMESPACE_KNOBS,
@@ -58,6 +58,13 @@ log = logging.getLogger("containerfs")
 STATE_VERSION = 2
 #: Seconds a release agent may run before it is killed.
 AGENT_TIMEOUT = 30.0
+
+#: The longest write a control file takes: a page, as cgroupfs (kernfs's
+#: ``atomic_write_len``; past it, ``E2BIG``). The kernel hands the daemon a write
+#: in pieces of up to FUSE's ``max_write`` (1 MiB with libfuse 3, never less than
+#: a page and a byte), so the first piece of any longer write is itself longer
+#: than this and refused, and the kernel sends none of the rest.
+WRITE_MAX = os.sysconf("SC_PAGE_SIZE")
 
 
 def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
@@ -581,6 +588,8 @@ class Daemon:
         the opener's credentials)."""
         shown = data[:80].decode(errors="replace").strip()
         with refusals_logged(f"{_where(c, spec.name)} <- {shown!r}"):
+            if len(data) > WRITE_MAX:
+                raise TooBig(f"{len(data)} bytes or more; a write takes at most {WRITE_MAX}")
             await self._write(c, spec, data, writer_pid, writer_uid)
 
     async def _write(

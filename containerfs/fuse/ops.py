@@ -6,7 +6,10 @@ the engine and carried out by the service (``containerfs.daemon``).
 
 Control files are generated when opened (a snapshot, as cgroupfs's seq files
 are). Each ``write()`` is applied on its own, as cgroupfs applies each write
-system call.
+system call. The kernel cuts a write larger than FUSE's ``max_write`` (1 MiB)
+into several requests; the service refuses any request longer than a page
+(``E2BIG``, ``daemon.WRITE_MAX``), so the first piece of such a write fails and
+the kernel sends no other.
 
 Most files are served with ``direct_io``: every read asks the daemon, and their
 size shows as 0. Files whose value changes only through the daemon (limits,
