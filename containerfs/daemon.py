@@ -725,6 +725,13 @@ class Daemon:
         before = await trio.to_thread.run_sync(self.cgroups.where, real)
         procs.check_held(pidfd, real)  # `before` was this process's
         if targets:
+            # A frozen process cannot stop for ptrace, and the cgroup move would
+            # thaw it (it leaves its frozen cgroup): refuse before either.
+            frozen = self.cgroups.frozen
+            why = await trio.to_thread.run_sync(frozen, before, self.placement(c))
+            if why is not None:
+                raise OSError(errno.EAGAIN, f"{why}: it cannot stop to be moved; thaw it first")
+        if targets:
             self._moving(real, c, targets, before)
         handed_off = False  # a deferred move ends in a task of its own (_move_namespaces)
         try:
