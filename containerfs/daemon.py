@@ -51,6 +51,7 @@ from .fuse.ops import Operations
 from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs
 from .kernel.cgroups import TASKS, CgroupBackend, Hierarchy
 from .kernel.watch import Watcher
+from .shared import SharedRuns
 from .statefile import StateFile
 
 log = logging.getLogger("containerfs")
@@ -119,6 +120,9 @@ class Daemon:
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
         self.ops: Operations | None = None  # to tell the kernel about our own changes
         self.loopback: Loopback | None = None  # our own requests to our mount
+        # `namespaces` walks every process: concurrent readers share walks
+        self.ns_scans: SharedRuns[tuple[int, int] | None, list[nslist.NsEntry]]
+        self.ns_scans = SharedRuns(self._scan_namespaces)
 
     # -- helpers -----------------------------------------------------------
 
@@ -406,7 +410,12 @@ class Daemon:
         if holder is not None:
             holder.close()
 
-    async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes:
+    async def read(
+        self, c: Container, spec: FileSpec, reader_pid: int, reader: tuple[int, int] = (0, 0)
+    ) -> bytes:
+        """``reader``: the opener's fsuid and fsgid (who ``namespaces`` is shown to)."""
+        if spec.role == Role.NAMESPACES:
+            return (await self._namespaces(reader)).encode()
         return (await self._render(c, spec)).encode()
 
     def cacheable(self, c: Container, spec: FileSpec) -> bool:
@@ -459,7 +468,7 @@ class Daemon:
             case Role.RELEASE_AGENT:
                 return f"{self.release_agent}\n" if self.release_agent else ""
             case Role.NAMESPACES:
-                return await self._namespaces()
+                return await self._namespaces((0, 0))
             case Role.INIT:
                 holder = self.holder_for(c)
                 return f"{holder.pid if holder else 0}\n"
@@ -998,15 +1007,26 @@ class Daemon:
 
     # -- the namespaces file -------------------------------------------------------
 
-    async def _namespaces(self) -> str:
+    async def _namespaces(self, reader: tuple[int, int]) -> str:
+        """The ``namespaces`` file as ``reader`` (fsuid, fsgid) may see it: root every
+        namespace; another user those its own ``lsns`` shows (the walk runs as that
+        user: ``nslist.scan``'s ``as_user``), counting only processes it may see.
+        Readers at once share walks (``SharedRuns``), and no reader gets one that
+        began before it opened the file."""
+        entries = await self.ns_scans.get(None if reader[0] == 0 else reader)
         index = lifecycle.namespace_index(self.engine.root)
-        entries = await trio.to_thread.run_sync(nslist.scan)
 
         def path_of(kind: str, inode: int) -> str | None:
             c = index.get((kind, str(inode)))
             return None if c is None else "/" + "/".join(c.path)
 
         return nslist.format_table(entries, path_of)
+
+    async def _scan_namespaces(self, as_user: tuple[int, int] | None) -> list[nslist.NsEntry]:
+        """One walk of /proc for ``namespaces`` (``ns_scans`` shares it among readers)."""
+        who = "root" if as_user is None else f"uid {as_user[0]}"
+        log.debug("namespaces: walk as %s (%d so far)", who, self.ns_scans.runs)
+        return await trio.to_thread.run_sync(functools.partial(nslist.scan, as_user=as_user))
 
     # -- shutdown ----------------------------------------------------------------
 
