@@ -617,7 +617,14 @@ def scan(
     if walker == _FIND:
         walker = find_walker()
     if walker is not None:
-        found = _scan_processes_in_c(walker, proc, names, n_active, fd_counts, as_user)
+        try:
+            found = _scan_processes_in_c(walker, proc, names, n_active, fd_counts, as_user)
+        except PermissionError:
+            if as_user is None:
+                raise
+            # The user may not run the program (installed below a private home,
+            # say): the Python walk, as that user, on a thread of ours.
+            found = _scan_processes_as_user(as_user, proc, names, n_active, fd_counts)
     elif as_user is not None:
         found = _scan_processes_as_user(as_user, proc, names, n_active, fd_counts)
     else:
