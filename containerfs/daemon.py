@@ -62,9 +62,9 @@ AGENT_TIMEOUT = 30.0
 
 #: The longest write a control file takes: a page, as cgroupfs (kernfs's
 #: ``atomic_write_len``; past it, ``E2BIG``). The kernel hands the daemon a write
-#: in pieces of up to FUSE's ``max_write`` (1 MiB with libfuse 3, never less than
-#: a page and a byte), so the first piece of any longer write is itself longer
-#: than this and refused, and the kernel sends none of the rest.
+#: in pieces of up to FUSE's ``max_write`` (1 MiB with libfuse 3, which sets it
+#: from its buffer: far more than a page), so the first piece of any longer write
+#: is itself longer than this and refused, and the kernel sends none of the rest.
 WRITE_MAX = os.sysconf("SC_PAGE_SIZE")
 
 

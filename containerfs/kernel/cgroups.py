@@ -847,7 +847,7 @@ class CgroupBackend:
                 with contextlib.suppress(OSError):
                     state = _read(d / "freezer.state").strip()
                     if state != "THAWED":
-                        return f"its freezer cgroup {d} is {state}"
+                        return f"freezer cgroup {d} is {state}"
             elif h.version == 2:
                 for up in (d, *d.parents):
                     if up == h.mount or h.mount not in up.parents:
