@@ -27,7 +27,7 @@ from . import recovery
 from .defaults import find_program
 from .discovery import Discovery
 from .engine import lifecycle
-from .engine.errors import ContainerError, InvalidInput
+from .engine.errors import ContainerError, InvalidInput, TooBig
 from .engine.kinds import NAMESPACE_NAMES, KindClass, Origin, Release, all_kinds
 from .engine.tree import (
     NAMESPACE_KNOBS,
@@ -51,6 +51,7 @@ from .fuse.ops import Operations
 from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs
 from .kernel.cgroups import TASKS, CgroupBackend, Hierarchy
 from .kernel.watch import Watcher
+from .shared import SharedRuns
 from .statefile import StateFile
 
 log = logging.getLogger("containerfs")
@@ -58,6 +59,13 @@ log = logging.getLogger("containerfs")
 STATE_VERSION = 2
 #: Seconds a release agent may run before it is killed.
 AGENT_TIMEOUT = 30.0
+
+#: The longest write a control file takes: a page, as cgroupfs (kernfs's
+#: ``atomic_write_len``; past it, ``E2BIG``). The kernel hands the daemon a write
+#: in pieces of up to FUSE's ``max_write`` (1 MiB with libfuse 3, which sets it
+#: from its buffer: far more than a page), so the first piece of any longer write
+#: is itself longer than this and refused, and the kernel sends none of the rest.
+WRITE_MAX = os.sysconf("SC_PAGE_SIZE")
 
 
 def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
@@ -112,6 +120,9 @@ class Daemon:
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
         self.ops: Operations | None = None  # to tell the kernel about our own changes
         self.loopback: Loopback | None = None  # our own requests to our mount
+        # `namespaces` walks every process: concurrent readers share walks
+        self.ns_scans: SharedRuns[tuple[int, int] | None, list[nslist.NsEntry]]
+        self.ns_scans = SharedRuns(self._scan_namespaces)
 
     # -- helpers -----------------------------------------------------------
 
@@ -399,7 +410,12 @@ class Daemon:
         if holder is not None:
             holder.close()
 
-    async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes:
+    async def read(
+        self, c: Container, spec: FileSpec, reader_pid: int, reader: tuple[int, int] = (0, 0)
+    ) -> bytes:
+        """``reader``: the opener's fsuid and fsgid (who ``namespaces`` is shown to)."""
+        if spec.role == Role.NAMESPACES:
+            return (await self._namespaces(reader)).encode()
         return (await self._render(c, spec)).encode()
 
     def cacheable(self, c: Container, spec: FileSpec) -> bool:
@@ -452,7 +468,7 @@ class Daemon:
             case Role.RELEASE_AGENT:
                 return f"{self.release_agent}\n" if self.release_agent else ""
             case Role.NAMESPACES:
-                return await self._namespaces()
+                return await self._namespaces((0, 0))
             case Role.INIT:
                 holder = self.holder_for(c)
                 return f"{holder.pid if holder else 0}\n"
@@ -581,6 +597,8 @@ class Daemon:
         the opener's credentials)."""
         shown = data[:80].decode(errors="replace").strip()
         with refusals_logged(f"{_where(c, spec.name)} <- {shown!r}"):
+            if len(data) > WRITE_MAX:
+                raise TooBig(f"{len(data)} bytes or more; a write takes at most {WRITE_MAX}")
             await self._write(c, spec, data, writer_pid, writer_uid)
 
     async def _write(
@@ -715,6 +733,13 @@ class Daemon:
                 sources[kind] = f"/proc/{source}/ns/{kind}"
         before = await trio.to_thread.run_sync(self.cgroups.where, real)
         procs.check_held(pidfd, real)  # `before` was this process's
+        if targets:
+            # A frozen process cannot stop for ptrace, and the cgroup move would
+            # thaw it (it leaves its frozen cgroup): refuse before either.
+            frozen = self.cgroups.frozen
+            why = await trio.to_thread.run_sync(frozen, before, self.placement(c))
+            if why is not None:
+                raise OSError(errno.EAGAIN, f"{why}: it cannot stop to be moved; thaw it first")
         if targets:
             self._moving(real, c, targets, before)
         handed_off = False  # a deferred move ends in a task of its own (_move_namespaces)
@@ -982,15 +1007,26 @@ class Daemon:
 
     # -- the namespaces file -------------------------------------------------------
 
-    async def _namespaces(self) -> str:
+    async def _namespaces(self, reader: tuple[int, int]) -> str:
+        """The ``namespaces`` file as ``reader`` (fsuid, fsgid) may see it: root every
+        namespace; another user those its own ``lsns`` shows (the walk runs as that
+        user: ``nslist.scan``'s ``as_user``), counting only processes it may see.
+        Readers at once share walks (``SharedRuns``), and no reader gets one that
+        began before it opened the file."""
+        entries = await self.ns_scans.get(None if reader[0] == 0 else reader)
         index = lifecycle.namespace_index(self.engine.root)
-        entries = await trio.to_thread.run_sync(nslist.scan)
 
         def path_of(kind: str, inode: int) -> str | None:
             c = index.get((kind, str(inode)))
             return None if c is None else "/" + "/".join(c.path)
 
         return nslist.format_table(entries, path_of)
+
+    async def _scan_namespaces(self, as_user: tuple[int, int] | None) -> list[nslist.NsEntry]:
+        """One walk of /proc for ``namespaces`` (``ns_scans`` shares it among readers)."""
+        who = "root" if as_user is None else f"uid {as_user[0]}"
+        log.debug("namespaces: walk as %s (%d so far)", who, self.ns_scans.runs)
+        return await trio.to_thread.run_sync(functools.partial(nslist.scan, as_user=as_user))
 
     # -- shutdown ----------------------------------------------------------------
 

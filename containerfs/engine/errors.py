@@ -48,3 +48,9 @@ class ReadOnly(ContainerError):
 
 class NameTooLong(ContainerError):
     errno = errno.ENAMETOOLONG
+
+
+class TooBig(ContainerError):
+    """A write longer than a control file takes (cgroupfs: more than a page)."""
+
+    errno = errno.E2BIG

@@ -6,7 +6,10 @@ the engine and carried out by the service (``containerfs.daemon``).
 
 Control files are generated when opened (a snapshot, as cgroupfs's seq files
 are). Each ``write()`` is applied on its own, as cgroupfs applies each write
-system call.
+system call. The kernel cuts a write larger than FUSE's ``max_write`` (1 MiB)
+into several requests; the service refuses any request longer than a page
+(``E2BIG``, ``daemon.WRITE_MAX``), so the first piece of such a write fails and
+the kernel sends no other.
 
 Most files are served with ``direct_io``: every read asks the daemon, and their
 size shows as 0. Files whose value changes only through the daemon (limits,
@@ -50,7 +53,9 @@ class Service(Protocol):
 
     async def rmdir(self, c: Container) -> None: ...
 
-    async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes: ...
+    async def read(
+        self, c: Container, spec: FileSpec, reader_pid: int, reader: tuple[int, int] = (0, 0)
+    ) -> bytes: ...
 
     async def write(
         self, c: Container, spec: FileSpec, data: bytes, writer_pid: int, writer_uid: int
@@ -77,6 +82,7 @@ class _Handle:
     opener_pid: int
     content: bytes | None
     opener_uid: int = 0  # the opener's fsuid: who a ``tasks`` write moves processes for
+    opener_gid: int = 0  # and fsgid: with the uid, whom ``namespaces`` is shown to
     seq: int = 0  # the container's events sequence when ``content`` was made
     served: bool = False  # a read happened: the next one at offset 0 renders anew
     touch: bool = False  # the toucher's write-only handle (see fuse/loopback.py)
@@ -423,7 +429,7 @@ class Operations(pyfuse3.Operations):
             content, keep = await self._content(node, spec, inode, ctx.pid)
             cached = True
         elif mode != os.O_WRONLY:
-            content = await self.service.read(node.container, spec, ctx.pid)
+            content = await self.service.read(node.container, spec, ctx.pid, (ctx.uid, ctx.gid))
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = _Handle(
@@ -432,6 +438,7 @@ class Operations(pyfuse3.Operations):
             ctx.pid,
             content,
             opener_uid=ctx.uid,
+            opener_gid=ctx.gid,
             seq=seq,
             touch=touch,
             cached=cached,
@@ -458,7 +465,12 @@ class Operations(pyfuse3.Operations):
             if node.container.removed:
                 raise pyfuse3.FUSEError(errno.ENODEV)
             handle.seq = self._events_seq.get(node.container.uid, 0)
-            handle.content = await self.service.read(node.container, handle.spec, handle.opener_pid)
+            handle.content = await self.service.read(
+                node.container,
+                handle.spec,
+                handle.opener_pid,
+                (handle.opener_uid, handle.opener_gid),
+            )
         handle.served = True
         return handle.content[off : off + size]
 

@@ -18,6 +18,7 @@ the kernel, so a bad value changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -831,6 +832,30 @@ class CgroupBackend:
                     self._move_back(pid, moved, before)
                 raise
             moved.append(h)
+
+    def frozen(self, before: Mapping[Hierarchy, Path], dirs: list[Path]) -> str | None:
+        """Why a process at ``before`` (:meth:`where`) and moved into ``dirs`` would be
+        frozen during its move, or None. A frozen process cannot stop for ptrace,
+        and moving its cgroups first would thaw it (leaving a frozen cgroup does),
+        so a namespace move asks this before it starts. The freezer state counts
+        its ancestors': v1's ``freezer.state`` shows it, and on v2 any
+        ``cgroup.freeze`` set at or above the cgroup freezes it."""
+        places = list(before.items())
+        places += [(self._hierarchy_for_dir(d), d) for d in dirs]
+        for h, d in places:
+            if h.version == 1 and "freezer" in h.controllers:
+                with contextlib.suppress(OSError):
+                    state = _read(d / "freezer.state").strip()
+                    if state != "THAWED":
+                        return f"freezer cgroup {d} is {state}"
+            elif h.version == 2:
+                for up in (d, *d.parents):
+                    if up == h.mount or h.mount not in up.parents:
+                        break
+                    with contextlib.suppress(OSError):
+                        if _read(up / "cgroup.freeze").strip() == "1":
+                            return f"cgroup {up} is frozen (cgroup.freeze 1)"
+        return None
 
     def holds(self, pid: int, path: tuple[str, ...]) -> bool:
         """Whether `pid` is one of container `path`'s processes, as :meth:`procs`

@@ -53,11 +53,13 @@ import fcntl
 import functools
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from containerfs.defaults import find_program
-from containerfs.kernel.sys import NS_GET_PARENT, NS_GET_USERNS
+from containerfs.kernel.sys import NS_GET_PARENT, NS_GET_USERNS, become_user_on_this_thread
 
 #: nsfs names of the namespace kinds, as lsns's TYPE column prints them.
 KINDS: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt", "user", "cgroup", "time")
@@ -326,11 +328,14 @@ def _note_fd(path: str, target: str, found: _Found) -> None:
         found.add_held(f"{parsed[0]}:[{parsed[1]}]", path, target)
 
 
-def _scan_processes(proc: str, names: tuple[str, ...], n_active: int, fd_counts: bool) -> _Found:
-    """One pass over ``/proc``: ns links of every process, its threads and fds."""
+def _scan_processes(
+    proc: str, names: tuple[str, ...], n_active: int, fd_counts: bool, skip: str = ""
+) -> _Found:
+    """One pass over ``/proc``: ns links of every process, its threads and fds
+    (all but process ``skip``)."""
     found = _Found()
     with os.scandir(proc) as it:
-        pids = [entry.name for entry in it if entry.name.isdigit()]
+        pids = [entry.name for entry in it if entry.name.isdigit() and entry.name != skip]
     for pid in pids:
         base = f"{proc}/{pid}"
         try:
@@ -367,16 +372,58 @@ def _walk_threads() -> int:
     return max(1, min(_MAX_WALK_THREADS, len(os.sched_getaffinity(0)) + 1))
 
 
+def _as_user(ids: tuple[int, int] | None) -> dict[str, Any]:
+    """``subprocess`` arguments that run a walk as an ordinary user: ``ids`` (uid,
+    gid), no supplementary groups, and so no capabilities (a change of every uid
+    away from 0 clears them). The kernel then shows the walk what it shows that
+    user's ``lsns``: the ns links of processes it may ptrace-read (its own, with
+    the same gid, dumpable, and any in user namespaces it owns)."""
+    if ids is None:
+        return {}
+    return {"user": ids[0], "group": ids[1], "extra_groups": [], "cwd": "/"}
+
+
 def _scan_processes_in_c(
-    walker: str, proc: str, names: tuple[str, ...], n_active: int, fd_counts: bool
+    walker: str,
+    proc: str,
+    names: tuple[str, ...],
+    n_active: int,
+    fd_counts: bool,
+    as_user: tuple[int, int] | None = None,
 ) -> _Found:
     """What :func:`_scan_processes` finds, from the C walk's records (nsscan.c)."""
     argv = [walker, proc, str(_walk_threads()), "1" if fd_counts else "0", str(n_active), *names]
-    done = subprocess.run(argv, capture_output=True, check=False)
+    done = subprocess.run(argv, capture_output=True, check=False, **_as_user(as_user))
     if done.returncode != 0:
         why = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
         raise OSError(errno.EIO, why)
     return parse_walk(done.stdout.decode(errors="replace"), proc, len(names))
+
+
+def _scan_processes_as_user(
+    ids: tuple[int, int], proc: str, names: tuple[str, ...], n_active: int, fd_counts: bool
+) -> _Found:
+    """:func:`_scan_processes` as an ordinary user (:func:`_as_user`), without the C
+    walk: on a fresh thread that becomes the user (its credentials alone change,
+    for good) and then ends."""
+    found: list[_Found] = []
+    failed: list[BaseException] = []
+
+    def walk() -> None:
+        try:
+            become_user_on_this_thread(*ids)
+            # The kernel lets a thread see its own process whoever it is: the
+            # daemon is not the user's (the C walk, a child, skips itself too).
+            found.append(_scan_processes(proc, names, n_active, fd_counts, str(os.getpid())))
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=walk, name=f"nslist-uid-{ids[0]}")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return found[0]
 
 
 def parse_walk(text: str, proc: str, n_names: int) -> _Found:
@@ -543,7 +590,9 @@ def _fd_counts_known(proc: str) -> bool:
 _FIND = "find"
 
 
-def scan(proc: str = "/proc", walker: str | None = _FIND) -> list[NsEntry]:
+def scan(
+    proc: str = "/proc", walker: str | None = _FIND, as_user: tuple[int, int] | None = None
+) -> list[NsEntry]:
     """Every namespace reachable through ``proc``, sorted by (kind, inode).
 
     Blocking (tens of ms per thousand processes); call it from a worker
@@ -552,6 +601,12 @@ def scan(proc: str = "/proc", walker: str | None = _FIND) -> list[NsEntry]:
     ``walker``: the ``containerfs-nsscan`` program that walks the processes
     on several threads (by default :func:`find_walker`'s); None, or none
     found: the same walk in Python, on this thread.
+
+    ``as_user``: (uid, gid) of an ordinary user: the walk runs as that user
+    (:func:`_as_user`), so only processes whose namespaces the kernel shows
+    that user count, as for its own ``lsns``; namespaces none of them is in,
+    uses or holds by fd are left out (bind mounts in their mount namespaces
+    stay: the user sees those in its mountinfo).
     """
     kinds, for_children = _ns_names(proc)
     nsfs_dev = _nsfs_dev(proc)
@@ -562,7 +617,16 @@ def scan(proc: str = "/proc", walker: str | None = _FIND) -> list[NsEntry]:
     if walker == _FIND:
         walker = find_walker()
     if walker is not None:
-        found = _scan_processes_in_c(walker, proc, names, n_active, fd_counts)
+        try:
+            found = _scan_processes_in_c(walker, proc, names, n_active, fd_counts, as_user)
+        except PermissionError:
+            if as_user is None:
+                raise
+            # The user may not run the program (installed below a private home,
+            # say): the Python walk, as that user, on a thread of ours.
+            found = _scan_processes_as_user(as_user, proc, names, n_active, fd_counts)
+    elif as_user is not None:
+        found = _scan_processes_as_user(as_user, proc, names, n_active, fd_counts)
     else:
         found = _scan_processes(proc, names, n_active, fd_counts)
 

@@ -307,6 +307,21 @@ def ptrace_seccomp_filter(tid: int, index: int) -> bytes:
 
 _SYS_TGKILL = 234  # x86_64
 
+# x86_64 numbers. The raw calls change the calling thread's credentials only;
+# glibc's wrappers of the same names change every thread's.
+_SYS_SETGROUPS = 116
+_SYS_SETRESUID = 117
+_SYS_SETRESGID = 119
+
+
+def become_user_on_this_thread(uid: int, gid: int) -> None:
+    """Make the calling thread alone an ordinary user: ``uid`` and ``gid``, no
+    supplementary groups, no capabilities (changing every uid away from 0 drops
+    them). There is no way back: call it on a thread of its own that then ends."""
+    _check(_libc.syscall(ctypes.c_long(_SYS_SETGROUPS), ctypes.c_long(0), None))
+    _check(_libc.syscall(ctypes.c_long(_SYS_SETRESGID), *(ctypes.c_long(gid),) * 3))
+    _check(_libc.syscall(ctypes.c_long(_SYS_SETRESUID), *(ctypes.c_long(uid),) * 3))
+
 
 def tgkill(tgid: int, tid: int, sig: int) -> None:
     """Send ``sig`` to thread ``tid`` of process ``tgid`` (x86_64 syscall number)."""

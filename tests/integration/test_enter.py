@@ -137,6 +137,61 @@ def test_a_traced_process_is_refused_and_left_alone(cfs: Mounted) -> None:
     seizer.wait()
 
 
+def _freeze(cfs: Mounted, version: int, pid: int) -> Path:
+    """Put ``pid`` in a cgroup of the test's own subtree and freeze it there (the v1
+    freezer, or cgroup2's ``cgroup.freeze``); that cgroup's directory. The subtree's
+    teardown thaws, empties and removes it."""
+    if version == 1:
+        top = cfs.subtree.dir_for("freezer")
+        state, frozen_value = "freezer.state", "FROZEN"
+    else:
+        top = cfs.subtree.v2_dir
+        state, frozen_value = "cgroup.freeze", "1"
+    if top is None:
+        pytest.skip(f"no cgroup v{version} freezer here")
+    cg = top / ".test-frozen"  # a dot: never a container's directory
+    cg.mkdir()
+    (cg / "cgroup.procs").write_text(str(pid))
+    (cg / state).write_text(frozen_value)
+    if version == 1:
+        wait_for(lambda: (cg / state).read_text().strip() == "FROZEN", what="frozen")
+    else:
+        wait_for(lambda: "frozen 1" in (cg / "cgroup.events").read_text(), what="frozen")
+    return cg
+
+
+def _still_frozen(cg: Path, version: int) -> bool:
+    if version == 1:
+        return (cg / "freezer.state").read_text().strip() == "FROZEN"
+    return "frozen 1" in (cg / "cgroup.events").read_text()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_frozen_process_is_eagain_and_stays_frozen_in_place(cfs: Mounted, version: int) -> None:
+    """README: a process that cannot stop (frozen) is refused with EAGAIN. Issue 14: the
+    move took it out of its frozen cgroup first, which thawed it, and moved it."""
+    box = make_box(cfs)
+    sleeper = cfs.subtree.spawn(["sleep", "300"])
+    cg = _freeze(cfs, version, sleeper.pid)
+    before = {k: ns_inode(sleeper.pid, k) for k in box}
+    cgroups = Path(f"/proc/{sleeper.pid}/cgroup").read_text()
+    r = cfs.sh(f"echo {sleeper.pid} > box/tasks", check=False)
+    assert r.returncode != 0 and "temporarily unavailable" in r.stderr, r.stderr
+    # the kernel's truth: still frozen, in the same cgroups and namespaces
+    assert _still_frozen(cg, version)
+    assert str(sleeper.pid) in (cg / "cgroup.procs").read_text().split()
+    assert Path(f"/proc/{sleeper.pid}/cgroup").read_text() == cgroups
+    assert {k: ns_inode(sleeper.pid, k) for k in box} == before
+    assert cfs.read("box/tasks") == ""
+    assert "cannot stop to be moved" in cfs.log.read_text()
+    # thawed, the same write moves it
+    (cg / ("freezer.state" if version == 1 else "cgroup.freeze")).write_text(
+        "THAWED" if version == 1 else "0"
+    )
+    cfs.sh(f"echo {sleeper.pid} > box/tasks")
+    assert_in(sleeper.pid, box)
+
+
 def test_spawn_kinds_and_threads_into_mnt_are_refused(cfs: Mounted) -> None:
     cfs.sh("mkdir full")  # owns pid and time too: a running process cannot enter those
     sleeper = cfs.subtree.spawn(["sleep", "300"])

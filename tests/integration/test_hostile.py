@@ -16,8 +16,9 @@ Explicit cases document the file semantics, which follow cgroupfs:
 * the offset of a write is ignored (``pwrite`` at 5, ``O_APPEND``);
 * ``truncate``/``ftruncate``/``O_TRUNC`` of a writable file is accepted and
   changes nothing (``echo X > file`` truncates first);
-* a large write (a page, a page + 1, 1 MiB) is refused or applied like any
-  other; a refusal's log line stays short.
+* a write larger than a page is refused whole with ``E2BIG``, as cgroupfs
+  refuses it, even when the kernel hands it to the daemon in pieces; a page
+  or less is applied like any other write; a refusal's log line stays short.
 
 Writes only ever go to files of containers the test made, plus the test
 mount's own ``release_agent`` and root ``container.subtree``; no write can name
@@ -458,8 +459,9 @@ def test_huge_numbers_and_negatives_are_refused(cfs: Mounted, dog: Watchdog) -> 
 def test_large_writes(cfs: Mounted, dog: Watchdog) -> None:
     """1 MiB, a page and a page + 1: refused or applied, never EIO, never a hang.
 
-    Unlike cgroupfs (E2BIG past a page), a value padded with whitespace past a
-    page is taken. The log names each refusal but does not copy a megabyte value.
+    As on cgroupfs, a write of more than a page is refused with E2BIG, whatever it
+    holds; a page or less is judged by its value. The log names each refusal but
+    does not copy a megabyte value.
     """
     os.mkdir(cfs.mnt / "a")
     a = cfs.mnt / "a"
@@ -471,11 +473,14 @@ def test_large_writes(cfs: Mounted, dog: Watchdog) -> None:
                 assert attempt(dog, a / name, b"7" * size) in WRITE_ERRNOS
             assert attempt(dog, a / name, b"\0" * size) in WRITE_ERRNOS
             assert attempt(dog, a / name, os.urandom(size)) in WRITE_ERRNOS
-    # a valid value padded with whitespace to a page + 1
-    for size in (page, page + 1):
-        data = b"9" + b" " * (size - 2) + b"\n"
-        assert attempt(dog, a / "pids.max", data) is None, size
-        assert read(dog, a / "pids.max") == b"9\n"
+            if size > page:
+                assert attempt(dog, a / name, b"\0" * size) == errno.E2BIG
+    # a valid value padded with whitespace: to a page it is taken, past it not
+    data = b"9" + b" " * (page - 2) + b"\n"
+    assert attempt(dog, a / "pids.max", data) is None
+    assert read(dog, a / "pids.max") == b"9\n"
+    assert attempt(dog, a / "pids.max", b"8" + b" " * (page - 1) + b"\n") == errno.E2BIG
+    assert read(dog, a / "pids.max") == b"9\n"
     # every refusal is logged with its reason, but a megabyte value is not logged whole
     for name in writable(a):
         if name != "tasks":
@@ -483,6 +488,39 @@ def test_large_writes(cfs: Mounted, dog: Watchdog) -> None:
         attempt(dog, a / name, b"x" * (1 << 20))
     grown = cfs.log.stat().st_size - logged
     assert grown < 256 * 1024, f"the log grew by {grown} bytes"
+    assert_alive(cfs, dog)
+
+
+def test_oversized_write_is_refused_whole(cfs: Mounted, dog: Watchdog) -> None:
+    """A write() larger than the kernel's FUSE chunk reaches the daemon in pieces;
+    none of them may be applied: E2BIG for the whole write, the old value kept.
+
+    Issue 14: 2 MiB of `+pids +pids ...` to container.subtree left `pid pids`, and
+    `7` and 10 MB of spaces set pids.max to 7.
+    """
+    os.mkdir(cfs.mnt / "a")
+    a = cfs.mnt / "a"
+    subtree = a / "container.subtree"
+    assert attempt(dog, subtree, b"+pids") is None
+    before = read(dog, subtree)
+    for data in (b"+pids " * 400_000, b"+pid " * 400_000, b"-pids +uts " * 200_000):
+        assert attempt(dog, subtree, data) == errno.E2BIG
+        assert read(dog, subtree) == before
+    assert attempt(dog, a / "pids.max", b"12\n") is None
+    for data in (b"7" + b" " * 10_000_000, b"7" * 3_000_000, b"7\n" + b" " * (1 << 20)):
+        assert attempt(dog, a / "pids.max", data) == errno.E2BIG
+        assert read(dog, a / "pids.max") == b"12\n"
+    # the same through writev: one system call, one refusal
+    fd = os.open(a / "pids.max", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as exc:
+            dog.call("writev", lambda: os.writev(fd, [b"7", b" " * (4 << 20)]))
+        assert exc.value.errno == errno.E2BIG
+    finally:
+        os.close(fd)
+    assert read(dog, a / "pids.max") == b"12\n"
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert f"bytes or more; a write takes at most {page}" in cfs.log.read_text()
     assert_alive(cfs, dog)
 
 
@@ -729,7 +767,7 @@ def test_mkdir_of_cgroup_file_names(cfs: Mounted, dog: Watchdog) -> None:
 
 def test_release_agent_refusal_is_not_logged_whole(cfs: Mounted, dog: Watchdog) -> None:
     logged = cfs.log.stat().st_size
-    assert attempt(dog, cfs.mnt / "release_agent", b"/" + b"x" * (1 << 20)) == errno.EINVAL
+    assert attempt(dog, cfs.mnt / "release_agent", b"/" + b"x" * (1 << 20)) == errno.E2BIG
     grown = cfs.log.stat().st_size - logged
     assert grown < 64 * 1024, f"the log grew by {grown} bytes"
     assert_alive(cfs, dog)

@@ -35,6 +35,8 @@ import pytest
 from containerfs.kernel import nslist
 from containerfs.kernel.nslist import NsEntry
 
+from .conftest import Mounted
+
 
 def _why_not() -> str | None:
     if os.geteuid() != 0:
@@ -310,3 +312,133 @@ def test_format_table_of_a_real_scan(made: Made) -> None:
     assert len(lines) == len(entries)
     assert all(len(line.split()) == 6 for line in lines)
     assert sum(line.endswith(" /mine") for line in lines) == len(ours)
+
+
+# -- what an ordinary user sees (issue 14) ---------------------------------------
+
+
+@dataclass
+class Stranger:
+    """A uid no account uses, with processes of its own the test started."""
+
+    uid: int
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def argv(self, *argv: str) -> list[str]:
+        """``argv`` as this user: no capabilities, no supplementary groups."""
+        ids = [f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--inh-caps=-all"]
+        return ["setpriv", *ids, *argv]
+
+    def lsns(self) -> dict[int, int]:
+        """What ``lsns`` run by this user shows: inode -> NPROCS."""
+        out = subprocess.run(
+            self.argv("lsns", "-n", "-r", "-o", "NS,NPROCS"),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        return {int(ns): int(n) for ns, n in (line.split() for line in out.splitlines())}
+
+
+@pytest.fixture
+def stranger() -> Iterator[Stranger]:
+    """Two sleeps as a fresh uid: one in our namespaces, one in a user and a network
+    namespace of its own (where the kernel lets an ordinary user make them)."""
+    s = Stranger(2_000_000 + secrets.randbelow(1_000_000))
+    try:
+        s.procs.append(subprocess.Popen(s.argv("sleep", "600")))
+        own = subprocess.Popen(
+            s.argv("unshare", "--user", "--map-root-user", "--net", "sleep", "600")
+        )
+        s.procs.append(own)
+        for p in s.procs:
+            _wait_for(
+                lambda p=p: (
+                    p.poll() is not None or os.readlink(f"/proc/{p.pid}/exe").endswith("sleep")
+                ),
+                "the sleeps",
+            )
+        if own.poll() is not None:
+            s.procs.remove(own)  # no user namespaces for ordinary users here
+        yield s
+    finally:
+        for p in s.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("walk", ["c", "python", "c-out-of-reach"])
+def test_scan_as_a_user_shows_what_its_lsns_shows(
+    stranger: Stranger, walk: str, tmp_path: Path
+) -> None:
+    """``scan(as_user=...)`` lists the namespaces the user's own ``lsns`` lists, with
+    the same counts (lsns counts itself, in our namespaces; the walk does not).
+    Both walks; and the Python one when the user may not run the C program."""
+    walker = nslist.find_walker() if walk.startswith("c") else None
+    if walk.startswith("c") and walker is None:
+        pytest.skip("containerfs-nsscan is not built (make builds it)")
+    if walker is not None and walk == "c-out-of-reach":
+        hidden = tmp_path / "private"
+        hidden.mkdir(mode=0o700)
+        walker = str(shutil.copy(walker, hidden / "walker"))
+    entries = nslist.scan(walker=walker, as_user=(stranger.uid, stranger.uid))
+    seen = stranger.lsns()
+    ours = {_ino(f"/proc/self/ns/{kind}") for kind in nslist.KINDS}
+    got = {e.inode: e.nprocs for e in entries if e.nprocs > 0}
+    assert got == {ino: n - (ino in ours) for ino, n in seen.items()}
+    kinds = [e.kind for e in entries]
+    assert kinds.count("user") == len(stranger.procs)  # its own user namespace too
+    # and nothing of root's: the full scan has more
+    assert len(nslist.scan(walker=walker)) > len(entries)
+
+
+def _table(text: str) -> dict[int, tuple[str, int, str]]:
+    """``namespaces`` as inode -> (type, NPROCS, CONTAINER)."""
+    rows = [line.split() for line in text.splitlines()]
+    assert all(len(row) == 6 for row in rows), text
+    return {int(r[1]): (r[0], int(r[2]), r[5]) for r in rows}
+
+
+def test_an_ordinary_reader_sees_what_its_lsns_shows(cfs: Mounted, stranger: Stranger) -> None:
+    """Issue 14: `cat namespaces` by an ordinary user listed every namespace of the
+    host. It shows what that user's `lsns` shows (both count themselves), and root
+    still sees everything."""
+    os.chmod(cfs.mnt.parent, 0o755)  # the test's temporary dir: let the user reach the mount
+    os.mkdir(cfs.mnt / "a")  # namespaces of root's that the user must not see
+    mine = {int(ino) for ino in _table((cfs.mnt / "namespaces").read_text())}
+    a_net = os.stat(f"/proc/{int((cfs.mnt / 'a' / 'container.init').read_text())}/ns/net").st_ino
+    assert a_net in mine
+    read = subprocess.run(
+        stranger.argv("cat", str(cfs.mnt / "namespaces")), capture_output=True, text=True
+    )
+    assert read.returncode == 0, read.stderr
+    theirs = _table(read.stdout)
+    seen = stranger.lsns()
+    assert {ino: n for ino, (_, n, _) in theirs.items() if n > 0} == seen
+    assert a_net not in theirs
+    assert set(seen) <= mine
+    # the user's own namespaces are the root's to see too
+    root_view = _table((cfs.mnt / "namespaces").read_text())
+    assert set(seen) - {_ino(f"/proc/self/ns/{k}") for k in nslist.KINDS} <= set(root_view)
+
+
+@pytest.mark.parametrize("cfs", [("--debug",)], indirect=True)
+def test_concurrent_readers_share_walks(cfs: Mounted, stranger: Stranger) -> None:
+    """Issue 14: eight readers at once made eight walks of /proc. Readers at once
+    share walks: far fewer walks than reads (the daemon logs each one)."""
+    os.chmod(cfs.mnt.parent, 0o755)
+    readers, rounds = 8, 3
+    one = f"for i in $(seq {rounds}); do cat namespaces > /dev/null || exit 1; done; echo read"
+    script = f"for r in $(seq {readers}); do ( {one} ) & done; wait"
+    for who, argv in (
+        ("root", ["sh", "-c", script]),
+        (f"uid {stranger.uid}", stranger.argv("sh", "-c", script)),
+    ):
+        before = cfs.log.read_text().count(f"namespaces: walk as {who}")
+        done = cfs.run(argv, who)
+        assert done.stdout.split() == ["read"] * readers, done.stderr
+        walks = cfs.log.read_text().count(f"namespaces: walk as {who}") - before
+        print(who, walks, "walks for", readers * rounds, "reads")
+        assert 0 < walks <= readers * rounds // 2, (who, walks)
