@@ -652,8 +652,11 @@ class Daemon:
         the cgroups are put back.
         """
 
+        internal = self.internal_pids()
+
         def facts() -> tuple[int, int, dict[str, int], procs.Creds, int]:
             real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
+            check_not_internal(real, internal)  # before anything reads its /proc
             pidfd = procs.hold(real)  # the process named now, whatever its pid becomes
             try:
                 writer = procs.thread_group(writer_pid) if writer_pid else 0
