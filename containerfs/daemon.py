@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import signal
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pyfuse3
 import trio
 
 from . import recovery
+from .agent import AgentRunner
 from .defaults import find_program
 from .discovery import Discovery
 from .engine import lifecycle
@@ -56,8 +58,6 @@ from .statefile import StateFile
 log = logging.getLogger("containerfs")
 
 STATE_VERSION = 2
-#: Seconds a release agent may run before it is killed.
-AGENT_TIMEOUT = 30.0
 
 
 def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
@@ -108,6 +108,7 @@ class Daemon:
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self.lock = trio.Lock()
         self.release_agent = ""  # the program `notify` runs (root file release_agent)
+        self.agents = AgentRunner(lambda: self.release_agent)  # runs it, a few at a time
         self.max_clones = lifecycle.MAX_CLONES
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
         self.ops: Operations | None = None  # to tell the kernel about our own changes
@@ -958,30 +959,12 @@ class Daemon:
             return True
 
     def _notify_agent(self, where: str) -> None:
+        """Queue the release agent for ``where`` (``agent.py``: a few run at once)."""
         if not self.release_agent:
             log.info("%s: release notification (no release_agent set)", where)
             return
         if self.nursery is not None:
-            self.nursery.start_soon(self._run_agent, self.release_agent, where)
-
-    async def _run_agent(self, agent: str, where: str) -> None:
-        """Run the release agent as cgroup v1 does: the container's path as argument."""
-        try:
-            with trio.move_on_after(AGENT_TIMEOUT) as scope:
-                result = await trio.run_process(
-                    [agent, where],
-                    check=False,
-                    stdin=b"",
-                    capture_stdout=True,
-                    capture_stderr=True,
-                )
-            if scope.cancelled_caught:
-                log.warning("release agent %s %s: killed after %.0f s", agent, where, AGENT_TIMEOUT)
-                return
-            out = (result.stdout + result.stderr).decode(errors="replace").strip()
-            log.info("release agent %s %s: exit %d %s", agent, where, result.returncode, out[:200])
-        except OSError as exc:
-            log.warning("release agent %s %s: %s", agent, where, exc)
+            self.agents.notify(self.nursery, where)
 
     # -- the namespaces file -------------------------------------------------------
 
@@ -1003,6 +986,7 @@ class Daemon:
         Containers, their namespaces and cgroups outlive the daemon; a new
         ``containerfs mount`` with the same state dir takes them over.
         """
+        self.agents.close()
         for holder in self.holders.values():
             holder.close()
         self.save()
@@ -1017,13 +1001,23 @@ def _where(c: Container, name: str = "") -> str:
 
 
 def parse_agent(text: str) -> str:
-    """The release agent: an absolute path to a program, or empty for none."""
+    """The release agent: an absolute path to an executable regular file, or empty
+    for none. A directory passed ``access(X_OK)`` for root, and so did a file
+    with no execute bit at all; both only failed later, at each release."""
     path = text.strip()
     if path and (not path.startswith("/") or any(ch.isspace() for ch in path)):
         raise InvalidInput("release_agent must be an absolute path (no spaces), or empty")
-    if path and not os.access(path, os.X_OK):
-        shown = path if len(path) <= 80 else f"{path[:80]}... ({len(path)} chars)"
-        raise InvalidInput(f"release_agent {shown}: not an executable file")
+    if not path:
+        return path
+    shown = path if len(path) <= 80 else f"{path[:80]}... ({len(path)} chars)"
+    try:
+        mode = os.stat(path).st_mode  # through symlinks, as exec goes
+    except OSError as exc:
+        raise InvalidInput(f"release_agent {shown}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise InvalidInput(f"release_agent {shown}: not a regular file")
+    if not mode & 0o111 or not os.access(path, os.X_OK):
+        raise InvalidInput(f"release_agent {shown}: not executable")
     return path
 
 

@@ -17,6 +17,7 @@ import select
 import signal
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,6 +156,107 @@ def test_release_agent_refuses_bad_paths(cfs: Mounted) -> None:
         r = cfs.sh(f"echo '{bad}' > release_agent", check=False)
         assert r.returncode != 0 and "Invalid argument" in r.stderr, bad
         assert cfs.read("release_agent") == ""
+
+
+AGENT = """\
+import json, os, sys, time
+start = time.time()
+fds = {}
+for n in os.listdir("/proc/self/fd"):
+    try:
+        fds[n] = os.readlink(f"/proc/self/fd/{n}")
+    except OSError:  # the listing's own fd, closed by now
+        pass
+time.sleep(0.3)
+with open("/proc/self/environ") as f:  # as exec'd: Python may add to os.environ
+    env = f.read().split("\\0")[:-1]
+rec = {"path": sys.argv[1:], "start": start, "end": time.time(), "cwd": os.getcwd(),
+       "env": env, "fds": fds, "session": os.getsid(0) == os.getpid()}
+with open(os.path.join(OUT, f"{os.getpid()}.json"), "w") as f:
+    json.dump(rec, f)
+"""
+
+
+def most_at_once(runs: list[dict[str, object]]) -> int:
+    edges = sorted(
+        [(float(r["start"]), 1) for r in runs] + [(float(r["end"]), -1) for r in runs]  # type: ignore[arg-type]
+    )
+    now = top = 0
+    for _t, step in edges:  # an end sorts before a start at the same time
+        now += step
+        top = max(top, now)
+    return top
+
+
+def test_release_agents_run_a_few_at_a_time_coalesced_with_nothing_inherited(
+    cfs: Mounted, tmp_path: Path
+) -> None:
+    """README *Release*: a burst of emptyings starts at most four agents at once
+    (415 ran at once before), a path already waiting is not queued twice, and each
+    agent gets what cgroup v1's kernel gives its own: HOME=/ and the system PATH,
+    cwd /, stdin /dev/null, no other descriptor of the daemon's."""
+    out = tmp_path / "runs"
+    out.mkdir()
+    agent = tmp_path / "agent.py"
+    agent.write_text(f"#!{sys.executable} -I\nOUT = {str(out)!r}\n" + AGENT)
+    agent.chmod(0o755)
+    cfs.sh(f"echo {agent} > release_agent")
+    cfs.sh("echo '-ipc -uts -net -pid -mnt -cgroup -time' > container.subtree")
+    names = [f"p{i}" for i in range(24)]
+    for n in names:
+        cfs.sh(f"mkdir {n} && echo notify > {n}/container.release && mkdir {n}/c")
+    cfs.sh("mkdir q && echo notify > q/container.release")
+    # 24 emptyings at once (the last child going counts), then 20 more of q alone
+    cfs.sh(" && ".join(f"rmdir {n}/c" for n in names))
+    cfs.sh("for i in $(seq 20); do mkdir q/c && rmdir q/c; done")
+    assert events(cfs, "q")["released"] == 20  # every emptying counts
+    wait_for(lambda: all(events(cfs, n)["released"] == 1 for n in names), what="releases")
+
+    def runs() -> list[dict[str, object]]:
+        return [json.loads(p.read_text()) for p in out.glob("*.json")]
+
+    def done() -> bool:
+        got = {r["path"][0] for r in runs()}  # type: ignore[index]
+        return got == {f"/{n}" for n in [*names, "q"]}
+
+    wait_for(done, 60, "an agent run for every path")
+    time.sleep(1.0)  # a late run of q, if one is due
+    found = runs()
+    assert all(len(r["path"]) == 1 for r in found)  # type: ignore[arg-type]
+    per_path = {f"/{n}": 0 for n in [*names, "q"]}
+    for r in found:
+        per_path[r["path"][0]] += 1  # type: ignore[index]
+    assert all(per_path[f"/{n}"] == 1 for n in names), per_path
+    # q's twenty emptyings while it waited behind the others: one run, or two
+    # if a worker took it while the loop still ran
+    assert 1 <= per_path["/q"] <= 3, per_path
+    assert most_at_once(found) <= 4, most_at_once(found)
+    for r in found:
+        assert r["cwd"] == "/"
+        # as exec'd: Python adds LC_CTYPE to os.environ itself in a C locale
+        assert sorted(r["env"]) == ["HOME=/", "PATH=/sbin:/bin:/usr/sbin:/usr/bin"]  # type: ignore[call-overload]
+        fds = r["fds"]
+        assert isinstance(fds, dict)
+        assert sorted(fds) == ["0", "1", "2"], fds
+        assert fds["0"] == "/dev/null"
+        assert r["session"]
+    assert "Traceback" not in cfs.log.read_text()
+
+
+def test_release_agent_must_be_an_executable_regular_file(cfs: Mounted, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("#!/bin/sh\ntrue\n")
+    plain.chmod(0o644)
+    for bad, why in [(tmp_path, "not a regular file"), (plain, "not executable")]:
+        r = cfs.sh(f"echo {bad} > release_agent", check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, bad
+        assert cfs.read("release_agent") == ""
+        assert f"release_agent {bad}: {why}" in cfs.log.read_text()
+    plain.chmod(0o755)
+    link = tmp_path / "link"
+    link.symlink_to(plain)
+    cfs.sh(f"echo {link} > release_agent")  # a symlink to one is one
+    assert cfs.read("release_agent") == f"{link}\n"
 
 
 def test_events_wake_inotify_and_poll_watchers(cfs: Mounted) -> None:
