@@ -108,6 +108,8 @@ class Daemon:
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self.lock = trio.Lock()
         self.release_agent = ""  # the program `notify` runs (root file release_agent)
+        # container uid -> `tasks` moves under way into it or below (``Entry``)
+        self.entering: dict[int, int] = {}
         self.agents = AgentRunner(lambda: self.release_agent)  # runs it, a few at a time
         self.max_clones = lifecycle.MAX_CLONES
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
@@ -670,14 +672,18 @@ class Daemon:
             real, pidfd, inodes, creds, writer = await trio.to_thread.run_sync(facts)
         except (ProcessLookupError, FileNotFoundError):
             raise OSError(errno.ESRCH, f"no process {pid}") from None
+        entry = Entry(self, c)
         try:
-            targets = await self._enter_named(c, real, pidfd, inodes, creds, writer, writer_uid)
+            targets = await self._enter_named(
+                c, real, pidfd, inodes, creds, writer, writer_uid, entry
+            )
+        except BaseException:
+            entry.end(False)
+            raise
         finally:
             os.close(pidfd)
-        node: Container | None = c
-        while node is not None:  # populated now, up to the root
-            self._occupy(node)
-            node = node.parent
+        if not entry.handed_off:  # else the deferred move ends it
+            entry.end(True)
         moved = f" (namespaces: {' '.join(sorted(targets))})" if targets else ""
         log.info("%s/tasks <- %d%s", "/".join(c.path) or "/", real, moved)
 
@@ -690,6 +696,7 @@ class Daemon:
         creds: procs.Creds,
         writer: int,
         writer_uid: int,
+        entry: Entry,
     ) -> dict[str, int]:
         """:meth:`_enter` once the process is held by ``pidfd``; the namespace kinds
         it moved into. cgroup writes name a pid, not a pidfd: the pidfd is checked
@@ -728,9 +735,15 @@ class Daemon:
             if targets:
                 try:
                     await self._move_namespaces(
-                        real, pidfd, targets, sources, deferred=real == writer, before=before
+                        real,
+                        pidfd,
+                        targets,
+                        sources,
+                        deferred=real == writer,
+                        before=before,
+                        entry=entry,
                     )
-                    handed_off = real == writer
+                    handed_off = entry.handed_off = real == writer
                 except BaseException:
                     with contextlib.suppress(OSError):
                         await trio.to_thread.run_sync(self.cgroups.put_back, real, before)
@@ -795,6 +808,7 @@ class Daemon:
         *,
         deferred: bool,
         before: dict[Hierarchy, Path],
+        entry: Entry | None = None,
     ) -> None:
         """Make process ``pid`` join ``targets`` (``kernel/inject.py``).
 
@@ -804,7 +818,7 @@ class Daemon:
         the moment the write returns, before running anything else; the move
         finishes after we answer. A failure then is logged, and the cgroups
         are put back where they were (``before``). ``pidfd`` is the caller's;
-        the deferred part takes a copy of its own.
+        the deferred part takes a copy of its own, and ends ``entry``.
         """
         if not deferred:
             await trio.to_thread.run_sync(
@@ -837,6 +851,8 @@ class Daemon:
             finally:
                 os.close(own)
                 self._moved(pid)
+                if entry is not None:
+                    entry.end(not failed)
                 seized.set()
 
         self.nursery.start_soon(finish)
@@ -907,6 +923,8 @@ class Daemon:
             self.save(c)
 
     async def refresh_populated(self, c: Container) -> None:
+        if self.entering.get(c.uid):
+            return  # a `tasks` move into it is under way; its end looks again (``Entry``)
         try:
             populated = await trio.to_thread.run_sync(self.cgroups.populated, c.cgpath)
         except OSError as exc:
@@ -922,6 +940,8 @@ class Daemon:
 
     async def check_release(self, c: Container) -> None:
         """Carry out ``c``'s release policy if it has just emptied; then its parent's."""
+        if self.entering.get(c.uid):
+            return  # as in refresh_populated: decided once the move ends
         action = lifecycle.take_release(c)
         if action is None:
             return
@@ -935,6 +955,12 @@ class Daemon:
             if await self._remove_released(c) and parent is not None:
                 await self.check_release(parent)
         self.save()
+
+    async def _after_entry(self, chain: list[Container]) -> None:
+        """Once a `tasks` move ended: what the kernel says now, nearest first."""
+        for node in chain:
+            if not node.removed:
+                await self.refresh_populated(node)
 
     async def _remove_released(self, c: Container) -> bool:
         """Remove a released container, unless a task or child came in meanwhile."""
@@ -994,6 +1020,46 @@ class Daemon:
         n = sum(1 for c in self.engine.root.walk()) - 1
         if n:
             log.info("%d container(s) kept for the next start", n)
+
+
+class Entry:
+    """A `tasks` move into a container, from the write until the move has ended.
+
+    While it lasts, the release watcher leaves the container and its ancestors
+    alone: the kernel shows them populated as soon as the cgroup write is made,
+    and empty again when a refused move is undone, which looked like a task
+    that came and went (a ``delete`` container was removed, an agent ran). At
+    the end, a move that went through arms their release (it counts even if the
+    task is gone already), one that failed leaves it as it was; then the kernel
+    is asked again, outside the daemon's lock.
+    """
+
+    def __init__(self, daemon: Daemon, c: Container) -> None:
+        self.daemon = daemon
+        self.chain: list[Container] = []
+        node: Container | None = c
+        while node is not None:
+            self.chain.append(node)
+            daemon.entering[node.uid] = daemon.entering.get(node.uid, 0) + 1
+            node = node.parent
+        self.handed_off = False  # a deferred namespace move ends it (``_move_namespaces``)
+        self.ended = False
+
+    def end(self, moved: bool) -> None:
+        """Once; ``moved``: the process is in, all of it."""
+        if self.ended:
+            return
+        self.ended = True
+        d = self.daemon
+        for node in self.chain:
+            left = d.entering.pop(node.uid) - 1
+            if left:
+                d.entering[node.uid] = left
+        if moved:
+            for node in self.chain:  # populated now, up to the root
+                d._occupy(node)
+        if d.nursery is not None:
+            d.nursery.start_soon(d._after_entry, self.chain)
 
 
 def _where(c: Container, name: str = "") -> str:

@@ -26,8 +26,9 @@ import pytest
 
 from containerfs import statefile
 
-from .conftest import Mounted, wait_for
+from .conftest import Mounted, close_pipes, wait_for
 from .test_core import gone, listed, ns_inode
+from .test_inject import EPERM_ACTION, SECCOMP
 
 pytestmark = pytest.mark.root
 
@@ -257,6 +258,58 @@ def test_release_agent_must_be_an_executable_regular_file(cfs: Mounted, tmp_path
     link.symlink_to(plain)
     cfs.sh(f"echo {link} > release_agent")  # a symlink to one is one
     assert cfs.read("release_agent") == f"{link}\n"
+
+
+def test_a_refused_move_leaves_no_trace_release_state_included(
+    cfs: Mounted, tmp_path: Path
+) -> None:
+    """A process whose seccomp filter refuses ``setns``: its moves into a ``delete``
+    and a ``notify`` container fail and are undone. The kernel saw each container
+    populated for a moment; that is not an emptying: the ``delete`` one stays,
+    no agent runs, ``released`` stays 0 (both happened before)."""
+    out = tmp_path / "agent.out"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
+    agent.chmod(0o755)
+    cfs.sh(f"echo {agent} > release_agent")
+    cfs.sh("echo '-pid -time -mnt -cgroup' > container.subtree")  # moves need only setns
+    cfs.sh("mkdir del note && echo delete > del/container.release")
+    cfs.sh("echo notify > note/container.release")
+    prog = cfs.subtree.spawn(
+        [sys.executable, "-c", SECCOMP, "308", hex(EPERM_ACTION), "0", "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert prog.stdout is not None and prog.stdout.readline() == "ready\n"
+        cgroups = Path(f"/proc/{prog.pid}/cgroup").read_text()
+        uts = ns_inode(prog.pid, "uts")
+        for _ in range(10):
+            for c in ("del", "note"):
+                r = cfs.sh(f"echo {prog.pid} > {c}/tasks", check=False)
+                assert r.returncode != 0 and "Operation not permitted" in r.stderr, r.stderr
+        assert Path(f"/proc/{prog.pid}/cgroup").read_text() == cgroups
+        assert ns_inode(prog.pid, "uts") == uts
+        assert str(prog.pid) in cfs.read("tasks").split()
+        time.sleep(1.0)  # the release watcher's turn, had it taken these for emptyings
+        assert exists(cfs, "del"), cfs.log_tail()
+        assert events(cfs, "del") == {"populated": 0, "released": 0}
+        assert events(cfs, "note") == {"populated": 0, "released": 0}
+        assert not out.exists()
+        assert "released" not in cfs.log.read_text()
+    finally:
+        prog.kill()
+        prog.wait()
+        close_pipes(prog)
+    # The same containers count a move that went through, and its task's exit.
+    sleeper = cfs.subtree.spawn(["sleep", "300"])
+    cfs.sh(f"echo {sleeper.pid} > note/tasks")
+    assert cfs.read("note/tasks") == f"{sleeper.pid}\n"
+    sleeper.kill()
+    sleeper.wait()
+    wait_for(lambda: out.exists() and out.read_text() == "/note\n", what="the notification")
+    assert events(cfs, "note") == {"populated": 0, "released": 1}
 
 
 def test_events_wake_inotify_and_poll_watchers(cfs: Mounted) -> None:
