@@ -1068,8 +1068,8 @@ def _where(c: Container, name: str = "") -> str:
 
 def parse_agent(text: str) -> str:
     """The release agent: an absolute path to an executable regular file, or empty
-    for none. A directory passed ``access(X_OK)`` for root, and so did a file
-    with no execute bit at all; both only failed later, at each release."""
+    for none. ``access(X_OK)`` alone passes a directory for root, which then
+    failed at each release instead of here."""
     path = text.strip()
     if path and (not path.startswith("/") or any(ch.isspace() for ch in path)):
         raise InvalidInput("release_agent must be an absolute path (no spaces), or empty")
@@ -1082,7 +1082,7 @@ def parse_agent(text: str) -> str:
         raise InvalidInput(f"release_agent {shown}: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise InvalidInput(f"release_agent {shown}: not a regular file")
-    if not mode & 0o111 or not os.access(path, os.X_OK):
+    if not os.access(path, os.X_OK):  # for root: some execute bit is set
         raise InvalidInput(f"release_agent {shown}: not executable")
     return path
 
