@@ -312,6 +312,62 @@ def test_a_refused_move_leaves_no_trace_release_state_included(
     assert events(cfs, "note") == {"populated": 0, "released": 1}
 
 
+# Writes its own pid to each tasks file named (so the move finishes after the
+# write is answered), under a seccomp filter that refuses every setns (EPERM).
+SELF_MOVE = r"""
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def stmt(code, k): return struct.pack("<HBBI", code, 0, 0, k)
+def jeq(k, jt, jf): return struct.pack("<HBBI", 0x15, jt, jf, k)
+prog = stmt(0x20, 0) + jeq(308, 0, 1) + stmt(0x06, 0x00050001) + stmt(0x06, 0x7FFF0000)
+buf = ctypes.create_string_buffer(prog)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(prog) // 8, ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0
+for path in sys.argv[1:]:
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        print("written", flush=True)
+    except OSError as exc:
+        print("refused", exc.errno, flush=True)
+print("host", os.uname().nodename, flush=True)
+"""
+
+
+def test_a_refused_move_of_the_writer_itself_leaves_no_trace(cfs: Mounted, tmp_path: Path) -> None:
+    """``echo $$ > tasks``: the namespace move ends after the write is answered.
+    When it fails then (undone, logged), the containers are as they were too."""
+    out = tmp_path / "agent.out"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
+    agent.chmod(0o755)
+    cfs.sh(f"echo {agent} > release_agent")
+    cfs.sh("echo '-pid -time -mnt -cgroup' > container.subtree")
+    cfs.sh("mkdir del note && echo delete > del/container.release")
+    cfs.sh("echo notify > note/container.release")
+    paths = [str(cfs.mnt / c / "tasks") for c in ("del", "note") for _ in range(5)]
+    prog = cfs.subtree.spawn(
+        [sys.executable, "-c", SELF_MOVE, *paths], stdout=subprocess.PIPE, text=True
+    )
+    stdout, _ = prog.communicate(timeout=60)
+    close_pipes(prog)
+    lines = stdout.splitlines()
+    assert lines[-1] == f"host {os.uname().nodename}", lines  # never moved
+    assert len(lines) == len(paths) + 1, lines
+    time.sleep(1.0)  # the release watcher's turn
+    assert exists(cfs, "del"), cfs.log_tail()
+    assert events(cfs, "del") == {"populated": 0, "released": 0}
+    assert events(cfs, "note") == {"populated": 0, "released": 0}
+    assert not out.exists()
+    assert "released" not in cfs.log.read_text()
+
+
 def test_events_wake_inotify_and_poll_watchers(cfs: Mounted) -> None:
     cfs.sh("mkdir w")
     path = str(cfs.mnt / "w" / "container.events")
