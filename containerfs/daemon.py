@@ -108,8 +108,10 @@ class Daemon:
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self.lock = trio.Lock()
         self.release_agent = ""  # the program `notify` runs (root file release_agent)
-        # container uid -> `tasks` moves under way into it or below (``Entry``)
+        # container uid -> `tasks` moves under way into it or below (``Entry``),
+        # and how many have started (a read of `populated` across one is stale)
         self.entering: dict[int, int] = {}
+        self.entries: dict[int, int] = {}
         self.agents = AgentRunner(lambda: self.release_agent)  # runs it, a few at a time
         self.max_clones = lifecycle.MAX_CLONES
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
@@ -401,6 +403,7 @@ class Daemon:
         holder = self.holders.pop(c.uid, None)
         if holder is not None:
             holder.close()
+        self.entries.pop(c.uid, None)
 
     async def read(self, c: Container, spec: FileSpec, reader_pid: int) -> bytes:
         return (await self._render(c, spec)).encode()
@@ -817,7 +820,8 @@ class Daemon:
         ptrace now. Its threads are seized and asked to stop, which they do
         the moment the write returns, before running anything else; the move
         finishes after we answer. A failure then is logged, and the cgroups
-        are put back where they were (``before``). ``pidfd`` is the caller's;
+        are put back where they were (``before``) before the process runs on
+        (``on_failed``). ``pidfd`` is the caller's;
         the deferred part takes a copy of its own, and ends ``entry``.
         """
         if not deferred:
@@ -832,6 +836,12 @@ class Daemon:
         seized = trio.Event()
         failed: list[BaseException] = []
 
+        def on_failed() -> None:
+            # Before the threads go on: a process let go first ran on in the
+            # cgroups it was refused, and its next `tasks` write saw them as
+            # where it came from (it stayed there, and its exit released them).
+            self.cgroups.put_back(pid, before)
+
         def on_seized() -> None:
             token.run_sync_soon(seized.set)
             # The writer stops the moment we answer: the kernel may queue, then
@@ -841,13 +851,13 @@ class Daemon:
 
         async def finish() -> None:
             try:
-                await trio.to_thread.run_sync(functools.partial(move, on_seized=on_seized))
+                await trio.to_thread.run_sync(
+                    functools.partial(move, on_seized=on_seized, on_failed=on_failed)
+                )
             except OSError as exc:
                 failed.append(exc)
                 if seized.is_set():  # answered already: only the log can say it
                     log.warning("moving %d into namespaces failed after the write: %s", pid, exc)
-                    with contextlib.suppress(OSError):
-                        await trio.to_thread.run_sync(self.cgroups.put_back, pid, before)
             finally:
                 os.close(own)
                 self._moved(pid)
@@ -925,12 +935,15 @@ class Daemon:
     async def refresh_populated(self, c: Container) -> None:
         if self.entering.get(c.uid):
             return  # a `tasks` move into it is under way; its end looks again (``Entry``)
+        entries = self.entries.get(c.uid, 0)
         try:
             populated = await trio.to_thread.run_sync(self.cgroups.populated, c.cgpath)
         except OSError as exc:
             if not c.removed:  # else: removed meanwhile by us, which is no news
                 log.warning("%s: cannot read its cgroup.events: %s", _where(c), exc)
             return
+        if self.entries.get(c.uid, 0) != entries:
+            return  # a move started while we read, and may be undone: its end looks again
         if populated:
             self._occupy(c)
         if populated != c.populated:
@@ -1041,6 +1054,7 @@ class Entry:
         while node is not None:
             self.chain.append(node)
             daemon.entering[node.uid] = daemon.entering.get(node.uid, 0) + 1
+            daemon.entries[node.uid] = daemon.entries.get(node.uid, 0) + 1
             node = node.parent
         self.handed_off = False  # a deferred namespace move ends it (``_move_namespaces``)
         self.ended = False
