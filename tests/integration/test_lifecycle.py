@@ -178,8 +178,9 @@ while not os.path.exists(GO) and time.time() < deadline:
     time.sleep(0.02)
 rec = {"path": sys.argv[1:], "start": start, "end": time.time(), "cwd": os.getcwd(),
        "env": env, "fds": fds, "session": os.getsid(0) == os.getpid()}
-with open(os.path.join(OUT, f"{os.getpid()}.json"), "w") as f:
+with open(os.path.join(OUT, f"{os.getpid()}.tmp"), "w") as f:
     json.dump(rec, f)
+os.rename(f.name, os.path.join(OUT, f"{os.getpid()}.json"))  # whole, for the test to read
 """
 
 
