@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import signal
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pyfuse3
 import trio
 
 from . import recovery
+from .agent import AgentRunner
 from .defaults import find_program
 from .discovery import Discovery
 from .engine import lifecycle
@@ -57,8 +59,6 @@ from .statefile import StateFile
 log = logging.getLogger("containerfs")
 
 STATE_VERSION = 2
-#: Seconds a release agent may run before it is killed.
-AGENT_TIMEOUT = 30.0
 
 #: The longest write a control file takes: a page, as cgroupfs (kernfs's
 #: ``atomic_write_len``; past it, ``E2BIG``). The kernel hands the daemon a write
@@ -116,6 +116,11 @@ class Daemon:
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self.lock = trio.Lock()
         self.release_agent = ""  # the program `notify` runs (root file release_agent)
+        # container uid -> `tasks` moves under way into it or below (``Entry``),
+        # and how many have started (a read of `populated` across one is stale)
+        self.entering: dict[int, int] = {}
+        self.entries: dict[int, int] = {}
+        self.agents = AgentRunner(lambda: self.release_agent)  # runs it, a few at a time
         self.max_clones = lifecycle.MAX_CLONES
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
         self.ops: Operations | None = None  # to tell the kernel about our own changes
@@ -409,6 +414,7 @@ class Daemon:
         holder = self.holders.pop(c.uid, None)
         if holder is not None:
             holder.close()
+        self.entries.pop(c.uid, None)
 
     async def read(
         self, c: Container, spec: FileSpec, reader_pid: int, reader: tuple[int, int] = (0, 0)
@@ -670,8 +676,11 @@ class Daemon:
         the cgroups are put back.
         """
 
+        internal = self.internal_pids()
+
         def facts() -> tuple[int, int, dict[str, int], procs.Creds, int]:
             real = procs.translate_pid(pid, writer_pid) if writer_pid else pid
+            check_not_internal(real, internal)  # before anything reads its /proc
             pidfd = procs.hold(real)  # the process named now, whatever its pid becomes
             try:
                 writer = procs.thread_group(writer_pid) if writer_pid else 0
@@ -684,14 +693,18 @@ class Daemon:
             real, pidfd, inodes, creds, writer = await trio.to_thread.run_sync(facts)
         except (ProcessLookupError, FileNotFoundError):
             raise OSError(errno.ESRCH, f"no process {pid}") from None
+        entry = Entry(self, c)
         try:
-            targets = await self._enter_named(c, real, pidfd, inodes, creds, writer, writer_uid)
+            targets = await self._enter_named(
+                c, real, pidfd, inodes, creds, writer, writer_uid, entry
+            )
+        except BaseException:
+            entry.end(False)
+            raise
         finally:
             os.close(pidfd)
-        node: Container | None = c
-        while node is not None:  # populated now, up to the root
-            self._occupy(node)
-            node = node.parent
+        if not entry.handed_off:  # else the deferred move ends it
+            entry.end(True)
         moved = f" (namespaces: {' '.join(sorted(targets))})" if targets else ""
         log.info("%s/tasks <- %d%s", "/".join(c.path) or "/", real, moved)
 
@@ -704,6 +717,7 @@ class Daemon:
         creds: procs.Creds,
         writer: int,
         writer_uid: int,
+        entry: Entry,
     ) -> dict[str, int]:
         """:meth:`_enter` once the process is held by ``pidfd``; the namespace kinds
         it moved into. cgroup writes name a pid, not a pidfd: the pidfd is checked
@@ -749,9 +763,15 @@ class Daemon:
             if targets:
                 try:
                     await self._move_namespaces(
-                        real, pidfd, targets, sources, deferred=real == writer, before=before
+                        real,
+                        pidfd,
+                        targets,
+                        sources,
+                        deferred=real == writer,
+                        before=before,
+                        entry=entry,
                     )
-                    handed_off = real == writer
+                    handed_off = entry.handed_off = real == writer
                 except BaseException:
                     with contextlib.suppress(OSError):
                         await trio.to_thread.run_sync(self.cgroups.put_back, real, before)
@@ -816,6 +836,7 @@ class Daemon:
         *,
         deferred: bool,
         before: dict[Hierarchy, Path],
+        entry: Entry | None = None,
     ) -> None:
         """Make process ``pid`` join ``targets`` (``kernel/inject.py``).
 
@@ -824,8 +845,9 @@ class Daemon:
         ptrace now. Its threads are seized and asked to stop, which they do
         the moment the write returns, before running anything else; the move
         finishes after we answer. A failure then is logged, and the cgroups
-        are put back where they were (``before``). ``pidfd`` is the caller's;
-        the deferred part takes a copy of its own.
+        are put back where they were (``before``) before the process runs on
+        (``on_failed``). ``pidfd`` is the caller's;
+        the deferred part takes a copy of its own, and ends ``entry``.
         """
         if not deferred:
             await trio.to_thread.run_sync(
@@ -839,6 +861,12 @@ class Daemon:
         seized = trio.Event()
         failed: list[BaseException] = []
 
+        def on_failed() -> None:
+            # Before the threads go on: a process let go first ran on in the
+            # cgroups it was refused, and its next `tasks` write saw them as
+            # where it came from (it stayed there, and its exit released them).
+            self.cgroups.put_back(pid, before)
+
         def on_seized() -> None:
             token.run_sync_soon(seized.set)
             # The writer stops the moment we answer: the kernel may queue, then
@@ -848,16 +876,18 @@ class Daemon:
 
         async def finish() -> None:
             try:
-                await trio.to_thread.run_sync(functools.partial(move, on_seized=on_seized))
+                await trio.to_thread.run_sync(
+                    functools.partial(move, on_seized=on_seized, on_failed=on_failed)
+                )
             except OSError as exc:
                 failed.append(exc)
                 if seized.is_set():  # answered already: only the log can say it
                     log.warning("moving %d into namespaces failed after the write: %s", pid, exc)
-                    with contextlib.suppress(OSError):
-                        await trio.to_thread.run_sync(self.cgroups.put_back, pid, before)
             finally:
                 os.close(own)
                 self._moved(pid)
+                if entry is not None:
+                    entry.end(not failed)
                 seized.set()
 
         self.nursery.start_soon(finish)
@@ -928,12 +958,17 @@ class Daemon:
             self.save(c)
 
     async def refresh_populated(self, c: Container) -> None:
+        if self.entering.get(c.uid):
+            return  # a `tasks` move into it is under way; its end looks again (``Entry``)
+        entries = self.entries.get(c.uid, 0)
         try:
             populated = await trio.to_thread.run_sync(self.cgroups.populated, c.cgpath)
         except OSError as exc:
             if not c.removed:  # else: removed meanwhile by us, which is no news
                 log.warning("%s: cannot read its cgroup.events: %s", _where(c), exc)
             return
+        if self.entries.get(c.uid, 0) != entries:
+            return  # a move started while we read, and may be undone: its end looks again
         if populated:
             self._occupy(c)
         if populated != c.populated:
@@ -943,6 +978,8 @@ class Daemon:
 
     async def check_release(self, c: Container) -> None:
         """Carry out ``c``'s release policy if it has just emptied; then its parent's."""
+        if self.entering.get(c.uid):
+            return  # as in refresh_populated: decided once the move ends
         action = lifecycle.take_release(c)
         if action is None:
             return
@@ -956,6 +993,12 @@ class Daemon:
             if await self._remove_released(c) and parent is not None:
                 await self.check_release(parent)
         self.save()
+
+    async def _after_entry(self, chain: list[Container]) -> None:
+        """Once a `tasks` move ended: what the kernel says now, nearest first."""
+        for node in chain:
+            if not node.removed:
+                await self.refresh_populated(node)
 
     async def _remove_released(self, c: Container) -> bool:
         """Remove a released container, unless a task or child came in meanwhile."""
@@ -980,30 +1023,12 @@ class Daemon:
             return True
 
     def _notify_agent(self, where: str) -> None:
+        """Queue the release agent for ``where`` (``agent.py``: a few run at once)."""
         if not self.release_agent:
             log.info("%s: release notification (no release_agent set)", where)
             return
         if self.nursery is not None:
-            self.nursery.start_soon(self._run_agent, self.release_agent, where)
-
-    async def _run_agent(self, agent: str, where: str) -> None:
-        """Run the release agent as cgroup v1 does: the container's path as argument."""
-        try:
-            with trio.move_on_after(AGENT_TIMEOUT) as scope:
-                result = await trio.run_process(
-                    [agent, where],
-                    check=False,
-                    stdin=b"",
-                    capture_stdout=True,
-                    capture_stderr=True,
-                )
-            if scope.cancelled_caught:
-                log.warning("release agent %s %s: killed after %.0f s", agent, where, AGENT_TIMEOUT)
-                return
-            out = (result.stdout + result.stderr).decode(errors="replace").strip()
-            log.info("release agent %s %s: exit %d %s", agent, where, result.returncode, out[:200])
-        except OSError as exc:
-            log.warning("release agent %s %s: %s", agent, where, exc)
+            self.agents.notify(self.nursery, where)
 
     # -- the namespaces file -------------------------------------------------------
 
@@ -1036,6 +1061,7 @@ class Daemon:
         Containers, their namespaces and cgroups outlive the daemon; a new
         ``containerfs mount`` with the same state dir takes them over.
         """
+        self.agents.close()
         for holder in self.holders.values():
             holder.close()
         self.save()
@@ -1045,18 +1071,69 @@ class Daemon:
             log.info("%d container(s) kept for the next start", n)
 
 
+class Entry:
+    """A `tasks` move into a container, from the write until the move has ended.
+
+    While it lasts, the release watcher leaves the container and its ancestors
+    alone: the kernel shows them populated as soon as the cgroup write is made,
+    and empty again when a refused move is undone, which looked like a task
+    that came and went (a ``delete`` container was removed, an agent ran). At
+    the end, a move that went through arms their release (it counts even if the
+    task is gone already), one that failed leaves it as it was; then the kernel
+    is asked again, outside the daemon's lock.
+    """
+
+    def __init__(self, daemon: Daemon, c: Container) -> None:
+        self.daemon = daemon
+        self.chain: list[Container] = []
+        node: Container | None = c
+        while node is not None:
+            self.chain.append(node)
+            daemon.entering[node.uid] = daemon.entering.get(node.uid, 0) + 1
+            daemon.entries[node.uid] = daemon.entries.get(node.uid, 0) + 1
+            node = node.parent
+        self.handed_off = False  # a deferred namespace move ends it (``_move_namespaces``)
+        self.ended = False
+
+    def end(self, moved: bool) -> None:
+        """Once; ``moved``: the process is in, all of it."""
+        if self.ended:
+            return
+        self.ended = True
+        d = self.daemon
+        for node in self.chain:
+            left = d.entering.pop(node.uid) - 1
+            if left:
+                d.entering[node.uid] = left
+        if moved:
+            for node in self.chain:  # populated now, up to the root
+                d._occupy(node)
+        if d.nursery is not None:
+            d.nursery.start_soon(d._after_entry, self.chain)
+
+
 def _where(c: Container, name: str = "") -> str:
     return "/".join((*c.path, name) if name else c.path) or "/"
 
 
 def parse_agent(text: str) -> str:
-    """The release agent: an absolute path to a program, or empty for none."""
+    """The release agent: an absolute path to an executable regular file, or empty
+    for none. ``access(X_OK)`` alone passes a directory for root, which then
+    failed at each release instead of here."""
     path = text.strip()
     if path and (not path.startswith("/") or any(ch.isspace() for ch in path)):
         raise InvalidInput("release_agent must be an absolute path (no spaces), or empty")
-    if path and not os.access(path, os.X_OK):
-        shown = path if len(path) <= 80 else f"{path[:80]}... ({len(path)} chars)"
-        raise InvalidInput(f"release_agent {shown}: not an executable file")
+    if not path:
+        return path
+    shown = path if len(path) <= 80 else f"{path[:80]}... ({len(path)} chars)"
+    try:
+        mode = os.stat(path).st_mode  # through symlinks, as exec goes
+    except OSError as exc:
+        raise InvalidInput(f"release_agent {shown}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise InvalidInput(f"release_agent {shown}: not a regular file")
+    if not os.access(path, os.X_OK):  # for root: some execute bit is set
+        raise InvalidInput(f"release_agent {shown}: not executable")
     return path
 
 

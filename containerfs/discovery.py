@@ -338,6 +338,8 @@ class Discovery:
             holder = d.holders.get(c.uid)
             if holder is None or c.removed or not holder.gone():  # replaced meanwhile
                 continue
+            if holder.killed:  # by us: an rmdir or release between the look and now
+                continue
             if c.origin == Origin.CLONE:
                 c.held = False
                 await d.refresh_populated(c)

@@ -233,11 +233,15 @@ def validate_name(name: str) -> None:
 
 
 def check_not_internal(pid: int, internal: Mapping[int, str]) -> None:
-    """Refuse the daemon's own processes (its holders, itself) in a ``tasks`` write.
+    """Refuse the daemon's own processes (its holders, itself) in a ``tasks`` write,
+    and pid 1, the init of the daemon's pid namespace.
 
     They are infrastructure, not tasks: a holder moved into a container would make it
-    populated forever, and the daemon moved into one would make it unremovable.
+    populated forever, and the daemon moved into one would make it unremovable. Init
+    put in a container's cgroups would take the host's services with it.
     """
+    if pid == 1:
+        raise InvalidInput("1 is the init of the daemon's pid namespace, not a task")
     what = internal.get(pid)
     if what is not None:
         raise InvalidInput(f"{pid} is {what}, not a task")

@@ -562,6 +562,8 @@ class _Move:
         # Called once every thread known so far was seized and asked to stop,
         # before waiting for the stops (see ``move_into``'s ``on_seized``).
         self.on_seized: Callable[[], None] | None = None
+        # Called when the move fails, before the threads are let go (``move_into``).
+        self.on_failed: Callable[[], None] | None = None
 
     # -- waiting ---------------------------------------------------------------
 
@@ -1217,6 +1219,12 @@ class _Move:
                     ) from exc
                 raise
         except BaseException as exc:
+            if self.on_failed is not None:
+                on_failed, self.on_failed = self.on_failed, None
+                try:
+                    on_failed()
+                except Exception as hook:  # noqa: BLE001 - the move's error is the one to raise
+                    exc.add_note(f"undoing the caller's part failed: {hook}")
             problems = self.release()
             if self.dying and isinstance(exc, OSError):
                 raise ProcessLookupError(
@@ -1415,6 +1423,7 @@ def move_into(
     sources: Mapping[str, str | int],
     timeout: float = STOP_TIMEOUT,
     on_seized: Callable[[], None] | None = None,
+    on_failed: Callable[[], None] | None = None,
     pidfd: int | None = None,
 ) -> None:
     """Move every thread of running process ``pid`` into the namespaces ``targets``.
@@ -1439,6 +1448,12 @@ def move_into(
     before running anything else. It is how the daemon moves a process that
     wrote its own pid (``echo $$ > tasks``): it answers the write from this
     callback. It is not called when the move fails before that point.
+
+    ``on_failed`` is called (on the tracing thread) when the move fails, after
+    the namespaces are rolled back and before the threads are let go: what the
+    caller changed for the move is undone while the process cannot run. The
+    daemon puts its cgroups back there; done after, a process that wrote its
+    own pid could run on, and write again, in the cgroups it was refused.
 
     Blocks for the move (typically a few milliseconds; up to ``timeout`` for
     the threads to stop).  Raises ``OSError`` with a sentence saying why, the
@@ -1480,6 +1495,7 @@ def move_into(
                 raise OSError(errno.EBUSY, f"process {pid} is already traced by process {tracer}")
             move = _Move(pid, fd, targets, dest_fds)
             move.on_seized = on_seized
+            move.on_failed = on_failed
             _run_on_fresh_thread(lambda: move.run(timeout))
         finally:
             if ours:

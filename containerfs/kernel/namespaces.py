@@ -302,6 +302,9 @@ class Holder:
         self.pid = pid
         self.pidfd = pidfd
         self.inodes: dict[str, int] = dict(inodes)
+        # Set by kill(): this holder's death is ours, not news (Discovery logs
+        # a holder that died on its own).
+        self.killed = False
         # Guards ``pidfd`` and ``_channel`` between close() and their users on
         # other threads: without it a closed number could be reused by an
         # unrelated file.
@@ -412,6 +415,7 @@ class Holder:
             pidfd = self.dup_pidfd()  # a close() on another thread cannot pull it away
         except ProcessLookupError:
             raise ValueError("holder pidfd is closed") from None
+        self.killed = True
         try:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)

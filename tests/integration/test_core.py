@@ -256,6 +256,19 @@ def test_tasks_write_moves_cgroups_and_refuses_namespaces(cfs: Mounted) -> None:
     )
 
 
+def test_pid_1_is_never_a_task(cfs: Mounted) -> None:
+    """Init is refused by a rule of the daemon's (EINVAL, logged), before anything
+    reads its /proc entry: not by whatever reading it happens to fail with."""
+    cfs.sh("echo '-ipc -uts -net -pid -mnt -cgroup -time' > container.subtree && mkdir cg")
+    before = Path("/proc/1/cgroup").read_text()
+    r = cfs.sh("echo 1 > cg/tasks", check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr, r.stderr
+    assert "1 is the init of the daemon's pid namespace, not a task" in cfs.log.read_text()
+    assert cfs.read("cg/tasks") == ""
+    assert Path("/proc/1/cgroup").read_text() == before
+    assert cfs.read("cg/container.events") == "populated 0\nreleased 0\n"
+
+
 def test_rmdir_frees_kernel_objects_and_refuses_busy(cfs: Mounted) -> None:
     cfs.sh("mkdir a && echo +uts > a/container.subtree && mkdir a/b")
     holder = int(cfs.read("a/container.init"))

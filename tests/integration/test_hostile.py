@@ -771,3 +771,28 @@ def test_release_agent_refusal_is_not_logged_whole(cfs: Mounted, dog: Watchdog) 
     grown = cfs.log.stat().st_size - logged
     assert grown < 64 * 1024, f"the log grew by {grown} bytes"
     assert_alive(cfs, dog)
+
+
+def test_files_and_links_cannot_be_made_or_removed(cfs: Mounted, dog: Watchdog) -> None:
+    """README *Errors*: creating or deleting a file is ``EPERM``, links included
+    (``ln -s`` answered ``ENOSYS`` before), as the commands a user types show it."""
+    cfs.sh("mkdir d")
+    tries = {
+        "ln -s": "ln -s /etc/hostname d/link",
+        "ln -s (root)": "ln -s d/tasks link",
+        "ln": "ln d/tasks d/hard",
+        "ln (into another)": "ln d/tasks hard",
+        "touch": "touch d/new",
+        "mknod": "mknod d/fifo p",
+        "rm": "rm -f d/tasks",
+    }
+    for what, script in tries.items():
+        r = dog.call(what, lambda s=script: cfs.sh(s, check=False))  # type: ignore[misc]
+        assert r.returncode != 0, what
+        assert "Operation not permitted" in r.stderr, f"{what}: {r.stderr.strip()}"
+    for name in ("link", "hard"):
+        assert not os.path.lexists(cfs.mnt / name)
+    for name in ("link", "hard", "new", "fifo"):
+        assert not os.path.lexists(cfs.mnt / "d" / name)
+    assert (cfs.mnt / "d" / "tasks").exists()
+    assert_alive(cfs, dog)

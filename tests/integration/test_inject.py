@@ -681,6 +681,27 @@ def test_rollback_when_a_later_thread_fails(procs: Procs) -> None:
     finish(ok, "moved")
 
 
+def test_on_failed_runs_while_the_process_is_still_held(procs: Procs) -> None:
+    """The caller's undo (the daemon puts the cgroups back) runs before the threads
+    go on; once only, and not at all for a move that went through."""
+    dest = procs.dest(*KINDS)
+    prog = seccomp_prog(procs, 308, EPERM_ACTION, 0, where=0)
+    seen: list[str] = []
+
+    def on_failed() -> None:
+        seen.append(status_field(prog.pid, "TracerPid"))  # still ours: not let go yet
+
+    with pytest.raises(OSError) as err:
+        dest.move(prog.pid, on_failed=on_failed)  # type: ignore[arg-type]
+    assert err.value.errno == errno.EPERM
+    assert len(seen) == 1 and seen[0] != "0", seen
+    assert status_field(prog.pid, "TracerPid") == "0"
+    finish(prog, os.uname().nodename)
+    ok = procs.start(["sleep", "60"])
+    dest.move(ok.pid, on_failed=lambda: seen.append("called"))  # type: ignore[arg-type]
+    assert len(seen) == 1
+
+
 def test_a_seccomp_filter_that_would_kill_is_respected(procs: Procs) -> None:
     dest = procs.dest(*KINDS)
     prog = seccomp_prog(procs, 53, KILL_PROCESS, 0, where=0)  # socketpair kills

@@ -17,6 +17,7 @@ import select
 import signal
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,9 @@ import pytest
 
 from containerfs import statefile
 
-from .conftest import Mounted, wait_for
+from .conftest import Mounted, close_pipes, wait_for
 from .test_core import gone, listed, ns_inode
+from .test_inject import EPERM_ACTION, SECCOMP
 
 pytestmark = pytest.mark.root
 
@@ -155,6 +157,216 @@ def test_release_agent_refuses_bad_paths(cfs: Mounted) -> None:
         r = cfs.sh(f"echo '{bad}' > release_agent", check=False)
         assert r.returncode != 0 and "Invalid argument" in r.stderr, bad
         assert cfs.read("release_agent") == ""
+
+
+# A release agent that records what it was given, then waits for the file GO
+# (so a test decides when runs end).
+AGENT = """\
+import json, os, sys, time
+start = time.time()
+fds = {}
+for n in os.listdir("/proc/self/fd"):
+    try:
+        fds[n] = os.readlink(f"/proc/self/fd/{n}")
+    except OSError:  # the listing's own fd, closed by now
+        pass
+with open("/proc/self/environ") as f:  # as exec'd: Python may add to os.environ
+    env = f.read().split("\\0")[:-1]
+open(os.path.join(OUT, f"{os.getpid()}.start"), "w").close()
+deadline = start + 60
+while not os.path.exists(GO) and time.time() < deadline:
+    time.sleep(0.02)
+rec = {"path": sys.argv[1:], "start": start, "end": time.time(), "cwd": os.getcwd(),
+       "env": env, "fds": fds, "session": os.getsid(0) == os.getpid()}
+with open(os.path.join(OUT, f"{os.getpid()}.tmp"), "w") as f:
+    json.dump(rec, f)
+os.rename(f.name, os.path.join(OUT, f"{os.getpid()}.json"))  # whole, for the test to read
+"""
+
+
+def most_at_once(runs: list[dict[str, object]]) -> int:
+    edges = sorted(
+        [(float(r["start"]), 1) for r in runs] + [(float(r["end"]), -1) for r in runs]  # type: ignore[arg-type]
+    )
+    now = top = 0
+    for _t, step in edges:  # an end sorts before a start at the same time
+        now += step
+        top = max(top, now)
+    return top
+
+
+def test_release_agents_run_a_few_at_a_time_coalesced_with_nothing_inherited(
+    cfs: Mounted, tmp_path: Path
+) -> None:
+    """README *Release*: a burst of emptyings starts at most four agents at once
+    (415 ran at once before), a path already waiting is not queued twice, and each
+    agent gets what cgroup v1's kernel gives its own: HOME=/ and the system PATH,
+    cwd /, stdin /dev/null, no other descriptor of the daemon's."""
+    out, go = tmp_path / "runs", tmp_path / "go"
+    out.mkdir()
+    agent = tmp_path / "agent.py"
+    agent.write_text(f"#!{sys.executable} -I\nOUT = {str(out)!r}\nGO = {str(go)!r}\n" + AGENT)
+    agent.chmod(0o755)
+    cfs.sh(f"echo {agent} > release_agent")
+    cfs.sh("echo '-ipc -uts -net -pid -mnt -cgroup -time' > container.subtree")
+    names = [f"p{i}" for i in range(24)]
+    for n in names:
+        cfs.sh(f"mkdir {n} && echo notify > {n}/container.release && mkdir {n}/c")
+    cfs.sh("mkdir q && echo notify > q/container.release")
+    try:
+        # 24 emptyings at once (the last child going counts), then 20 more of q
+        # alone, all while the first agents wait for GO
+        cfs.sh(" && ".join(f"rmdir {n}/c" for n in names))
+        cfs.sh("for i in $(seq 20); do mkdir q/c && rmdir q/c; done")
+        assert events(cfs, "q")["released"] == 20  # every emptying counts
+        assert all(events(cfs, n)["released"] == 1 for n in names)
+        wait_for(lambda: len(list(out.glob("*.start"))) >= 4, 30, "the first agents")
+        time.sleep(1.0)  # room for more to start, if anything let them
+        assert len(list(out.glob("*.start"))) == 4
+    finally:
+        go.touch()
+
+    def runs() -> list[dict[str, object]]:
+        return [json.loads(p.read_text()) for p in out.glob("*.json")]
+
+    wait_for(lambda: len(runs()) == len(names) + 1, 60, "an agent run for every path")
+    time.sleep(0.5)  # a run too many, if one is due
+    found = runs()
+    assert sorted(r["path"] for r in found) == sorted([f"/{n}"] for n in [*names, "q"])  # type: ignore[type-var]
+    assert most_at_once(found) <= 4, most_at_once(found)
+    for r in found:
+        assert r["cwd"] == "/"
+        assert sorted(r["env"]) == ["HOME=/", "PATH=/sbin:/bin:/usr/sbin:/usr/bin"]  # type: ignore[call-overload]
+        fds = r["fds"]
+        assert isinstance(fds, dict)
+        assert sorted(fds) == ["0", "1", "2"], fds
+        assert fds["0"] == "/dev/null"
+        assert r["session"]
+    assert "Traceback" not in cfs.log.read_text()
+
+
+def test_release_agent_must_be_an_executable_regular_file(cfs: Mounted, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("#!/bin/sh\ntrue\n")
+    plain.chmod(0o644)
+    for bad, why in [(tmp_path, "not a regular file"), (plain, "not executable")]:
+        r = cfs.sh(f"echo {bad} > release_agent", check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, bad
+        assert cfs.read("release_agent") == ""
+        assert f"release_agent {bad}: {why}" in cfs.log.read_text()
+    plain.chmod(0o755)
+    link = tmp_path / "link"
+    link.symlink_to(plain)
+    cfs.sh(f"echo {link} > release_agent")  # a symlink to one is one
+    assert cfs.read("release_agent") == f"{link}\n"
+
+
+def test_a_refused_move_leaves_no_trace_release_state_included(
+    cfs: Mounted, tmp_path: Path
+) -> None:
+    """A process whose seccomp filter refuses ``setns``: its moves into a ``delete``
+    and a ``notify`` container fail and are undone. The kernel saw each container
+    populated for a moment; that is not an emptying: the ``delete`` one stays,
+    no agent runs, ``released`` stays 0 (both happened before)."""
+    out = tmp_path / "agent.out"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
+    agent.chmod(0o755)
+    cfs.sh(f"echo {agent} > release_agent")
+    cfs.sh("echo '-pid -time -mnt -cgroup' > container.subtree")  # moves need only setns
+    cfs.sh("mkdir del note && echo delete > del/container.release")
+    cfs.sh("echo notify > note/container.release")
+    prog = cfs.subtree.spawn(
+        [sys.executable, "-c", SECCOMP, "308", hex(EPERM_ACTION), "0", "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert prog.stdout is not None and prog.stdout.readline() == "ready\n"
+        cgroups = Path(f"/proc/{prog.pid}/cgroup").read_text()
+        uts = ns_inode(prog.pid, "uts")
+        for _ in range(10):
+            for c in ("del", "note"):
+                r = cfs.sh(f"echo {prog.pid} > {c}/tasks", check=False)
+                assert r.returncode != 0 and "Operation not permitted" in r.stderr, r.stderr
+        assert Path(f"/proc/{prog.pid}/cgroup").read_text() == cgroups
+        assert ns_inode(prog.pid, "uts") == uts
+        assert str(prog.pid) in cfs.read("tasks").split()
+        time.sleep(1.0)  # the release watcher's turn, had it taken these for emptyings
+        assert exists(cfs, "del"), cfs.log_tail()
+        assert events(cfs, "del") == {"populated": 0, "released": 0}
+        assert events(cfs, "note") == {"populated": 0, "released": 0}
+        assert not out.exists()
+        assert "released" not in cfs.log.read_text()
+    finally:
+        prog.kill()
+        prog.wait()
+        close_pipes(prog)
+    # The same containers count a move that went through, and its task's exit.
+    sleeper = cfs.subtree.spawn(["sleep", "300"])
+    cfs.sh(f"echo {sleeper.pid} > note/tasks")
+    assert cfs.read("note/tasks") == f"{sleeper.pid}\n"
+    sleeper.kill()
+    sleeper.wait()
+    wait_for(lambda: out.exists() and out.read_text() == "/note\n", what="the notification")
+    assert events(cfs, "note") == {"populated": 0, "released": 1}
+
+
+# Writes its own pid to each tasks file named (so the move finishes after the
+# write is answered), under a seccomp filter that refuses every setns (EPERM).
+SELF_MOVE = r"""
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def stmt(code, k): return struct.pack("<HBBI", code, 0, 0, k)
+def jeq(k, jt, jf): return struct.pack("<HBBI", 0x15, jt, jf, k)
+prog = stmt(0x20, 0) + jeq(308, 0, 1) + stmt(0x06, 0x00050001) + stmt(0x06, 0x7FFF0000)
+buf = ctypes.create_string_buffer(prog)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(prog) // 8, ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0
+for path in sys.argv[1:]:
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        print("written", flush=True)
+    except OSError as exc:
+        print("refused", exc.errno, flush=True)
+print("host", os.uname().nodename, flush=True)
+"""
+
+
+def test_a_refused_move_of_the_writer_itself_leaves_no_trace(cfs: Mounted, tmp_path: Path) -> None:
+    """``echo $$ > tasks``: the namespace move ends after the write is answered.
+    When it fails then (undone, logged), the containers are as they were too."""
+    out = tmp_path / "agent.out"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f'#!/bin/sh\necho "$@" >> {out}\n')
+    agent.chmod(0o755)
+    cfs.sh(f"echo {agent} > release_agent")
+    cfs.sh("echo '-pid -time -mnt -cgroup' > container.subtree")
+    cfs.sh("mkdir del note && echo delete > del/container.release")
+    cfs.sh("echo notify > note/container.release")
+    paths = [str(cfs.mnt / c / "tasks") for c in ("del", "note") for _ in range(5)]
+    prog = cfs.subtree.spawn(
+        [sys.executable, "-c", SELF_MOVE, *paths], stdout=subprocess.PIPE, text=True
+    )
+    stdout, _ = prog.communicate(timeout=60)
+    close_pipes(prog)
+    lines = stdout.splitlines()
+    assert lines[-1] == f"host {os.uname().nodename}", lines  # never moved
+    assert len(lines) == len(paths) + 1, lines
+    time.sleep(1.0)  # the release watcher's turn
+    assert exists(cfs, "del"), cfs.log_tail()
+    assert events(cfs, "del") == {"populated": 0, "released": 0}
+    assert events(cfs, "note") == {"populated": 0, "released": 0}
+    assert not out.exists()
+    assert "released" not in cfs.log.read_text()
 
 
 def test_events_wake_inotify_and_poll_watchers(cfs: Mounted) -> None:

@@ -8,6 +8,9 @@ came from once the move finished (the stress test caught exactly that).
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ import trio
 from containerfs import discovery
 from containerfs.discovery import Discovery
 from containerfs.engine.tree import Container, Engine
+from containerfs.kernel.namespaces import Holder
 from tests.unit.test_engine import make_engine
 from tests.unit.test_lifecycle import child
 
@@ -123,3 +127,35 @@ def test_a_look_reads_no_tasks_of_containers_known_empty(
     read.clear()
     discovery._look(snapshot, cgroups_procs, frozenset(), tables, [], frozenset())  # type: ignore[arg-type]
     assert read == [(), ("a",)]
+
+
+def _holder_of_a_child_process() -> tuple[Holder, subprocess.Popen[bytes]]:
+    """A Holder over a process of our own (a pidfd needs no privilege for that)."""
+    proc = subprocess.Popen(["sleep", "60"])
+    return Holder(proc.pid, os.pidfd_open(proc.pid), {}), proc
+
+
+async def test_a_holder_the_daemon_killed_is_not_reported_as_died(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """rmdir kills the holder on a worker thread and forgets the container only
+    once back on the event loop: a look finishing in between saw the holder gone
+    while still listed (mass rmdir logged "namespace holder ... died")."""
+    d, _root, a = setup(monkeypatch, {})
+    mine, other = _holder_of_a_child_process(), _holder_of_a_child_process()
+    try:
+        b = child(d.engine, d.engine.root, "b")
+        d.holders = {a.uid: mine[0], b.uid: other[0]}  # type: ignore[attr-defined]
+        mine[0].kill()  # what _destroy does; _forget has not run yet
+        other[1].kill()  # b's holder dies on its own
+        other[1].wait()
+        look = discovery.Look({}, {}, [a, b])
+        with caplog.at_level(logging.ERROR, logger="containerfs"):
+            await Discovery(d)._lost_holders(look)  # type: ignore[arg-type]
+        died = [r.getMessage() for r in caplog.records]
+        assert died == [f"b: its namespace holder {other[1].pid} died"]
+    finally:
+        for holder, proc in (mine, other):
+            holder.close()
+            proc.kill()
+            proc.wait()

@@ -211,6 +211,9 @@ def test_the_daemons_own_processes_are_never_tasks() -> None:
             check_not_internal(pid, internal)
         assert errno_of(exc) == errno.EINVAL
         assert internal[pid] in str(exc.value)
+    with pytest.raises(ContainerError) as exc:  # init: refused by name, not by chance
+        check_not_internal(1, {})
+    assert errno_of(exc) == errno.EINVAL and "init" in str(exc.value)
 
 
 def test_mkdir_under_a_removed_parent_is_refused() -> None:
