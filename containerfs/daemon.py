@@ -38,6 +38,7 @@ from .engine.tree import (
     MkdirPlan,
     Role,
     check_not_internal,
+    format_limit,
     parse_count,
     parse_hostname,
     parse_id_map,
@@ -158,10 +159,9 @@ class Daemon:
         next successful save catches up (it is a whole one).
         """
         try:
-            due = self.statefile.entries >= 64 + len(self.holders)
             if (
                 changed
-                and not due
+                and not self.statefile.due()
                 and self.statefile.append({"put": self._record(c)} for c in changed)
             ):
                 return
@@ -419,6 +419,8 @@ class Daemon:
                 | Role.RELEASE
                 | Role.ORIGIN
                 | Role.RELEASE_AGENT
+                | Role.MAX_DEPTH
+                | Role.MAX_DESCENDANTS
             ):
                 return True
             case Role.KNOB:
@@ -440,6 +442,10 @@ class Daemon:
                 return e.render_subtree(c)
             case Role.RELEASE:
                 return f"{c.release}\n"
+            case Role.MAX_DEPTH:
+                return format_limit(c.max_depth)
+            case Role.MAX_DESCENDANTS:
+                return format_limit(c.max_descendants)
             case Role.TASKS:
                 # cgroupfs answers from memory: a worker thread would cost more.
                 return "".join(f"{p}\n" for p in self.cgroups.procs(c.cgpath))
@@ -608,6 +614,11 @@ class Daemon:
                 self.save(c)
                 log.info("%s <- %s", _where(c, spec.name), c.release)
                 await self.check_release(c)  # already empty: `delete` acts now
+            case Role.MAX_DEPTH | Role.MAX_DESCENDANTS:
+                async with self.lock:  # mkdirs check the limits under it
+                    self.engine.set_limit(c, spec.role, text)
+                    self.save(c)
+                log.info("%s <- %s", _where(c, spec.name), text.strip()[:20])
             case Role.KILL:
                 parse_kill(text)
                 n = await trio.to_thread.run_sync(self.cgroups.kill, c.cgpath)

@@ -14,7 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .errors import Busy, Exists, InvalidInput, NameTooLong, NotFound, NotPermitted, ReadOnly
+from .errors import (
+    Busy,
+    Exists,
+    InvalidInput,
+    NameTooLong,
+    NotFound,
+    NotPermitted,
+    ReadOnly,
+    TryAgain,
+)
 from .kinds import (
     NAMESPACE_NAMES,
     SINGLE_THREADED_ONLY,
@@ -47,6 +56,8 @@ class Role(StrEnum):
     RELEASE_AGENT = "release_agent"  # root only: the program `notify` runs
     NAMESPACES = "namespaces"  # root only: every namespace on the host
     KILL = "container.kill"  # not in the root: write 1 to end every task inside
+    MAX_DEPTH = "container.max.depth"  # as cgroup.max.depth: levels allowed below
+    MAX_DESCENDANTS = "container.max.descendants"  # as cgroup.max.descendants
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,18 @@ _BASE_FILES: tuple[tuple[str, Role, bool], ...] = (
     ("container.events", Role.EVENTS, False),
     ("container.init", Role.INIT, False),
     ("container.origin", Role.ORIGIN, False),
+    ("container.max.depth", Role.MAX_DEPTH, True),
+    ("container.max.descendants", Role.MAX_DESCENDANTS, True),
 )
+
+#: The limits a container gets when it is delegated (``Engine.chown`` to a user other
+#: than root) while they are still ``max``. Depth: the kernel nests user and pid
+#: namespaces 32 deep at most, so no deeper container can own them anyway.
+#: Descendants: each container may cost a holder process and its namespaces'
+#: kernel memory; 256 is room for a container runtime's work, not for exhausting
+#: the host. Its administrator may raise either (or write ``max``).
+DELEGATED_MAX_DEPTH = 32
+DELEGATED_MAX_DESCENDANTS = 256
 
 _ROOT_FILES: tuple[tuple[str, Role, bool], ...] = (
     ("subsystems", Role.SUBSYSTEMS, False),
@@ -131,6 +153,25 @@ class Container:
     # (limits: the parent's administrator's, or its maker's). Root: (0, 0).
     owner_ids: tuple[int, int] = ROOT_IDS
     admin_ids: tuple[int, int] = ROOT_IDS
+    # Levels below the root (the root: 0), kept so that no question about the tree
+    # needs a walk up it (a chain of thousands made each mkdir cost its depth squared).
+    depth: int = 0
+    # Containers below it, counting those being made (``Engine.plan_mkdir``).
+    descendants: int = 0
+    # Its limits, ``container.max.depth`` and ``container.max.descendants``: None is max.
+    max_depth: int | None = None
+    max_descendants: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.parent is not None:
+            self.depth = self.parent.depth + 1
+
+    def ancestors(self) -> Iterator[Container]:
+        """Its parent, the parent's parent, ... up to the root."""
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -167,10 +208,15 @@ class Container:
         return self.owner(kind).ids.get(kind, "-")
 
     def walk(self) -> Iterator[Container]:
-        """This container and its descendants, parents before children."""
-        yield self
-        for child in self.children.values():
-            yield from child.walk()
+        """This container and its descendants, parents before children (depth first,
+        children in their order). With a stack, not recursion: a tree may be deeper
+        than Python's recursion limit (a recursive walk failed at about 1,000 levels,
+        and with it every request and save that walked the tree)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children.values()))
 
 
 def _common_ancestor(a: Container, b: Container) -> Container:
@@ -326,6 +372,40 @@ def parse_time_offsets(text: str, current: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def check_limits(parent: Container) -> None:
+    """Refuse (EAGAIN, as cgroup v2's mkdir) a new child of ``parent`` that would take
+    any ancestor past its ``container.max.depth`` or ``container.max.descendants``.
+    One look at each ancestor: the counts are kept (``Container.descendants``)."""
+    for node in (parent, *parent.ancestors()):
+        below = parent.depth + 1 - node.depth  # the new container's level below node
+        if node.max_depth is not None and below > node.max_depth:
+            where = "/".join(node.path) or "/"
+            raise TryAgain(f"{where}: container.max.depth is {node.max_depth}")
+        if node.max_descendants is not None and node.descendants >= node.max_descendants:
+            where = "/".join(node.path) or "/"
+            raise TryAgain(f"{where}: container.max.descendants is {node.max_descendants}")
+
+
+def add_descendant(child: Container) -> None:
+    """Count a container just put into the tree in each of its ancestors."""
+    for node in child.ancestors():
+        node.descendants += 1
+
+
+def parse_limit(text: str, what: str) -> int | None:
+    """A ``container.max.*`` value, as cgroup.max.depth takes it: ``max`` (None) or a count."""
+    word = text.strip()
+    if word == "max":
+        return None
+    if not word.isdigit() or int(word) > 2**31 - 1:
+        raise InvalidInput(f"{what}: expected max or a number from 0 to {2**31 - 1}")
+    return int(word)
+
+
+def format_limit(value: int | None) -> str:
+    return "max\n" if value is None else f"{value}\n"
+
+
 class Engine:
     """The tree of containers and the rules that govern it."""
 
@@ -423,7 +503,10 @@ class Engine:
             raise Exists(name)
         if name in self.files(parent):
             raise Exists(f"{name}: a file of the container has that name")
+        check_limits(parent)
         cgname = self._free_cgname(parent, name)
+        for node in (parent, *parent.ancestors()):  # reserved until commit or abort
+            node.descendants += 1
         self._pending.add((parent.uid, name))
         self._pending_cg.add((parent.uid, cgname))
         owned = frozenset(k for k in parent.subtree if k in self._usable)
@@ -441,6 +524,10 @@ class Engine:
         return cgname
 
     def abort_mkdir(self, plan: MkdirPlan) -> None:
+        """Forget a plan (harmless when already forgotten: commit_mkdir does it too)."""
+        if (plan.parent.uid, plan.name) in self._pending:
+            for node in (plan.parent, *plan.parent.ancestors()):
+                node.descendants -= 1
         self._pending.discard((plan.parent.uid, plan.name))
         self._pending_cg.discard((plan.parent.uid, plan.cgname))
 
@@ -457,6 +544,7 @@ class Engine:
             child.release = Release.DELETE
             child.occupied = True
         plan.parent.children[plan.name] = child
+        add_descendant(child)
         plan.parent.occupied = True
         self.version += 1
         return child
@@ -471,7 +559,10 @@ class Engine:
 
     def commit_rmdir(self, c: Container) -> None:
         assert c.parent is not None
+        assert not c.children, "only a leaf is removed"
         del c.parent.children[c.name]
+        for node in c.ancestors():
+            node.descendants -= 1
         c.removed = True
         self._files.pop(c.uid, None)
         self.version += 1
@@ -502,6 +593,11 @@ class Engine:
                 raise InvalidInput(f"{value}: not a valid ID")
         old_uid, old_gid = c.owner_ids
         c.owner_ids = (old_uid if uid is None else uid, old_gid if gid is None else gid)
+        if c.owner_ids[0] != 0:  # delegated: its limits may no longer be max
+            if c.max_depth is None:
+                c.max_depth = DELEGATED_MAX_DEPTH
+            if c.max_descendants is None:
+                c.max_descendants = DELEGATED_MAX_DESCENDANTS
 
     @staticmethod
     def delegated(c: Container, uid: int) -> bool:
@@ -585,6 +681,18 @@ class Engine:
 
     def set_subtree(self, c: Container, text: str) -> None:
         c.subtree = self.parse_subtree(c, text)
+
+    @staticmethod
+    def set_limit(c: Container, role: Role, text: str) -> None:
+        """Write ``container.max.depth`` or ``container.max.descendants``. A limit below
+        what is there already is taken, as in cgroup v2: it refuses only new mkdirs."""
+        value = parse_limit(text, role.value)
+        if role == Role.MAX_DEPTH:
+            c.max_depth = value
+        elif role == Role.MAX_DESCENDANTS:
+            c.max_descendants = value
+        else:
+            raise AssertionError(role)
 
     def set_release(self, c: Container, text: str) -> None:
         c.release = parse_release(text)
