@@ -150,16 +150,19 @@ class _Records:
         """Add ``rec``, or replace the one with the same path."""
         node = self.root
         for name in rec.get("path", ()):
-            node = node.kids.setdefault(str(name), _Node())
+            kid = node.kids.get(name)
+            if kid is None:
+                kid = node.kids[name] = _Node()
+            node = kid
         node.rec = rec
 
     def drop(self, path: tuple[str, ...]) -> None:
         """Forget the record at ``path`` and every one below it."""
         node: _Node | None = self.root
         for name in path[:-1]:
-            node = node.kids.get(str(name)) if node is not None else None
+            node = node.kids.get(name) if node is not None else None
         if node is not None and path:
-            node.kids.pop(str(path[-1]), None)
+            node.kids.pop(path[-1], None)
 
     def in_order(self) -> list[dict[str, Any]]:
         """Every record, parents first (as restoring needs), without recursion."""

@@ -25,7 +25,16 @@ from typing import Any
 
 from .errors import Busy, Exists, InvalidInput, NotPermitted
 from .kinds import NAMESPACE_NAMES, Origin, Release
-from .tree import ROOT_IDS, Container, Engine, MkdirPlan, add_descendant, parse_limit, validate_name
+from .tree import (
+    ROOT_IDS,
+    Container,
+    Engine,
+    MkdirPlan,
+    add_descendant,
+    parse_limit,
+    start_counting,
+    validate_name,
+)
 from .views import KnobState
 
 #: Default cap on containers made by clone discovery (all parents together).
@@ -281,6 +290,8 @@ def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
         c.admin_ids = _ids(rec.get("admin"))
     c.max_depth = _limit(rec.get("max_depth"), "max_depth")
     c.max_descendants = _limit(rec.get("max_descendants"), "max_descendants")
+    if c.max_depth is not None or c.max_descendants is not None:
+        start_counting(c)
     for name, v in rec.get("views", {}).items():
         c.views[name] = KnobState(_value(v["internal"]), _value(v["external"]))
     return c

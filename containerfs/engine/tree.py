@@ -153,25 +153,24 @@ class Container:
     # (limits: the parent's administrator's, or its maker's). Root: (0, 0).
     owner_ids: tuple[int, int] = ROOT_IDS
     admin_ids: tuple[int, int] = ROOT_IDS
-    # Levels below the root (the root: 0), kept so that no question about the tree
-    # needs a walk up it (a chain of thousands made each mkdir cost its depth squared).
+    # Levels below the root (the root: 0).
     depth: int = 0
-    # Containers below it, counting those being made (``Engine.plan_mkdir``).
-    descendants: int = 0
     # Its limits, ``container.max.depth`` and ``container.max.descendants``: None is max.
     max_depth: int | None = None
     max_descendants: int | None = None
+    # Only a container that ``counts`` (one that has had a limit, and the root) keeps
+    # ``descendants``, the containers below it including those being made; each
+    # container knows the nearest one above it that counts. So a mkdir looks at
+    # the few ancestors that limit it, not at every one (a chain of thousands of
+    # containers made each mkdir cost its depth).
+    counts: bool = False
+    descendants: int = 0
+    counted_by: Container | None = None  # the nearest ancestor that ``counts``
 
     def __post_init__(self) -> None:
         if self.parent is not None:
             self.depth = self.parent.depth + 1
-
-    def ancestors(self) -> Iterator[Container]:
-        """Its parent, the parent's parent, ... up to the root."""
-        node = self.parent
-        while node is not None:
-            yield node
-            node = node.parent
+            self.counted_by = self.parent if self.parent.counts else self.parent.counted_by
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -372,11 +371,37 @@ def parse_time_offsets(text: str, current: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def counting(parent: Container) -> list[Container]:
+    """The containers that count a child of ``parent``: it, if it counts, and each
+    one that counts above it (``Container.counts``)."""
+    out = []
+    node = parent if parent.counts else parent.counted_by
+    while node is not None:
+        out.append(node)
+        node = node.counted_by
+    return out
+
+
+def start_counting(c: Container) -> None:
+    """Make ``c`` count its descendants (it gets a limit): one walk of its subtree,
+    once. The containers below whose nearest counting ancestor it now is learn it."""
+    if c.counts:
+        return
+    c.counts = True
+    c.descendants = sum(1 for _ in c.walk()) - 1
+    stack = list(c.children.values())
+    while stack:
+        node = stack.pop()
+        node.counted_by = c
+        if not node.counts:  # below one that counts, they know a nearer one
+            stack.extend(node.children.values())
+
+
 def check_limits(parent: Container) -> None:
     """Refuse (EAGAIN, as cgroup v2's mkdir) a new child of ``parent`` that would take
     any ancestor past its ``container.max.depth`` or ``container.max.descendants``.
-    One look at each ancestor: the counts are kept (``Container.descendants``)."""
-    for node in (parent, *parent.ancestors()):
+    Only containers with a limit count (``start_counting``): one look at each."""
+    for node in counting(parent):
         below = parent.depth + 1 - node.depth  # the new container's level below node
         if node.max_depth is not None and below > node.max_depth:
             where = "/".join(node.path) or "/"
@@ -387,8 +412,9 @@ def check_limits(parent: Container) -> None:
 
 
 def add_descendant(child: Container) -> None:
-    """Count a container just put into the tree in each of its ancestors."""
-    for node in child.ancestors():
+    """Count a container just put into the tree in each ancestor that counts."""
+    assert child.parent is not None
+    for node in counting(child.parent):
         node.descendants += 1
 
 
@@ -424,10 +450,13 @@ class Engine:
         self.knobs = {kind: dict(files) for kind, files in knobs.items()}
         usable = frozenset(k for k, why in self.available.items() if why is None)
         self.root = Container("", None, owned=frozenset(self.kinds), ids=dict(root_ids))
+        self.root.counts = True  # the whole tree's size, for nothing: no mkdir skips it
         self.root.subtree = self._check_kinds(root_subtree)
         self._usable = usable
         self._pending: set[tuple[int, str]] = set()
         self._pending_cg: set[tuple[int, str]] = set()
+        # (parent uid, name) of a planned mkdir -> the containers that count it already
+        self._reserved: dict[tuple[int, str], list[Container]] = {}
         self._files: dict[int, dict[str, FileSpec]] = {}  # container uid -> its files
         # Bumped whenever a container is added, removed or renamed, so that callers
         # can keep what they derive from the whole tree until it changes.
@@ -505,8 +534,10 @@ class Engine:
             raise Exists(f"{name}: a file of the container has that name")
         check_limits(parent)
         cgname = self._free_cgname(parent, name)
-        for node in (parent, *parent.ancestors()):  # reserved until commit or abort
+        reserved = counting(parent)  # counted until committed or aborted
+        for node in reserved:
             node.descendants += 1
+        self._reserved[(parent.uid, name)] = reserved
         self._pending.add((parent.uid, name))
         self._pending_cg.add((parent.uid, cgname))
         owned = frozenset(k for k in parent.subtree if k in self._usable)
@@ -525,9 +556,8 @@ class Engine:
 
     def abort_mkdir(self, plan: MkdirPlan) -> None:
         """Forget a plan (harmless when already forgotten: commit_mkdir does it too)."""
-        if (plan.parent.uid, plan.name) in self._pending:
-            for node in (plan.parent, *plan.parent.ancestors()):
-                node.descendants -= 1
+        for node in self._reserved.pop((plan.parent.uid, plan.name), ()):
+            node.descendants -= 1
         self._pending.discard((plan.parent.uid, plan.name))
         self._pending_cg.discard((plan.parent.uid, plan.cgname))
 
@@ -561,7 +591,7 @@ class Engine:
         assert c.parent is not None
         assert not c.children, "only a leaf is removed"
         del c.parent.children[c.name]
-        for node in c.ancestors():
+        for node in counting(c.parent):
             node.descendants -= 1
         c.removed = True
         self._files.pop(c.uid, None)
@@ -598,6 +628,7 @@ class Engine:
                 c.max_depth = DELEGATED_MAX_DEPTH
             if c.max_descendants is None:
                 c.max_descendants = DELEGATED_MAX_DESCENDANTS
+            start_counting(c)
 
     @staticmethod
     def delegated(c: Container, uid: int) -> bool:
@@ -693,6 +724,8 @@ class Engine:
             c.max_descendants = value
         else:
             raise AssertionError(role)
+        if value is not None:
+            start_counting(c)
 
     def set_release(self, c: Container, text: str) -> None:
         c.release = parse_release(text)

@@ -1,0 +1,124 @@
+"""A tree deeper than Python's recursion limit (issue 14): every request still works.
+
+The chain is made the way a user in a shell would (``cd`` into each new
+directory: no path ever nears PATH_MAX), here with directory fds and
+``mkdirat``. Its containers own no namespaces (a new container's own
+``container.subtree`` is empty), so they cost a cgroup directory each and no
+holder. The old daemon walked the tree recursively: past about 985 levels
+``tasks`` writes, ``cat namespaces``, ``rmdir`` and state saves failed with
+``EIO`` for everyone, and a restart died before mounting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Mounted, wait_for
+
+pytestmark = pytest.mark.root
+
+#: Past Python's default recursion limit (1,000), as the issue's 985 levels were.
+DEPTH = 1100
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def down(top: int, depth: int) -> int:
+    """A directory fd ``depth`` levels of ``c`` below directory fd ``top`` (a dup at 0)."""
+    fd = os.dup(top)
+    for _ in range(depth):
+        nxt = os.open("c", O_DIR, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    return fd
+
+
+def cgroup2(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    raise AssertionError(f"{pid} has no cgroup2 line")
+
+
+def read_at(fd: int, name: str) -> str:
+    f = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        return os.read(f, 1 << 20).decode()
+    finally:
+        os.close(f)
+
+
+def write_at(fd: int, name: str, text: str) -> None:
+    f = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        os.write(f, text.encode())
+    finally:
+        os.close(f)
+
+
+def test_a_chain_deeper_than_the_recursion_limit_keeps_working(cfs: Mounted) -> None:
+    assert sys.getrecursionlimit() < DEPTH
+    # top owns namespaces a running process can enter (a holder, moves by injection)
+    cfs.sh("echo '-pid -time -mnt' > container.subtree && mkdir top")
+    top = os.open(cfs.mnt / "top", O_DIR)
+    fd = os.dup(top)
+    try:
+        for _ in range(DEPTH):
+            os.mkdir("c", dir_fd=fd)
+            nxt = os.open("c", O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        assert read_at(fd, "container.subsystems")  # the deepest answers
+        sleeper = subprocess.Popen(["sleep", "300"])
+        cfs.started.append(sleeper)
+        write_at(fd, "tasks", f"{sleeper.pid}\n")
+        assert read_at(fd, "tasks") == f"{sleeper.pid}\n"
+        # the kernel's truth: the process is in the deepest container's cgroup leaf
+        assert cgroup2(sleeper.pid).endswith("/top" + "/c" * DEPTH + "/.tasks")
+        assert read_at(fd, "container.events").startswith("populated 1")
+        assert "ipc" in cfs.read("namespaces")
+        assert cfs.read("top/container.events").startswith("populated 1")
+        os.close(fd)
+        os.close(top)
+        fd = top = -1
+
+        # a clean stop and a crash: the whole chain comes back, task and all
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            cfs.stop(sig)
+            cfs.start()
+            top = os.open(cfs.mnt / "top", O_DIR)
+            fd = down(top, DEPTH)
+            assert read_at(fd, "tasks") == f"{sleeper.pid}\n", sig
+            os.close(fd)
+            os.close(top)
+            fd = top = -1
+        assert "took over" in cfs.log.read_text()
+
+        top = os.open(cfs.mnt / "top", O_DIR)
+        fd = down(top, DEPTH)
+        write_at(top, "tasks", f"{sleeper.pid}\n")  # a move up the chain
+        assert cgroup2(sleeper.pid).endswith("/top/.tasks")
+        sleeper.kill()
+        sleeper.wait()
+        wait_for(lambda: read_at(top, "tasks") == "", what="top empty")
+        # taken down from the bottom, each rmdir from its parent (found by "..")
+        for _ in range(DEPTH):
+            parent = os.open("..", O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir("c", dir_fd=fd)
+        assert "c" not in os.listdir(cfs.mnt / "top")
+    finally:
+        for d in (fd, top):
+            if d >= 0:
+                os.close(d)
+    v2 = cfs.subtree.v2_dir
+    assert v2 is not None and (v2 / "top" / "c").exists() is False  # no cgroup left behind
+    cfs.sh("rmdir top")
+    assert not (v2 / "top").exists()
+    assert "Traceback" not in cfs.log.read_text()
