@@ -27,7 +27,7 @@ from . import recovery
 from .defaults import find_program
 from .discovery import Discovery
 from .engine import lifecycle
-from .engine.errors import ContainerError, InvalidInput
+from .engine.errors import ContainerError, InvalidInput, TryAgain
 from .engine.kinds import NAMESPACE_NAMES, KindClass, Origin, Release, all_kinds
 from .engine.tree import (
     NAMESPACE_KNOBS,
@@ -205,9 +205,45 @@ class Daemon:
                 raise OSError(errno.ENOENT, f"{_where(parent)}: no longer exists")
             plan = self.engine.plan_mkdir(parent, name, owner)
             try:
+                self.check_holder_room(plan)
                 return await self.make(plan)
             finally:
                 self.engine.abort_mkdir(plan)
+
+    def check_holder_room(self, plan: MkdirPlan) -> None:
+        """Charge the holder a planned container needs to its ancestors' ``pids.max``.
+
+        Holders live outside every container's cgroups (they are no tasks and keep no
+        container populated), so the kernel counts them nowhere: a delegated user
+        could make a holder per container past any ``pids.max``. So a mkdir that
+        needs one is refused (EAGAIN, as the kernel refuses a fork past
+        ``pids.max``) when, in an ancestor with a ``pids.max`` of its own, the
+        tasks of its subtree (``pids.current``) plus the holders there would pass
+        it. The root's is the host's cgroup, which counts the holders itself.
+        """
+        if not any(self.engine.kinds[k].cls == KindClass.NAMESPACE for k in plan.owned):
+            return
+        node: Container | None = plan.parent
+        while node is not None and not node.is_root:
+            if "pids" in node.owned:
+                self._check_pids_room(node)
+            node = node.parent
+
+    def _check_pids_room(self, c: Container) -> None:
+        try:
+            limit = self.cgroups.read(c.cgpath, "pids.max").strip()
+            if limit == "max":
+                return
+            current = int(self.cgroups.read(c.cgpath, "pids.current"))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: cannot read its pids.max: %s", _where(c), exc)
+            return
+        holders = sum(1 for d in c.walk() if d.uid in self.holders)
+        if current + holders + 1 > int(limit):
+            raise TryAgain(
+                f"{_where(c)}: pids.max is {limit}, with {current} task(s) and"
+                f" {holders} namespace holder(s) in its subtree"
+            )
 
     async def make(
         self,

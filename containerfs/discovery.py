@@ -288,6 +288,12 @@ class Discovery:
                 log.warning("%s: not adding a container: %s", "/".join(parent.path) or "/", exc)
                 return None
             try:
+                d.check_holder_room(plan)  # a clone's holder is charged as any other
+            except ContainerError as exc:
+                d.engine.abort_mkdir(plan)
+                log.warning("%s: not adding a container: %s", "/".join(parent.path) or "/", exc)
+                return None
+            try:
                 return await d.make(plan, Origin.CLONE, fds)
             except OSError as exc:
                 log.info("namespaces in %s vanished before they were held: %s", plan.name, exc)

@@ -279,6 +279,13 @@ def _write(path: Path, text: str) -> None:
         os.close(fd)
 
 
+#: The kernel's limit on a path's length, its terminating NUL included.
+PATH_MAX = 4096
+#: Room a container's cgroup directory leaves for the longest path the daemon opens
+#: below it (``/.tasks/cgroup.procs``, ``/cgroup.max.descendants``, ...), and more.
+_LONGEST_FILE = 64
+
+
 def _procs_of(path: Path) -> list[int]:
     return [int(line) for line in _read(path / "cgroup.procs").split()]
 
@@ -558,6 +565,15 @@ class CgroupBackend:
                 "controller kinds not available: "
                 + ", ".join(f"{k} ({kinds.get(k, 'not-found')})" for k in missing),
             )
+        for h in self.hierarchies:
+            room = PATH_MAX - len(os.fsencode(h.dir(path)))
+            if room <= _LONGEST_FILE:
+                # Made, it would be a directory whose files the kernel cannot name
+                # (cgroup.events, .tasks/cgroup.procs): it could not be watched,
+                # entered or even removed.
+                raise OSError(
+                    errno.ENAMETOOLONG, f"the cgroup path of {'/'.join(path)!r} passes PATH_MAX"
+                )
         created: list[Path] = []
         enabled: list[tuple[Path, str]] = []
         try:

@@ -11,6 +11,7 @@ holder. The old daemon walked the tree recursively: past about 985 levels
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -121,4 +122,45 @@ def test_a_chain_deeper_than_the_recursion_limit_keeps_working(cfs: Mounted) -> 
     assert v2 is not None and (v2 / "top" / "c").exists() is False  # no cgroup left behind
     cfs.sh("rmdir top")
     assert not (v2 / "top").exists()
+    assert "Traceback" not in cfs.log.read_text()
+
+
+def test_a_cgroup_path_past_path_max_is_refused_cleanly(cfs: Mounted) -> None:
+    """The kernel limits a path to PATH_MAX (4,096 bytes): the mkdir whose cgroup
+    directory would pass it fails with ENAMETOOLONG, and nothing of it is left."""
+    name = "n" * 250
+    cfs.sh("echo '-pid -time -mnt' > container.subtree")
+    fd = os.open(cfs.mnt, O_DIR)
+    depth = 0
+    try:
+        with pytest.raises(OSError) as exc:
+            while depth < 40:  # 17 levels reach PATH_MAX
+                os.mkdir(name, dir_fd=fd)
+                depth += 1
+                nxt = os.open(name, O_DIR, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+        assert exc.value.errno == errno.ENAMETOOLONG
+        assert 10 < depth < 16  # 251 bytes a level, and room for the files below
+        assert name not in os.listdir(fd)  # not in the tree...
+        v2 = cfs.subtree.v2_dir
+        assert v2 is not None
+        cg = os.open(v2, O_DIR)
+        try:  # ...nor in cgroupfs (walked by fds: the path itself is too long)
+            for _ in range(depth):
+                nxt = os.open(name, O_DIR, dir_fd=cg)
+                os.close(cg)
+                cg = nxt
+            assert name not in os.listdir(cg)
+        finally:
+            os.close(cg)
+        assert read_at(fd, "container.events").startswith("populated 0")  # still whole
+        for _ in range(depth):
+            parent = os.open("..", O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    assert not (cfs.subtree.v2_dir / name).exists()  # type: ignore[operator]
     assert "Traceback" not in cfs.log.read_text()
