@@ -623,7 +623,7 @@ class Engine:
                 raise InvalidInput(f"{value}: not a valid ID")
         old_uid, old_gid = c.owner_ids
         c.owner_ids = (old_uid if uid is None else uid, old_gid if gid is None else gid)
-        if c.owner_ids[0] != 0:  # delegated: its limits may no longer be max
+        if old_uid == 0 and c.owner_ids[0] != 0:  # delegated now: no limit stays max
             if c.max_depth is None:
                 c.max_depth = DELEGATED_MAX_DEPTH
             if c.max_descendants is None:

@@ -168,7 +168,8 @@ def test_delegation_gives_safe_defaults_but_keeps_set_values() -> None:
         e.chown(c, 1000, None)
     assert (a.max_depth, a.max_descendants) == (DELEGATED_MAX_DEPTH, DELEGATED_MAX_DESCENDANTS)
     assert (b.max_depth, b.max_descendants) == (3, DELEGATED_MAX_DESCENDANTS)
-    Engine.set_limit(a, Role.MAX_DEPTH, "max")  # root lifts it: a later chown keeps that...
+    Engine.set_limit(a, Role.MAX_DEPTH, "max")  # root lifts it: later chowns keep that...
+    e.chown(a, None, 1000)
     e.chown(a, 0, None)
     assert a.max_depth is None
     root_made = mkdir(e, e.root, "r")
