@@ -566,6 +566,8 @@ class CgroupBackend:
                 + ", ".join(f"{k} ({kinds.get(k, 'not-found')})" for k in missing),
             )
         for h in self.hierarchies:
+            if h.version == 1 and not h.kinds & owned:
+                continue  # no directory made there
             room = PATH_MAX - len(os.fsencode(h.dir(path)))
             if room <= _LONGEST_FILE:
                 # Made, it would be a directory whose files the kernel cannot name
