@@ -231,15 +231,16 @@ class Daemon:
 
     def _check_pids_room(self, c: Container) -> None:
         try:
-            limit = self.cgroups.read(c.cgpath, "pids.max").strip()
-            if limit == "max":
+            text = self.cgroups.read(c.cgpath, "pids.max").strip()
+            if text == "max":
                 return
+            limit = int(text)
             current = int(self.cgroups.read(c.cgpath, "pids.current"))
         except (OSError, ValueError) as exc:
             log.warning("%s: cannot read its pids.max: %s", _where(c), exc)
             return
         holders = sum(1 for d in c.walk() if d.uid in self.holders)
-        if current + holders + 1 > int(limit):
+        if current + holders + 1 > limit:
             raise TryAgain(
                 f"{_where(c)}: pids.max is {limit}, with {current} task(s) and"
                 f" {holders} namespace holder(s) in its subtree"

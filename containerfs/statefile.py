@@ -139,9 +139,9 @@ class _Node:
 
 class _Records:
     """Saved records by path, as a tree of their paths' names: putting or dropping
-    one costs its path's length, whatever the size of the tree below (a ``drop``
-    compared its path with every record's: with thousands of containers in a
-    chain, a restart took minutes)."""
+    one costs its path's length, whatever the size of the tree (a ``drop`` compared
+    its path with every record's, so loading cost the journal's drops times the
+    tree's size times its depth)."""
 
     def __init__(self) -> None:
         self.root = _Node()
@@ -158,10 +158,13 @@ class _Records:
 
     def drop(self, path: tuple[str, ...]) -> None:
         """Forget the record at ``path`` and every one below it."""
+        if not path:  # the root: everything
+            self.root = _Node()
+            return
         node: _Node | None = self.root
         for name in path[:-1]:
             node = node.kids.get(name) if node is not None else None
-        if node is not None and path:
+        if node is not None:
             node.kids.pop(path[-1], None)
 
     def in_order(self) -> list[dict[str, Any]]:
