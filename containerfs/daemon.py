@@ -965,25 +965,32 @@ class Daemon:
         await self.check_release(c)
 
     async def check_release(self, c: Container) -> None:
-        """Carry out ``c``'s release policy if it has just emptied; then its parent's."""
-        action = lifecycle.take_release(c)
-        if action is None:
-            return
-        where = _where(c)
-        log.info("%s released (%s)", where, action)
-        self._events_changed(c)
-        if action == Release.NOTIFY:
-            self._notify_agent("/" + "/".join(c.path))
-        elif action == Release.DELETE:
-            parent = c.parent
-            if await self._remove_released(c) and parent is not None:
-                await self.check_release(parent)
-        # Only what changed: writing the whole tree here made each rmdir in a chain
-        # of a thousand containers (its parent released) take 90 ms.
-        if c.removed:
-            self.save_removed(c.path)
-        else:
-            self.save(c)
+        """Carry out ``c``'s release policy if it has just emptied; then its parent's.
+
+        A loop up the tree, not recursion: a chain of ``delete`` containers may be
+        deeper than Python's recursion limit.
+        """
+        node: Container | None = c
+        while node is not None:
+            c, node = node, None
+            action = lifecycle.take_release(c)
+            if action is None:
+                return
+            where = _where(c)
+            log.info("%s released (%s)", where, action)
+            self._events_changed(c)
+            if action == Release.NOTIFY:
+                self._notify_agent("/" + "/".join(c.path))
+            elif action == Release.DELETE:
+                parent = c.parent
+                if await self._remove_released(c) and parent is not None:
+                    node = parent  # its last child gone: it may be released too
+            # Only what changed: writing the whole tree here made each rmdir in a
+            # chain of a thousand containers (its parent released) take 90 ms.
+            if c.removed:
+                self.save_removed(c.path)
+            else:
+                self.save(c)
 
     async def _remove_released(self, c: Container) -> bool:
         """Remove a released container, unless a task or child came in meanwhile."""

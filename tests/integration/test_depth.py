@@ -26,6 +26,8 @@ pytestmark = pytest.mark.root
 
 #: Past Python's default recursion limit (1,000), as the issue's 985 levels were.
 DEPTH = 1100
+#: Levels that go by release (``delete``) at the end; the rest by rmdir.
+KEEP = 1010
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -101,19 +103,42 @@ def test_a_chain_deeper_than_the_recursion_limit_keeps_working(cfs: Mounted) -> 
         assert "took over" in cfs.log.read_text()
 
         top = os.open(cfs.mnt / "top", O_DIR)
-        fd = down(top, DEPTH)
-        write_at(top, "tasks", f"{sleeper.pid}\n")  # a move up the chain
-        assert cgroup2(sleeper.pid).endswith("/top/.tasks")
-        sleeper.kill()
-        sleeper.wait()
-        wait_for(lambda: read_at(top, "tasks") == "", what="top empty")
-        # taken down from the bottom, each rmdir from its parent (found by "..")
-        for _ in range(DEPTH):
+        fd = down(top, KEEP)
+        write_at(fd, "tasks", f"{sleeper.pid}\n")  # a move up the chain
+        assert cgroup2(sleeper.pid).endswith("/top" + "/c" * KEEP + "/.tasks")
+        # the levels below it removed with rmdir, each from its parent (found by "..")
+        below = down(fd, DEPTH - KEEP)
+        os.close(fd)
+        fd = below
+        for _ in range(DEPTH - KEEP):
             parent = os.open("..", O_DIR, dir_fd=fd)
             os.close(fd)
             fd = parent
             os.rmdir("c", dir_fd=fd)
-        assert "c" not in os.listdir(cfs.mnt / "top")
+        assert "c" not in os.listdir(fd)
+        os.close(fd)
+        fd = -1
+        # the rest goes by itself: `delete` at every level, then its last task ends,
+        # and each removal releases the parent in turn, a thousand levels up
+        fd = os.dup(top)
+        for _ in range(KEEP):
+            nxt = os.open("c", O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            write_at(fd, "container.release", "delete\n")
+        os.close(fd)
+        fd = -1
+        sleeper.kill()
+        sleeper.wait()
+        wait_for(
+            lambda: "c" not in os.listdir(cfs.mnt / "top"),
+            timeout=120,
+            what="the chain deleted on release",
+        )
+        wait_for(
+            lambda: read_at(top, "container.events") == "populated 0\nreleased 1\n",
+            what="top released (ignore: it stays)",
+        )
     finally:
         for d in (fd, top):
             if d >= 0:
