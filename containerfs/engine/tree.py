@@ -429,6 +429,7 @@ def parse_limit(text: str, what: str) -> int | None:
 
 
 def format_limit(value: int | None) -> str:
+    """A ``container.max.*`` file's content: what ``parse_limit`` takes back."""
     return "max\n" if value is None else f"{value}\n"
 
 
