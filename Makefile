@@ -35,6 +35,7 @@ bench: $(STAMP) $(BINS)
 	$(PY) -m bench.inject --json bench/inject.json
 	$(PY) -m bench.listing --json bench/listing.json
 	$(PY) -m bench.scale --json bench/scale.json
+	$(PY) -m bench.depth --json bench/depth.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check containerfs tests examples bench

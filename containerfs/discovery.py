@@ -121,6 +121,7 @@ class Discovery:
         self.daemon = daemon
         self._told: set[int] = set()  # pids already logged as not discoverable
         self._dead: set[int] = set()  # containers (uid) whose holder died, logged
+        self._refused: set[tuple[int, str]] = set()  # (parent uid, why) logged already
         self._tables = procs.MountTables()  # re-read only when they change
         # What a look needs from the tree, kept until the tree changes: at a
         # thousand containers, making it anew a few times a second was most of
@@ -285,7 +286,13 @@ class Discovery:
                     d.engine, parent, comm, pid, fds, max_clones=d.max_clones
                 )
             except ContainerError as exc:
-                log.warning("%s: not adding a container: %s", "/".join(parent.path) or "/", exc)
+                self._refuse(parent, exc)
+                return None
+            try:
+                d.check_holder_room(plan)  # a clone's holder is charged as any other
+            except ContainerError as exc:
+                d.engine.abort_mkdir(plan)
+                self._refuse(parent, exc)
                 return None
             try:
                 return await d.make(plan, Origin.CLONE, fds)
@@ -294,6 +301,16 @@ class Discovery:
                 return None
             finally:
                 d.engine.abort_mkdir(plan)
+
+    def _refuse(self, parent: Container, exc: ContainerError) -> None:
+        """Log a container not added, once per parent and reason: the namespaces stay,
+        and each look (a few a second) would say it again."""
+        key = (parent.uid, exc.message)
+        level = logging.DEBUG if key in self._refused else logging.WARNING
+        if len(self._refused) > 10000:
+            self._refused.clear()
+        self._refused.add(key)
+        log.log(level, "%s: not adding a container: %s", "/".join(parent.path) or "/", exc)
 
     # -- namespaces kept by a bind mount (ip netns add) ----------------------------
 

@@ -50,16 +50,20 @@ def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
     """Put the saved tree back (step 1), then sweep leftovers (step 2)."""
     records = state["containers"]
     daemon.release_agent = str(state.get("release_agent", ""))
-    dropped: list[tuple[str, ...]] = []
+    # Records come parents first: one below a dropped container has its parent here
+    # (a look at its parent only, so the check costs the same at any depth).
+    dropped: set[tuple[str, ...]] = set()
     for rec in records:
         path = tuple(rec.get("path", ()))
-        if any(path[: len(d)] == d for d in dropped if d):
+        if path and path[:-1] in dropped:
+            dropped.add(path)
             continue  # below a dropped container
         try:
             c = lifecycle.restore(daemon.engine, rec)
         except (ContainerError, ValueError, KeyError, TypeError) as exc:
             log.error("state: cannot restore %s: %s", "/".join(path) or "/", exc)
-            dropped.append(path)
+            if path:  # the root's record: the rest may still fit the default root
+                dropped.add(path)
             continue
         if c.is_root:
             continue
@@ -67,7 +71,7 @@ def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
         if why is not None:
             log.warning("state: dropping %s: %s", "/".join(path), why)
             _drop(daemon, c)
-            dropped.append(path)
+            dropped.add(path)
     finish_moves(daemon, state.get("moving", []))
     sweep(daemon)
     n = sum(1 for _ in daemon.engine.root.walk()) - 1

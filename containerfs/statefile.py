@@ -33,6 +33,8 @@ from typing import Any
 
 SNAPSHOT = "state.json"
 JOURNAL = "state.log"
+#: A journal is never due for a snapshot below this many bytes (a small tree).
+MIN_JOURNAL = 64 * 1024
 
 
 class StateFile:
@@ -43,19 +45,30 @@ class StateFile:
         self.dir = state_dir
         self._fd = -1  # the journal, open for appending; -1: a snapshot is due
         self.entries = 0  # lines in the journal since the snapshot
+        self.logged = 0  # bytes in the journal since the snapshot
+        self.size = 0  # bytes of the snapshot
+
+    def due(self) -> bool:
+        """Whether the journal has grown as long as the snapshot (bytes, not lines:
+        a container deep in the tree has a long record, so counting lines made a
+        chain of containers snapshot ever more often for its size)."""
+        return self.logged >= max(self.size, MIN_JOURNAL)
 
     def snapshot(self, state: dict[str, Any]) -> None:
         """Write the whole tree and start an empty journal for it."""
         self.close()
         log_id = secrets.token_hex(8)
         tmp = self.dir / (SNAPSHOT + ".tmp")
-        tmp.write_text(json.dumps({**state, "log": log_id}, separators=(",", ":")) + "\n")
+        text = json.dumps({**state, "log": log_id}, separators=(",", ":")) + "\n"
+        tmp.write_text(text)
         os.replace(tmp, self.dir / SNAPSHOT)
         tmp = self.dir / (JOURNAL + ".tmp")
         tmp.write_text(json.dumps({"log": log_id}) + "\n")
         os.replace(tmp, self.dir / JOURNAL)
         self._fd = os.open(self.dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self.entries = 0
+        self.logged = 0
+        self.size = len(text)
 
     def append(self, entries: Iterable[dict[str, Any]]) -> bool:
         """Add changes to the journal (one write); False when a snapshot is due
@@ -73,6 +86,7 @@ class StateFile:
             self.close()
             raise OSError(f"short write to {self.dir / JOURNAL}")
         self.entries += len(lines)
+        self.logged += written
         return True
 
     def close(self) -> None:
@@ -98,22 +112,71 @@ def load(state_dir: Path) -> dict[str, Any] | None:
     state["moving"] = list(moving.values())
     if log_id is None:
         return state  # written by an older daemon: no journal
-    records = {tuple(r.get("path", ())): r for r in state["containers"]}
+    records = _Records()
+    for r in state["containers"]:
+        records.put(r)
     for entry in _journal(state_dir / JOURNAL, log_id):
         if isinstance(entry.get("put"), dict):
-            records[tuple(entry["put"].get("path", ()))] = entry["put"]
+            records.put(entry["put"])
         elif isinstance(entry.get("drop"), list):
-            gone = tuple(entry["drop"])
-            for path in [p for p in records if p[: len(gone)] == gone]:
-                del records[path]
+            records.drop(tuple(entry["drop"]))
         elif isinstance(entry.get("moving"), dict):
             moving[entry["moving"].get("pid")] = entry["moving"]
         elif "moved" in entry:
             moving.pop(entry["moved"], None)
     state["moving"] = list(moving.values())
-    # Parents first, as restoring needs; sorted() keeps the order among equals.
-    state["containers"] = sorted(records.values(), key=lambda r: len(r.get("path", ())))
+    state["containers"] = records.in_order()
     return state
+
+
+class _Node:
+    __slots__ = ("kids", "rec")
+
+    def __init__(self) -> None:
+        self.kids: dict[str, _Node] = {}
+        self.rec: dict[str, Any] | None = None
+
+
+class _Records:
+    """Saved records by path, as a tree of their paths' names: putting or dropping
+    one costs its path's length, whatever the size of the tree (a ``drop`` compared
+    its path with every record's, so loading cost the journal's drops times the
+    tree's size times its depth)."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+
+    def put(self, rec: dict[str, Any]) -> None:
+        """Add ``rec``, or replace the one with the same path."""
+        node = self.root
+        for name in rec.get("path", ()):
+            kid = node.kids.get(name)
+            if kid is None:
+                kid = node.kids[name] = _Node()
+            node = kid
+        node.rec = rec
+
+    def drop(self, path: tuple[str, ...]) -> None:
+        """Forget the record at ``path`` and every one below it."""
+        if not path:  # the root: everything
+            self.root = _Node()
+            return
+        node: _Node | None = self.root
+        for name in path[:-1]:
+            node = node.kids.get(name) if node is not None else None
+        if node is not None:
+            node.kids.pop(path[-1], None)
+
+    def in_order(self) -> list[dict[str, Any]]:
+        """Every record, parents first (as restoring needs), without recursion."""
+        out = []
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            if node.rec is not None:
+                out.append(node.rec)
+            stack.extend(reversed(node.kids.values()))
+        return out
 
 
 def _journal(path: Path, log_id: str) -> list[dict[str, Any]]:

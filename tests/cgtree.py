@@ -218,9 +218,16 @@ def _v2_leaf(procs_file: Path) -> Path:
 
 def _all_dirs(top: Path) -> list[Path]:
     """`top` and every cgroup directory below it, deepest first."""
+    # With a stack: Python 3.11's os.walk recurses, and a test may nest containers
+    # deeper than the recursion limit (tests/integration/test_depth.py).
     out: list[Path] = []
-    for root, _dirs, _files in os.walk(top, topdown=False):
-        out.append(Path(root))
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        out.append(d)
+        with contextlib.suppress(OSError):
+            stack.extend(Path(e.path) for e in os.scandir(d) if e.is_dir(follow_symlinks=False))
+    out.reverse()  # every directory after all of those below it
     return out
 
 

@@ -46,6 +46,12 @@ class ReadOnly(ContainerError):
     errno = errno.EACCES
 
 
+class TryAgain(ContainerError):
+    """A limit of the tree is reached (``container.max.*``), as cgroup v2's mkdir says."""
+
+    errno = errno.EAGAIN
+
+
 class NameTooLong(ContainerError):
     errno = errno.ENAMETOOLONG
 

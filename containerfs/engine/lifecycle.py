@@ -25,7 +25,16 @@ from typing import Any
 
 from .errors import Busy, Exists, InvalidInput, NotPermitted
 from .kinds import NAMESPACE_NAMES, Origin, Release
-from .tree import ROOT_IDS, Container, Engine, MkdirPlan, validate_name
+from .tree import (
+    ROOT_IDS,
+    Container,
+    Engine,
+    MkdirPlan,
+    add_descendant,
+    parse_limit,
+    start_counting,
+    validate_name,
+)
 from .views import KnobState
 
 #: Default cap on containers made by clone discovery (all parents together).
@@ -214,6 +223,8 @@ def record(c: Container, holder_pid: int | None) -> dict[str, Any]:
         "released": c.released,
         "owner": list(c.owner_ids),
         "admin": list(c.admin_ids),
+        "max_depth": c.max_depth,
+        "max_descendants": c.max_descendants,
         "views": {
             name: {"internal": state.internal, "external": state.external}
             for name, state in c.views.items()
@@ -234,6 +245,11 @@ def _ids(v: Any) -> tuple[int, int]:
     if not (0 <= uid < 2**32 - 1 and 0 <= gid < 2**32 - 1):
         raise InvalidInput(f"owner {uid}:{gid}: not valid IDs")
     return uid, gid
+
+
+def _limit(v: Any, what: str) -> int | None:
+    """A saved limit; none saved (a state dir from before limits): max."""
+    return None if v is None else parse_limit(str(int(v)), what)
 
 
 def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
@@ -258,6 +274,7 @@ def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
             raise InvalidInput(f"unknown kinds {sorted(unknown)}")
         c = Container(name, parent, owned=owned, ids={k: str(v) for k, v in rec["ids"].items()})
         parent.children[name] = c
+        add_descendant(c)
         engine.version += 1
     c.subtree = frozenset(k for k in rec.get("subtree", ()) if k in engine.kinds)
     c.release = Release(rec.get("release", "ignore"))
@@ -271,6 +288,10 @@ def restore(engine: Engine, rec: Mapping[str, Any]) -> Container:
     if not c.is_root:  # the root is root's, whatever a record says
         c.owner_ids = _ids(rec.get("owner"))
         c.admin_ids = _ids(rec.get("admin"))
+    c.max_depth = _limit(rec.get("max_depth"), "max_depth")
+    c.max_descendants = _limit(rec.get("max_descendants"), "max_descendants")
+    if c.max_depth is not None or c.max_descendants is not None:
+        start_counting(c)
     for name, v in rec.get("views", {}).items():
         c.views[name] = KnobState(_value(v["internal"]), _value(v["external"]))
     return c

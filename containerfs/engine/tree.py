@@ -14,7 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .errors import Busy, Exists, InvalidInput, NameTooLong, NotFound, NotPermitted, ReadOnly
+from .errors import (
+    Busy,
+    Exists,
+    InvalidInput,
+    NameTooLong,
+    NotFound,
+    NotPermitted,
+    ReadOnly,
+    TryAgain,
+)
 from .kinds import (
     NAMESPACE_NAMES,
     SINGLE_THREADED_ONLY,
@@ -47,6 +56,8 @@ class Role(StrEnum):
     RELEASE_AGENT = "release_agent"  # root only: the program `notify` runs
     NAMESPACES = "namespaces"  # root only: every namespace on the host
     KILL = "container.kill"  # not in the root: write 1 to end every task inside
+    MAX_DEPTH = "container.max.depth"  # as cgroup.max.depth: levels allowed below
+    MAX_DESCENDANTS = "container.max.descendants"  # as cgroup.max.descendants
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,18 @@ _BASE_FILES: tuple[tuple[str, Role, bool], ...] = (
     ("container.events", Role.EVENTS, False),
     ("container.init", Role.INIT, False),
     ("container.origin", Role.ORIGIN, False),
+    ("container.max.depth", Role.MAX_DEPTH, True),
+    ("container.max.descendants", Role.MAX_DESCENDANTS, True),
 )
+
+#: The limits a container gets when it is delegated (``Engine.chown`` to a user other
+#: than root) while they are still ``max``. Depth: the kernel nests user and pid
+#: namespaces 32 deep at most, so no deeper container can own them anyway.
+#: Descendants: each container may cost a holder process and its namespaces'
+#: kernel memory; 256 is room for a container runtime's work, not for exhausting
+#: the host. Its administrator may raise either (or write ``max``).
+DELEGATED_MAX_DEPTH = 32
+DELEGATED_MAX_DESCENDANTS = 256
 
 _ROOT_FILES: tuple[tuple[str, Role, bool], ...] = (
     ("subsystems", Role.SUBSYSTEMS, False),
@@ -131,6 +153,24 @@ class Container:
     # (limits: the parent's administrator's, or its maker's). Root: (0, 0).
     owner_ids: tuple[int, int] = ROOT_IDS
     admin_ids: tuple[int, int] = ROOT_IDS
+    # Levels below the root (the root: 0).
+    depth: int = 0
+    # Its limits, ``container.max.depth`` and ``container.max.descendants``: None is max.
+    max_depth: int | None = None
+    max_descendants: int | None = None
+    # Only a container that ``counts`` (one that has had a limit, and the root) keeps
+    # ``descendants``, the containers below it including those being made; each
+    # container knows the nearest one above it that counts. So a mkdir looks at
+    # the few ancestors that limit it, not at every one (a chain of thousands of
+    # containers made each mkdir cost its depth).
+    counts: bool = False
+    descendants: int = 0
+    counted_by: Container | None = None  # the nearest ancestor that ``counts``
+
+    def __post_init__(self) -> None:
+        if self.parent is not None:
+            self.depth = self.parent.depth + 1
+            self.counted_by = self.parent if self.parent.counts else self.parent.counted_by
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -167,10 +207,15 @@ class Container:
         return self.owner(kind).ids.get(kind, "-")
 
     def walk(self) -> Iterator[Container]:
-        """This container and its descendants, parents before children."""
-        yield self
-        for child in self.children.values():
-            yield from child.walk()
+        """This container and its descendants, parents before children (depth first,
+        children in their order). With a stack, not recursion: a tree may be deeper
+        than Python's recursion limit (a recursive walk failed at about 1,000 levels,
+        and with it every request and save that walked the tree)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children.values()))
 
 
 def _common_ancestor(a: Container, b: Container) -> Container:
@@ -330,6 +375,68 @@ def parse_time_offsets(text: str, current: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def counting(parent: Container) -> list[Container]:
+    """The containers that count a child of ``parent``: it, if it counts, and each
+    one that counts above it (``Container.counts``)."""
+    out = []
+    node = parent if parent.counts else parent.counted_by
+    while node is not None:
+        out.append(node)
+        node = node.counted_by
+    return out
+
+
+def start_counting(c: Container) -> None:
+    """Make ``c`` count its descendants (it gets a limit): one walk of its subtree,
+    once. The containers below whose nearest counting ancestor it now is learn it."""
+    if c.counts:
+        return
+    c.counts = True
+    c.descendants = sum(1 for _ in c.walk()) - 1
+    stack = list(c.children.values())
+    while stack:
+        node = stack.pop()
+        node.counted_by = c
+        if not node.counts:  # below one that counts, they know a nearer one
+            stack.extend(node.children.values())
+
+
+def check_limits(parent: Container) -> None:
+    """Refuse (EAGAIN, as cgroup v2's mkdir) a new child of ``parent`` that would take
+    any ancestor past its ``container.max.depth`` or ``container.max.descendants``.
+    Only containers with a limit count (``start_counting``): one look at each."""
+    for node in counting(parent):
+        below = parent.depth + 1 - node.depth  # the new container's level below node
+        if node.max_depth is not None and below > node.max_depth:
+            where = "/".join(node.path) or "/"
+            raise TryAgain(f"{where}: container.max.depth is {node.max_depth}")
+        if node.max_descendants is not None and node.descendants >= node.max_descendants:
+            where = "/".join(node.path) or "/"
+            raise TryAgain(f"{where}: container.max.descendants is {node.max_descendants}")
+
+
+def add_descendant(child: Container) -> None:
+    """Count a container just put into the tree in each ancestor that counts."""
+    assert child.parent is not None
+    for node in counting(child.parent):
+        node.descendants += 1
+
+
+def parse_limit(text: str, what: str) -> int | None:
+    """A ``container.max.*`` value, as cgroup.max.depth takes it: ``max`` (None) or a count."""
+    word = text.strip()
+    if word == "max":
+        return None
+    if not word.isdigit() or int(word) > 2**31 - 1:
+        raise InvalidInput(f"{what}: expected max or a number from 0 to {2**31 - 1}")
+    return int(word)
+
+
+def format_limit(value: int | None) -> str:
+    """A ``container.max.*`` file's content: what ``parse_limit`` takes back."""
+    return "max\n" if value is None else f"{value}\n"
+
+
 class Engine:
     """The tree of containers and the rules that govern it."""
 
@@ -348,10 +455,13 @@ class Engine:
         self.knobs = {kind: dict(files) for kind, files in knobs.items()}
         usable = frozenset(k for k, why in self.available.items() if why is None)
         self.root = Container("", None, owned=frozenset(self.kinds), ids=dict(root_ids))
+        self.root.counts = True  # the whole tree's size, for nothing: no mkdir skips it
         self.root.subtree = self._check_kinds(root_subtree)
         self._usable = usable
         self._pending: set[tuple[int, str]] = set()
         self._pending_cg: set[tuple[int, str]] = set()
+        # (parent uid, name) of a planned mkdir -> the containers that count it already
+        self._reserved: dict[tuple[int, str], list[Container]] = {}
         self._files: dict[int, dict[str, FileSpec]] = {}  # container uid -> its files
         # Bumped whenever a container is added, removed or renamed, so that callers
         # can keep what they derive from the whole tree until it changes.
@@ -427,7 +537,12 @@ class Engine:
             raise Exists(name)
         if name in self.files(parent):
             raise Exists(f"{name}: a file of the container has that name")
+        check_limits(parent)
         cgname = self._free_cgname(parent, name)
+        reserved = counting(parent)  # counted until committed or aborted
+        for node in reserved:
+            node.descendants += 1
+        self._reserved[(parent.uid, name)] = reserved
         self._pending.add((parent.uid, name))
         self._pending_cg.add((parent.uid, cgname))
         owned = frozenset(k for k in parent.subtree if k in self._usable)
@@ -445,6 +560,9 @@ class Engine:
         return cgname
 
     def abort_mkdir(self, plan: MkdirPlan) -> None:
+        """Forget a plan (harmless when already forgotten: commit_mkdir does it too)."""
+        for node in self._reserved.pop((plan.parent.uid, plan.name), ()):
+            node.descendants -= 1
         self._pending.discard((plan.parent.uid, plan.name))
         self._pending_cg.discard((plan.parent.uid, plan.cgname))
 
@@ -461,6 +579,7 @@ class Engine:
             child.release = Release.DELETE
             child.occupied = True
         plan.parent.children[plan.name] = child
+        add_descendant(child)
         plan.parent.occupied = True
         self.version += 1
         return child
@@ -475,7 +594,10 @@ class Engine:
 
     def commit_rmdir(self, c: Container) -> None:
         assert c.parent is not None
+        assert not c.children, "only a leaf is removed"
         del c.parent.children[c.name]
+        for node in counting(c.parent):
+            node.descendants -= 1
         c.removed = True
         self._files.pop(c.uid, None)
         self.version += 1
@@ -506,6 +628,12 @@ class Engine:
                 raise InvalidInput(f"{value}: not a valid ID")
         old_uid, old_gid = c.owner_ids
         c.owner_ids = (old_uid if uid is None else uid, old_gid if gid is None else gid)
+        if old_uid == 0 and c.owner_ids[0] != 0:  # delegated now: no limit stays max
+            if c.max_depth is None:
+                c.max_depth = DELEGATED_MAX_DEPTH
+            if c.max_descendants is None:
+                c.max_descendants = DELEGATED_MAX_DESCENDANTS
+            start_counting(c)
 
     @staticmethod
     def delegated(c: Container, uid: int) -> bool:
@@ -589,6 +717,20 @@ class Engine:
 
     def set_subtree(self, c: Container, text: str) -> None:
         c.subtree = self.parse_subtree(c, text)
+
+    @staticmethod
+    def set_limit(c: Container, role: Role, text: str) -> None:
+        """Write ``container.max.depth`` or ``container.max.descendants``. A limit below
+        what is there already is taken, as in cgroup v2: it refuses only new mkdirs."""
+        value = parse_limit(text, role.value)
+        if role == Role.MAX_DEPTH:
+            c.max_depth = value
+        elif role == Role.MAX_DESCENDANTS:
+            c.max_descendants = value
+        else:
+            raise AssertionError(role)
+        if value is not None:
+            start_counting(c)
 
     def set_release(self, c: Container, text: str) -> None:
         c.release = parse_release(text)

@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,8 +239,9 @@ class Hierarchy:
 
     def contains(self, path: Path) -> bool:
         """True when `path` is the base directory or below it."""
-        top = self.dir()
-        return path == top or top in path.parents
+        # Not ``top in path.parents``: that makes a Path of every ancestor, so the
+        # cost grew with the square of the depth.
+        return path.is_relative_to(self.dir())
 
 
 def _below(root: str, path: str) -> list[str] | None:
@@ -279,6 +280,13 @@ def _write(path: Path, text: str) -> None:
         os.close(fd)
 
 
+#: The kernel's limit on a path's length, its terminating NUL included.
+PATH_MAX = 4096
+#: Room a container's cgroup directory leaves for the longest path the daemon opens
+#: below it (``/.tasks/cgroup.procs``, ``/cgroup.max.descendants``, ...), and more.
+_LONGEST_FILE = 64
+
+
 def _procs_of(path: Path) -> list[int]:
     return [int(line) for line in _read(path / "cgroup.procs").split()]
 
@@ -286,12 +294,31 @@ def _procs_of(path: Path) -> list[int]:
 def _procs_below(d: Path) -> list[int]:
     """Processes of cgroup2 directory `d` and every directory below it."""
     out: list[int] = []
-    for top, _dirs, _files in os.walk(d):
+    for top, _parts in _dirs_below(d):
         try:
-            out += _procs_of(Path(top))
+            out += _procs_of(top)
         except FileNotFoundError:
             continue  # removed meanwhile
     return out
+
+
+def _dirs_below(top: Path, *, hidden: bool = True) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """`top` and every directory below it, parents first, with their names below
+    `top`; without `hidden`, none whose name starts with ``.`` (nor below it).
+
+    With a stack, not recursion: Python 3.11's ``os.walk`` recurses, and a tree
+    of containers may be deeper than the recursion limit (a restart then died).
+    A directory that cannot be read (removed meanwhile) is skipped.
+    """
+    stack: list[tuple[Path, tuple[str, ...]]] = [(top, ())]
+    while stack:
+        d, parts = stack.pop()
+        yield d, parts
+        try:
+            names = _subdirs(d)
+        except OSError:
+            continue
+        stack.extend((d / n, (*parts, n)) for n in names if hidden or not n.startswith("."))
 
 
 def _subdirs(path: Path) -> list[str]:
@@ -539,6 +566,17 @@ class CgroupBackend:
                 "controller kinds not available: "
                 + ", ".join(f"{k} ({kinds.get(k, 'not-found')})" for k in missing),
             )
+        for h in self.hierarchies:
+            if h.version == 1 and not h.kinds & owned:
+                continue  # no directory made there
+            room = PATH_MAX - len(os.fsencode(h.dir(path)))
+            if room <= _LONGEST_FILE:
+                # Made, it would be a directory whose files the kernel cannot name
+                # (cgroup.events, .tasks/cgroup.procs): it could not be watched,
+                # entered or even removed.
+                raise OSError(
+                    errno.ENAMETOOLONG, f"the cgroup path of {'/'.join(path)!r} passes PATH_MAX"
+                )
         created: list[Path] = []
         enabled: list[tuple[Path, str]] = []
         try:
@@ -560,12 +598,20 @@ class CgroupBackend:
         enabled: list[tuple[Path, str]],
     ) -> None:
         wanted = sorted(c for c in h.controllers if kind_of(c) in owned)
-        for depth in range(len(path)):
-            parent = h.dir(path[:depth])
+        # From the parent up to the first directory that enables them all already (the
+        # kernel enables a controller only where the parent does, so every directory
+        # above it does too); then down again. Looking at every level from the base
+        # made each mkdir cost as many reads as the container is deep.
+        missing: list[tuple[int, Path, list[str]]] = []
+        parent = h.dir(path[:-1])
+        for depth in range(len(path) - 1, -1, -1) if wanted else ():
             have = set(_read(parent / "cgroup.subtree_control").split())
             todo = [c for c in wanted if c not in have]
             if not todo:
-                continue
+                break
+            missing.append((depth, parent, todo))
+            parent = parent.parent
+        for depth, parent, todo in reversed(missing):
             if depth == 0 and _procs_of(parent):
                 # Never impose the no-internal-process rule on processes we do
                 # not own (and never rely on the root cgroup's exemption).
@@ -580,7 +626,12 @@ class CgroupBackend:
 
     def _create_v1(self, h: Hierarchy, path: tuple[str, ...], created: list[Path]) -> None:
         cpuset = "cpuset" in h.controllers
-        for depth in range(1, len(path) + 1):
+        # Only the levels missing (pass-throughs of ancestors that own nothing here),
+        # found from the bottom: one look per level made, not per level of the path.
+        have = len(path) - 1
+        while have > 0 and not h.dir(path[:have]).is_dir():
+            have -= 1
+        for depth in range(have + 1, len(path) + 1):
             d = h.dir(path[:depth])
             if _mkdir(d, created) and cpuset:
                 # A v1 cpuset starts empty and refuses tasks until given CPUs and
@@ -659,7 +710,7 @@ class CgroupBackend:
             return
         try:
             where = self._current(pid).get(self._v2())
-            if where is not None and (where == d or d in where.parents):
+            if where is not None and where.is_relative_to(d):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -705,12 +756,7 @@ class CgroupBackend:
         """
         found: set[tuple[str, ...]] = set()
         for h in self.hierarchies:
-            top = h.dir()
-            for dirpath, dirnames, _files in os.walk(top):
-                rel = Path(dirpath).relative_to(top).parts
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                if rel:
-                    found.add(tuple(rel))
+            found.update(rel for _d, rel in _dirs_below(h.dir(), hidden=False) if rel)
         return found
 
     def procs_anywhere(self, path: tuple[str, ...]) -> list[int]:

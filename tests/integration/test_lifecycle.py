@@ -429,6 +429,21 @@ def test_unshare_inside_shows_up_as_a_child_and_goes_with_its_task(cfs: Mounted)
     assert not (v2_dir(cfs) / "web" / name).exists()
 
 
+def test_unshare_past_a_limit_is_logged_once_and_not_added(cfs: Mounted) -> None:
+    cfs.sh("mkdir web && echo 0 > web/container.max.descendants")
+    proc = background(cfs, "web", "exec unshare --net sleep 300")
+    said = "web: not adding a container: web: container.max.descendants is 0"
+    wait_for(lambda: said in cfs.log.read_text(), timeout=5, what="the refusal logged")
+    time.sleep(1)  # a few more looks: the same refusal is not logged again
+    assert cfs.log.read_text().count(said) == 1
+    assert clones(cfs, "web") == []
+    (task,) = cfs.read("web/tasks").split()  # left where it was, in its own netns
+    assert str(ns_inode(int(task), "net")) != listed(cfs, "web")["net"][1]
+    assert proc.poll() is None
+    cfs.sh("echo max > web/container.max.descendants")  # room: the next look adds it
+    wait_for(lambda: len(clones(cfs, "web")) == 1, timeout=5, what="a clone child")
+
+
 @contextlib.contextmanager
 def netns_in(m: Mounted, container: str) -> Iterator[str]:
     """``ip netns add`` inside ``container`` under a unique name; deleted again after.

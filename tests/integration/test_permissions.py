@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TIME_SCALE, Mounted, wait_for
+from .conftest import TIME_SCALE, Mounted, live_pins, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -350,6 +350,89 @@ def test_delegation_survives_a_restart(user: User, cfs: Mounted) -> None:
     # and the delegation works as before
     user.sh(cfs, "mkdir a/b/c && rmdir a/b/c")
     user.refused(cfs, "mkdir a/r/x", DENIED)
+
+
+def test_a_delegated_user_is_held_to_the_limits_its_parent_sets(user: User, cfs: Mounted) -> None:
+    """``container.max.depth`` and ``container.max.descendants`` (as cgroup v2's
+    ``cgroup.max.*``): the parent's administrator sets them, a delegated container
+    gets safe ones, and a mkdir past them is refused with EAGAIN."""
+    reachable(cfs)
+    cfs.sh(CONTROLLERS_ONLY)
+    cfs.sh(f"mkdir a && chown {user.name} a")
+    # delegation gives limits (they were max), the parent administrator's to change
+    assert cfs.read("a/container.max.depth") == "32\n"
+    assert cfs.read("a/container.max.descendants") == "256\n"
+    assert cfs.read("container.max.depth") == "max\n"  # root's: not delegated
+    assert owner(cfs.mnt / "a" / "container.max.depth") == (0, 0, 0o644)
+    user.refused(cfs, "echo max > a/container.max.descendants", DENIED)
+    cfs.sh("echo 2 > a/container.max.depth && echo 3 > a/container.max.descendants")
+
+    again = "Resource temporarily unavailable"  # EAGAIN, what cgroup v2's mkdir says
+    user.sh(cfs, "mkdir a/b && mkdir a/b/c")
+    user.refused(cfs, "mkdir a/b/c/d", again)  # 3 levels below a
+    user.sh(cfs, "mkdir a/x")  # the third descendant
+    user.refused(cfs, "mkdir a/y", again)
+    user.refused(cfs, "mkdir a/b/y", again)
+    # the user's own containers are its own to limit, within a's limits
+    user.sh(cfs, "echo 0 > a/x/container.max.descendants && echo 1 > a/x/container.max.depth")
+    assert cfs.read("a/x/container.max.descendants") == "0\n"
+    assert not (cfs.mnt / "a" / "y").exists()
+
+    # bad values change nothing
+    for bad in ("-1", "abc", "1.5", "", "max 1", "99999999999"):
+        r = cfs.sh(f"echo '{bad}' > a/container.max.descendants", check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr, bad
+    assert cfs.read("a/container.max.descendants") == "3\n"
+
+    # kept over a crash and a clean stop
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        cfs.stop(sig)
+        cfs.start()
+        assert cfs.read("a/container.max.depth") == "2\n", sig
+        assert cfs.read("a/container.max.descendants") == "3\n", sig
+        user.refused(cfs, "mkdir a/y", again)
+    # a removal frees a place; root raising the limits lets the user go on
+    user.sh(cfs, "rmdir a/x && mkdir a/y")
+    user.refused(cfs, "mkdir a/z", again)
+    cfs.sh("echo max > a/container.max.descendants && echo 5 > a/container.max.depth")
+    user.sh(cfs, "mkdir a/z && mkdir a/b/c/d")
+    # root is held to them too, as in cgroup v2 (a limit on the root limits everything)
+    cfs.sh("echo 0 > a/b/c/d/container.max.depth")
+    r = cfs.sh("mkdir a/b/c/d/e", check=False)
+    assert r.returncode != 0 and again in r.stderr
+    assert not (cfs.mnt / "a" / "b" / "c" / "d" / "e").exists()
+
+
+def test_a_delegated_users_holders_count_against_its_pids_max(user: User, cfs: Mounted) -> None:
+    """Holders live outside the containers' cgroups, so the kernel counts them in no
+    ``pids.current``: a mkdir that needs one is refused (EAGAIN) when the subtree's
+    tasks and holders would pass an ancestor's ``pids.max``."""
+    if not has_kind(cfs, "pids"):
+        pytest.skip("no pids controller here")
+    reachable(cfs)
+    cfs.sh(CONTROLLERS_ONLY + " && echo +pids > container.subtree")
+    cfs.sh(f"mkdir a && chown {user.name} a && echo 3 > a/pids.max")
+    pins = len(live_pins(str(cfs.mnt)))
+    # the user's containers own a UTS namespace each: each costs a holder
+    user.sh(cfs, "echo +uts > a/container.subtree && mkdir a/h1 a/h2")
+    holder = int(cfs.read("a/h1/container.init"))
+    assert holder > 0 and holder not in map(int, cfs.read("a/tasks").split())
+    sleeper = subprocess.Popen(
+        user.argv("sleep", "60"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    try:
+        cfs.sh(f"echo {sleeper.pid} > a/tasks")  # a task: 1 + 2 holders = 3
+        assert cfs.read("a/pids.current") == "1\n"  # the kernel counts the task only
+        user.refused(cfs, "mkdir a/h3", "Resource temporarily unavailable")
+        assert len(live_pins(str(cfs.mnt))) == pins + 2  # no holder was started
+        user.sh(cfs, "echo -uts > a/container.subtree && mkdir a/plain")  # no holder: fine
+    finally:
+        end(sleeper)
+    wait_for(lambda: cfs.read("a/pids.current") == "0\n", what="the task gone")
+    user.sh(cfs, "echo +uts > a/container.subtree && mkdir a/h3")  # room again
+    user.refused(cfs, "mkdir a/h4", "Resource temporarily unavailable")
+    user.sh(cfs, "rmdir a/h1 && mkdir a/h4")
+    assert len(live_pins(str(cfs.mnt))) == pins + 3
 
 
 # -- 3. inside a container: no host tree, only its own values ------------------------

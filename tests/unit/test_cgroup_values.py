@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -814,6 +815,80 @@ def test_create_v2_enables_owned_controllers_down_to_parent(tmp_path: Path) -> N
     assert (base / "a" / "b" / ".tasks").is_dir()
     assert (base / "cgroup.subtree_control").read_text() == "memory pids\n"
     assert (base / "a" / "cgroup.subtree_control").read_text() == "memory pids\n"
+
+
+def test_create_v2_enables_controllers_only_where_missing_at_any_depth(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    b.create(("a",), frozenset({"memory"}))
+    b.create(("a", "b"), frozenset())
+    b.create(("a", "b", "c"), frozenset())
+    reads: list[Path] = []
+    real_read = cg._read
+
+    def counted(path: Path) -> str:
+        reads.append(path)
+        return real_read(path)
+
+    cg._read = counted  # type: ignore[assignment]
+    try:
+        b.create(("a", "b", "c", "d"), frozenset({"memory", "pids"}))
+    finally:
+        cg._read = real_read  # type: ignore[assignment]
+    # from the parent up to the first that enables both (none here): then down again
+    for d in (base, base / "a", base / "a" / "b", base / "a" / "b" / "c"):
+        assert (d / "cgroup.subtree_control").read_text() == "memory pids\n", d
+    b.create(("a", "b", "c", "e"), frozenset({"pids"}))  # the parent enables it: one read
+    reads.clear()
+    cg._read = counted  # type: ignore[assignment]
+    try:
+        b.create(("a", "b", "c", "f"), frozenset({"memory"}))
+    finally:
+        cg._read = real_read  # type: ignore[assignment]
+    # (the base's is read by kinds(), at every depth alike)
+    assert [r for r in reads if r.name == "cgroup.subtree_control" and r.parent != base] == [
+        base / "a" / "b" / "c" / "cgroup.subtree_control"
+    ]
+
+
+def test_cgroup_walks_go_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    depth = sys.getrecursionlimit() + 100
+    base = host.fs / "svc" / "cfs"
+    path: tuple[str, ...] = ()
+    for _ in range(depth):
+        path = (*path, "c")
+        base.joinpath(*path).mkdir()
+    deepest = base.joinpath(*path)
+    (deepest / "cgroup.procs").write_text("77\n")
+    try:
+        found = b.container_dirs()
+        assert len(found) == depth and path in found
+        assert cg._procs_below(base / "c") == [77]
+    finally:  # shutil.rmtree, which pytest cleans tmp_path with, recurses too
+        (deepest / "cgroup.procs").unlink()
+        for d in (deepest, *deepest.parents):
+            if d == base:
+                break
+            d.rmdir()
+
+
+def test_create_refuses_a_cgroup_path_with_no_room_below_path_max(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    b = CgroupBackend.discover(host.proc)
+    base = host.fs / "svc" / "cfs"
+    room = cg.PATH_MAX - len(os.fsencode(base))
+    name = "n" * 200
+    path = (name,) * ((room - 64) // 201 + 1)  # its directory leaves under 64 bytes
+    with pytest.raises(OSError) as e:
+        b.create(path, frozenset({"memory"}))
+    assert e.value.errno == errno.ENAMETOOLONG
+    assert not (base / name).exists()  # nothing made
+    assert (base / "cgroup.subtree_control").read_text() == "\n"  # nothing enabled
+    for depth in range(1, len(path)):  # one level less fits
+        b.create(path[:depth], frozenset())
 
 
 def test_trim_disables_what_no_owner_below_needs_any_more(tmp_path: Path) -> None:

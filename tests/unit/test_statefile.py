@@ -48,7 +48,8 @@ def test_records_come_back_parents_first(tmp_path: Path) -> None:
     sf.append([{"drop": ["a"]}, {"put": rec("z")}, {"put": rec("z", "b")}, {"put": rec("y")}])
     sf.append([{"put": rec("z", release="delete")}])
     state = statefile.load(tmp_path)
-    assert paths(state) == [(), ("z",), ("y",), ("z", "b")]
+    # Each container before its subtree; siblings in the order they were made.
+    assert paths(state) == [(), ("z",), ("z", "b"), ("y",)]
     assert state["containers"][1]["release"] == "delete"  # type: ignore[index]
 
 
