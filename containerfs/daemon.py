@@ -321,8 +321,13 @@ class Daemon:
         """Put each knob's internal view over its /proc/sys file inside the container.
 
         A process inside then reads and sets its own value at the usual path, while
-        the kernel enforces the effective one. ``stale``: a previous daemon's
-        (dead) bind mounts may be there; they are detached first.
+        the kernel enforces the effective one. The holder names each target
+        (``Holder.open_sysctl_target``): only a process in the container's ipc,
+        net and active pid namespaces reaches the /proc/sys dentries its
+        processes use. Then a holder whose mount namespace was deferred enters
+        the container's own, a copy that locks the binds (pin.c). ``stale``: a
+        previous daemon's (dead) bind mounts may be there; they are detached
+        first where they can be (locked ones stay, under the new ones).
         """
         try:
             if stale:
@@ -331,23 +336,46 @@ class Daemon:
                 )
                 await mounts.detach_stale(holder, targets)
             assert self.loopback is not None
-            binds: list[tuple[int, str]] = []
+            binds: list[tuple[int, int]] = []
             try:
                 for knob in self.engine.knobs_of(c.owned):
                     if knob.file not in c.views:  # the kernel has no such file there
                         continue
                     source = os.path.join(self.mountpoint, *c.path, knob.files[1])
                     fd = await self.loopback.open_tree(source)
-                    binds.append((fd, namespaces.sysctl_path(knob.sysctl)))
-                await mounts.attach_into(holder, binds)  # one thread joins for all
+                    binds.append((fd, -1))
+                    target = await trio.to_thread.run_sync(
+                        holder.open_sysctl_target, knob.sysctl
+                    )
+                    binds[-1] = (fd, target)
+                await mounts.attach_onto(holder, binds)  # one thread joins for all
             finally:
-                for fd, _ in binds:
+                for fd, target in binds:
                     os.close(fd)
+                    if target >= 0:
+                        os.close(target)
         except OSError as exc:
             if not c.removed:  # else: deleted meanwhile, nothing to bind into
                 log.error("%s: internal views not bound over /proc/sys: %s", _where(c), exc)
         finally:
-            self.ready.pop(c.uid, trio.Event()).set()
+            try:
+                await self._enter_final_mount_ns(c, holder)
+            finally:
+                self.ready.pop(c.uid, trio.Event()).set()
+
+    async def _enter_final_mount_ns(self, c: Container, holder: namespaces.Holder) -> None:
+        """Have the holder enter the container's own mount namespace if it deferred it
+        (a container that owns user and mnt), and record the namespace's inode."""
+        try:
+            await trio.to_thread.run_sync(holder.enter_final_mount_ns)
+        except OSError as exc:
+            if not c.removed:
+                log.error("%s: holder did not enter its own mount namespace: %s", _where(c), exc)
+            return
+        mnt = str(holder.inodes["mnt"])
+        if c.ids.get("mnt") != mnt and not c.removed:
+            c.ids["mnt"] = mnt
+            self.save(c)
 
     async def rmdir(self, c: Container) -> None:
         with refusals_logged(f"rmdir {_where(c)}"):
