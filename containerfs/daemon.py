@@ -344,9 +344,7 @@ class Daemon:
                     source = os.path.join(self.mountpoint, *c.path, knob.files[1])
                     fd = await self.loopback.open_tree(source)
                     binds.append((fd, -1))
-                    target = await trio.to_thread.run_sync(
-                        holder.open_sysctl_target, knob.sysctl
-                    )
+                    target = await trio.to_thread.run_sync(holder.open_sysctl_target, knob.sysctl)
                     binds[-1] = (fd, target)
                 await mounts.attach_onto(holder, binds)  # one thread joins for all
             finally:
@@ -453,8 +451,7 @@ class Daemon:
                 return spec.kind not in NAMESPACE_NAMES and self.cgroups.is_limit(spec.name)
             case Role.VIEW:
                 knob, _ = self.engine.knob(spec.name)
-                owner = c.owner(knob.kind)
-                return not owner.is_root and "mnt" in owner.owned
+                return self.engine.views_enforced(c.owner(knob.kind))
         return False
 
     async def _render(self, c: Container, spec: FileSpec) -> str:
@@ -524,7 +521,10 @@ class Daemon:
             await self._set_sysctl(holder, kind, sysctl, parse_hostname(text, name))
         elif name in ("user.uid_map", "user.gid_map"):
             value = parse_id_map(text, name)
-            await trio.to_thread.run_sync(idmaps.write_map, holder, name[5:8], value)
+            try:
+                await trio.to_thread.run_sync(idmaps.write_map, holder, name[5:8], value)
+            finally:
+                await self.learn_inside_root(c, holder)
         elif name.startswith("user.max_"):
             await holder.set_sysctl_async("user." + name[5:], str(parse_count(text, name)))
         elif name == "time.offsets":
@@ -535,6 +535,16 @@ class Daemon:
             )
         else:
             raise AssertionError(name)
+
+    async def learn_inside_root(self, c: Container, holder: namespaces.Holder) -> None:
+        """Record whom root of ``c``'s user namespace is on the host: the owner of the
+        internal views its processes write (``Engine.file_owner``)."""
+        try:
+            uid, gid = await trio.to_thread.run_sync(idmaps.inside_root, holder)
+        except OSError as exc:
+            log.error("%s: cannot read its ID maps: %s", _where(c), exc)
+            return
+        self.engine.set_inside_root(c, uid, gid)
 
     async def _cgroup_write(self, c: Container, name: str, text: str) -> None:
         """Write a cgroup file: inline when the kernel only stores the value, on a
@@ -1108,6 +1118,8 @@ async def _start_lifecycle(daemon: Daemon) -> None:
     assert daemon.nursery is not None
     for c in list(daemon.engine.root.walk()):
         holder = daemon.holders.get(c.uid)
+        if holder is not None and "user" in c.owned:
+            await daemon.learn_inside_root(c, holder)
         if holder is not None and "mnt" in c.owned and c.origin == Origin.MKDIR:
             daemon.ready[c.uid] = trio.Event()
             daemon.nursery.start_soon(daemon.bind_internal_views, c, holder, True)

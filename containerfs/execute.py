@@ -77,6 +77,21 @@ def read_subsystems(container_dir: str) -> dict[str, int]:
         return parse_subsystems(f.read())
 
 
+def _become_root_inside() -> None:
+    """In a user namespace where our uid is not mapped but 0 is, become its root, as
+    ``nsenter`` does: a host root keeps its capabilities across ``execve`` only as
+    the namespace's root (else the command would run as ``nobody`` with none).
+    Without such a map nothing changes."""
+    if os.geteuid() == 0:
+        return
+    with contextlib.suppress(OSError):
+        os.setgroups([])
+    with contextlib.suppress(OSError):
+        os.setresgid(0, 0, 0)
+    with contextlib.suppress(OSError):
+        os.setresuid(0, 0, 0)
+
+
 def _child(
     argv: list[str], gate: int, saved_mask: set[int | signal.Signals], own_group: bool
 ) -> NoReturn:
@@ -95,6 +110,7 @@ def _child(
         if os.read(gate, 1) != b"g":
             os._exit(EXIT_FAILURE)  # the parent gave up; it kills us anyway
         os.close(gate)
+        _become_root_inside()
         try:
             os.execvp(argv[0], argv)
         except OSError as exc:

@@ -475,10 +475,22 @@ class Operations(pyfuse3.Operations):
             )
         finally:
             self.changed()  # also after a refusal: part of a write may have been applied
+            if handle.node.file in ("user.uid_map", "user.gid_map"):
+                self._drop_internal_view_attrs(handle.node.container)
         ino = self._known(handle.node.container.uid, handle.node.file)
         if ino is not None:
             await self._drop_cached(ino)
         return len(buf)
+
+    def _drop_internal_view_attrs(self, c: Container) -> None:
+        """An ID map was written: internal views of ``c`` and below may have a new owner
+        (``Engine.file_owner``); drop the kernel's cached attributes, which it checks
+        access against (attribute-only: safe from a handler)."""
+        for node in c.walk():
+            for name, ino in self._inodes.get(node.uid, {}).items():
+                if name is not None and name.endswith(".internal"):
+                    with contextlib.suppress(OSError):
+                        pyfuse3.invalidate_inode(ino, attr_only=True)
 
     @fuse_errors
     async def poll(

@@ -36,7 +36,9 @@ async def attach_onto(holder: namespaces.Holder, binds: list[tuple[int, int]]) -
     """Attach each detached mount ``fd`` onto its ``target_fd`` (from
     :meth:`Holder.open_sysctl_target`), in order, from one fresh thread that
     joined the holder's current mount namespace. The first failure stops the rest."""
-    await namespaces.run_in_namespaces_async(holder, ["mnt"], functools.partial(_attach_onto, binds))
+    await namespaces.run_in_namespaces_async(
+        holder, ["mnt"], functools.partial(_attach_onto, binds)
+    )
 
 
 def _detach_containerfs_at(targets: frozenset[str]) -> int:
