@@ -1,0 +1,187 @@
+"""The external view of a namespace knob holds at all times (issue 14).
+
+Each test has the container's own process write its /proc/sys file above the
+parent's limit and then run into that limit, in ONE ``containerfs exec`` shell
+command: no containerfs read of the container happens in between, so nothing
+but the kernel can refuse. Each runs for both layouts: a container owning
+ipc, net, pid and mnt (root inside is host root), and one that also owns its
+user namespace, mapped ``0 100000 65536`` before the limit is set (root inside
+is host uid 100000, and the parent's writes come after the maps).
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from containerfs.kernel.procs import pid_max_per_namespace
+
+from .conftest import Mounted
+
+pytestmark = pytest.mark.root
+
+LAYOUTS = ["plain", "userns"]
+
+# A Python root inside a user namespace may run: uid 100000 cannot reach
+# interpreters under /root (pyenv), as the suite's own may be.
+PYTHON = next(
+    (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), ""
+)
+needs_python = pytest.mark.skipif(not PYTHON, reason="no system python3 for use inside")
+
+
+def container(cfs: Mounted, name: str, layout: str) -> str:
+    """Make ``name``; for ``userns`` with its own user namespace and ID maps."""
+    if layout == "userns":
+        cfs.sh("echo +user > container.subtree")
+    cfs.sh(f"mkdir {name}")
+    if layout == "userns":
+        cfs.sh(
+            f"echo '0 100000 65536' > {name}/user.uid_map && "
+            f"echo '0 100000 65536' > {name}/user.gid_map"
+        )
+        assert cfs.exec(name, "id", "-u").stdout == "0\n"  # root inside, host 100000
+    return name
+
+
+def inside(cfs: Mounted, c: str, script: str) -> list[str]:
+    return cfs.exec(c, "sh", "-c", script).stdout.split()
+
+
+def count_ipcmk(flag: str, times: int) -> str:
+    """Shell: how many of ``times`` ``ipcmk`` calls succeed."""
+    return (
+        f"n=0; for i in $(seq {times}); do ipcmk {flag} >/dev/null 2>&1 && n=$((n+1)); done;"
+        " echo $n"
+    )
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_shm_mni_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
+    c = container(cfs, "v", layout)
+    cfs.sh(f"echo 4 > {c}/ipc.shm_mni")
+    out = inside(
+        cfs,
+        c,
+        "echo 100 > /proc/sys/kernel/shmmni && cat /proc/sys/kernel/shmmni; "
+        "stat -f -c %T /proc/sys/kernel/shmmni; " + count_ipcmk("-M 1024", 6),
+    )
+    # it reads back its own value, from containerfs, and the kernel stops it at 4
+    assert out == ["100", "fuseblk", "4"] or out == ["100", "fuse", "4"], out
+    assert cfs.read(f"{c}/ipc.shm_mni.effective") == "4\n"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_msg_mni_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
+    c = container(cfs, "q", layout)
+    cfs.sh(f"echo 3 > {c}/ipc.msg_mni")
+    out = inside(cfs, c, "echo 1000 > /proc/sys/kernel/msgmni; " + count_ipcmk("-Q", 5))
+    assert out == ["3"]
+
+
+@needs_python
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_port_range_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
+    c = container(cfs, "p", layout)
+    cfs.sh(f"echo '40000 40100' > {c}/net.ip_local_port_range")
+    # 20 sockets bound to port 0: by chance all in the range 1 time in ~10^60
+    script = textwrap.dedent(
+        """
+        import socket
+        socks = [socket.socket() for _ in range(20)]
+        for s in socks:
+            s.bind(("", 0))
+        print(" ".join(str(s.getsockname()[1]) for s in socks))
+        """
+    )
+    out = inside(
+        cfs,
+        c,
+        f"echo '30000 60000' > /proc/sys/net/ipv4/ip_local_port_range && {PYTHON} -c '{script}'",
+    )
+    ports = [int(p) for p in out]
+    assert len(ports) == 20 and all(40000 <= p <= 40100 for p in ports), ports
+
+
+@needs_python
+@pytest.mark.skipif(not pid_max_per_namespace(), reason="kernel.pid_max is not per pid namespace")
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pid_max_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
+    c = container(cfs, "m", layout)
+    cfs.sh(f"echo 310 > {c}/pid.max")
+    # pids of a new pid namespace count up from 1 (the holder): the kernel
+    # refuses a fork once the next pid would reach pid_max
+    script = textwrap.dedent(
+        """
+        import errno, os, signal
+        kids = []
+        try:
+            while len(kids) < 400:
+                pid = os.fork()
+                if pid == 0:
+                    signal.pause()
+                    os._exit(0)
+                kids.append(pid)
+        except OSError as e:
+            print(max(kids), errno.errorcode[e.errno])
+        for k in kids:
+            os.kill(k, 9)
+            os.waitpid(k, 0)
+        """
+    )
+    out = inside(
+        cfs,
+        c,
+        "echo 4194304 > /proc/sys/kernel/pid_max && cat /proc/sys/kernel/pid_max && "
+        f"{PYTHON} -c '{script}'",
+    )
+    assert out == ["4194304", "309", "EAGAIN"], out
+
+
+def test_root_inside_a_user_namespace_cannot_unbind_or_bypass(cfs: Mounted) -> None:
+    c = container(cfs, "u", "userns")
+    cfs.sh(f"echo 4 > {c}/ipc.shm_mni")
+    out = inside(
+        cfs,
+        c,
+        # each attempt prints 0 when the kernel let it through
+        "umount /proc/sys/kernel/shmmni 2>/dev/null; echo $?; "
+        "umount -l /proc/sys/kernel/shmmni 2>/dev/null; echo $?; "
+        "mount -t proc proc /mnt 2>/dev/null; echo $?; "  # a fresh proc, nothing over it
+        "mount --bind /proc /mnt 2>/dev/null; echo $?; "  # a copy without the binds
+        "mount -t proc proc /proc 2>/dev/null; echo $?; "
+        "echo 100 > /proc/sys/kernel/shmmni; " + count_ipcmk("-M 1024", 6),
+    )
+    assert [x != "0" for x in out[:5]] == [True] * 5, out
+    assert out[5] == "4", out
+
+
+def test_parent_writes_after_the_id_maps_take_effect(cfs: Mounted) -> None:
+    c = container(cfs, "w", "userns")
+    # the maps make the namespace's root host uid 100000: the holder writes as it
+    cfs.sh(f"echo 2 > {c}/ipc.shm_mni && echo 1000 > {c}/ipc.msg_mni")
+    assert cfs.exec(c, "cat", "/proc/sys/kernel/shmmni").stdout == "4096\n"  # its own view
+    assert inside(cfs, c, count_ipcmk("-M 1024", 3)) == ["2"]
+    # a value the kernel refuses: refused, logged, nothing changed
+    bad = cfs.sh(f"echo 99999999 > {c}/ipc.shm_mni", check=False)
+    assert bad.returncode != 0 and "Invalid argument" in bad.stderr
+    assert "w/ipc.shm_mni <- '99999999': refused" in cfs.log.read_text()
+    assert cfs.read(f"{c}/ipc.shm_mni.effective") == "2\n"
+
+
+@pytest.mark.parametrize("cfs", [("--subtree", "+ipc +uts +pid +net")], indirect=True)
+def test_without_its_own_mount_namespace_a_limit_is_refused(cfs: Mounted) -> None:
+    cfs.sh("mkdir nm")
+    # nothing could keep the container from writing the kernel's file: refused
+    r = cfs.sh("echo 4 > nm/ipc.shm_mni", check=False)
+    assert r.returncode != 0 and "Operation not supported" in r.stderr
+    assert "nm/ipc.shm_mni <- '4': refused" in cfs.log.read_text()
+    r = cfs.sh("echo '40000 40100' > nm/net.ip_local_port_range", check=False)
+    assert r.returncode != 0 and "Operation not supported" in r.stderr
+    assert cfs.read("nm/ipc.shm_mni") == "max\n"
+    # no limit, and the container's own value, are fine
+    cfs.sh("echo max > nm/ipc.shm_mni && echo 3 > nm/ipc.shm_mni.internal")
+    assert cfs.read("nm/ipc.shm_mni.effective") == "3\n"
+    assert inside(cfs, "nm", count_ipcmk("-M 1024", 4)) == ["3"]
