@@ -185,3 +185,28 @@ def test_without_its_own_mount_namespace_a_limit_is_refused(cfs: Mounted) -> Non
     cfs.sh("echo max > nm/ipc.shm_mni && echo 3 > nm/ipc.shm_mni.internal")
     assert cfs.read("nm/ipc.shm_mni.effective") == "3\n"
     assert inside(cfs, "nm", count_ipcmk("-M 1024", 4)) == ["3"]
+
+
+def test_a_limit_set_before_the_id_maps_holds(cfs: Mounted) -> None:
+    cfs.sh("echo +user > container.subtree && mkdir b && echo 4 > b/ipc.shm_mni")
+    cfs.sh("echo '0 100000 65536' > b/user.uid_map && echo '0 100000 65536' > b/user.gid_map")
+    out = inside(cfs, "b", "id -u; echo 100 > /proc/sys/kernel/shmmni; " + count_ipcmk("-M 1", 6))
+    assert out == ["0", "4"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_limits_hold_after_a_daemon_restart(cfs: Mounted, layout: str) -> None:
+    c = container(cfs, "r", layout)
+    cfs.sh(f"echo 4 > {c}/ipc.shm_mni")
+    cfs.stop()
+    cfs.start()
+    # the old binds are dead (or, locked, still there under the new ones)
+    out = inside(
+        cfs,
+        c,
+        "echo 100 > /proc/sys/kernel/shmmni && cat /proc/sys/kernel/shmmni; "
+        + count_ipcmk("-M 1024", 6),
+    )
+    assert out == ["100", "4"]
+    cfs.sh(f"echo 5 > {c}/ipc.shm_mni")
+    assert inside(cfs, c, count_ipcmk("-M 1024", 2)) == ["1"]
