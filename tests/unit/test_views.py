@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from containerfs.engine.errors import ContainerError, InvalidInput
+from containerfs.engine.errors import ContainerError, InvalidInput, Unsupported
 from containerfs.engine.kinds import NAMESPACE_NAMES, all_kinds
 from containerfs.engine.tree import Container, Engine, Role
 from containerfs.engine.views import IPC_KNOBS, NET_KNOBS, KnobState, ValueType, knob_table
@@ -20,7 +20,7 @@ def make_engine() -> Engine:
         available,
         {},
         root_ids,
-        frozenset({"ipc", "net"}),
+        frozenset({"ipc", "net", "mnt"}),
         view_knobs=IPC_KNOBS + NET_KNOBS,
     )
 
@@ -95,6 +95,30 @@ def test_effective_view_is_read_only() -> None:
     with pytest.raises(ContainerError) as exc:
         e.plan_view_write(c, "ipc.shm_mni.effective", "4")
     assert exc.value.errno == errno.EACCES
+
+
+def test_a_limit_needs_the_containers_own_mount_namespace() -> None:
+    e = make_engine()
+    e.set_subtree(e.root, "-mnt")
+    c = child(e)
+    with pytest.raises(Unsupported) as exc:
+        e.plan_view_write(c, "ipc.shm_mni", "4")
+    assert exc.value.errno == errno.EOPNOTSUPP
+    knob, state = e.plan_view_write(c, "ipc.shm_mni", "max")  # no limit: fine
+    assert state.external is None
+    _, state = e.plan_view_write(c, "ipc.shm_mni.internal", "7")  # its own value: fine
+    assert state.internal == (7,)
+
+
+def test_internal_views_belong_to_root_inside() -> None:
+    e = make_engine()
+    e.set_subtree(e.root, "+user")
+    c = child(e)
+    spec = e.file(c, "ipc.shm_mni.internal")
+    assert e.file_owner(c, spec) == (0, 0)  # no map yet
+    e.set_inside_root(c, 100000, 100000)
+    assert e.file_owner(c, spec) == (100000, 100000)
+    assert e.file_owner(c, e.file(c, "ipc.shm_mni")) == (0, 0)  # the parent's limit
 
 
 def test_observe_takes_a_change_made_inside_as_the_internal_view() -> None:
