@@ -607,7 +607,17 @@ class Daemon:
         again = self.engine.observe(owner, knob, knob.type.read(text))
         if again is not None and holder is not None:
             value = knob.type.format(again)
-            await self._set_sysctl(holder, knob.kind, knob.sysctl, value)
+            try:
+                await self._set_sysctl(holder, knob.kind, knob.sysctl, value)
+            except OSError as exc:  # a read has no refusal log of its own
+                log.error(
+                    "%s: %s was changed inside; cannot put the effective %s back: %s",
+                    _where(owner),
+                    knob.file,
+                    value,
+                    exc,
+                )
+                raise
             log.info(
                 "%s: %s was changed inside; effective %s again", _where(owner), knob.file, value
             )
