@@ -106,6 +106,31 @@ def test_port_range_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> 
 
 
 @needs_python
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_somaxconn_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
+    c = container(cfs, "s", layout)
+    cfs.sh(f"echo 100 > {c}/net.somaxconn")
+    # the kernel clamps listen()'s backlog to somaxconn; `ss` shows it as Send-Q
+    script = textwrap.dedent(
+        """
+        import socket, subprocess
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1000)
+        port = s.getsockname()[1]
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
+        print(out.stdout.split()[2])
+        """
+    )
+    out = inside(
+        cfs,
+        c,
+        f"echo 4096 > /proc/sys/net/core/somaxconn && ip link set lo up && {PYTHON} -c '{script}'",
+    )
+    assert out == ["100"]
+
+
+@needs_python
 @pytest.mark.skipif(not pid_max_per_namespace(), reason="kernel.pid_max is not per pid namespace")
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_pid_max_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
