@@ -374,6 +374,8 @@ class Daemon:
         if c.ids.get("mnt") != mnt and not c.removed:
             c.ids["mnt"] = mnt
             self.save(c)
+            if self.ops is not None:
+                self.ops.changed()  # container.subsystems shows the inode
 
     async def rmdir(self, c: Container) -> None:
         with refusals_logged(f"rmdir {_where(c)}"):
@@ -460,6 +462,11 @@ class Daemon:
             case Role.SUBSYSTEMS:
                 return e.render_subsystems()
             case Role.CONTAINER_SUBSYSTEMS:
+                # A user-namespaced container's mount namespace is made once its views
+                # are bound (pin.c, "n"): `exec` must not learn the inode before.
+                ready = self.ready.get(c.uid)
+                if ready is not None:
+                    await ready.wait()
                 return e.render_container_subsystems(c)
             case Role.SUBTREE:
                 return e.render_subtree(c)

@@ -197,6 +197,10 @@ def test_parent_writes_after_the_id_maps_take_effect(cfs: Mounted) -> None:
     assert bad.returncode != 0 and "Invalid argument" in bad.stderr
     assert "w/ipc.shm_mni <- '99999999': refused" in cfs.log.read_text()
     assert cfs.read(f"{c}/ipc.shm_mni.effective") == "2\n"
+    # the holder, root of the user namespace now, keeps its capabilities there
+    cfs.sh(f"echo 0 > {c}/user.max_net_namespaces")
+    refused = cfs.exec(c, "unshare", "-n", "true", check=False)
+    assert refused.returncode != 0 and "No space left" in refused.stderr
 
 
 @pytest.mark.parametrize("cfs", [("--subtree", "+ipc +uts +pid +net")], indirect=True)
