@@ -10,6 +10,7 @@ from containerfs.engine.errors import ContainerError, InvalidInput, Unsupported
 from containerfs.engine.kinds import NAMESPACE_NAMES, all_kinds
 from containerfs.engine.tree import Container, Engine, Role
 from containerfs.engine.views import IPC_KNOBS, NET_KNOBS, KnobState, ValueType, knob_table
+from containerfs.kernel.idmaps import host_id_of_root
 
 
 def make_engine() -> Engine:
@@ -147,3 +148,18 @@ def test_sem_refuses_semmni_past_ipcmni() -> None:
         knob.type.parse("32000 1024000000 500 32769", "ipc.sem")
     with pytest.raises(InvalidInput):
         knob.type.parse("1 2 3 " + "9" * 100, "ipc.sem")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("0 100000 65536\n", 100000),
+        ("0 0 4294967295\n", 0),
+        ("1000 5000 10\n0 7000 1\n", 7000),
+        ("1 100001 65535\n", None),  # 0 itself not mapped
+        ("garbage\n", None),
+    ],
+)
+def test_host_id_of_root_inside(text: str, expected: int | None) -> None:
+    assert host_id_of_root(text) == expected
