@@ -176,14 +176,16 @@ def test_root_inside_a_user_namespace_cannot_unbind_or_bypass(cfs: Mounted) -> N
         # ... but each way past the bound file fails (0 would be: let through)
         "umount /proc/sys/kernel/shmmni 2>/dev/null; echo $?; "
         "umount -l /proc/sys/kernel/shmmni 2>/dev/null; echo $?; "
+        "umount /proc/sys/kernel/pid_max 2>/dev/null; echo $?; "
+        "umount /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; echo $?; "
         "mount -t proc proc /mnt 2>/dev/null; echo $?; "  # a fresh proc, nothing over it
         "mount --bind /proc /mnt 2>/dev/null; echo $?; "  # a copy without the binds
         "mount -t proc proc /proc 2>/dev/null; echo $?; "
         "echo 100 > /proc/sys/kernel/shmmni; " + count_ipcmk("-M 1024", 6),
     )
     assert out[0] == "0", out
-    assert [x != "0" for x in out[1:6]] == [True] * 5, out
-    assert out[6] == "4", out
+    assert [x != "0" for x in out[1:8]] == [True] * 7, out
+    assert out[8] == "4", out
 
 
 def test_parent_writes_after_the_id_maps_take_effect(cfs: Mounted) -> None:
