@@ -58,6 +58,8 @@ log = logging.getLogger("containerfs")
 STATE_VERSION = 2
 #: Seconds a release agent may run before it is killed.
 AGENT_TIMEOUT = 30.0
+#: Seconds a mkdir waits for its parent's views to be bound.
+BIND_WAIT = 10.0
 
 
 def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
@@ -200,6 +202,16 @@ class Daemon:
             return await self._mkdir(parent, name, owner)
 
     async def _mkdir(self, parent: Container, name: str, owner: tuple[int, int]) -> Container:
+        # A new parent's views may still be on their way in (its holder may not be in
+        # its final mount namespace yet, pin.c "n"): a holder made now would join the
+        # parent's namespaces as they are. Not under the lock (the binding needs
+        # none); bounded, should a binding ever hang.
+        ready = self.ready.get(parent.uid)
+        if ready is not None:
+            with trio.move_on_after(BIND_WAIT) as waited:
+                await ready.wait()
+            if waited.cancelled_caught:
+                log.warning("mkdir %s: %s's views still not bound", name, _where(parent))
         async with self.lock:
             if parent.removed:  # while this request waited for the lock
                 raise OSError(errno.ENOENT, f"{_where(parent)}: no longer exists")
@@ -341,8 +353,7 @@ class Daemon:
                 for knob in self.engine.knobs_of(c.owned):
                     if knob.file not in c.views:  # the kernel has no such file there
                         continue
-                    source = os.path.join(self.mountpoint, *c.path, knob.files[1])
-                    fd = await self.loopback.open_tree(source)
+                    fd = await self._open_bind_source(c, knob.files[1])
                     binds.append((fd, -1))
                     target = await trio.to_thread.run_sync(holder.open_sysctl_target, knob.sysctl)
                     binds[-1] = (fd, target)
@@ -360,6 +371,20 @@ class Daemon:
                 await self._enter_final_mount_ns(c, holder)
             finally:
                 self.ready.pop(c.uid, trio.Event()).set()
+
+    async def _open_bind_source(self, c: Container, file: str) -> int:
+        """A detached bind mount (``open_tree``) of ``c``'s ``file``, looked up by a
+        hidden name in the root directory (``Operations.bind_source``), never in
+        ``c``'s directory: a ``mkdir`` below ``c`` holds that one locked while it
+        waits for this binding."""
+        assert self.loopback is not None
+        if self.ops is None:
+            return await self.loopback.open_tree(os.path.join(self.mountpoint, *c.path, file))
+        name = self.ops.bind_source(c, file)
+        try:
+            return await self.loopback.open_tree(os.path.join(self.mountpoint, name))
+        finally:
+            self.ops.drop_bind_source(name)
 
     async def _enter_final_mount_ns(self, c: Container, holder: namespaces.Holder) -> None:
         """Have the holder enter the container's own mount namespace if it deferred it

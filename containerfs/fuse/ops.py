@@ -115,6 +115,7 @@ class Operations(pyfuse3.Operations):
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
         self._events_seq: dict[int, int] = {}  # container uid -> changes of its events file
+        self._aliases: dict[str, int] = {}  # hidden root names -> file inodes (bind_source)
         self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> waiting poll
         self.toucher_pid: int | None = None  # see fuse/loopback.py
         self._cache: dict[int, _Cached] = {}  # inode -> content of a page-cached file
@@ -137,6 +138,18 @@ class Operations(pyfuse3.Operations):
             files[file] = ino
             self._nodes[ino] = _Node(c, file, time.time_ns())
         return ino
+
+    def bind_source(self, c: Container, file: str) -> str:
+        """A hidden name in the root directory for a file of ``c`` (not listed): the
+        daemon binds the file from there. A lookup in ``c``'s own directory could
+        wait for a ``mkdir`` of a child of ``c`` that holds that directory locked
+        in the kernel, and such a ``mkdir`` waits for ``c``'s views to be bound."""
+        name = f".bind.{c.uid}.{file}"
+        self._aliases[name] = self._inode(c, file)
+        return name
+
+    def drop_bind_source(self, name: str) -> None:
+        self._aliases.pop(name, None)
 
     def _node(self, inode: int) -> _Node:
         node = self._nodes.get(inode)
@@ -291,6 +304,9 @@ class Operations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         c = self._dir(parent_inode)
         text = os.fsdecode(name)
+        alias = self._aliases.get(text) if parent_inode == pyfuse3.ROOT_INODE else None
+        if alias is not None:
+            return self._attr(alias, self._node(alias))
         if text == ".":
             return self._attr(parent_inode, self._node(parent_inode))
         if text == "..":

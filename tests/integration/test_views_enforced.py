@@ -244,3 +244,24 @@ def test_limits_hold_after_a_daemon_restart(cfs: Mounted, layout: str) -> None:
     assert out == ["100", "4"]
     cfs.sh(f"echo 5 > {c}/ipc.shm_mni")
     assert inside(cfs, c, count_ipcmk("-M 1024", 2)) == ["1"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_child_made_at_once_shares_its_parents_enforced_views(cfs: Mounted, layout: str) -> None:
+    if layout == "userns":
+        cfs.sh("echo +user > container.subtree")
+    # b made right away (the parent's views are still being bound): it shares a's
+    # ipc and mount namespaces, so a's limit holds in b too
+    cfs.sh("mkdir a && echo +pid > a/container.subtree && mkdir a/b")
+    if layout == "userns":
+        cfs.sh("echo '0 100000 65536' > a/user.uid_map && echo '0 100000 65536' > a/user.gid_map")
+    cfs.sh("echo 3 > a/ipc.shm_mni")
+    out = inside(
+        cfs,
+        "a/b",
+        "echo 100 > /proc/sys/kernel/shmmni; umount /proc/sys/kernel/shmmni 2>/dev/null;"
+        " echo $?; " + count_ipcmk("-M 1024", 5),
+    )
+    assert out[1] == "3", out
+    if layout == "userns":
+        assert out[0] != "0", out  # locked for root inside
