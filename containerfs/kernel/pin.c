@@ -83,11 +83,11 @@
  * inside can neither unmount them nor mount a fresh proc that would show
  * what they cover).  "n" for a holder with nothing deferred just says "ok".
  *
- * Writes are made as root of the holder's user namespace once it has one
- * (its uid 0 is mapped): ipc sysctls give owner permissions only to that
- * uid (ipc/ipc_sysctl.c), not to a capability, so after "0 100000 ..." the
- * holder's host uid 0 would get EACCES.  Its capabilities in that user
- * namespace stay (it never was root there before).
+ * Requests are served with the effective uid and gid of root of the
+ * holder's user namespace once that has them mapped: ipc sysctls give owner
+ * permissions only to that euid (ipc/ipc_sysctl.c), not to a capability, so
+ * after "0 100000 ..." the holder's host uid 0 would get EACCES.  Its
+ * capabilities in that user namespace stay (it never was root there).
  *
  * Security: every pin process is made non-dumpable (PR_SET_DUMPABLE 0) at
  * start and again right before "ok" (a credential change may reset it): a
@@ -599,17 +599,20 @@ static int enter_final_mnt(void)
 
 /*
  * Act as root of our user namespace when its uid 0 (and gid 0) are mapped
- * and we are not it yet; nothing changes while there is no map.  A
- * credential change resets dumpability: made non-dumpable again.
+ * and we are not it yet; nothing changes while there is no map.  Only the
+ * effective IDs change (what sysctl permissions look at): the real and saved
+ * ones stay the daemon's, so a host process of the namespace root's uid
+ * still may not signal the holder.  A credential change resets
+ * dumpability: made non-dumpable again.
  */
 static void become_ns_root(void)
 {
 	if (geteuid() == 0)
 		return;
-	if (setresgid(0, 0, 0) < 0) {
-		/* gid 0 not mapped (yet): the uid alone still gives owner bits */
+	if (setresgid(-1, 0, -1) < 0) {
+		/* gid 0 not mapped (yet): the uid alone gives owner permissions */
 	}
-	if (setresuid(0, 0, 0) == 0)
+	if (setresuid(-1, 0, -1) == 0)
 		(void)prctl(PR_SET_DUMPABLE, 0);
 }
 
