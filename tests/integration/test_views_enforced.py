@@ -81,6 +81,31 @@ def test_msg_mni_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> Non
     assert out == ["3"]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(
+    ("knob", "limit", "sysctl", "own", "flag", "tries", "made"),
+    [
+        ("ipc.sem", "250 32000 32 2", "kernel/sem", "250 32000 32 128", "-S 1", 3, 2),
+        ("ipc.shm_max", "4096", "kernel/shmmax", "1000000", "-M 8192", 2, 0),
+    ],
+)
+def test_more_ipc_knobs_hold_with_no_read_in_between(
+    cfs: Mounted,
+    layout: str,
+    knob: str,
+    limit: str,
+    sysctl: str,
+    own: str,
+    flag: str,
+    tries: int,
+    made: int,
+) -> None:
+    c = container(cfs, "k", layout)
+    cfs.sh(f"echo '{limit}' > {c}/{knob}")
+    out = inside(cfs, c, f"echo '{own}' > /proc/sys/{sysctl}; " + count_ipcmk(flag, tries))
+    assert out == [str(made)]
+
+
 @needs_python
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_port_range_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
