@@ -68,6 +68,9 @@ STATE_VERSION = 2
 #: is itself longer than this and refused, and the kernel sends none of the rest.
 WRITE_MAX = os.sysconf("SC_PAGE_SIZE")
 
+#: Seconds a mkdir waits for its parent's views to be bound.
+BIND_WAIT = 10.0
+
 
 def default_root_subtree(available: dict[str, str | None]) -> frozenset[str]:
     """Every usable kind except ``user``: a user namespace without an ID map runs
@@ -216,6 +219,16 @@ class Daemon:
             return await self._mkdir(parent, name, owner)
 
     async def _mkdir(self, parent: Container, name: str, owner: tuple[int, int]) -> Container:
+        # A new parent's views may still be on their way in (its holder may not be in
+        # its final mount namespace yet, pin.c "n"): a holder made now would join the
+        # parent's namespaces as they are. Not under the lock (the binding needs
+        # none); bounded, should a binding ever hang.
+        ready = self.ready.get(parent.uid)
+        if ready is not None:
+            with trio.move_on_after(BIND_WAIT) as waited:
+                await ready.wait()
+            if waited.cancelled_caught:
+                log.warning("mkdir %s: %s's views still not bound", name, _where(parent))
         async with self.lock:
             if parent.removed:  # while this request waited for the lock
                 raise OSError(errno.ENOENT, f"{_where(parent)}: no longer exists")
@@ -374,8 +387,13 @@ class Daemon:
         """Put each knob's internal view over its /proc/sys file inside the container.
 
         A process inside then reads and sets its own value at the usual path, while
-        the kernel enforces the effective one. ``stale``: a previous daemon's
-        (dead) bind mounts may be there; they are detached first.
+        the kernel enforces the effective one. The holder names each target
+        (``Holder.open_sysctl_target``): only a process in the container's ipc,
+        net and active pid namespaces reaches the /proc/sys dentries its
+        processes use. Then a holder whose mount namespace was deferred enters
+        the container's own, a copy that locks the binds (pin.c). ``stale``: a
+        previous daemon's (dead) bind mounts may be there; they are detached
+        first where they can be (locked ones stay, under the new ones).
         """
         try:
             if stale:
@@ -384,23 +402,59 @@ class Daemon:
                 )
                 await mounts.detach_stale(holder, targets)
             assert self.loopback is not None
-            binds: list[tuple[int, str]] = []
+            binds: list[tuple[int, int]] = []
             try:
                 for knob in self.engine.knobs_of(c.owned):
                     if knob.file not in c.views:  # the kernel has no such file there
                         continue
-                    source = os.path.join(self.mountpoint, *c.path, knob.files[1])
-                    fd = await self.loopback.open_tree(source)
-                    binds.append((fd, namespaces.sysctl_path(knob.sysctl)))
-                await mounts.attach_into(holder, binds)  # one thread joins for all
+                    fd = await self._open_bind_source(c, knob.files[1])
+                    binds.append((fd, -1))
+                    target = await trio.to_thread.run_sync(holder.open_sysctl_target, knob.sysctl)
+                    binds[-1] = (fd, target)
+                await mounts.attach_onto(holder, binds)  # one thread joins for all
             finally:
-                for fd, _ in binds:
+                for fd, target in binds:
                     os.close(fd)
+                    if target >= 0:
+                        os.close(target)
         except OSError as exc:
             if not c.removed:  # else: deleted meanwhile, nothing to bind into
                 log.error("%s: internal views not bound over /proc/sys: %s", _where(c), exc)
         finally:
-            self.ready.pop(c.uid, trio.Event()).set()
+            try:
+                await self._enter_final_mount_ns(c, holder)
+            finally:
+                self.ready.pop(c.uid, trio.Event()).set()
+
+    async def _open_bind_source(self, c: Container, file: str) -> int:
+        """A detached bind mount (``open_tree``) of ``c``'s ``file``, looked up by a
+        hidden name in the root directory (``Operations.bind_source``), never in
+        ``c``'s directory: a ``mkdir`` below ``c`` holds that one locked while it
+        waits for this binding."""
+        assert self.loopback is not None
+        if self.ops is None:
+            return await self.loopback.open_tree(os.path.join(self.mountpoint, *c.path, file))
+        name = self.ops.bind_source(c, file)
+        try:
+            return await self.loopback.open_tree(os.path.join(self.mountpoint, name))
+        finally:
+            self.ops.drop_bind_source(name)
+
+    async def _enter_final_mount_ns(self, c: Container, holder: namespaces.Holder) -> None:
+        """Have the holder enter the container's own mount namespace if it deferred it
+        (a container that owns user and mnt), and record the namespace's inode."""
+        try:
+            await trio.to_thread.run_sync(holder.enter_final_mount_ns)
+        except OSError as exc:
+            if not c.removed:
+                log.error("%s: holder did not enter its own mount namespace: %s", _where(c), exc)
+            return
+        mnt = str(holder.inodes["mnt"])
+        if c.ids.get("mnt") != mnt and not c.removed:
+            c.ids["mnt"] = mnt
+            self.save(c)
+            if self.ops is not None:
+                self.ops.changed()  # container.subsystems shows the inode
 
     async def rmdir(self, c: Container) -> None:
         with refusals_logged(f"rmdir {_where(c)}"):
@@ -486,8 +540,7 @@ class Daemon:
                 return spec.kind not in NAMESPACE_NAMES and self.cgroups.is_limit(spec.name)
             case Role.VIEW:
                 knob, _ = self.engine.knob(spec.name)
-                owner = c.owner(knob.kind)
-                return not owner.is_root and "mnt" in owner.owned
+                return self.engine.views_enforced(c.owner(knob.kind))
         return False
 
     async def _render(self, c: Container, spec: FileSpec) -> str:
@@ -496,6 +549,11 @@ class Daemon:
             case Role.SUBSYSTEMS:
                 return e.render_subsystems()
             case Role.CONTAINER_SUBSYSTEMS:
+                # A user-namespaced container's mount namespace is made once its views
+                # are bound (pin.c, "n"): `exec` must not learn the inode before.
+                ready = self.ready.get(c.uid)
+                if ready is not None:
+                    await ready.wait()
                 return e.render_container_subsystems(c)
             case Role.SUBTREE:
                 return e.render_subtree(c)
@@ -561,7 +619,10 @@ class Daemon:
             await self._set_sysctl(holder, kind, sysctl, parse_hostname(text, name))
         elif name in ("user.uid_map", "user.gid_map"):
             value = parse_id_map(text, name)
-            await trio.to_thread.run_sync(idmaps.write_map, holder, name[5:8], value)
+            try:
+                await trio.to_thread.run_sync(idmaps.write_map, holder, name[5:8], value)
+            finally:
+                await self.learn_inside_root(c, holder)
         elif name.startswith("user.max_"):
             await holder.set_sysctl_async("user." + name[5:], str(parse_count(text, name)))
         elif name == "time.offsets":
@@ -572,6 +633,16 @@ class Daemon:
             )
         else:
             raise AssertionError(name)
+
+    async def learn_inside_root(self, c: Container, holder: namespaces.Holder) -> None:
+        """Record whom root of ``c``'s user namespace is on the host: the owner of the
+        internal views its processes write (``Engine.file_owner``)."""
+        try:
+            uid, gid = await trio.to_thread.run_sync(idmaps.inside_root, holder)
+        except OSError as exc:
+            log.error("%s: cannot read its ID maps: %s", _where(c), exc)
+            return
+        self.engine.set_inside_root(c, uid, gid)
 
     async def _cgroup_write(self, c: Container, name: str, text: str) -> None:
         """Write a cgroup file: inline when the kernel only stores the value, on a
@@ -634,7 +705,17 @@ class Daemon:
         again = self.engine.observe(owner, knob, knob.type.read(text))
         if again is not None and holder is not None:
             value = knob.type.format(again)
-            await self._set_sysctl(holder, knob.kind, knob.sysctl, value)
+            try:
+                await self._set_sysctl(holder, knob.kind, knob.sysctl, value)
+            except OSError as exc:  # a read has no refusal log of its own
+                log.error(
+                    "%s: %s was changed inside; cannot put the effective %s back: %s",
+                    _where(owner),
+                    knob.file,
+                    value,
+                    exc,
+                )
+                raise
             log.info(
                 "%s: %s was changed inside; effective %s again", _where(owner), knob.file, value
             )
@@ -1253,6 +1334,8 @@ async def _start_lifecycle(daemon: Daemon) -> None:
     assert daemon.nursery is not None
     for c in list(daemon.engine.root.walk()):
         holder = daemon.holders.get(c.uid)
+        if holder is not None and "user" in c.owned:
+            await daemon.learn_inside_root(c, holder)
         if holder is not None and "mnt" in c.owned and c.origin == Origin.MKDIR:
             daemon.ready[c.uid] = trio.Event()
             daemon.nursery.start_soon(daemon.bind_internal_views, c, holder, True)

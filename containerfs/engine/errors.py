@@ -40,6 +40,12 @@ class NotPermitted(ContainerError):
     errno = errno.EPERM
 
 
+class Unsupported(ContainerError):
+    """A request this container's layout cannot honour (e.g. a limit nothing enforces)."""
+
+    errno = errno.EOPNOTSUPP
+
+
 class ReadOnly(ContainerError):
     """Writing a file that is read-only here (a shared kind, or the root's own objects)."""
 

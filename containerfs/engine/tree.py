@@ -23,6 +23,7 @@ from .errors import (
     NotPermitted,
     ReadOnly,
     TryAgain,
+    Unsupported,
 )
 from .kinds import (
     NAMESPACE_NAMES,
@@ -171,6 +172,11 @@ class Container:
         if self.parent is not None:
             self.depth = self.parent.depth + 1
             self.counted_by = self.parent if self.parent.counts else self.parent.counted_by
+    # For a container owning a user namespace: the host uid and gid its root (0
+    # inside) maps to, None each until a map gives one. Root inside writes the
+    # internal views bound over /proc/sys, so those files are theirs (see
+    # ``Engine.file_owner``). Learnt from the kernel, not saved.
+    inside_root: tuple[int | None, int | None] = (None, None)
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -616,7 +622,25 @@ class Engine:
             return c.owner_ids
         if c.is_root or spec.name in ROOT_ONLY_FILES:
             return ROOT_IDS
+        if spec.role == Role.VIEW and spec.writable and self.knob(spec.name)[1] == "internal":
+            # Bound over /proc/sys inside, where root of the container's user
+            # namespace writes it: as the kernel shows ipc and net sysctls, the
+            # owner is that root's host ID (CAP_DAC_OVERRIDE inside does not reach
+            # a file of an unmapped owner).
+            uid, gid = c.owner("user").inside_root
+            return (c.admin_ids[0] if uid is None else uid, c.admin_ids[1] if gid is None else gid)
         return c.admin_ids
+
+    def set_inside_root(self, c: Container, uid: int | None, gid: int | None) -> None:
+        """Record the host IDs root of ``c``'s own user namespace maps to."""
+        c.inside_root = (uid, gid)
+
+    @staticmethod
+    def views_enforced(c: Container) -> bool:
+        """Whether the kernel holds ``c``'s effective values against the container
+        itself: its internal views are bound over /proc/sys in a mount namespace
+        of its own (made by mkdir; a clone's is its maker's, nothing is bound)."""
+        return "mnt" in c.owned and c.origin == Origin.MKDIR and not c.is_root
 
     def chown(self, c: Container, uid: int | None, gid: int | None) -> None:
         """Delegate (or take back) a container directory: its owner becomes ``uid``/``gid``
@@ -832,7 +856,14 @@ class Engine:
             raise ReadOnly(f"{name}: read-only")
         old = self._state(c, knob)
         if view == "external":
-            return knob, KnobState(old.internal, parse_external(knob, text))
+            limit = parse_external(knob, text)
+            if limit is not None and not self.views_enforced(c):
+                raise Unsupported(
+                    f"{name}: a limit needs the container's own mount namespace (mnt), "
+                    "where its internal view is bound over /proc/sys; without one it "
+                    "writes the kernel's file directly and nothing would enforce it"
+                )
+            return knob, KnobState(old.internal, limit)
         return knob, KnobState(knob.type.parse(text, name), old.external)
 
     def commit_view(self, c: Container, knob: Knob, state: KnobState) -> None:

@@ -121,6 +121,7 @@ class Operations(pyfuse3.Operations):
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
         self._events_seq: dict[int, int] = {}  # container uid -> changes of its events file
+        self._aliases: dict[str, int] = {}  # hidden root names -> file inodes (bind_source)
         self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> waiting poll
         self.toucher_pid: int | None = None  # see fuse/loopback.py
         self._cache: dict[int, _Cached] = {}  # inode -> content of a page-cached file
@@ -143,6 +144,18 @@ class Operations(pyfuse3.Operations):
             files[file] = ino
             self._nodes[ino] = _Node(c, file, time.time_ns())
         return ino
+
+    def bind_source(self, c: Container, file: str) -> str:
+        """A hidden name in the root directory for a file of ``c`` (not listed): the
+        daemon binds the file from there. A lookup in ``c``'s own directory could
+        wait for a ``mkdir`` of a child of ``c`` that holds that directory locked
+        in the kernel, and such a ``mkdir`` waits for ``c``'s views to be bound."""
+        name = f".bind.{c.uid}.{file}"
+        self._aliases[name] = self._inode(c, file)
+        return name
+
+    def drop_bind_source(self, name: str) -> None:
+        self._aliases.pop(name, None)
 
     def _node(self, inode: int) -> _Node:
         node = self._nodes.get(inode)
@@ -297,6 +310,9 @@ class Operations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         c = self._dir(parent_inode)
         text = os.fsdecode(name)
+        alias = self._aliases.get(text) if parent_inode == pyfuse3.ROOT_INODE else None
+        if alias is not None:
+            return self._attr(alias, self._node(alias))
         if text == ".":
             return self._attr(parent_inode, self._node(parent_inode))
         if text == "..":
@@ -487,10 +503,22 @@ class Operations(pyfuse3.Operations):
             )
         finally:
             self.changed()  # also after a refusal: part of a write may have been applied
+            if handle.node.file in ("user.uid_map", "user.gid_map"):
+                self._drop_internal_view_attrs(handle.node.container)
         ino = self._known(handle.node.container.uid, handle.node.file)
         if ino is not None:
             await self._drop_cached(ino)
         return len(buf)
+
+    def _drop_internal_view_attrs(self, c: Container) -> None:
+        """An ID map was written: internal views of ``c`` and below may have a new owner
+        (``Engine.file_owner``); drop the kernel's cached attributes, which it checks
+        access against (attribute-only: safe from a handler)."""
+        for node in c.walk():
+            for name, ino in self._inodes.get(node.uid, {}).items():
+                if name is not None and name.endswith(".internal"):
+                    with contextlib.suppress(OSError):
+                        pyfuse3.invalidate_inode(ino, attr_only=True)
 
     @fuse_errors
     async def poll(

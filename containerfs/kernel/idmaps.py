@@ -35,3 +35,23 @@ def write_map(holder: Holder, which: str, text: str) -> None:
             raise OSError(5, "short write")  # EIO
     finally:
         os.close(fd)
+
+
+def host_id_of_root(text: str) -> int | None:
+    """The outside ID that ID 0 inside maps to, by a map's text; None when unmapped."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            inside, outside, count = map(int, fields)
+            if inside <= 0 < inside + count:
+                return outside - inside
+    return None
+
+
+def inside_root(holder: Holder) -> tuple[int | None, int | None]:
+    """The host (uid, gid) of root in the holder's user namespace, None each where
+    0 is not mapped (yet)."""
+    return (
+        host_id_of_root(read_map(holder, "uid")),
+        host_id_of_root(read_map(holder, "gid")),
+    )

@@ -7,6 +7,13 @@ mount of the source in the daemon's namespace (made by the loopback helper,
 ``fuse/loopback.py``, since the source is on our own mount), and a fresh
 thread that joined the container's mount namespace attaches it with
 ``move_mount``.
+
+Where it lands matters: a /proc/sys file of a per-namespace sysctl is one
+dentry per ipc, net or (``kernel.pid_max``) active pid namespace that looks
+it up, so a path looked up by the daemon's thread names the daemon's
+dentry, which the container's processes never reach. The holder, in all of
+the container's namespaces, opens each target (``Holder.open_sysctl_target``)
+and the thread attaches onto those fds.
 """
 
 from __future__ import annotations
@@ -20,16 +27,18 @@ from . import sys as ksys
 from .nslist import unescape_mountinfo
 
 
-def _attach_all(binds: list[tuple[int, str]]) -> None:
-    for fd, target in binds:
-        ksys.move_mount_fd(fd, target)
+def _attach_onto(binds: list[tuple[int, int]]) -> None:
+    for fd, target_fd in binds:
+        ksys.move_mount_onto(fd, target_fd)
 
 
-async def attach_into(holder: namespaces.Holder, binds: list[tuple[int, str]]) -> None:
-    """Attach each detached mount ``fd`` (from ``open_tree``) over its ``target`` inside
-    the holder's mount namespace, in order, from one fresh thread that joined it.
-    The first failure stops the rest."""
-    await namespaces.run_in_namespaces_async(holder, ["mnt"], functools.partial(_attach_all, binds))
+async def attach_onto(holder: namespaces.Holder, binds: list[tuple[int, int]]) -> None:
+    """Attach each detached mount ``fd`` onto its ``target_fd`` (from
+    :meth:`Holder.open_sysctl_target`), in order, from one fresh thread that
+    joined the holder's current mount namespace. The first failure stops the rest."""
+    await namespaces.run_in_namespaces_async(
+        holder, ["mnt"], functools.partial(_attach_onto, binds)
+    )
 
 
 def _detach_containerfs_at(targets: frozenset[str]) -> int:

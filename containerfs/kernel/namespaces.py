@@ -526,10 +526,17 @@ class Holder:
         return channel, wake, tag, time.monotonic() + timeout
 
     def _receive(
-        self, channel: socket.socket, wake: int, tag: bytes, deadline: float, quiet: bool = False
+        self,
+        channel: socket.socket,
+        wake: int,
+        tag: bytes,
+        deadline: float,
+        quiet: bool = False,
+        fds: list[int] | None = None,
     ) -> bytes | None:
         """The reply to ``tag`` (the request lock held); ``None`` at the deadline when
-        ``quiet``, else ``TimeoutError``."""
+        ``quiet``, else ``TimeoutError``.  Fds attached to that reply go to ``fds``
+        (the caller's to close); any other fds received are closed."""
         poller = select.poll()
         poller.register(channel, select.POLLIN)
         poller.register(wake, select.POLLIN)
@@ -546,12 +553,20 @@ class Holder:
                 if not events:
                     continue
                 try:
-                    reply = channel.recv(_REPLY_MAX)
+                    reply, ancillary, _flags, _addr = channel.recvmsg(
+                        _REPLY_MAX, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC
+                    )
                 except BlockingIOError:
                     continue
+                got_fds = _rights(ancillary)
                 if not reply:
+                    _close_all(got_fds)
                     raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone")
                 got, _, reply = reply.partition(b" ")
+                if got == tag and fds is not None:
+                    fds.extend(got_fds)
+                else:
+                    _close_all(got_fds)
                 if got == tag:
                     return reply
                 # A reply to a request that timed out, or left by an earlier daemon.
@@ -593,6 +608,33 @@ class Holder:
     async def set_sysctl_async(self, name: str, value: str) -> None:
         """:meth:`set_sysctl` for the trio loop (see :meth:`_request_async`)."""
         await self._request_async(b"w " + _sysctl_relpath(name) + b" " + value.encode())
+
+    # -- binding views inside the container (pin.c: "o" and "n") -----------------
+
+    def open_sysctl_target(self, name: str, *, timeout: float | None = None) -> int:
+        """An ``O_PATH`` fd (the caller's) on sysctl ``name``'s /proc/sys file as the
+        holder resolves it: in its mount namespace, and for a per-namespace sysctl
+        the dentry of the container's own ipc, net or active pid namespace, the
+        one the container's processes reach.  Blocking."""
+        fds: list[int] = []
+        try:
+            with self._request_lock:
+                channel, wake, tag, deadline = self._send(b"o " + _sysctl_relpath(name), timeout)
+                reply = self._receive(channel, wake, tag, deadline, fds=fds)
+            self._answer(reply)
+            if len(fds) != 1:
+                raise OSError(errno.EPROTO, f"holder {self.pid}: no fd for {name}")
+            return fds.pop()
+        finally:
+            _close_all(fds)
+
+    def enter_final_mount_ns(self, *, timeout: float | None = None) -> None:
+        """Have a holder whose mount namespace was deferred (pin.c, "Deferred mount
+        namespace") unshare the container's own now, which locks every mount
+        copied into it; a no-op for any other holder.  :attr:`inodes` follows.
+        Blocking."""
+        self._request(b"n", timeout)
+        self.inodes["mnt"] = ns_inode(self.pid, "mnt")
 
     # -- the time namespace's offsets --------------------------------------------
 
@@ -651,6 +693,21 @@ class Holder:
             raise
         finally:
             os.close(fd)
+
+
+def _rights(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The fds of SCM_RIGHTS messages in ``ancillary``."""
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4])
+    return fds
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+    fds.clear()
 
 
 def _proc_exited(pid: int) -> bool:

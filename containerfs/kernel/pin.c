@@ -47,6 +47,11 @@
  *   "<tag> r <path>"          -> "<tag> ok <content>" | "<tag> err <errno>"
  *   "<tag> w <path> <value>"  -> "<tag> ok" | "<tag> err <errno>"
  *                                (one write() of <value>)
+ *   "<tag> o <path>"          -> "<tag> ok" with an O_PATH fd (SCM_RIGHTS) on
+ *                                /proc/sys/<path> as the holder's mount namespace
+ *                                and its other namespaces resolve it | "<tag> err <errno>"
+ *   "<tag> n"                 -> "<tag> ok" | "<tag> err <errno>": enter the
+ *                                container's final mount namespace (see below)
  *
  * <tag> is 1 to 20 decimal digits chosen by the daemon and echoed verbatim,
  * so a daemon can tell its reply from stale ones: replies to requests that
@@ -60,6 +65,29 @@
  * daemon thread cannot do for sysctls that look at the caller's active pid
  * namespace (kernel.pid_max) or its user namespace (user.max_*_namespaces).
  * Bad requests get an "err"; nothing a request holds can end the holder.
+ *
+ * "o" is how the daemon binds its views over /proc/sys files (docs/design.md,
+ * "Internal views inside the container"): a /proc/sys file of a per-namespace
+ * sysctl is a different dentry for each ipc, net or active pid namespace that
+ * looks it up, so the bind must land on the dentry the container's own
+ * processes reach, and only a process in all their namespaces (the holder)
+ * can name it.  The daemon then attaches its bind mount on that fd.
+ *
+ * Deferred mount namespace: when the container owns its mount namespace and
+ * will be in another user namespace than the daemon, the holder stays in an
+ * intermediate mount namespace of the daemon's user namespace (without the
+ * daemon's mount) after unsharing everything else.  The daemon binds its
+ * views there, then sends "n": the holder unshares the container's mount
+ * namespace from it, and because that copy goes to a less privileged user
+ * namespace the kernel locks every mount in it, the binds included (root
+ * inside can neither unmount them nor mount a fresh proc that would show
+ * what they cover).  "n" for a holder with nothing deferred just says "ok".
+ *
+ * Requests are served with the effective uid and gid of root of the
+ * holder's user namespace once that has them mapped: ipc sysctls give owner
+ * permissions only to that euid (ipc/ipc_sysctl.c), not to a capability, so
+ * after "0 100000 ..." the holder's host uid 0 would get EACCES.  Its
+ * capabilities in that user namespace stay (it never was root there).
  *
  * Security: every pin process is made non-dumpable (PR_SET_DUMPABLE 0) at
  * start and again right before "ok" (a credential change may reset it): a
@@ -554,6 +582,92 @@ static int open_sysctl(const char *path, int flags)
 	return (int)syscall(SYS_openat2, sysdir, path, &how, sizeof how);
 }
 
+static int deferred_mnt; /* see "Deferred mount namespace" in the header comment */
+
+/* Enter the container's mount namespace, copied from the intermediate one. */
+static int enter_final_mnt(void)
+{
+	if (!deferred_mnt)
+		return 0;
+	if (unshare(CLONE_NEWNS) < 0)
+		return -1;
+	deferred_mnt = 0;
+	/* Private already (copied from an rprivate namespace): to be sure. */
+	(void)mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	return 0;
+}
+
+/*
+ * Act as root of our user namespace when its uid 0 (and gid 0) are mapped
+ * and we are not it yet; nothing changes while there is no map.  Only the
+ * effective IDs change (what sysctl permissions look at): the real and saved
+ * ones stay the daemon's, so a host process of the namespace root's uid
+ * still may not signal the holder.  A credential change resets
+ * dumpability: made non-dumpable again.
+ */
+static void become_ns_root(void)
+{
+	if (geteuid() == 0)
+		return;
+	if (setresgid(-1, 0, -1) < 0) {
+		/* gid 0 not mapped (yet): the uid alone gives owner permissions */
+	}
+	if (setresuid(-1, 0, -1) == 0)
+		(void)prctl(PR_SET_DUMPABLE, 0);
+}
+
+/* Reply "ok" with FD attached (SCM_RIGHTS). */
+static void answer_fd(int fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} c;
+	char text[2] = {'o', 'k'};
+	struct iovec iov[2] = {{tag, taglen}, {text, 2}};
+	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+	struct cmsghdr *h;
+
+	memset(&c, 0, sizeof c);
+	m.msg_control = c.b;
+	m.msg_controllen = sizeof c.b;
+	h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0) {
+		if (errno != EINTR) {
+			answer_err(errno);
+			return;
+		}
+	}
+}
+
+/* "o": an O_PATH fd on /proc/sys/PATH in our mount namespace (mounts crossed,
+ * no symlinks), for the daemon to attach a bind mount on. */
+static void open_target(const char *path)
+{
+	char full[PATH_MAX + 16];
+	struct open_how how;
+	int fd;
+
+	if ((size_t)snprintf(full, sizeof full, "/proc/sys/%s", path) >= sizeof full) {
+		answer_err(ENAMETOOLONG);
+		return;
+	}
+	memset(&how, 0, sizeof how);
+	how.flags = (unsigned long long)(O_PATH | O_CLOEXEC | O_NOFOLLOW);
+	how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+	fd = (int)syscall(SYS_openat2, AT_FDCWD, full, &how, sizeof how);
+	if (fd < 0) {
+		answer_err(errno);
+		return;
+	}
+	answer_fd(fd);
+	close(fd);
+}
+
 /* Handle one request, the LEN bytes at REQ (after the tag); REQ[LEN] is ours. */
 static void serve_one(char *req, size_t len)
 {
@@ -562,7 +676,14 @@ static void serve_one(char *req, size_t len)
 	ssize_t n;
 	int fd, err;
 
-	if (len < 2 || (req[0] != 'r' && req[0] != 'w') || req[1] != ' ') {
+	if (len == 1 && req[0] == 'n') {
+		if (enter_final_mnt() < 0)
+			answer_err(errno);
+		else
+			answer("ok", 2);
+		return;
+	}
+	if (len < 2 || (req[0] != 'r' && req[0] != 'w' && req[0] != 'o') || req[1] != ' ') {
 		answer_err(EINVAL);
 		return;
 	}
@@ -583,6 +704,11 @@ static void serve_one(char *req, size_t len)
 		return;
 	}
 	path[plen] = '\0';
+	if (req[0] == 'o') {
+		open_target(path);
+		return;
+	}
+	become_ns_root();
 
 	fd = open_sysctl(path, value ? O_WRONLY : O_RDONLY);
 	if (fd < 0) {
@@ -882,7 +1008,10 @@ int main(int argc, char **argv)
 	/* Our user namespace changes (see join_all): detach the daemon's mount
 	 * before, while a copy of it is still ours to change. */
 	userns = (flags | join | joined) & CLONE_NEWUSER;
-	join_all((int)parentfd, (int)join, (flags & CLONE_NEWNS) && userns ? argv[5] : NULL);
+	deferred_mnt = (flags & CLONE_NEWNS) && userns;
+	join_all((int)parentfd, (int)join, deferred_mnt ? argv[5] : NULL);
+	if (deferred_mnt) /* the holder unshares it on "n", see the header comment */
+		flags &= ~(long)CLONE_NEWNS;
 	/* A process only unshares a pid namespace from its active one, and
 	 * setns(CLONE_NEWPID) only changes the namespace of our children. */
 	if ((join | joined) & CLONE_NEWPID)

@@ -159,11 +159,12 @@ _SYS_MOVE_MOUNT = 429
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 AT_FDCWD = -100
 
 
 def open_tree_clone(path: str) -> int:
-    """A detached bind mount of ``path`` (an fd), ready for :func:`move_mount_fd`."""
+    """A detached bind mount of ``path`` (an fd), ready for :func:`move_mount_onto`."""
     return _check(
         _libc.syscall(
             _SYS_OPEN_TREE, AT_FDCWD, os.fsencode(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
@@ -171,11 +172,17 @@ def open_tree_clone(path: str) -> int:
     )
 
 
-def move_mount_fd(fd: int, target: str) -> None:
-    """Attach the detached mount ``fd`` at ``target`` in the caller's mount namespace."""
+def move_mount_onto(fd: int, target_fd: int) -> None:
+    """Attach the detached mount ``fd`` on the file ``target_fd`` (an ``O_PATH`` fd)
+    names; its mount must be in the caller's mount namespace."""
     _check(
         _libc.syscall(
-            _SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, os.fsencode(target), MOVE_MOUNT_F_EMPTY_PATH
+            _SYS_MOVE_MOUNT,
+            fd,
+            b"",
+            target_fd,
+            b"",
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     )
 

@@ -142,20 +142,6 @@ def test_shared_kind_shows_the_parents_views_read_only(cfs: Mounted) -> None:
     assert cfs.sh("echo 5 > ipc.shm_mni", check=False).returncode != 0
 
 
-@pytest.mark.parametrize("cfs", [("--subtree", "+ipc +uts +pid")], indirect=True)
-def test_without_its_own_mount_namespace_the_limit_is_reapplied_when_read(cfs: Mounted) -> None:
-    cfs.sh("mkdir nm && echo 4 > nm/ipc.shm_mni")
-    # no containerfs file over /proc/sys here: the container writes the kernel directly
-    assert (
-        inside(cfs, "nm", "echo 100 > /proc/sys/kernel/shmmni; cat /proc/sys/kernel/shmmni")
-        == "100\n"
-    )
-    # the daemon notices when it looks, records it as the internal view, and puts back 4
-    assert views(cfs, "nm", "ipc.shm_mni") == ("4", "100", "4")
-    assert inside(cfs, "nm", "cat /proc/sys/kernel/shmmni") == "4\n"
-    assert make(cfs, "nm", 5, "-M 1024") == 4
-
-
 def test_monitoring_files_show_the_namespace_as_seen_inside(cfs: Mounted) -> None:
     cfs.sh("mkdir i")
     # ipc.usage counts what the container made

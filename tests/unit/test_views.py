@@ -6,10 +6,11 @@ import errno
 
 import pytest
 
-from containerfs.engine.errors import ContainerError, InvalidInput
+from containerfs.engine.errors import ContainerError, InvalidInput, Unsupported
 from containerfs.engine.kinds import NAMESPACE_NAMES, all_kinds
 from containerfs.engine.tree import Container, Engine, Role
 from containerfs.engine.views import IPC_KNOBS, NET_KNOBS, KnobState, ValueType, knob_table
+from containerfs.kernel.idmaps import host_id_of_root
 
 
 def make_engine() -> Engine:
@@ -20,7 +21,7 @@ def make_engine() -> Engine:
         available,
         {},
         root_ids,
-        frozenset({"ipc", "net"}),
+        frozenset({"ipc", "net", "mnt"}),
         view_knobs=IPC_KNOBS + NET_KNOBS,
     )
 
@@ -97,6 +98,30 @@ def test_effective_view_is_read_only() -> None:
     assert exc.value.errno == errno.EACCES
 
 
+def test_a_limit_needs_the_containers_own_mount_namespace() -> None:
+    e = make_engine()
+    e.set_subtree(e.root, "-mnt")
+    c = child(e)
+    with pytest.raises(Unsupported) as exc:
+        e.plan_view_write(c, "ipc.shm_mni", "4")
+    assert exc.value.errno == errno.EOPNOTSUPP
+    knob, state = e.plan_view_write(c, "ipc.shm_mni", "max")  # no limit: fine
+    assert state.external is None
+    _, state = e.plan_view_write(c, "ipc.shm_mni.internal", "7")  # its own value: fine
+    assert state.internal == (7,)
+
+
+def test_internal_views_belong_to_root_inside() -> None:
+    e = make_engine()
+    e.set_subtree(e.root, "+user")
+    c = child(e)
+    spec = e.file(c, "ipc.shm_mni.internal")
+    assert e.file_owner(c, spec) == (0, 0)  # no map yet
+    e.set_inside_root(c, 100000, 100000)
+    assert e.file_owner(c, spec) == (100000, 100000)
+    assert e.file_owner(c, e.file(c, "ipc.shm_mni")) == (0, 0)  # the parent's limit
+
+
 def test_observe_takes_a_change_made_inside_as_the_internal_view() -> None:
     e = make_engine()
     c = child(e)
@@ -123,3 +148,18 @@ def test_sem_refuses_semmni_past_ipcmni() -> None:
         knob.type.parse("32000 1024000000 500 32769", "ipc.sem")
     with pytest.raises(InvalidInput):
         knob.type.parse("1 2 3 " + "9" * 100, "ipc.sem")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("0 100000 65536\n", 100000),
+        ("0 0 4294967295\n", 0),
+        ("1000 5000 10\n0 7000 1\n", 7000),
+        ("1 100001 65535\n", None),  # 0 itself not mapped
+        ("garbage\n", None),
+    ],
+)
+def test_host_id_of_root_inside(text: str, expected: int | None) -> None:
+    assert host_id_of_root(text) == expected
