@@ -172,6 +172,7 @@ class Container:
         if self.parent is not None:
             self.depth = self.parent.depth + 1
             self.counted_by = self.parent if self.parent.counts else self.parent.counted_by
+
     # For a container owning a user namespace: the host uid and gid its root (0
     # inside) maps to, None each until a map gives one. Root inside writes the
     # internal views bound over /proc/sys, so those files are theirs (see
