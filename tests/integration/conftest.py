@@ -135,7 +135,23 @@ class Mounted:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the daemon (SIGTERM: a clean stop; SIGKILL: a crash); its exit status."""
         self.daemon.send_signal(sig)
-        return self.daemon.wait(timeout=30 * TIME_SCALE)
+        try:
+            return self.daemon.wait(timeout=30 * TIME_SCALE)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the daemon did not stop on signal {sig}; where it was:\n{self.dump_stacks()}"
+            ) from None
+
+    def dump_stacks(self) -> str:
+        """End a daemon that hangs with SIGABRT: under ``python -X dev`` (``make test``)
+        faulthandler then prints every thread's stack to its log."""
+        self.daemon.send_signal(signal.SIGABRT)
+        try:
+            self.daemon.wait(timeout=10 * TIME_SCALE)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait(timeout=10)
+        return self.log_tail(120)
 
     def start(self, *extra: str) -> None:
         """Start a daemon again on the same mountpoint, state dir and cgroups."""
