@@ -261,7 +261,8 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
                 stop_daemon(m)
                 print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
                 if KEEP_LOGS:  # the whole log, to read after the run
-                    shutil.copy(log, Path(KEEP_LOGS) / f"{tmp.name}-{request.node.name}.log")
+                    name = request.node.name.replace("/", "_")  # parameters may hold paths
+                    shutil.copy(log, Path(KEEP_LOGS) / f"{tmp.name}-{name}.log")
                 _check_warnings(log)
     finally:
         if not _in_mounts(mnt):
