@@ -10,6 +10,8 @@ unmount), then removes the subtree, even when the test failed.
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
@@ -167,6 +169,68 @@ class Mounted:
             return "\n".join(self.log.read_text().splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+def on_terminal(argv: list[str], typed: bytes, timeout: float = 20) -> tuple[str, int]:
+    """Run ``argv`` on a new pseudo-terminal as a user typing ``typed`` at it would:
+    what the terminal showed, and the exit status."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a user typing at a terminal
+        os.execv(argv[0], argv)
+    try:
+        os.write(fd, typed)
+        out = b""
+        deadline = time.monotonic() + timeout * TIME_SCALE
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # EIO: the terminal's last process closed it
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        else:
+            os.kill(pid, signal.SIGKILL)  # never hang the suite
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+
+#: A Python program that forks children (each waits) until the kernel refuses,
+#: then prints the highest pid it got and the errno's name, and ends them all:
+#: how ``pid.max`` is seen from inside.
+FORK_UNTIL_REFUSED = """
+import errno, os, signal
+kids = []
+try:
+    while len(kids) < 400:
+        pid = os.fork()
+        if pid == 0:
+            signal.pause()
+            os._exit(0)
+        kids.append(pid)
+except OSError as e:
+    print(max(kids), errno.errorcode[e.errno])
+for k in kids:
+    os.kill(k, 9)
+    os.waitpid(k, 0)
+"""
+
+
+#: A Python program that listens with a backlog of 1000 and prints the backlog the
+#: kernel gave the socket (``ss`` shows it as Send-Q): ``net.core.somaxconn`` caps it.
+LISTEN_BACKLOG = """
+import socket, subprocess
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1000)
+port = s.getsockname()[1]
+out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
+print(out.stdout.split()[2])
+"""
 
 
 def _mounted(mnt: Path) -> bool:

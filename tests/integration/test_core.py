@@ -7,18 +7,15 @@ the v1 cgroup files, and the kernel refusing a fork past pids.max.
 from __future__ import annotations
 
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import CONTAINERFS, Mounted, wait_for
+from .conftest import CONTAINERFS, Mounted, on_terminal, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -141,31 +138,12 @@ def test_exec_joins_every_namespace_and_passes_status(cfs: Mounted) -> None:
 
 def test_exec_runs_an_interactive_shell_on_a_terminal(cfs: Mounted) -> None:
     cfs.sh("mkdir tty && echo tty-box > tty/uts.hostname")
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: a user typing at a terminal
-        os.execv(sys.executable, [*CONTAINERFS, "exec", str(cfs.mnt / "tty"), "--", "sh", "-i"])
-    try:
-        os.write(fd, b"tty -s && echo on-a-tty; echo host=$(hostname); exit 3\n")
-        out = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:  # EIO: the terminal's last process closed it
-                    break
-                if not chunk:
-                    break
-                out += chunk
-        else:
-            os.kill(pid, signal.SIGKILL)  # never hang the suite
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    text = out.decode(errors="replace")
+    text, status = on_terminal(
+        [*CONTAINERFS, "exec", str(cfs.mnt / "tty"), "--", "sh", "-i"],
+        b"tty -s && echo on-a-tty; echo host=$(hostname); exit 3\n",
+    )
     assert "on-a-tty" in text and "host=tty-box" in text, text
-    assert os.waitstatus_to_exitcode(status) == 3, text
+    assert status == 3, text
 
 
 def test_pids_max_makes_the_kernel_refuse_a_sixth_process(cfs: Mounted) -> None:

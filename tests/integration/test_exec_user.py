@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import errno
 import os
-import pty
-import select
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from containerfs.kernel.namespaces import holder_id_maps
 
-from .conftest import CONTAINERFS, Mounted, wait_for
+from .conftest import CONTAINERFS, Mounted, on_terminal, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -204,31 +200,12 @@ def test_the_container_cannot_reach_into_the_exec_client(cfs: Mounted) -> None:
 
 def test_an_interactive_shell_runs_as_the_containers_root_on_a_terminal(cfs: Mounted) -> None:
     user_container(cfs, "tty")
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: a user typing at a terminal
-        os.execv(CONTAINERFS[0], [*CONTAINERFS, "exec", str(cfs.mnt / "tty"), "--", "sh", "-i"])
-    try:
-        os.write(fd, b"tty -s && echo on-a-tty; echo me=$(id -u); sleep 0.2; echo done; exit 3\n")
-        out = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:  # EIO: the terminal's last process closed it
-                    break
-                if not chunk:
-                    break
-                out += chunk
-        else:
-            os.kill(pid, signal.SIGKILL)  # never hang the suite
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    text = out.decode(errors="replace")
+    text, status = on_terminal(
+        [*CONTAINERFS, "exec", str(cfs.mnt / "tty"), "--", "sh", "-i"],
+        b"tty -s && echo on-a-tty; echo me=$(id -u); sleep 0.2; echo done; exit 3\n",
+    )
     assert "on-a-tty" in text and "me=0" in text and "done" in text, text
-    assert os.waitstatus_to_exitcode(status) == 3, text
+    assert status == 3, text
 
 
 def test_holder_id_maps_reads_the_containers_maps_only(cfs: Mounted) -> None:

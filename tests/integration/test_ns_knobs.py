@@ -8,7 +8,6 @@ has entered.
 from __future__ import annotations
 
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from containerfs.kernel.procs import pid_max_per_namespace
 
-from .conftest import Mounted
+from .conftest import FORK_UNTIL_REFUSED, Mounted
 
 pytestmark = pytest.mark.root
 
@@ -59,24 +58,7 @@ def test_pid_max_limits_forks_inside(cfs: Mounted) -> None:
     assert cfs.read("p/pid.max.effective") == "310\n"
     # inside, its own (internal) value shows; the kernel enforces the effective one
     assert cfs.exec("p", "cat", "/proc/sys/kernel/pid_max").stdout == "4194304\n"
-    script = textwrap.dedent(
-        """
-        import errno, os, signal
-        kids = []
-        try:
-            while len(kids) < 400:
-                pid = os.fork()
-                if pid == 0:
-                    signal.pause()
-                    os._exit(0)
-                kids.append(pid)
-        except OSError as e:
-            print(max(kids), errno.errorcode[e.errno])
-        for k in kids:
-            os.kill(k, 9)
-            os.waitpid(k, 0)
-        """
-    )
+    script = FORK_UNTIL_REFUSED
     highest, err = cfs.exec("p", sys.executable, "-c", script).stdout.split()
     assert err == "EAGAIN" and int(highest) == 309  # pids stay below pid_max
     assert Path("/proc/sys/kernel/pid_max").read_text() == host

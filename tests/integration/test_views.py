@@ -8,12 +8,11 @@ real file); the kernel holds the tighter of the two, and ``ipcmk`` fails past it
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from .conftest import Mounted, wait_for
+from .conftest import LISTEN_BACKLOG, Mounted, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -84,17 +83,7 @@ def test_somaxconn_caps_the_listen_backlog(cfs: Mounted) -> None:
     inside(cfs, "n", "echo 4096 > /proc/sys/net/core/somaxconn")
     assert views(cfs, "n", "net.somaxconn") == ("100", "4096", "100")
     # the kernel clamps listen()'s backlog to somaxconn; `ss` shows it as Send-Q
-    script = textwrap.dedent(
-        """
-        import socket, subprocess
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        s.listen(1000)
-        port = s.getsockname()[1]
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
-        print(out.stdout.split()[2])
-        """
-    )
+    script = LISTEN_BACKLOG
     cfs.exec("n", "ip", "link", "set", "lo", "up")
     assert cfs.exec("n", sys.executable, "-c", script).stdout.strip() == "100"
 

@@ -18,7 +18,7 @@ import pytest
 
 from containerfs.kernel.procs import pid_max_per_namespace
 
-from .conftest import Mounted
+from .conftest import FORK_UNTIL_REFUSED, LISTEN_BACKLOG, Mounted
 
 pytestmark = pytest.mark.root
 
@@ -136,17 +136,7 @@ def test_somaxconn_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> N
     c = container(cfs, "s", layout)
     cfs.sh(f"echo 100 > {c}/net.somaxconn")
     # the kernel clamps listen()'s backlog to somaxconn; `ss` shows it as Send-Q
-    script = textwrap.dedent(
-        """
-        import socket, subprocess
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        s.listen(1000)
-        port = s.getsockname()[1]
-        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
-        print(out.stdout.split()[2])
-        """
-    )
+    script = LISTEN_BACKLOG
     out = inside(
         cfs,
         c,
@@ -163,24 +153,7 @@ def test_pid_max_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> Non
     cfs.sh(f"echo 310 > {c}/pid.max")
     # pids of a new pid namespace count up from 1 (the holder): the kernel
     # refuses a fork once the next pid would reach pid_max
-    script = textwrap.dedent(
-        """
-        import errno, os, signal
-        kids = []
-        try:
-            while len(kids) < 400:
-                pid = os.fork()
-                if pid == 0:
-                    signal.pause()
-                    os._exit(0)
-                kids.append(pid)
-        except OSError as e:
-            print(max(kids), errno.errorcode[e.errno])
-        for k in kids:
-            os.kill(k, 9)
-            os.waitpid(k, 0)
-        """
-    )
+    script = FORK_UNTIL_REFUSED
     out = inside(
         cfs,
         c,
