@@ -37,11 +37,11 @@ from typing import NoReturn
 
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import (
-    KINDS,
     enter_holder,
     holder_id_maps,
     ns_inode_for_children,
 )
+from containerfs.nskinds import KINDS
 
 PROG = "containerfs exec"
 

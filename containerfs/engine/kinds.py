@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ..nskinds import KINDS, MOVABLE_KINDS
+
 
 class KindClass(StrEnum):
     NAMESPACE = "namespace"
@@ -55,26 +57,27 @@ def _ns(name: str, enter: Enter, summary: str) -> SubsystemKind:
     )
 
 
-# `enter`: a running process can be made to call setns() itself (kernel/inject.py)
-# for kinds whose setns takes effect at once, thread by thread. pid and time
-# setns only change what the process's *children* get; a user namespace
-# cannot be joined by a multithreaded process and changes its credentials
-# under its feet. mnt is `migrate` for single-threaded processes only: the
-# kernel refuses setns(CLONE_NEWNS) to a thread that shares its filesystem
-# context (cwd, root) with other threads.
-NAMESPACE_KINDS: tuple[SubsystemKind, ...] = (
-    _ns("ipc", Enter.MIGRATE, "System V IPC objects and POSIX message queues"),
-    _ns("uts", Enter.MIGRATE, "hostname and NIS domain name"),
-    _ns("net", Enter.MIGRATE, "network devices, addresses, routes, sockets"),
-    _ns("pid", Enter.SPAWN, "process IDs; the container's first process is its init"),
-    _ns("mnt", Enter.MIGRATE, "mount table (running processes: single-threaded only)"),
-    _ns("user", Enter.SPAWN, "user and group IDs, capabilities"),
-    _ns("cgroup", Enter.MIGRATE, "the root of the cgroup tree as seen from inside"),
-    _ns("time", Enter.SPAWN, "CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets"),
-)
+def _enter(name: str) -> Enter:
+    # Which kinds a running process may enter is declared once, in
+    # containerfs/nskinds.py, for the kernel's move (kernel/inject.py) too.
+    return Enter.MIGRATE if name in MOVABLE_KINDS else Enter.SPAWN
 
-#: Namespace kinds a running process enters only when it has a single thread.
-SINGLE_THREADED_ONLY: frozenset[str] = frozenset({"mnt"})
+
+# `enter`: see containerfs/nskinds.py for why each kind is `migrate` or `spawn`.
+# mnt is `migrate` for single-threaded processes only (SINGLE_THREADED_ONLY).
+_SUMMARIES: dict[str, str] = {
+    "ipc": "System V IPC objects and POSIX message queues",
+    "uts": "hostname and NIS domain name",
+    "net": "network devices, addresses, routes, sockets",
+    "pid": "process IDs; the container's first process is its init",
+    "mnt": "mount table (running processes: single-threaded only)",
+    "user": "user and group IDs, capabilities",
+    "cgroup": "the root of the cgroup tree as seen from inside",
+    "time": "CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets",
+}
+NAMESPACE_KINDS: tuple[SubsystemKind, ...] = tuple(
+    _ns(name, _enter(name), _SUMMARIES[name]) for name in KINDS
+)
 
 NAMESPACE_NAMES: tuple[str, ...] = tuple(k.name for k in NAMESPACE_KINDS)
 

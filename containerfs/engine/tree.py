@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ..nskinds import SINGLE_THREADED_ONLY
 from .errors import (
     Busy,
     Exists,
@@ -27,7 +28,6 @@ from .errors import (
 )
 from .kinds import (
     NAMESPACE_NAMES,
-    SINGLE_THREADED_ONLY,
     KindClass,
     Origin,
     Release,

@@ -2,7 +2,8 @@
 
 No I/O: these turn v2-syntax writes into numbers (refusing anything the
 kernel would misread), convert them to and from v1 files, and parse
-``/proc/PID/cgroup``, ``/proc/PID/mountinfo`` and ``/proc/cgroups``. Every
+``/proc/PID/cgroup``, ``/proc/cgroups`` and pick the cgroup mounts out of
+``/proc/PID/mountinfo`` (whose format :mod:`procfs` parses). Every
 write is validated here before the first byte reaches the kernel, so a bad
 value changes nothing. ``cgroups`` is the backend that uses them.
 """
@@ -13,6 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from containerfs.kernel import procfs
 
 # ---------------------------------------------------------------------------
 # Pure value parsing, formatting and v1 <-> v2 conversion
@@ -377,32 +380,19 @@ class MountEntry:
     super_options: frozenset[str]
 
 
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal ``\\ooo``."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def parse_mountinfo(text: str) -> list[MountEntry]:
     """Parse ``/proc/<pid>/mountinfo`` keeping only cgroup and cgroup2 mounts."""
     out: list[MountEntry] = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        if len(fields) < sep + 4:
-            continue
-        fstype = fields[sep + 1]
-        if fstype not in ("cgroup", "cgroup2"):
+    for mount in procfs.parse_mountinfo(text, skip_malformed=True):
+        if mount.fstype not in ("cgroup", "cgroup2") or not mount.super_options:
             continue
         out.append(
             MountEntry(
-                device=fields[2],
-                root=_unescape(fields[3]),
-                point=Path(_unescape(fields[4])),
-                fstype=fstype,
-                super_options=frozenset(fields[sep + 3].split(",")),
+                device=mount.device,
+                root=procfs.unescape_mountinfo(mount.root),
+                point=Path(procfs.unescape_mountinfo(mount.mount_point)),
+                fstype=mount.fstype,
+                super_options=frozenset(mount.super_options.split(",")),
             )
         )
     return out

@@ -160,13 +160,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from containerfs.kernel import procfs
 from containerfs.kernel import sys as ksys
-
-#: Kinds a running process can be moved into, in the order a thread joins them.
-MOVABLE_KINDS: tuple[str, ...] = ("mnt", "cgroup", "ipc", "uts", "net")
-
-#: Kinds that only reach children or need a single-threaded caller: refused.
-SPAWN_KINDS = frozenset({"pid", "time", "user"})
+from containerfs.nskinds import MOVABLE_KINDS, SPAWN_KINDS
 
 #: Seconds every thread gets to reach its ptrace stop.
 STOP_TIMEOUT = 2.0
@@ -250,14 +246,6 @@ def _u64(value: int) -> int:
 # -- who may ptrace whom ---------------------------------------------------------
 
 
-def _status(path: str) -> dict[str, str]:
-    try:
-        with open(path) as f:
-            return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
-
-
 def _ids(status: Mapping[str, str], name: str) -> list[int]:
     """Real, effective, saved (and fs) ids of a status ``Uid``/``Gid`` line."""
     return [int(x) for x in status[name].split()]
@@ -313,7 +301,7 @@ def _is_ancestor(ancestor: int, pid: int) -> bool:
     while pid > 1 and pid not in seen:
         seen.add(pid)
         try:
-            pid = int(_status(f"/proc/{pid}/status")["PPid"])
+            pid = int(procfs.read_status(f"/proc/{pid}/status")["PPid"])
         except (OSError, KeyError, ValueError):
             return False
         if pid == ancestor:
@@ -347,8 +335,8 @@ def ptrace_refusal(caller_pid: int, target_pid: int) -> str | None:
     """
     if caller_pid == target_pid:
         return None
-    cs = _status(f"/proc/{caller_pid}/status")
-    ts = _status(f"/proc/{target_pid}/status")
+    cs = procfs.read_status(f"/proc/{caller_pid}/status")
+    ts = procfs.read_status(f"/proc/{target_pid}/status")
     if cs.get("Tgid") == ts.get("Tgid"):
         return None
     try:
@@ -837,7 +825,7 @@ class _Move:
 
     def load_seccomp(self) -> None:
         for th in self.threads.values():
-            st = _status(f"/proc/{self.pid}/task/{th.tid}/status")
+            st = procfs.read_status(f"/proc/{self.pid}/task/{th.tid}/status")
             mode = int(st.get("Seccomp", "0"))
             if mode == 0:
                 continue
@@ -1269,7 +1257,7 @@ class _Move:
                 "single-threaded process can change its mount namespace",
             )
         for th in todo:
-            st = _status(f"/proc/{self.pid}/task/{th.tid}/status")
+            st = procfs.read_status(f"/proc/{self.pid}/task/{th.tid}/status")
             for cap, name in (
                 (_CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
                 (_CAP_SYS_CHROOT, "CAP_SYS_CHROOT"),
@@ -1310,7 +1298,7 @@ def _is_zombie(pid: int, tid: int) -> bool:
 def _tracer(pid: int, tid: int) -> int:
     for path in (f"/proc/{pid}/task/{tid}/status", f"/proc/{pid}/status"):
         try:
-            tracer = int(_status(path).get("TracerPid", "0"))
+            tracer = int(procfs.read_status(path).get("TracerPid", "0"))
         except (OSError, ValueError):
             continue
         if tracer:
@@ -1320,7 +1308,7 @@ def _tracer(pid: int, tid: int) -> int:
 
 def _thread_state(pid: int, tid: int) -> str:
     try:
-        st = _status(f"/proc/{pid}/task/{tid}/status").get("State", "?")
+        st = procfs.read_status(f"/proc/{pid}/task/{tid}/status").get("State", "?")
         with open(f"/proc/{pid}/task/{tid}/wchan") as f:
             wchan = f.read().strip()
     except OSError:
@@ -1535,4 +1523,4 @@ def _run_on_fresh_thread(fn: Callable[[], None]) -> None:
         raise outcome[0]
 
 
-__all__ = ["MOVABLE_KINDS", "SPAWN_KINDS", "STOP_TIMEOUT", "move_into", "ptrace_refusal"]
+__all__ = ["STOP_TIMEOUT", "move_into", "ptrace_refusal"]

@@ -22,9 +22,8 @@ import errno
 import functools
 import os
 
-from . import namespaces
+from . import namespaces, procfs
 from . import sys as ksys
-from .nslist import unescape_mountinfo
 
 
 def _attach_onto(binds: list[tuple[int, int]]) -> None:
@@ -52,11 +51,10 @@ def _detach_containerfs_at(targets: frozenset[str]) -> int:
     with open("/proc/thread-self/mountinfo", "rb") as f:
         lines = f.read().decode(errors="replace").splitlines()
     for line in reversed(lines):  # topmost first
-        fields = line.split()
-        sep = fields.index("-", 6)
-        if fields[4] in targets and fields[sep + 1] == "fuse.containerfs":
+        mount = procfs.parse_mountinfo_line(line)
+        if mount.mount_point in targets and mount.fstype == "fuse.containerfs":
             try:
-                ksys.umount2(fields[4], ksys.MNT_DETACH)
+                ksys.umount2(mount.mount_point, ksys.MNT_DETACH)
                 count += 1
             except OSError:
                 pass
@@ -86,11 +84,12 @@ def clear_stale_mount(mountpoint: str) -> bool:
     parent = os.path.realpath(os.path.dirname(mountpoint.rstrip("/")) or "/")
     target = os.path.join(parent, os.path.basename(mountpoint.rstrip("/")))
     with open("/proc/self/mountinfo") as f:
-        lines = f.read().splitlines()
-    for line in lines:
-        fields = line.split()
-        sep = fields.index("-", 6)
-        if unescape_mountinfo(fields[4]) == target and fields[sep + 1] == "fuse.containerfs":
+        text = f.read()
+    for mount in procfs.parse_mountinfo(text):
+        if (
+            procfs.unescape_mountinfo(mount.mount_point) == target
+            and mount.fstype == "fuse.containerfs"
+        ):
             ksys.umount2(target, ksys.MNT_DETACH)
             return True
     return False

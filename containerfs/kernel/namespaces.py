@@ -48,10 +48,9 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from containerfs.kernel import sys as ksys
+from containerfs.nskinds import KINDS
 
 T = TypeVar("T")
-
-KINDS: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt", "user", "cgroup", "time")
 
 #: Kinds a thread cannot join: the kernel refuses both in a multithreaded process.
 THREAD_REFUSED = frozenset({"user", "time"})

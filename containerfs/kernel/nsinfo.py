@@ -42,6 +42,7 @@ from typing import Any
 
 import trio
 
+from containerfs.kernel import procfs
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import Holder, run_in_namespaces, run_in_namespaces_async
 
@@ -452,21 +453,12 @@ def parse_mountinfo_table(text: str) -> list[Mount]:
     Escapes (``\\040`` for a space, ...) are kept so that every column stays
     free of whitespace.  A malformed line raises ``ValueError``.
     """
-    mounts = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            raise ValueError(f"mountinfo line without separator: {line!r}") from None
-        if len(fields) < sep + 3:
-            raise ValueError(f"mountinfo line too short: {line!r}")
-        super_opts = fields[sep + 3] if len(fields) > sep + 3 else ""
-        options = merge_mount_options(fields[5], super_opts)
-        mounts.append(Mount(fields[4], fields[sep + 1], fields[sep + 2], options))
-    return mounts
+    return [
+        Mount(
+            m.mount_point, m.fstype, m.source, merge_mount_options(m.mount_options, m.super_options)
+        )
+        for m in procfs.parse_mountinfo(text)
+    ]
 
 
 def format_mounts(mounts: list[Mount]) -> str:

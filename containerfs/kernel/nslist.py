@@ -59,19 +59,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from containerfs.defaults import find_program
+from containerfs.kernel import procfs
 from containerfs.kernel.sys import NS_GET_PARENT, NS_GET_USERNS, become_user_on_this_thread
-
-#: nsfs names of the namespace kinds, as lsns's TYPE column prints them.
-KINDS: tuple[str, ...] = ("ipc", "uts", "net", "pid", "mnt", "user", "cgroup", "time")
+from containerfs.nskinds import KINDS
 
 #: Kinds that form a tree, for which NS_GET_PARENT answers.
 _HIERARCHICAL = frozenset({"pid", "user"})
-
-#: ``/proc/PID/ns`` entries naming a namespace for the children, with their kind.
-_FOR_CHILDREN: tuple[tuple[str, str], ...] = (
-    ("pid_for_children", "pid"),
-    ("time_for_children", "time"),
-)
 
 #: Errors that mean "this process (or this fd) is gone or not ours to look at".
 _GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM})
@@ -104,45 +97,6 @@ class NsEntry:
 # Pure parsing and formatting
 # =============================================================================
 
-_KIND_OF_NAME: dict[str, str] = {kind: kind for kind in KINDS}
-_KIND_OF_NAME.update(_FOR_CHILDREN)
-
-
-def parse_ns_link(text: str) -> tuple[str, int] | None:
-    """``(kind, inode)`` of an nsfs name like ``net:[4026531833]``, else None.
-
-    This is what ``readlink`` gives for ``/proc/PID/ns/*`` and for an fd on an
-    nsfs file, and the root field of an nsfs mount in mountinfo.  Other fd
-    targets (``socket:[…]``, ``pipe:[…]``, ``anon_inode:[…]``, paths) give None.
-    ``pid_for_children:[…]`` is accepted as ``pid`` (and likewise ``time``),
-    in case a kernel names the dentry after the file that created it.
-    """
-    name, sep, rest = text.partition(":[")
-    kind = _KIND_OF_NAME.get(name)
-    if kind is None or not sep or not rest.endswith("]"):
-        return None
-    digits = rest[:-1]
-    if not digits.isdigit():
-        return None
-    return kind, int(digits)
-
-
-def unescape_mountinfo(field: str) -> str:
-    r"""A mountinfo path field with the kernel's octal escapes (``\040`` etc.) undone."""
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        chunk = field[i + 1 : i + 4]
-        if field[i] == "\\" and len(chunk) == 3 and all(c in "01234567" for c in chunk):
-            out.append(chr(int(chunk, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
 
 def parse_mountinfo_nsfs(text: str) -> list[tuple[str, int, str]]:
     """``(kind, inode, mountpoint)`` of every nsfs mount in a mountinfo text.
@@ -156,16 +110,15 @@ def parse_mountinfo_nsfs(text: str) -> list[tuple[str, int, str]]:
     for line in text.splitlines():
         if " nsfs " not in line:  # cheap filter: most mounts are not nsfs
             continue
-        fields = line.split(" ")
         try:
-            sep = fields.index("-", 6)
+            mount = procfs.parse_mountinfo_line(line)
         except ValueError:
             continue
-        if sep + 1 >= len(fields) or fields[sep + 1] != "nsfs":
+        if mount.fstype != "nsfs":
             continue
-        ns = parse_ns_link(fields[3])
+        ns = procfs.parse_ns_link(mount.root)
         if ns is not None:
-            found.append((ns[0], ns[1], unescape_mountinfo(fields[4])))
+            found.append((ns[0], ns[1], procfs.unescape_mountinfo(mount.mount_point)))
     return found
 
 
@@ -323,7 +276,7 @@ def _scan_fds(base: str, count: int, found: _Found) -> None:
 
 
 def _note_fd(path: str, target: str, found: _Found) -> None:
-    parsed = parse_ns_link(target)
+    parsed = procfs.parse_ns_link(target)
     if parsed is not None:
         found.add_held(f"{parsed[0]}:[{parsed[1]}]", path, target)
 
@@ -569,8 +522,8 @@ def _ns_names(proc: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
         except OSError:
             continue
         kinds = tuple(kind for kind in KINDS if kind in present)
-        return kinds, tuple((n, k) for n, k in _FOR_CHILDREN if n in present and k in kinds)
-    return KINDS, _FOR_CHILDREN
+        return kinds, tuple((n, k) for n, k in procfs.FOR_CHILDREN if n in present and k in kinds)
+    return KINDS, procfs.FOR_CHILDREN
 
 
 def _fd_counts_known(proc: str) -> bool:
@@ -673,7 +626,7 @@ def scan(
 
     entries = []
     for link in sources.keys() | found.held.keys():
-        parsed = parse_ns_link(link)
+        parsed = procfs.parse_ns_link(link)
         if parsed is None:  # cannot happen for kernel-made names; be safe
             continue
         kind, inode = parsed

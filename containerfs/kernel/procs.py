@@ -18,29 +18,13 @@ import errno
 import os
 import select
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from containerfs.kernel import nslist
+from containerfs.kernel import nslist, procfs
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import KINDS, ns_inode
-
-
-def parse_nspid(status: str) -> list[int]:
-    """The ``NSpid:`` line of a /proc/PID/status text, outermost namespace first."""
-    for line in status.splitlines():
-        if line.startswith("NSpid:"):
-            return [int(x) for x in line.split()[1:]]
-    raise ValueError("no NSpid line in status")
-
-
-def nspids(pid: int | str) -> list[int]:
-    """Pid of ``pid`` in each pid namespace from /proc's to its own."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return parse_nspid(f.read())
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+from containerfs.kernel.namespaces import ns_inode
+from containerfs.nskinds import KINDS
 
 
 def process_inodes(pid: int | str) -> dict[str, int]:
@@ -95,14 +79,14 @@ def translate_pid(pid: int, opener_pid: int) -> int:
         if not os.path.exists(f"/proc/{pid}"):
             raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}")
         return pid
-    depth = len(nspids(opener_pid))
+    depth = len(procfs.nspids(opener_pid))
     seen: set[str] = set()
     for name in _candidates(opener_pid):
         if name in seen:
             continue
         seen.add(name)
         try:
-            chain = nspids(name)
+            chain = procfs.nspids(name)
             if len(chain) < depth or chain[depth - 1] != pid:
                 continue
             if _pid_ns_ancestor(chain[0], len(chain) - depth) == opener_ns:
@@ -224,29 +208,22 @@ class Creds:
 
 
 def parse_creds(status: str) -> Creds:
-    fields: dict[str, list[str]] = {}
-    for line in status.splitlines():
-        key, _, rest = line.partition(":")
-        fields[key] = rest.split()
+    """The credentials in a ``/proc/PID/status`` text."""
+    return _creds(procfs.parse_status(status))
+
+
+def _creds(status: Mapping[str, str]) -> Creds:
     return Creds(
-        uids=tuple(int(x) for x in fields["Uid"]),
-        gids=tuple(int(x) for x in fields["Gid"]),
-        cap_eff=int(fields["CapEff"][0], 16),
-        threads=int(fields.get("Threads", ["1"])[0]),
-        tracer=int(fields.get("TracerPid", ["0"])[0]),
+        uids=tuple(int(x) for x in status["Uid"].split()),
+        gids=tuple(int(x) for x in status["Gid"].split()),
+        cap_eff=int(status["CapEff"].split()[0], 16),
+        threads=int(status.get("Threads", "1").split()[0]),
+        tracer=int(status.get("TracerPid", "0").split()[0]),
     )
 
 
-def _status(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
-
-
 def creds(pid: int) -> Creds:
-    return parse_creds(_status(pid))
+    return _creds(procfs.read_status(f"/proc/{pid}/status"))
 
 
 def hold(pid: int) -> int:
@@ -268,7 +245,7 @@ def check_held(pidfd: int, pid: int) -> None:
 
 def thread_group(tid: int) -> int:
     """The process (thread group) a thread belongs to: FUSE names callers by thread."""
-    for line in _status(tid).splitlines():
-        if line.startswith("Tgid:"):
-            return int(line.split()[1])
-    raise ValueError("no Tgid line in status")
+    tgid = procfs.read_status(f"/proc/{tid}/status").get("Tgid")
+    if tgid is None:
+        raise ValueError("no Tgid line in status")
+    return int(tgid.split()[0])

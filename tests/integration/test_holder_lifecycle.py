@@ -28,7 +28,8 @@ import pytest
 
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import HOLDER_CHANNEL_FD, KINDS, Holder
+from containerfs.kernel.namespaces import HOLDER_CHANNEL_FD, Holder
+from containerfs.nskinds import KINDS
 from tests.integration.conftest import PIN, holder_skip_reason, live_pins
 
 pytestmark = pytest.mark.skipif(holder_skip_reason() is not None, reason=holder_skip_reason() or "")

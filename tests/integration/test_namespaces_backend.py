@@ -29,7 +29,8 @@ import trio
 from containerfs import execute
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import procs
-from containerfs.kernel.namespaces import KINDS, Holder
+from containerfs.kernel.namespaces import Holder
+from containerfs.nskinds import KINDS
 from tests.integration.conftest import PIN, holder_skip_reason, live_pins
 
 root = pytest.mark.skipif(holder_skip_reason() is not None, reason=holder_skip_reason() or "")

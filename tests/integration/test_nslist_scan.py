@@ -34,6 +34,7 @@ import pytest
 
 from containerfs.kernel import nslist
 from containerfs.kernel.nslist import NsEntry
+from containerfs.nskinds import KINDS
 
 from .conftest import Mounted
 
@@ -280,7 +281,7 @@ def test_scan_agrees_with_lsns(made: Made) -> None:
     # inode numbers straight to new ones) is in scan() the same way.  lsns
     # counts itself in the host's namespaces and scan() counts this process,
     # so counts are compared where neither runs.
-    ours = {_ino(f"/proc/self/ns/{kind}") for kind in nslist.KINDS}
+    ours = {_ino(f"/proc/self/ns/{kind}") for kind in KINDS}
     checked = 0
     for inode, row in before.items():
         if after.get(inode) != row or not _still_in(row["pid"], row["type"], inode):
@@ -385,7 +386,7 @@ def test_scan_as_a_user_shows_what_its_lsns_shows(
         walker = str(shutil.copy(walker, hidden / "walker"))
     entries = nslist.scan(walker=walker, as_user=(stranger.uid, stranger.uid))
     seen = stranger.lsns()
-    ours = {_ino(f"/proc/self/ns/{kind}") for kind in nslist.KINDS}
+    ours = {_ino(f"/proc/self/ns/{kind}") for kind in KINDS}
     got = {e.inode: e.nprocs for e in entries if e.nprocs > 0}
     assert got == {ino: n - (ino in ours) for ino, n in seen.items()}
     kinds = [e.kind for e in entries]
@@ -421,7 +422,7 @@ def test_an_ordinary_reader_sees_what_its_lsns_shows(cfs: Mounted, stranger: Str
     assert set(seen) <= mine
     # the user's own namespaces are the root's to see too
     root_view = _table((cfs.mnt / "namespaces").read_text())
-    assert set(seen) - {_ino(f"/proc/self/ns/{k}") for k in nslist.KINDS} <= set(root_view)
+    assert set(seen) - {_ino(f"/proc/self/ns/{k}") for k in KINDS} <= set(root_view)
 
 
 @pytest.mark.parametrize("cfs", [("--debug",)], indirect=True)

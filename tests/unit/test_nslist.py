@@ -15,42 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from containerfs import nskinds
 from containerfs.kernel import nslist
 from containerfs.kernel.nslist import NsEntry
-
-# --- parse_ns_link -----------------------------------------------------------
-
-
-@pytest.mark.parametrize("kind", nslist.KINDS)
-def test_parse_ns_link_every_kind(kind: str) -> None:
-    assert nslist.parse_ns_link(f"{kind}:[4026531833]") == (kind, 4026531833)
-
-
-def test_parse_ns_link_for_children_names_are_their_kind() -> None:
-    assert nslist.parse_ns_link("pid_for_children:[12]") == ("pid", 12)
-    assert nslist.parse_ns_link("time_for_children:[13]") == ("time", 13)
-
-
-@pytest.mark.parametrize(
-    "target",
-    [
-        "socket:[123]",
-        "pipe:[123]",
-        "anon_inode:[eventfd]",
-        "anon_inode:[pidfd]",
-        "/dev/null",
-        "/tmp/net:[123]",
-        "net:[]",
-        "net:[12a]",
-        "net:[12",
-        "net:12]",
-        "net:[-1]",
-        "",
-    ],
-)
-def test_parse_ns_link_rejects_other_fd_targets(target: str) -> None:
-    assert nslist.parse_ns_link(target) is None
-
 
 # --- mountinfo ----------------------------------------------------------------
 
@@ -76,20 +43,6 @@ def test_parse_mountinfo_nsfs_finds_bind_mounts_only() -> None:
         ("mnt", 4026532700, "/run/keep it"),
         ("net", 4026532653, "/tmp/again"),
     ]
-
-
-@pytest.mark.parametrize(
-    ("field", "path"),
-    [
-        ("/plain", "/plain"),
-        ("/a\\040b", "/a b"),
-        ("/tab\\011nl\\012bs\\134", "/tab\tnl\nbs\\"),
-        ("/not\\escape\\9", "/not\\escape\\9"),
-        ("/end\\04", "/end\\04"),
-    ],
-)
-def test_unescape_mountinfo(field: str, path: str) -> None:
-    assert nslist.unescape_mountinfo(field) == path
 
 
 # --- format_table ---------------------------------------------------------------
@@ -121,7 +74,7 @@ def test_format_table_empty() -> None:
 
 
 KINDS, FOR_CHILDREN = nslist._ns_names("/proc")
-HOST = {kind: 1000 + i for i, kind in enumerate(nslist.KINDS)}
+HOST = {kind: 1000 + i for i, kind in enumerate(nskinds.KINDS)}
 #: Every process in the host mount namespace sees this (a netns bind mount).
 HOST_MOUNTINFO = "300 23 0:4 net:[7001] /cfs-nslist-fake/x rw shared:6 - nsfs nsfs rw\n"
 

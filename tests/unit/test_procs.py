@@ -9,35 +9,20 @@ import time
 
 import pytest
 
-from containerfs.kernel import procs
+from containerfs.kernel import procfs, procs
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import (
-    KINDS,
     NAMESPACE_SYSCTLS,
     Holder,
     _proc_exited,
     ns_inode,
     sysctl_path,
 )
-
-STATUS = """Name:\tsleep
-Tgid:\t5002
-Pid:\t5002
-PPid:\t1
-NSpid:\t5002\t17\t1
-NSpgid:\t5002\t17\t1
-"""
-
-
-def test_parse_nspid_outermost_first() -> None:
-    assert procs.parse_nspid(STATUS) == [5002, 17, 1]
-    assert procs.parse_nspid("NSpid:\t42\n") == [42]
-    with pytest.raises(ValueError):
-        procs.parse_nspid("Name:\tx\n")
+from containerfs.nskinds import KINDS
 
 
 def test_nspids_and_inodes_of_ourselves() -> None:
-    assert procs.nspids(os.getpid())[0] == os.getpid()
+    assert procfs.nspids(os.getpid())[0] == os.getpid()
     inodes = procs.process_inodes("self")
     assert set(inodes) == set(KINDS)
     assert inodes["uts"] == os.stat("/proc/self/ns/uts").st_ino

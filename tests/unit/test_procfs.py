@@ -1,0 +1,113 @@
+"""The one /proc parser: nsfs link names, mountinfo lines and escapes, status fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from containerfs.kernel import procfs
+from containerfs.nskinds import KINDS
+
+# --- parse_ns_link -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_parse_ns_link_every_kind(kind: str) -> None:
+    assert procfs.parse_ns_link(f"{kind}:[4026531833]") == (kind, 4026531833)
+
+
+def test_parse_ns_link_for_children_names_are_their_kind() -> None:
+    assert procfs.parse_ns_link("pid_for_children:[12]") == ("pid", 12)
+    assert procfs.parse_ns_link("time_for_children:[13]") == ("time", 13)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "socket:[123]",
+        "pipe:[123]",
+        "anon_inode:[eventfd]",
+        "anon_inode:[pidfd]",
+        "/dev/null",
+        "/tmp/net:[123]",
+        "net:[]",
+        "net:[12a]",
+        "net:[12",
+        "net:12]",
+        "net:[-1]",
+        "",
+    ],
+)
+def test_parse_ns_link_rejects_other_fd_targets(target: str) -> None:
+    assert procfs.parse_ns_link(target) is None
+
+
+# --- mountinfo ----------------------------------------------------------------
+
+
+def test_parse_mountinfo_line_fields_and_optional_fields() -> None:
+    line = "310 23 0:4 net:[4026532653] /run/netns/blue rw shared:6 master:1 - nsfs nsfs rw"
+    m = procfs.parse_mountinfo_line(line)
+    assert (m.device, m.root, m.mount_point, m.mount_options) == (
+        "0:4",
+        "net:[4026532653]",
+        "/run/netns/blue",
+        "rw",
+    )
+    assert (m.fstype, m.source, m.super_options) == ("nsfs", "nsfs", "rw")
+
+
+def test_parse_mountinfo_line_keeps_an_empty_source() -> None:
+    m = procfs.parse_mountinfo_line("40 23 0:60 / /mnt\\040x rw - tmpfs  rw,size=4k")
+    assert (m.mount_point, m.fstype, m.source, m.super_options) == (
+        "/mnt\\040x",
+        "tmpfs",
+        "",
+        "rw,size=4k",
+    )
+
+
+@pytest.mark.parametrize(
+    "line", ["22 1 254:0 / / rw shared:1 ext4 /dev/vda rw", "22 1 254:0 / / rw - ext4"]
+)
+def test_parse_mountinfo_refuses_malformed_lines_unless_asked_to_skip(line: str) -> None:
+    with pytest.raises(ValueError):
+        list(procfs.parse_mountinfo(line + "\n"))
+    assert list(procfs.parse_mountinfo(line + "\n", skip_malformed=True)) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        ("/plain", "/plain"),
+        ("/a\\040b", "/a b"),
+        ("/tab\\011nl\\012bs\\134", "/tab\tnl\nbs\\"),
+        ("/not\\escape\\9", "/not\\escape\\9"),
+        ("/end\\04", "/end\\04"),
+    ],
+)
+def test_unescape_mountinfo(field: str, path: str) -> None:
+    assert procfs.unescape_mountinfo(field) == path
+
+
+# --- status -------------------------------------------------------------------
+
+STATUS = """Name:\tsleep
+Tgid:\t5002
+Pid:\t5002
+PPid:\t1
+NSpid:\t5002\t17\t1
+NSpgid:\t5002\t17\t1
+"""
+
+
+def test_parse_nspid_outermost_first() -> None:
+    assert procfs.parse_nspid(STATUS) == [5002, 17, 1]
+    assert procfs.parse_nspid("NSpid:\t42\n") == [42]
+    with pytest.raises(ValueError):
+        procfs.parse_nspid("Name:\tx\n")
+
+
+def test_parse_status_strips_values() -> None:
+    status = procfs.parse_status(STATUS + "Uid:\t0\t1\t2\t3\n")
+    assert status["Tgid"] == "5002"
+    assert status["Uid"].split() == ["0", "1", "2", "3"]
