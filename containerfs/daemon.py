@@ -51,7 +51,7 @@ from .engine.tree import parse_pid as parse_pid_text
 from .engine.views import IPC_KNOBS, NET_KNOBS, PID_KNOBS, Knob
 from .fuse.loopback import Loopback
 from .fuse.ops import Operations
-from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs
+from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs, ptrace_rules
 from .kernel.cgroups import TASKS, CgroupBackend, Hierarchy
 from .kernel.watch import Watcher
 from .shared import SharedRuns
@@ -865,7 +865,7 @@ class Daemon:
             # it could do itself.
             if not writer:  # FUSE gives 0 for a caller outside our pid namespace
                 raise OSError(errno.EPERM, "cannot tell who asked; no namespace move")
-            why = await trio.to_thread.run_sync(inject.ptrace_refusal, writer, real)
+            why = await trio.to_thread.run_sync(ptrace_rules.ptrace_refusal, writer, real)
             if why is not None:
                 raise OSError(errno.EPERM, why)
             # The root's namespaces are the daemon's own (a process moved back up).

@@ -79,14 +79,15 @@ without it cannot be moved (EPERM; checked from ``CapEff`` before anything is
 touched, then by the kernel).  We need ptrace rights over it (root with
 CAP_SYS_PTRACE; the kernel decides: EPERM).  A process already traced (by a
 debugger, strace, or a concurrent move) cannot be seized: EBUSY.  Which
-*writer* may ask for a move is policy: :func:`ptrace_refusal` tells whether
-the writer could have ptraced the target itself (the kernel's rules, read from
-``/proc``), the natural rule since a move is a ptrace on the writer's behalf.
+*writer* may ask for a move is policy: :func:`ptrace_rules.ptrace_refusal`
+tells whether the writer could have ptraced the target itself (the kernel's
+rules, read from ``/proc``), the natural rule since a move is a ptrace on the
+writer's behalf.
 
 Seccomp: an injected call that a seccomp filter answers with KILL, TRAP or
 USER_NOTIF would kill or hang the target.  Each filtered thread's filters are
-read (``PTRACE_SECCOMP_GET_FILTER``) and run on every call before it is made;
-such a call is refused (EPERM) instead.  A strict-mode (mode 1) process is
+read (``PTRACE_SECCOMP_GET_FILTER``) and run (:mod:`seccomp`) on every call
+before it is made; such a call is refused (EPERM) instead.  A strict-mode (mode 1) process is
 refused outright.
 
 All or nothing
@@ -150,7 +151,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import signal
 import socket
@@ -160,7 +160,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from containerfs.kernel import procfs
+from containerfs.kernel import procfs, seccomp
 from containerfs.kernel import sys as ksys
 from containerfs.nskinds import MOVABLE_KINDS, SPAWN_KINDS
 
@@ -206,27 +206,6 @@ _SCM_RIGHTS = 1
 _PROT_RW = 0x3
 _MAP_PRIVATE_ANON = 0x02 | 0x20
 
-_CAP_SYS_CHROOT = 18
-_CAP_SYS_ADMIN = 21
-_CAP_SYS_PTRACE = 19
-
-# Seccomp (linux/seccomp.h, linux/audit.h).
-_AUDIT_ARCH_X86_64 = 0xC000003E
-_SECCOMP_RET_ACTION_FULL = 0xFFFF0000
-_SECCOMP_RET_DATA = 0x0000FFFF
-_SECCOMP_ACTIONS = {
-    0x80000000: "kill the process",
-    0x00000000: "kill the thread",
-    0x00030000: "send it SIGSYS",
-    0x00050000: "fail",
-    0x7FC00000: "hand it to a seccomp supervisor",
-    0x7FF00000: "fail",  # RET_TRACE with no PTRACE_O_TRACESECCOMP: ENOSYS
-    0x7FFC0000: "allow",
-    0x7FFF0000: "allow",
-}
-#: Actions under which an injected call runs, or fails cleanly with an errno.
-_SECCOMP_HARMLESS = frozenset({0x00050000, 0x7FF00000, 0x7FFC0000, 0x7FFF0000})
-
 # Keys of the fds sent to the target.
 _Key = tuple[str, str, int]  # ("dest" | "orig", kind, inode) or ("root" | "cwd", "", 0)
 
@@ -237,266 +216,6 @@ def _strerror(err: int) -> str:
 
 def _signed(value: int) -> int:
     return value - 2**64 if value >= 2**63 else value
-
-
-def _u64(value: int) -> int:
-    return value & (2**64 - 1)
-
-
-# -- who may ptrace whom ---------------------------------------------------------
-
-
-def _ids(status: Mapping[str, str], name: str) -> list[int]:
-    """Real, effective, saved (and fs) ids of a status ``Uid``/``Gid`` line."""
-    return [int(x) for x in status[name].split()]
-
-
-def _has_cap(status: Mapping[str, str], cap: int, which: str = "CapEff") -> bool:
-    return bool(int(status[which], 16) >> cap & 1)
-
-
-def _userns_fd(pid: int) -> int:
-    return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-
-
-def _owner_uid(ns_fd: int) -> int:
-    buf = bytearray(4)
-    fcntl.ioctl(ns_fd, 0xB704, buf)  # NS_GET_OWNER_UID
-    return int.from_bytes(buf, "little")
-
-
-def _ns_capable(
-    caller: int, caller_status: Mapping[str, str], target_userns: int, cap: int
-) -> bool:
-    """Whether ``caller`` has ``cap`` in the user namespace behind fd ``target_userns``.
-
-    The kernel's rule: the caller has it when its user namespace is that one
-    or an ancestor and ``cap`` is in its effective set, or when it is in the
-    parent of a namespace on the way (or that one) and owns it (same euid).
-    """
-    mine = os.stat(f"/proc/{caller}/ns/user").st_ino
-    euid = _ids(caller_status, "Uid")[1]
-    fd = os.dup(target_userns)
-    try:
-        while True:
-            if os.fstat(fd).st_ino == mine:
-                return _has_cap(caller_status, cap)
-            try:
-                parent = ksys.ns_get_parent(fd)
-            except OSError:
-                return False  # reached the top (or above what we may see)
-            try:
-                if os.fstat(parent).st_ino == mine and _owner_uid(fd) == euid:
-                    return True
-            except OSError:
-                pass
-            os.close(fd)
-            fd = parent
-    finally:
-        os.close(fd)
-
-
-def _is_ancestor(ancestor: int, pid: int) -> bool:
-    seen = set()
-    while pid > 1 and pid not in seen:
-        seen.add(pid)
-        try:
-            pid = int(procfs.read_status(f"/proc/{pid}/status")["PPid"])
-        except (OSError, KeyError, ValueError):
-            return False
-        if pid == ancestor:
-            return True
-    return False
-
-
-def ptrace_refusal(caller_pid: int, target_pid: int) -> str | None:
-    """Why process ``caller_pid`` may not ptrace ``target_pid``, or None if it may.
-
-    For the daemon to decide whether a *writer* may move a process: it may
-    when it could have ptraced (attached to) the process itself.  The kernel's
-    ``PTRACE_MODE_ATTACH_REALCREDS`` rules, read from ``/proc``:
-
-    - same process: yes;
-    - the caller's real uid equals the target's real, effective and saved
-      uids and its real gid the target's three gids, or the caller has
-      CAP_SYS_PTRACE in the target's user namespace;
-    - a non-dumpable target (``/proc/PID`` then belongs to root, not to its
-      euid) needs CAP_SYS_PTRACE;
-    - the caller's permitted capabilities must include the target's (same user
-      namespace), unless it has CAP_SYS_PTRACE;
-    - Yama ``ptrace_scope``: 1 = only ancestors (or CAP_SYS_PTRACE), 2 = only
-      CAP_SYS_PTRACE, 3 = nobody.
-
-    Approximations: a ``PR_SET_PTRACER`` exception (Yama 1) is invisible in
-    /proc, so this may refuse what the kernel allows; LSMs other than Yama
-    (SELinux, AppArmor) are not consulted.  The daemon's own ptrace is decided
-    by the kernel (``move_into`` raises EPERM).  ``ProcessLookupError`` when
-    either process is gone.
-    """
-    if caller_pid == target_pid:
-        return None
-    cs = procfs.read_status(f"/proc/{caller_pid}/status")
-    ts = procfs.read_status(f"/proc/{target_pid}/status")
-    if cs.get("Tgid") == ts.get("Tgid"):
-        return None
-    try:
-        userns = _userns_fd(target_pid)
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"no such process: {target_pid}") from None
-    try:
-        has_ptrace_cap = _ns_capable(caller_pid, cs, userns, _CAP_SYS_PTRACE)
-    finally:
-        os.close(userns)
-    ruid, rgid = _ids(cs, "Uid")[0], _ids(cs, "Gid")[0]
-    same_ids = all(u == ruid for u in _ids(ts, "Uid")[:3]) and all(
-        g == rgid for g in _ids(ts, "Gid")[:3]
-    )
-    if not same_ids and not has_ptrace_cap:
-        return (
-            f"process {caller_pid} (uid {ruid}) does not own process {target_pid} "
-            f"(uids {ts['Uid']}) and lacks CAP_SYS_PTRACE over it"
-        )
-    target_euid = _ids(ts, "Uid")[1]
-    try:
-        dumpable = target_euid == 0 or os.stat(f"/proc/{target_pid}").st_uid == target_euid
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"no such process: {target_pid}") from None
-    if not dumpable and not has_ptrace_cap:
-        return f"process {target_pid} is not dumpable and {caller_pid} lacks CAP_SYS_PTRACE"
-    same_userns = os.stat(f"/proc/{caller_pid}/ns/user").st_ino == (
-        os.stat(f"/proc/{target_pid}/ns/user").st_ino
-    )
-    caller_prm, target_prm = int(cs["CapPrm"], 16), int(ts["CapPrm"], 16)
-    if not has_ptrace_cap and not (same_userns and target_prm & ~caller_prm == 0):
-        return (
-            f"process {target_pid} has capabilities that {caller_pid} lacks "
-            f"(CapPrm {ts['CapPrm']} vs {cs['CapPrm']})"
-        )
-    try:
-        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
-            scope = int(f.read())
-    except (FileNotFoundError, ValueError):
-        scope = 0
-    if scope >= 3:
-        return "Yama ptrace_scope is 3: nobody may attach"
-    if scope == 2 and not has_ptrace_cap:
-        return f"Yama ptrace_scope is 2 and {caller_pid} lacks CAP_SYS_PTRACE"
-    if scope == 1 and not has_ptrace_cap and not _is_ancestor(caller_pid, target_pid):
-        return f"Yama ptrace_scope is 1 and {caller_pid} is not an ancestor of {target_pid}"
-    return None
-
-
-# -- seccomp: would an injected call be allowed? --------------------------------
-
-
-def _bpf_run(prog: bytes, data: bytes) -> int:
-    """Run a classic BPF seccomp program on ``struct seccomp_data`` bytes."""
-    insns = [struct.unpack_from("<HBBI", prog, i) for i in range(0, len(prog), 8)]
-    a = x = 0
-    mem = [0] * 16
-    pc = 0
-    mask = 0xFFFFFFFF
-    while 0 <= pc < len(insns):
-        code, jt, jf, k = insns[pc]
-        pc += 1
-        cls = code & 0x07
-        if cls in (0x00, 0x01):  # LD, LDX
-            mode = code & 0xE0
-            if mode == 0x20 and cls == 0x00:  # ABS (word)
-                if k + 4 > len(data):
-                    return 0
-                value = struct.unpack_from("<I", data, k)[0]
-            elif mode == 0x00:  # IMM
-                value = k
-            elif mode == 0x60:  # MEM
-                value = mem[k & 15]
-            elif mode == 0x80:  # LEN
-                value = len(data)
-            else:
-                raise ValueError(f"unsupported BPF load {code:#x}")
-            if cls == 0x00:
-                a = value
-            else:
-                x = value
-        elif cls == 0x02:  # ST
-            mem[k & 15] = a
-        elif cls == 0x03:  # STX
-            mem[k & 15] = x
-        elif cls == 0x04:  # ALU
-            op = code & 0xF0
-            src = x if code & 0x08 else k
-            if op == 0x00:
-                a = a + src
-            elif op == 0x10:
-                a = a - src
-            elif op == 0x20:
-                a = a * src
-            elif op == 0x30:
-                if src == 0:
-                    return 0
-                a = a // src
-            elif op == 0x40:
-                a = a | src
-            elif op == 0x50:
-                a = a & src
-            elif op == 0x60:
-                a = a << (src & 31)
-            elif op == 0x70:
-                a = a >> (src & 31)
-            elif op == 0x80:
-                a = -a
-            elif op == 0x90:
-                if src == 0:
-                    return 0
-                a = a % src
-            elif op == 0xA0:
-                a = a ^ src
-            else:
-                raise ValueError(f"unsupported BPF ALU op {code:#x}")
-            a &= mask
-        elif cls == 0x05:  # JMP
-            op = code & 0xF0
-            if op == 0x00:
-                pc += k
-                continue
-            src = x if code & 0x08 else k
-            if op == 0x10:
-                cond = a == src
-            elif op == 0x20:
-                cond = a > src
-            elif op == 0x30:
-                cond = a >= src
-            elif op == 0x40:
-                cond = bool(a & src)
-            else:
-                raise ValueError(f"unsupported BPF jump {code:#x}")
-            pc += jt if cond else jf
-        elif cls == 0x06:  # RET
-            return a if code & 0x18 == 0x10 else k
-        else:  # MISC
-            if code & 0xF8 == 0x80:
-                a = x
-            else:
-                x = a
-    return 0
-
-
-def _seccomp_verdict(filters: Sequence[bytes], nr: int, ip: int, args: Sequence[int]) -> int:
-    """The action (``SECCOMP_RET_*``, with data) the filters give a system call."""
-    argv = [_u64(a) for a in args] + [0] * (6 - len(args))
-    data = struct.pack("<iIQ6Q", nr, _AUDIT_ARCH_X86_64, ip, *argv)
-    verdict = 0x7FFF0000
-    for prog in filters:
-        ret = _bpf_run(prog, data)
-        action = ret & _SECCOMP_RET_ACTION_FULL
-        # The kernel keeps the lowest action, compared as signed 32-bit numbers.
-        if _signed32(action) < _signed32(verdict & _SECCOMP_RET_ACTION_FULL):
-            verdict = ret
-    return verdict
-
-
-def _signed32(value: int) -> int:
-    return value - 2**32 if value >= 2**31 else value
 
 
 # -- the injection ---------------------------------------------------------------
@@ -746,7 +465,7 @@ class _Move:
         regs.orig_rax = _NO_SYSCALL
         regs.rip = self.code
         for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args, strict=False):
-            setattr(regs, name, _u64(value))
+            setattr(regs, name, ksys.u64(value))
         th.dirty = True
         ksys.ptrace_setregs(th.tid, regs)
         deadline = time.monotonic() + _STEP_TIMEOUT
@@ -796,8 +515,8 @@ class _Move:
         """Whether the thread's seccomp filters let system call ``nr`` run (or fail cleanly)."""
         if th.filters is None:
             return True
-        verdict = _seccomp_verdict(th.filters, nr, self.code + 2, args)
-        return verdict & _SECCOMP_RET_ACTION_FULL in _SECCOMP_HARMLESS
+        verdict = seccomp.seccomp_verdict(th.filters, nr, self.code + 2, args)
+        return verdict & seccomp.SECCOMP_RET_ACTION_FULL in seccomp.SECCOMP_HARMLESS
 
     def _died(self) -> bool:
         """Whether the process is gone or being killed (a thread we stopped has exited)."""
@@ -813,13 +532,13 @@ class _Move:
 
     def _check_seccomp(self, th: _Tracee, nr: int, args: Sequence[int]) -> None:
         assert th.filters is not None
-        verdict = _seccomp_verdict(th.filters, nr, self.code + 2, args)
-        action = verdict & _SECCOMP_RET_ACTION_FULL
-        if action not in _SECCOMP_HARMLESS:
+        verdict = seccomp.seccomp_verdict(th.filters, nr, self.code + 2, args)
+        action = verdict & seccomp.SECCOMP_RET_ACTION_FULL
+        if action not in seccomp.SECCOMP_HARMLESS:
             raise OSError(
                 errno.EPERM,
                 f"the seccomp filter of thread {th.tid} of process {self.pid} would "
-                f"{_SECCOMP_ACTIONS.get(action, f'answer {action:#x} to')} "
+                f"{seccomp.SECCOMP_ACTIONS.get(action, f'answer {action:#x} to')} "
                 f"{_SYSCALL_NAMES.get(nr, nr)}: not moving it",
             )
 
@@ -1259,10 +978,10 @@ class _Move:
         for th in todo:
             st = procfs.read_status(f"/proc/{self.pid}/task/{th.tid}/status")
             for cap, name in (
-                (_CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
-                (_CAP_SYS_CHROOT, "CAP_SYS_CHROOT"),
+                (ksys.CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+                (ksys.CAP_SYS_CHROOT, "CAP_SYS_CHROOT"),
             ):
-                if (cap == _CAP_SYS_ADMIN or moves_mnt) and not _has_cap(st, cap):
+                if (cap == ksys.CAP_SYS_ADMIN or moves_mnt) and not procfs.has_cap(st, cap):
                     raise OSError(
                         errno.EPERM,
                         f"process {self.pid} lacks {name} (thread {th.tid}); it would "
@@ -1523,4 +1242,4 @@ def _run_on_fresh_thread(fn: Callable[[], None]) -> None:
         raise outcome[0]
 
 
-__all__ = ["STOP_TIMEOUT", "move_into", "ptrace_refusal"]
+__all__ = ["STOP_TIMEOUT", "move_into"]

@@ -11,7 +11,7 @@ way everywhere; each caller keeps only its own choice of lines and fields.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from containerfs.nskinds import KINDS
@@ -119,6 +119,16 @@ def read_status(path: str) -> dict[str, str]:
             return parse_status(f.read())
     except FileNotFoundError:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {path}") from None
+
+
+def status_ids(status: Mapping[str, str], name: str) -> list[int]:
+    """Real, effective, saved (and fs) ids of a status ``Uid``/``Gid`` line."""
+    return [int(x) for x in status[name].split()]
+
+
+def has_cap(status: Mapping[str, str], cap: int, which: str = "CapEff") -> bool:
+    """Whether capability number ``cap`` is in the status's ``which`` set (hex mask)."""
+    return bool(int(status[which], 16) >> cap & 1)
 
 
 def parse_nspid(status: str) -> list[int]:

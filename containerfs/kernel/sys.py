@@ -62,6 +62,7 @@ MNT_DETACH = 0x2
 NS_GET_USERNS = 0xB701
 NS_GET_PARENT = 0xB702
 NS_GET_NSTYPE = 0xB703
+NS_GET_OWNER_UID = 0xB704
 
 
 def _check(result: int) -> int:
@@ -119,6 +120,18 @@ def ns_get_nstype(fd: int) -> int:
     """The CLONE_NEW* flag of the namespace behind ``fd`` (not an fd)."""
     return fcntl.ioctl(fd, NS_GET_NSTYPE)
 
+
+def ns_get_owner_uid(fd: int) -> int:
+    """The uid (in the caller's user namespace) owning the user namespace behind ``fd``."""
+    buf = bytearray(4)
+    fcntl.ioctl(fd, NS_GET_OWNER_UID, buf)
+    return int.from_bytes(buf, "little")
+
+
+# Capability numbers (linux/capability.h).
+CAP_SYS_CHROOT = 18
+CAP_SYS_PTRACE = 19
+CAP_SYS_ADMIN = 21
 
 PR_SET_PDEATHSIG = 1
 
@@ -250,6 +263,11 @@ class UserRegs(ctypes.Structure):
     """``struct user_regs_struct`` of x86_64 (sys/user.h), as PTRACE_GETREGS fills it."""
 
     _fields_ = [(name, ctypes.c_ulonglong) for name in _USER_REGS.split()]
+
+
+def u64(value: int) -> int:
+    """``value`` as a register holds it: unsigned 64-bit (``-1`` becomes ``2**64 - 1``)."""
+    return value & (2**64 - 1)
 
 
 def _ptrace(request: int, tid: int, addr: int, data: int) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.kernel import inject
+from containerfs.kernel import inject, ptrace_rules
 
 from .conftest import close_pipes
 
@@ -779,11 +779,11 @@ def test_ptrace_refusal(procs: Procs) -> None:
     root = procs.start(["sleep", "60"])
     for p in (a, b):
         wait_until(lambda p=p: status_field(p.pid, "Uid").split()[0] == "65534", 5, "setuid")  # type: ignore[misc]
-    assert inject.ptrace_refusal(os.getpid(), a.pid) is None  # root with CAP_SYS_PTRACE
-    assert inject.ptrace_refusal(a.pid, b.pid) is None  # same uid, dumpable
-    reason = inject.ptrace_refusal(a.pid, root.pid)
+    assert ptrace_rules.ptrace_refusal(os.getpid(), a.pid) is None  # root with CAP_SYS_PTRACE
+    assert ptrace_rules.ptrace_refusal(a.pid, b.pid) is None  # same uid, dumpable
+    reason = ptrace_rules.ptrace_refusal(a.pid, root.pid)
     assert reason is not None and "does not own" in reason
-    assert inject.ptrace_refusal(a.pid, a.pid) is None
+    assert ptrace_rules.ptrace_refusal(a.pid, a.pid) is None
 
 
 # -- less common shapes of a process --------------------------------------------------

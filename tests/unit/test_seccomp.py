@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from containerfs.kernel.inject import _bpf_run, _seccomp_verdict
+from containerfs.kernel.seccomp import bpf_run, seccomp_verdict
 
 ALLOW = 0x7FFF0000
 ERRNO_EPERM = 0x00050001
@@ -46,19 +46,19 @@ def deny(nr: int, action: int) -> bytes:
 
 def test_number_and_arch() -> None:
     prog = deny(53, KILL_PROCESS)
-    assert _seccomp_verdict([prog], 53, 0, [1, 1, 0, 0]) == KILL_PROCESS
-    assert _seccomp_verdict([prog], 308, 0, [3, 0x4000_0000]) == ALLOW
+    assert seccomp_verdict([prog], 53, 0, [1, 1, 0, 0]) == KILL_PROCESS
+    assert seccomp_verdict([prog], 308, 0, [3, 0x4000_0000]) == ALLOW
 
 
 def test_arguments_and_the_most_restrictive_filter_wins() -> None:
     net_only = LD_NR + jump(0x15, 308, 0, 3) + LD_ARG1 + jump(0x15, 0x4000_0000, 0, 1)
     net_only += ret(ERRNO_EPERM) + ret(ALLOW)
-    assert _seccomp_verdict([net_only], 308, 0, [3, 0x4000_0000]) == ERRNO_EPERM
-    assert _seccomp_verdict([net_only], 308, 0, [3, 0x0400_0000]) == ALLOW
+    assert seccomp_verdict([net_only], 308, 0, [3, 0x4000_0000]) == ERRNO_EPERM
+    assert seccomp_verdict([net_only], 308, 0, [3, 0x0400_0000]) == ALLOW
     trap_close = deny(3, TRAP)
-    assert _seccomp_verdict([net_only, trap_close], 3, 0, [5]) == TRAP
-    assert _seccomp_verdict([trap_close, deny(3, KILL_THREAD)], 3, 0, [5]) == KILL_THREAD
-    assert _seccomp_verdict([deny(3, KILL_THREAD), deny(3, KILL_PROCESS)], 3, 0, [5]) == (
+    assert seccomp_verdict([net_only, trap_close], 3, 0, [5]) == TRAP
+    assert seccomp_verdict([trap_close, deny(3, KILL_THREAD)], 3, 0, [5]) == KILL_THREAD
+    assert seccomp_verdict([deny(3, KILL_THREAD), deny(3, KILL_PROCESS)], 3, 0, [5]) == (
         KILL_PROCESS
     )
 
@@ -77,8 +77,8 @@ def test_alu_memory_and_jumps() -> None:
         + stmt(0x1C, 0)
         + RET_A
     )
-    assert _bpf_run(prog, data) == (308 - 930) & 0xFFFFFFFF
-    assert _bpf_run(stmt(0x01, 9) + stmt(0x87, 0) + RET_A, data) == 9  # LDX imm, TXA
+    assert bpf_run(prog, data) == (308 - 930) & 0xFFFFFFFF
+    assert bpf_run(stmt(0x01, 9) + stmt(0x87, 0) + RET_A, data) == 9  # LDX imm, TXA
     # JA skips, JSET tests bits, JGT/JGE compare unsigned.
     prog = (
         stmt(0x05, 1)
@@ -89,5 +89,5 @@ def test_alu_memory_and_jumps() -> None:
         + ret(ALLOW)
         + ret(KILL_PROCESS)
     )
-    assert _bpf_run(prog, data) == ALLOW
-    assert _bpf_run(stmt(0x00, 5) + stmt(0x34, 0) + RET_A, data) == 0  # division by zero
+    assert bpf_run(prog, data) == ALLOW
+    assert bpf_run(stmt(0x00, 5) + stmt(0x34, 0) + RET_A, data) == 0  # division by zero
