@@ -51,8 +51,20 @@ from .engine.tree import parse_pid as parse_pid_text
 from .engine.views import IPC_KNOBS, NET_KNOBS, PID_KNOBS, Knob
 from .fuse.loopback import Loopback
 from .fuse.ops import Operations
-from .kernel import idmaps, inject, mounts, namespaces, nsinfo, nslist, procs, ptrace_rules
+from .kernel import (
+    holder_start,
+    idmaps,
+    inject,
+    mounts,
+    namespaces,
+    nsinfo,
+    nslist,
+    procs,
+    ptrace_rules,
+    sysctls,
+)
 from .kernel.cgroups import TASKS, CgroupBackend, Hierarchy
+from .kernel.holder import PIN_NAME, Holder
 from .kernel.watch import Watcher
 from .shared import SharedRuns
 from .statefile import StateFile
@@ -115,7 +127,7 @@ class Daemon:
             self.engine.root.subtree = default_root_subtree(self.engine.available)
         elif root_subtree.strip():
             self.engine.set_subtree(self.engine.root, root_subtree)
-        self.holders: dict[int, namespaces.Holder] = {}  # container uid -> holder
+        self.holders: dict[int, Holder] = {}  # container uid -> holder
         self.ready: dict[int, trio.Event] = {}  # container uid -> set once bind mounts are in
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self.lock = trio.Lock()
@@ -135,7 +147,7 @@ class Daemon:
 
     # -- helpers -----------------------------------------------------------
 
-    def holder_for(self, c: Container) -> namespaces.Holder | None:
+    def holder_for(self, c: Container) -> Holder | None:
         """The holder of the namespaces ``c`` lives in: its own, or its nearest ancestor's."""
         node: Container | None = c
         while node is not None:
@@ -145,7 +157,7 @@ class Daemon:
             node = node.parent
         return None
 
-    def _holder(self, c: Container) -> namespaces.Holder:
+    def _holder(self, c: Container) -> Holder:
         """The holder of a container that owns namespaces (not the root)."""
         holder = self.holders.get(c.uid)
         if holder is None:
@@ -331,7 +343,7 @@ class Daemon:
         path: tuple[str, ...],
         owned: frozenset[str],
         join_fds: dict[str, int],
-    ) -> namespaces.Holder:
+    ) -> Holder:
         """Start the holder of a new container's namespaces (blocking; on a worker thread).
 
         When the container unshares its own cgroup namespace, the holder must sit
@@ -351,7 +363,7 @@ class Daemon:
         def place(pid: int) -> None:
             self.cgroups.move(pid, target)
 
-        holder = namespaces.spawn_holder(
+        holder = holder_start.spawn_holder(
             parent=self.holder_for(parent),
             unshare=frozenset(k for k in owned if k in NAMESPACE_NAMES and k not in join_fds),
             place=place,
@@ -368,7 +380,7 @@ class Daemon:
             raise
         return holder
 
-    async def _init_views(self, c: Container, holder: namespaces.Holder) -> None:
+    async def _init_views(self, c: Container, holder: Holder) -> None:
         values = {}
         for knob in self.engine.knobs_of(c.owned):
             try:
@@ -381,9 +393,7 @@ class Daemon:
             values[knob.file] = knob.type.read(text)
         self.engine.init_views(c, values)
 
-    async def bind_internal_views(
-        self, c: Container, holder: namespaces.Holder, stale: bool = False
-    ) -> None:
+    async def bind_internal_views(self, c: Container, holder: Holder, stale: bool = False) -> None:
         """Put each knob's internal view over its /proc/sys file inside the container.
 
         A process inside then reads and sets its own value at the usual path, while
@@ -398,7 +408,7 @@ class Daemon:
         try:
             if stale:
                 targets = frozenset(
-                    namespaces.sysctl_path(k.sysctl) for k in self.engine.knobs_of(c.owned)
+                    sysctls.sysctl_path(k.sysctl) for k in self.engine.knobs_of(c.owned)
                 )
                 await mounts.detach_stale(holder, targets)
             assert self.loopback is not None
@@ -440,7 +450,7 @@ class Daemon:
         finally:
             self.ops.drop_bind_source(name)
 
-    async def _enter_final_mount_ns(self, c: Container, holder: namespaces.Holder) -> None:
+    async def _enter_final_mount_ns(self, c: Container, holder: Holder) -> None:
         """Have the holder enter the container's own mount namespace if it deferred it
         (a container that owns user and mnt), and record the namespace's inode."""
         try:
@@ -600,8 +610,8 @@ class Daemon:
         """A namespace's plain control file (no views): uts names, user maps and limits,
         time offsets."""
         holder = None if owner.is_root else self._holder(owner)
-        if name in namespaces.NAMESPACE_SYSCTLS:
-            kind, sysctl = namespaces.NAMESPACE_SYSCTLS[name]
+        if name in sysctls.NAMESPACE_SYSCTLS:
+            kind, sysctl = sysctls.NAMESPACE_SYSCTLS[name]
             return await self._sysctl(holder, kind, sysctl)
         if name in ("user.uid_map", "user.gid_map"):
             return await trio.to_thread.run_sync(idmaps.read_map, holder, name[5:8])
@@ -614,8 +624,8 @@ class Daemon:
 
     async def _ns_knob_write(self, c: Container, name: str, text: str) -> None:
         holder = self._holder(c)
-        if name in namespaces.NAMESPACE_SYSCTLS:
-            kind, sysctl = namespaces.NAMESPACE_SYSCTLS[name]
+        if name in sysctls.NAMESPACE_SYSCTLS:
+            kind, sysctl = sysctls.NAMESPACE_SYSCTLS[name]
             await self._set_sysctl(holder, kind, sysctl, parse_hostname(text, name))
         elif name in ("user.uid_map", "user.gid_map"):
             value = parse_id_map(text, name)
@@ -634,7 +644,7 @@ class Daemon:
         else:
             raise AssertionError(name)
 
-    async def learn_inside_root(self, c: Container, holder: namespaces.Holder) -> None:
+    async def learn_inside_root(self, c: Container, holder: Holder) -> None:
         """Record whom root of ``c``'s user namespace is on the host: the owner of the
         internal views its processes write (``Engine.file_owner``)."""
         try:
@@ -653,7 +663,7 @@ class Daemon:
         else:
             self.cgroups.write(c.cgpath, name, text)
 
-    async def _sysctl(self, holder: namespaces.Holder | None, kind: str, name: str) -> str:
+    async def _sysctl(self, holder: Holder | None, kind: str, name: str) -> str:
         """Read a sysctl of a container's namespace.
 
         The holder, a process inside every namespace of the container, reads it
@@ -664,16 +674,14 @@ class Daemon:
         """
         if holder is not None and (holder.has_channel or kind in ("pid", "user")):
             return await holder.sysctl_async(name)
-        return await namespaces.read_sysctl_async(holder, kind, name)
+        return await sysctls.read_sysctl_async(holder, kind, name)
 
-    async def _set_sysctl(
-        self, holder: namespaces.Holder, kind: str, name: str, value: str
-    ) -> None:
+    async def _set_sysctl(self, holder: Holder, kind: str, name: str, value: str) -> None:
         """Set a sysctl of a container's namespace: by its holder, as for reads."""
         if holder.has_channel or kind in ("pid", "user"):
             await holder.set_sysctl_async(name, value)
         else:
-            await namespaces.write_sysctl_async(holder, kind, name, value)
+            await sysctls.write_sysctl_async(holder, kind, name, value)
 
     async def _info(self, name: str, owner: Container) -> str:
         holder = None if owner.is_root else self._holder(owner)
@@ -1374,7 +1382,7 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
 
 def find_pin() -> str:
     """The holder binary (``defaults.find_program``); without it no container can be made."""
-    found = find_program(namespaces.PIN_NAME)
+    found = find_program(PIN_NAME)
     if found is None:
         raise SystemExit("containerfs: containerfs-pin not found (run `make` to build it)")
     return found

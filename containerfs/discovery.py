@@ -31,6 +31,7 @@ from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES, Origin
 from .engine.tree import Container
 from .kernel import namespaces, procs
+from .kernel.holder import Holder
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -65,7 +66,7 @@ def _look(
     cgroups_procs: object,
     internal: frozenset[int],
     tables: procs.MountTables,
-    held: list[tuple[Container, namespaces.Holder]],
+    held: list[tuple[Container, Holder]],
     empty: frozenset[Container],
 ) -> Look:
     """Read tasks' namespaces, nsfs mounts and which holders exited (blocking).
@@ -129,7 +130,7 @@ class Discovery:
         self._key: tuple[int, int] | None = None
         self._snapshot: Snapshot = []
         self._internal: frozenset[int] = frozenset()
-        self._held: list[tuple[Container, namespaces.Holder]] = []
+        self._held: list[tuple[Container, Holder]] = []
         self._index: dict[tuple[str, str], Container] = {}
 
     async def run(self) -> None:

@@ -36,11 +36,8 @@ import sys
 from typing import NoReturn
 
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import (
-    enter_holder,
-    holder_id_maps,
-    ns_inode_for_children,
-)
+from containerfs.kernel.enter import enter_holder, holder_id_maps
+from containerfs.kernel.namespaces import ns_inode_for_children
 from containerfs.nskinds import KINDS
 
 PROG = "containerfs exec"

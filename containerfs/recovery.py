@@ -30,7 +30,8 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES
 from .engine.tree import Container
-from .kernel import namespaces, procs
+from .kernel import procs
+from .kernel.holder import Holder, kill_stray_holder
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -116,7 +117,7 @@ def _check(daemon: Daemon, c: Container, rec: dict[str, Any]) -> str | None:
         if not isinstance(pid, int):
             return "no holder recorded"
         try:
-            holder = namespaces.Holder.attach(pid, own_ns)
+            holder = Holder.attach(pid, own_ns)
         except OSError as exc:
             return f"holder {pid}: {exc.strerror or exc}"
         daemon.holders[c.uid] = holder
@@ -136,7 +137,7 @@ def sweep(daemon: Daemon) -> None:
     """Remove holders and cgroup directories that no container accounts for."""
     keep = {h.pid for h in daemon.holders.values()}
     for pid in daemon.cgroups.pin_pids():
-        if pid not in keep and namespaces.kill_stray_holder(pid):
+        if pid not in keep and kill_stray_holder(pid):
             log.info("killed leftover namespace holder %d", pid)
     known = {c.cgpath for c in daemon.engine.root.walk()}
     extra = sorted(daemon.cgroups.container_dirs() - known, key=len, reverse=True)
@@ -161,7 +162,7 @@ def _remove_leftover(daemon: Daemon, path: tuple[str, ...], keep: set[int]) -> N
     for attempt in range(20):
         with contextlib.suppress(OSError):
             for pid in daemon.cgroups.procs_anywhere(path):
-                if pid not in keep and namespaces.kill_stray_holder(pid):
+                if pid not in keep and kill_stray_holder(pid):
                     log.info("killed leftover namespace holder %d", pid)
         try:
             daemon.cgroups.remove(path)

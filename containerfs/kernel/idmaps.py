@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .namespaces import Holder
+from .holder import Holder
 
 
 def _path(holder: Holder | None, which: str) -> str:

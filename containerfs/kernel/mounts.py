@@ -24,6 +24,7 @@ import os
 
 from . import namespaces, procfs
 from . import sys as ksys
+from .holder import Holder
 
 
 def _attach_onto(binds: list[tuple[int, int]]) -> None:
@@ -31,7 +32,7 @@ def _attach_onto(binds: list[tuple[int, int]]) -> None:
         ksys.move_mount_onto(fd, target_fd)
 
 
-async def attach_onto(holder: namespaces.Holder, binds: list[tuple[int, int]]) -> None:
+async def attach_onto(holder: Holder, binds: list[tuple[int, int]]) -> None:
     """Attach each detached mount ``fd`` onto its ``target_fd`` (from
     :meth:`Holder.open_sysctl_target`), in order, from one fresh thread that
     joined the holder's current mount namespace. The first failure stops the rest."""
@@ -61,7 +62,7 @@ def _detach_containerfs_at(targets: frozenset[str]) -> int:
     return count
 
 
-async def detach_stale(holder: namespaces.Holder, targets: frozenset[str]) -> int:
+async def detach_stale(holder: Holder, targets: frozenset[str]) -> int:
     """Detach containerfs files bound over ``targets`` inside the holder's mount namespace."""
     return await namespaces.run_in_namespaces_async(
         holder, ["mnt"], functools.partial(_detach_containerfs_at, targets)

@@ -44,7 +44,8 @@ import trio
 
 from containerfs.kernel import procfs
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import Holder, run_in_namespaces, run_in_namespaces_async
+from containerfs.kernel.holder import Holder
+from containerfs.kernel.namespaces import run_in_namespaces, run_in_namespaces_async
 
 # =============================================================================
 # ipc.usage

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.kernel.namespaces import holder_id_maps
+from containerfs.kernel.enter import holder_id_maps
 
 from .conftest import CONTAINERFS, Mounted, on_terminal, wait_for
 

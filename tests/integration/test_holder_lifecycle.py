@@ -26,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from containerfs.kernel import holder_start
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import HOLDER_CHANNEL_FD, Holder
+from containerfs.kernel.holder import HOLDER_CHANNEL_FD, Holder, _proc_exited
 from containerfs.nskinds import KINDS
 from tests.integration.conftest import PIN, holder_skip_reason, live_pins
 
@@ -99,7 +100,7 @@ class Box:
         parent: Holder | None = None,
         join_fds: Mapping[str, int] | None = None,
     ) -> Holder:
-        holder = ns.spawn_holder(
+        holder = holder_start.spawn_holder(
             parent=parent,
             unshare=frozenset(kinds),
             place=self.placed.append,
@@ -152,7 +153,7 @@ class Box:
         for proc in self.procs:
             if proc.pid == pid:
                 proc.wait(10)
-        wait_until(lambda: ns._proc_exited(pid), 10, f"process {pid} to end")
+        wait_until(lambda: _proc_exited(pid), 10, f"process {pid} to end")
 
     def enter(self, target: int, flags: list[str], *argv: str) -> int:
         """Start ``argv`` through nsenter (which execs it): its pid."""
@@ -242,7 +243,7 @@ def test_reconnect_after_close(box: Box) -> None:
     pid, inodes = holder.pid, dict(holder.inodes)
     holder.close()
     assert not holder.has_channel
-    assert not ns._proc_exited(pid)  # close() is not a kill
+    assert not _proc_exited(pid)  # close() is not a kill
     time.sleep(0.05)
     assert sorted(fd_links(pid)) == [0, 1, 2, 3, 4, 5]  # it did not drop the channel
 

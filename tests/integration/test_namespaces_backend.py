@@ -27,9 +27,9 @@ import pytest
 import trio
 
 from containerfs import execute
+from containerfs.kernel import enter, holder_start, procs, sysctls
 from containerfs.kernel import namespaces as ns
-from containerfs.kernel import procs
-from containerfs.kernel.namespaces import Holder
+from containerfs.kernel.holder import Holder
 from containerfs.nskinds import KINDS
 from tests.integration.conftest import PIN, holder_skip_reason, live_pins
 
@@ -108,7 +108,7 @@ class Spawner:
         self._own: list[Holder] = []
 
     def __call__(self, *kinds: str, parent: Holder | None = None, mountpoint: str = "") -> Holder:
-        holder = ns.spawn_holder(
+        holder = holder_start.spawn_holder(
             parent=parent,
             unshare=frozenset(kinds),
             place=self.placed.append,
@@ -237,7 +237,7 @@ def test_nested_holder_shares_parent_kinds(spawn: Spawner) -> None:
     assert procs.translate_pid(nspid[1], parent.pid) == child.pid
     # The child's uts namespace belongs to the parent's user namespace, a child
     # of ours: a setns thread of the daemon still writes its hostname.
-    ns.write_sysctl(child, "uts", "kernel.hostname", "nested-box")
+    sysctls.write_sysctl(child, "uts", "kernel.hostname", "nested-box")
     out = subprocess.run(
         ["nsenter", "-t", str(child.pid), "-u", "hostname"],
         capture_output=True,
@@ -283,7 +283,7 @@ def test_spawn_failures_raise_with_errno_and_leave_nothing(spawn: Spawner) -> No
         raise RuntimeError(f"no cgroup for {pid}")
 
     with pytest.raises(RuntimeError, match="no cgroup"):
-        ns.spawn_holder(
+        holder_start.spawn_holder(
             parent=None,
             unshare=frozenset({"uts"}),
             place=refuse,
@@ -293,7 +293,7 @@ def test_spawn_failures_raise_with_errno_and_leave_nothing(spawn: Spawner) -> No
     with pytest.raises(ValueError, match="unknown namespace kind"):
         spawn("bogus")
     with pytest.raises(FileNotFoundError):
-        ns.spawn_holder(
+        holder_start.spawn_holder(
             parent=None,
             unshare=frozenset(),
             place=lambda pid: None,
@@ -307,7 +307,7 @@ def test_spawn_failures_raise_with_errno_and_leave_nothing(spawn: Spawner) -> No
         silent.chmod(0o755)
         started: list[int] = []
         with pytest.raises(TimeoutError):
-            ns.spawn_holder(
+            holder_start.spawn_holder(
                 parent=None,
                 unshare=frozenset({"uts"}),
                 place=started.append,
@@ -418,8 +418,8 @@ def test_sysctl_through_a_setns_thread_leaves_the_caller_alone(spawn: Spawner) -
     before = os.stat("/proc/thread-self/ns/uts").st_ino
     host = os.uname().nodename
     threads = len(os.listdir("/proc/self/task"))
-    ns.write_sysctl(holder, "uts", "kernel.hostname", "box-1")
-    assert ns.read_sysctl(holder, "uts", "kernel.hostname") == "box-1\n"
+    sysctls.write_sysctl(holder, "uts", "kernel.hostname", "box-1")
+    assert sysctls.read_sysctl(holder, "uts", "kernel.hostname") == "box-1\n"
     out = subprocess.run(
         ["nsenter", "-t", str(holder.pid), "-u", "hostname"],
         capture_output=True,
@@ -431,15 +431,15 @@ def test_sysctl_through_a_setns_thread_leaves_the_caller_alone(spawn: Spawner) -
     assert os.stat("/proc/thread-self/ns/uts").st_ino == before
     assert len(os.listdir("/proc/self/task")) == threads  # the setns thread exited
     # Per-namespace sysctls of other kinds.
-    ns.write_sysctl(holder, "ipc", "kernel.shmmni", "1000")
-    assert ns.read_sysctl(holder, "ipc", "kernel.shmmni") == "1000\n"
+    sysctls.write_sysctl(holder, "ipc", "kernel.shmmni", "1000")
+    assert sysctls.read_sysctl(holder, "ipc", "kernel.shmmni") == "1000\n"
     assert Path("/proc/sys/kernel/shmmni").read_text() != "1000\n"
-    ns.write_sysctl(holder, "net", "net.ipv4.ip_forward", "1")
-    assert ns.read_sysctl(holder, "net", "net.ipv4.ip_forward") == "1\n"
+    sysctls.write_sysctl(holder, "net", "net.ipv4.ip_forward", "1")
+    assert sysctls.read_sysctl(holder, "net", "net.ipv4.ip_forward") == "1\n"
     with pytest.raises(ValueError):
-        ns.read_sysctl(holder, "uts", "kernel..hostname")
+        sysctls.read_sysctl(holder, "uts", "kernel..hostname")
     with pytest.raises(FileNotFoundError):
-        ns.read_sysctl(holder, "uts", "kernel.no_such_sysctl")
+        sysctls.read_sysctl(holder, "uts", "kernel.no_such_sysctl")
 
 
 @root
@@ -494,7 +494,7 @@ def test_run_in_namespaces_uses_its_own_pidfd(spawn: Spawner) -> None:
     holder = spawn("uts")
     dead = spawn("uts")
     dead.kill()
-    ns.write_sysctl(holder, "uts", "kernel.hostname", "dup-box")
+    sysctls.write_sysctl(holder, "uts", "kernel.hostname", "dup-box")
     view = Holder(holder.pid, holder.dup_pidfd(), holder.inodes)
     view_fd = view.pidfd
     fds = our_pidfds()
@@ -535,8 +535,8 @@ def test_run_in_namespaces_uses_its_own_pidfd(spawn: Spawner) -> None:
 @root
 async def test_run_in_namespaces_async_keeps_the_loop_running(spawn: Spawner) -> None:
     holder = spawn("uts")
-    await ns.write_sysctl_async(holder, "uts", "kernel.hostname", "async-box")
-    assert await ns.read_sysctl_async(holder, "uts", "kernel.hostname") == "async-box\n"
+    await sysctls.write_sysctl_async(holder, "uts", "kernel.hostname", "async-box")
+    assert await sysctls.read_sysctl_async(holder, "uts", "kernel.hostname") == "async-box\n"
     ticks = 0
 
     async def ticker() -> None:
@@ -579,7 +579,7 @@ def test_holder_serves_pid_max_of_its_own_pid_namespace(spawn: Spawner) -> None:
     assert holder.sysctl("kernel.pid_max") == "4194304\n"  # a new pid namespace's own value
     # A setns thread cannot see it: pid_max follows the *active* pid namespace
     # of the reader, and setns(CLONE_NEWPID) changes only the children's.
-    assert ns.read_sysctl(holder, "pid", "kernel.pid_max") == host
+    assert sysctls.read_sysctl(holder, "pid", "kernel.pid_max") == host
     holder.set_sysctl("kernel.pid_max", "1000")
     assert holder.sysctl("kernel.pid_max") == "1000\n"
     assert Path("/proc/sys/kernel/pid_max").read_text() == host
@@ -922,21 +922,21 @@ def test_enter_holder_checks_before_it_joins(spawn: Spawner) -> None:
     holder = spawn("uts")
     before = {k: mine(k) for k in KINDS}
     with pytest.raises(OSError, match="not in the container's uts namespace") as info:
-        ns.enter_holder(holder.pid, holder.inodes | {"uts": 1})
+        enter.enter_holder(holder.pid, holder.inodes | {"uts": 1})
     assert info.value.errno == errno.ESRCH
     with pytest.raises(ProcessLookupError, match="is gone"):
-        ns.enter_holder(4_194_305, holder.inodes)  # above the largest possible pid
+        enter.enter_holder(4_194_305, holder.inodes)  # above the largest possible pid
     # Nothing differs from ours: nothing to join.
-    ns.enter_holder(holder.pid, {k: v for k, v in holder.inodes.items() if k != "uts"})
+    enter.enter_holder(holder.pid, {k: v for k, v in holder.inodes.items() if k != "uts"})
     assert {k: mine(k) for k in KINDS} == before
 
 
 @root
 def test_enter_holder_joins_and_keeps_the_cwd_by_path(spawn: Spawner, tmp_path: Path) -> None:
     holder = spawn("mnt", "uts", "pid")
-    ns.write_sysctl(holder, "uts", "kernel.hostname", "enter-box")
+    sysctls.write_sysctl(holder, "uts", "kernel.hostname", "enter-box")
     code = (
-        "import json, os, sys; from containerfs.kernel.namespaces import enter_holder; "
+        "import json, os, sys; from containerfs.kernel.enter import enter_holder; "
         "enter_holder(int(sys.argv[1]), json.loads(sys.argv[2])); "
         "print(json.dumps([os.uname().nodename, os.getcwd(), "
         "os.stat('/proc/self/ns/mnt').st_ino, os.stat('/proc/self/ns/pid_for_children').st_ino]))"
@@ -957,7 +957,7 @@ def test_enter_holder_joins_and_keeps_the_cwd_by_path(spawn: Spawner, tmp_path: 
 @root
 def test_exec_runs_in_every_namespace_and_registers_first(spawn: Spawner, tmp_path: Path) -> None:
     holder = spawn(*KINDS)
-    ns.write_sysctl(holder, "uts", "kernel.hostname", "exec-box")
+    sysctls.write_sysctl(holder, "uts", "kernel.hostname", "exec-box")
     box = fake_container(tmp_path, holder, set(KINDS))
     script = (
         "hostname; while read -r l; do case $l in NSpid*) echo $l;; esac; done </proc/self/status; "
@@ -1132,7 +1132,7 @@ def test_exec_into_pid_and_time_lands_in_both(spawn: Spawner, tmp_path: Path) ->
     assert (time_ino, pid_ino) == (holder.inodes["time"], holder.inodes["pid"])
     # enter_holder checks the time namespace it joins like every other.
     with pytest.raises(OSError, match="not in the container's time namespace"):
-        ns.enter_holder(holder.pid, holder.inodes | {"time": 1})
+        enter.enter_holder(holder.pid, holder.inodes | {"time": 1})
 
 
 @root

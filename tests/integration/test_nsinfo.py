@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from containerfs.kernel import holder_start, nsinfo
 from containerfs.kernel import namespaces as ns
-from containerfs.kernel import nsinfo
-from containerfs.kernel.namespaces import Holder
+from containerfs.kernel.holder import Holder
 from tests.integration.conftest import PIN, holder_skip_reason
 
 
@@ -38,7 +38,7 @@ class Box:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def holder(self, *kinds: str, parent: Holder | None = None) -> Holder:
-        holder = ns.spawn_holder(
+        holder = holder_start.spawn_holder(
             parent=parent,
             unshare=frozenset(kinds),
             place=lambda pid: None,

@@ -19,7 +19,7 @@ import trio
 from containerfs import discovery
 from containerfs.discovery import Discovery
 from containerfs.engine.tree import Container, Engine
-from containerfs.kernel.namespaces import Holder
+from containerfs.kernel.holder import Holder
 from tests.unit.test_engine import make_engine
 from tests.unit.test_lifecycle import child
 

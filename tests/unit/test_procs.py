@@ -11,13 +11,9 @@ import pytest
 
 from containerfs.kernel import procfs, procs
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import (
-    NAMESPACE_SYSCTLS,
-    Holder,
-    _proc_exited,
-    ns_inode,
-    sysctl_path,
-)
+from containerfs.kernel.holder import Holder, _proc_exited
+from containerfs.kernel.namespaces import ns_inode
+from containerfs.kernel.sysctls import NAMESPACE_SYSCTLS, sysctl_path
 from containerfs.nskinds import KINDS
 
 
