@@ -171,11 +171,12 @@ def _answer_requests(sock: socket.socket) -> None:
 
 
 def main() -> None:
-    import ctypes
     import signal
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: go with the daemon
+    from containerfs.kernel import sys as ksys
+
+    with contextlib.suppress(OSError):
+        ksys.set_pdeathsig(signal.SIGKILL)  # go with the daemon
     with socket.socket(fileno=int(sys.argv[1])) as sock:
         _serve(sock)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import math
 import os
 import secrets
@@ -39,10 +38,6 @@ from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import check_kind, ns_inode, ns_inode_for_children
 from containerfs.kernel.sysctls import sysctl_relpath
 from containerfs.nskinds import KINDS
-
-# linux/pidfd.h, Linux >= 6.11: _IO(PIDFS_IOCTL_MAGIC, 8), an nsfs fd on the
-# time namespace the process's children get.
-_PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE = 0xFF08
 
 #: KTIME_MAX / NSEC_PER_SEC: the largest time namespace offset in seconds.
 _KTIME_SEC_MAX = (2**63 - 1) // 1_000_000_000
@@ -160,7 +155,7 @@ def time_ns_fd(pidfd: int, pid: int) -> int:
     named it).  ``ProcessLookupError`` once the process is gone.
     """
     try:
-        return fcntl.ioctl(pidfd, _PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE)
+        return ksys.pidfd_get_time_for_children_ns(pidfd)
     except OSError as exc:
         if exc.errno not in (errno.ENOTTY, errno.EINVAL):
             raise

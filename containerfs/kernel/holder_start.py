@@ -26,10 +26,6 @@ from containerfs.kernel.holder import Holder, read_inodes
 from containerfs.kernel.namespaces import check_kind, ns_inode, ns_inode_for_children
 from containerfs.nskinds import KINDS
 
-# Linux >= 6.5: the kernel hands the receiver a pidfd of the sender.  Not in
-# Python 3.11's socket module.
-_SO_PASSPIDFD = 76
-_SCM_PIDFD = 0x04
 _UCRED = struct.Struct("iII")  # pid_t pid; uid_t uid; gid_t gid
 
 _NO_FDS: Mapping[str, int] = MappingProxyType({})
@@ -165,7 +161,7 @@ def _spawn(
         # Before the pin can send: credentials are attached at send time.
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         with contextlib.suppress(OSError):  # ENOPROTOOPT before Linux 6.5
-            ours.setsockopt(socket.SOL_SOCKET, _SO_PASSPIDFD, 1)
+            ours.setsockopt(socket.SOL_SOCKET, ksys.SO_PASSPIDFD, 1)
         try:
             argv = [
                 pin_path,
@@ -214,7 +210,7 @@ def _finish(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: float) 
             # pidfds attached to the holder's replies.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, _SO_PASSPIDFD, 0)
+                sock.setsockopt(socket.SOL_SOCKET, ksys.SO_PASSPIDFD, 0)
             inodes = read_inodes(pid, pidfd)
             # Last: the holder keeps this copy of our end at HOLDER_CHANNEL_FD
             # (pin.c, "peer") and from then on lives on whatever happens to us.
@@ -265,7 +261,7 @@ def _receive(sock: socket.socket) -> tuple[bytes, int | None, int | None]:
             continue
         if kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
             pid = _UCRED.unpack_from(data)[0]
-        elif kind == _SCM_PIDFD and len(data) >= 4:
+        elif kind == ksys.SCM_PIDFD and len(data) >= 4:
             if pidfd is not None:
                 os.close(pidfd)
             pidfd = struct.unpack_from("i", data)[0]

@@ -30,7 +30,6 @@ Every renderer is blocking; the ``*_async`` variants keep the trio loop free
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import select
@@ -38,7 +37,6 @@ import socket
 import struct
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
@@ -139,10 +137,12 @@ def _count_mqueues_here() -> int:
     goes away with its fd.  The fsmount fd is ``O_PATH``-like (``getdents``
     refuses it), hence the ``openat(".")``.
     """
-    fs_fd = _fsopen("mqueue")
+    fs_fd = ksys.fsopen("mqueue")
     try:
-        _fsconfig_create(fs_fd)
-        mnt_fd = _fsmount(fs_fd, _MOUNT_ATTR_RDONLY | _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV)
+        ksys.fsconfig_create(fs_fd)
+        mnt_fd = ksys.fsmount(
+            fs_fd, ksys.MOUNT_ATTR_RDONLY | ksys.MOUNT_ATTR_NOSUID | ksys.MOUNT_ATTR_NODEV
+        )
     finally:
         os.close(fs_fd)
     try:
@@ -700,94 +700,6 @@ def pid_count(holder: Holder | None, exclude: Iterable[int] = ()) -> str:
 async def pid_count_async(holder: Holder | None, exclude: Iterable[int] = ()) -> str:
     """:func:`pid_count` without blocking the trio loop."""
     return await trio.to_thread.run_sync(_count_pids, holder, exclude)
-
-
-# =============================================================================
-# Private syscall wrappers (new mount API).
-#
-# To be moved to containerfs/kernel/sys.py, which is being edited elsewhere:
-# fsopen(2), fsconfig(2) with FSCONFIG_CMD_CREATE only, fsmount(2).  Python 3.11
-# has none of them; glibc >= 2.36 exports them, older ones only through
-# syscall(2) with numbers that are the same on every architecture but alpha.
-# =============================================================================
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-_SYS_FSOPEN = 430
-_SYS_FSCONFIG = 431
-_SYS_FSMOUNT = 432
-_FSOPEN_CLOEXEC = 0x1
-_FSCONFIG_CMD_CREATE = 6
-_FSMOUNT_CLOEXEC = 0x1
-_MOUNT_ATTR_RDONLY = 0x1
-_MOUNT_ATTR_NOSUID = 0x2
-_MOUNT_ATTR_NODEV = 0x4
-
-_libc.syscall.restype = ctypes.c_long
-
-
-def _bind(name: str, argtypes: list[Any]) -> Callable[..., int] | None:
-    """glibc's prototype-checked wrapper ``name``, or None when this libc lacks it."""
-    try:
-        fn = getattr(_libc, name)
-    except AttributeError:
-        return None
-    fn.argtypes = argtypes
-    fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
-
-
-_fsopen_c = _bind("fsopen", [ctypes.c_char_p, ctypes.c_uint])
-_fsconfig_c = _bind(
-    "fsconfig", [ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
-)
-_fsmount_c = _bind("fsmount", [ctypes.c_int, ctypes.c_uint, ctypes.c_uint])
-
-
-def _check(result: int) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return result
-
-
-def _fsopen(fstype: str) -> int:
-    """fsopen(2): a filesystem context fd (close-on-exec) for ``fstype``."""
-    name = fstype.encode()
-    if _fsopen_c is not None:
-        return _check(_fsopen_c(name, _FSOPEN_CLOEXEC))
-    return _check(_libc.syscall(ctypes.c_long(_SYS_FSOPEN), name, ctypes.c_uint(_FSOPEN_CLOEXEC)))
-
-
-def _fsconfig_create(fs_fd: int) -> None:
-    """fsconfig(2) ``FSCONFIG_CMD_CREATE``: get (or create) the superblock."""
-    if _fsconfig_c is not None:
-        _check(_fsconfig_c(fs_fd, _FSCONFIG_CMD_CREATE, None, None, 0))
-        return
-    _check(
-        _libc.syscall(
-            ctypes.c_long(_SYS_FSCONFIG),
-            ctypes.c_int(fs_fd),
-            ctypes.c_uint(_FSCONFIG_CMD_CREATE),
-            None,
-            None,
-            ctypes.c_int(0),
-        )
-    )
-
-
-def _fsmount(fs_fd: int, attr_flags: int) -> int:
-    """fsmount(2): a detached mount fd (close-on-exec) with ``MOUNT_ATTR_*`` flags."""
-    if _fsmount_c is not None:
-        return _check(_fsmount_c(fs_fd, _FSMOUNT_CLOEXEC, attr_flags))
-    return _check(
-        _libc.syscall(
-            ctypes.c_long(_SYS_FSMOUNT),
-            ctypes.c_int(fs_fd),
-            ctypes.c_uint(_FSMOUNT_CLOEXEC),
-            ctypes.c_uint(attr_flags),
-        )
-    )
 
 
 def time_offsets(holder: Holder | None) -> str:

@@ -1,10 +1,13 @@
-"""The few system calls Python 3.11 lacks, as thin ctypes wrappers.
+"""The kernel's binary interface in one place: every ctypes declaration and kernel number.
 
-Python gained ``os.setns``/``os.unshare`` only in 3.12, so this module binds
-them (and mount/umount2) from the C library.  Every wrapper checks for ``-1``
-and raises ``OSError`` with the call's errno, so callers handle kernel errors
-like any other ``OSError``.  The nsfs ioctls need no ctypes: ``fcntl.ioctl``
-returns the ioctl's integer result.
+The system calls Python 3.11 lacks are thin ctypes wrappers here, next to the
+numbers the kernel modules pass (CLONE_* flags, nsfs and pidfd ioctls, ptrace
+requests and registers, capability numbers, socket options).  Python gained
+``os.setns``/``os.unshare`` only in 3.12, so this module binds them (and
+mount/umount2, the new mount API, ptrace) from the C library.  Every wrapper
+checks for ``-1`` and raises ``OSError`` with the call's errno, so callers
+handle kernel errors like any other ``OSError``.  The nsfs ioctls need no
+ctypes: ``fcntl.ioctl`` returns the ioctl's integer result.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -152,6 +156,25 @@ def set_dumpable(dumpable: bool) -> None:
     CAP_SYS_PTRACE in the initial user namespace may ptrace it or open its /proc files
     (its fds, its memory). ``execve`` sets it again for the new program."""
     _check(_libc.prctl(PR_SET_DUMPABLE, ctypes.c_ulong(int(dumpable)), 0, 0, 0))
+
+
+# linux/pidfd.h, Linux >= 6.11: _IO(PIDFS_IOCTL_MAGIC, 8), an nsfs fd on the
+# time namespace the process's children get.
+PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE = 0xFF08
+
+
+def pidfd_get_time_for_children_ns(pidfd: int) -> int:
+    """New nsfs fd on the time namespace the children of ``pidfd``'s process get.
+
+    ENOTTY or EINVAL before Linux 6.11.
+    """
+    return fcntl.ioctl(pidfd, PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE)
+
+
+# Linux >= 6.5: the kernel hands the receiver a pidfd of the sender.  Not in
+# Python 3.11's socket module.
+SO_PASSPIDFD = 76
+SCM_PIDFD = 0x04
 
 
 def pidfd_getfd(pidfd: int, targetfd: int) -> int:
@@ -367,5 +390,82 @@ def pidfd_open_thread(tid: int) -> int:
     return _check(
         _libc.syscall(
             ctypes.c_long(_SYS_PIDFD_OPEN), ctypes.c_long(tid), ctypes.c_long(PIDFD_THREAD)
+        )
+    )
+
+
+# The new mount API: fsopen(2), fsconfig(2) with FSCONFIG_CMD_CREATE only,
+# fsmount(2).  Python 3.11 has none of them; glibc >= 2.36 exports them, older
+# ones only through syscall(2) with numbers that are the same on every
+# architecture but alpha.
+
+_SYS_FSOPEN = 430
+_SYS_FSCONFIG = 431
+_SYS_FSMOUNT = 432
+_FSOPEN_CLOEXEC = 0x1
+_FSCONFIG_CMD_CREATE = 6
+_FSMOUNT_CLOEXEC = 0x1
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+
+# A syscall(2) of its own (``[]`` makes a new function object): it returns a long.
+_syscall_long = _libc["syscall"]
+_syscall_long.restype = ctypes.c_long
+
+
+def _bind(name: str, argtypes: list[Any]) -> Callable[..., int] | None:
+    """glibc's prototype-checked wrapper ``name``, or None when this libc lacks it."""
+    try:
+        fn = getattr(_libc, name)
+    except AttributeError:
+        return None
+    fn.argtypes = argtypes
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_fsopen_c = _bind("fsopen", [ctypes.c_char_p, ctypes.c_uint])
+_fsconfig_c = _bind(
+    "fsconfig", [ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+)
+_fsmount_c = _bind("fsmount", [ctypes.c_int, ctypes.c_uint, ctypes.c_uint])
+
+
+def fsopen(fstype: str) -> int:
+    """fsopen(2): a filesystem context fd (close-on-exec) for ``fstype``."""
+    name = fstype.encode()
+    if _fsopen_c is not None:
+        return _check(_fsopen_c(name, _FSOPEN_CLOEXEC))
+    return _check(_syscall_long(ctypes.c_long(_SYS_FSOPEN), name, ctypes.c_uint(_FSOPEN_CLOEXEC)))
+
+
+def fsconfig_create(fs_fd: int) -> None:
+    """fsconfig(2) ``FSCONFIG_CMD_CREATE``: get (or create) the superblock."""
+    if _fsconfig_c is not None:
+        _check(_fsconfig_c(fs_fd, _FSCONFIG_CMD_CREATE, None, None, 0))
+        return
+    _check(
+        _syscall_long(
+            ctypes.c_long(_SYS_FSCONFIG),
+            ctypes.c_int(fs_fd),
+            ctypes.c_uint(_FSCONFIG_CMD_CREATE),
+            None,
+            None,
+            ctypes.c_int(0),
+        )
+    )
+
+
+def fsmount(fs_fd: int, attr_flags: int) -> int:
+    """fsmount(2): a detached mount fd (close-on-exec) with ``MOUNT_ATTR_*`` flags."""
+    if _fsmount_c is not None:
+        return _check(_fsmount_c(fs_fd, _FSMOUNT_CLOEXEC, attr_flags))
+    return _check(
+        _syscall_long(
+            ctypes.c_long(_SYS_FSMOUNT),
+            ctypes.c_int(fs_fd),
+            ctypes.c_uint(_FSMOUNT_CLOEXEC),
+            ctypes.c_uint(attr_flags),
         )
     )

@@ -26,6 +26,7 @@ import trio
 
 from containerfs.kernel import holder_start, nsinfo
 from containerfs.kernel import namespaces as ns
+from containerfs.kernel import sys as ksys
 from containerfs.kernel.holder import Holder
 from tests.integration.conftest import PIN, holder_skip_reason
 
@@ -198,10 +199,10 @@ def test_mqueue_count_through_raw_syscalls_too(box: Box, monkeypatch: pytest.Mon
     holder = box.holder("ipc")
     box.run(holder, ["--ipc"], sys.executable, "-c", MQ_OPEN, "/a", "/b", "/c")
     for name in ("_fsopen_c", "_fsconfig_c", "_fsmount_c"):
-        monkeypatch.setattr(nsinfo, name, None)
+        monkeypatch.setattr(ksys, name, None)
     assert ns.run_in_namespaces(holder, ["ipc"], nsinfo._count_mqueues_here) == 3
     with pytest.raises(OSError) as info:  # errors come back with the kernel's errno
-        nsinfo._fsopen("no-such-filesystem-type")
+        ksys.fsopen("no-such-filesystem-type")
     assert info.value.errno == errno.ENODEV
 
 
