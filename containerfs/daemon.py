@@ -59,6 +59,7 @@ from .kernel import (
     namespaces,
     nsinfo,
     nslist,
+    procfs,
     procs,
     ptrace_rules,
     sysctls,
@@ -939,7 +940,7 @@ class Daemon:
         :meth:`_moved` leaves the process in the new cgroups but the old
         namespaces, which the next start undoes (``recovery.finish_moves``)."""
         try:
-            start = procs.process_stat(pid)[2]
+            start = procfs.process_stat(pid)[2]
         except ProcessLookupError:
             return  # gone: the move fails by itself
         move = {

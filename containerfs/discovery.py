@@ -30,7 +30,7 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES, Origin
 from .engine.tree import Container
-from .kernel import namespaces, procs
+from .kernel import namespaces, procfs, procs
 from .kernel.holder import Holder
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def founder(pids: list[int]) -> tuple[int, str] | None:
     facts = {}
     for pid in pids:
         with contextlib.suppress(OSError):
-            facts[pid] = procs.process_stat(pid)
+            facts[pid] = procfs.process_stat(pid)
     if not facts:
         return None
     roots = [p for p, (_comm, ppid, _start) in facts.items() if ppid not in facts] or list(facts)

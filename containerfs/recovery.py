@@ -30,7 +30,7 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES
 from .engine.tree import Container
-from .kernel import procs
+from .kernel import procfs, procs
 from .kernel.holder import Holder, kill_stray_holder
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def finish_moves(daemon: Daemon, moving: list[dict[str, Any]]) -> None:
         try:
             pid, start = int(move["pid"]), int(move["start"])
             targets = {str(k): int(v) for k, v in move["targets"].items()}
-            if procs.process_stat(pid)[2] != start:
+            if procfs.process_stat(pid)[2] != start:
                 continue  # gone, and the pid reused
             inodes = procs.process_inodes(pid)
             if all(inodes.get(k) == ino for k, ino in targets.items()):

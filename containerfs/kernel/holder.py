@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+from containerfs.kernel import procfs
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import check_kind, ns_inode, ns_inode_for_children
 from containerfs.kernel.sysctls import sysctl_relpath
@@ -643,6 +644,7 @@ def _proc_exited(pid: int) -> bool:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return True
-    # "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
-    fields = stat[stat.rfind(b")") + 1 :].split()
-    return not fields or fields[0] in (b"Z", b"X")
+    try:
+        return procfs.parse_stat_state(stat) in ("Z", "X")
+    except ValueError:
+        return True

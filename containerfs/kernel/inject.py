@@ -1011,7 +1011,10 @@ def _is_zombie(pid: int, tid: int) -> bool:
             stat_text = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return True
-    return stat_text[stat_text.rfind(b")") + 2 : stat_text.rfind(b")") + 3] in (b"Z", b"X")
+    try:
+        return procfs.parse_stat_state(stat_text) in ("Z", "X")
+    except ValueError:
+        return False
 
 
 def _tracer(pid: int, tid: int) -> int:

@@ -573,18 +573,6 @@ def pid_members(
     return members
 
 
-def parse_stat_state(stat: str) -> str:
-    """The state letter of a ``/proc/PID/stat`` text (``R``, ``S``, ``Z``, ...).
-
-    The command name in parentheses may itself hold spaces and parentheses,
-    so the fields are counted from the *last* ``)``.
-    """
-    fields = stat[stat.rfind(")") + 1 :].split()
-    if not fields:
-        raise ValueError("no state in /proc/PID/stat")
-    return fields[0]
-
-
 def format_pid_count(count: int) -> str:
     """One decimal number and a newline, like ``pids.current``."""
     return f"{count}\n"
@@ -650,7 +638,7 @@ def _living(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     try:
-        return parse_stat_state(os.read(fd, 512).decode(errors="replace")) not in ("Z", "X")
+        return procfs.parse_stat_state(os.read(fd, 512)) not in ("Z", "X")
     except (ProcessLookupError, ValueError):
         return False
     finally:

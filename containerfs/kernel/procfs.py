@@ -149,6 +149,55 @@ def nspids(pid: int | str) -> list[int]:
 
 
 # =============================================================================
+# /proc/PID/stat
+# =============================================================================
+
+
+def parse_stat(stat: bytes) -> tuple[str, int, int]:
+    """(comm, ppid, start time in ticks) from a /proc/PID/stat text.
+
+    COMM is between the first "(" and the *last* ")": it may hold both.
+    """
+    open_, close = stat.find(b"("), stat.rfind(b")")
+    comm = stat[open_ + 1 : close].decode(errors="replace")
+    fields = stat[close + 2 :].split()
+    # fields[0] is state (field 3); ppid is field 4, starttime field 22.
+    return comm, int(fields[1]), int(fields[19])
+
+
+def process_stat(pid: int) -> tuple[str, int, int]:
+    """:func:`parse_stat` of a live process; ``ProcessLookupError`` once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return parse_stat(f.read())
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
+
+
+class MountTables:
+    """nsfs mounts of several mount namespaces, re-read only when they changed.
+
+    The kernel flags a change of a mount namespace on an open
+    ``/proc/PID/mountinfo`` with ``POLLPRI``, once per change. Keeping one fd per
+    namespace and polling them all (timeout 0) costs a syscall for the lot
+    instead of reading and parsing every table each time. Not thread-safe: one
+    caller at a time.
+    """
+
+
+def parse_stat_state(stat: bytes) -> str:
+    """The state letter of a ``/proc/PID/stat`` text (``R``, ``S``, ``Z``, ...).
+
+    The command name in parentheses may itself hold spaces and parentheses,
+    so the fields are counted from the *last* ``)``.
+    """
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    if not fields:
+        raise ValueError("no state in /proc/PID/stat")
+    return fields[0].decode(errors="replace")
+
+
+# =============================================================================
 # nsfs names (/proc/PID/ns/* links, fds on nsfs files, nsfs mount roots)
 # =============================================================================
 

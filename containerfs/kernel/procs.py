@@ -117,27 +117,6 @@ def pid_max_per_namespace() -> bool:
 # -- facts for clone discovery ---------------------------------------------------
 
 
-def parse_stat(stat: bytes) -> tuple[str, int, int]:
-    """(comm, ppid, start time in ticks) from a /proc/PID/stat text.
-
-    COMM is between the first "(" and the *last* ")": it may hold both.
-    """
-    open_, close = stat.find(b"("), stat.rfind(b")")
-    comm = stat[open_ + 1 : close].decode(errors="replace")
-    fields = stat[close + 2 :].split()
-    # fields[0] is state (field 3); ppid is field 4, starttime field 22.
-    return comm, int(fields[1]), int(fields[19])
-
-
-def process_stat(pid: int) -> tuple[str, int, int]:
-    """:func:`parse_stat` of a live process; ``ProcessLookupError`` once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return parse_stat(f.read())
-    except FileNotFoundError:
-        raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
-
-
 class MountTables:
     """nsfs mounts of several mount namespaces, re-read only when they changed.
 

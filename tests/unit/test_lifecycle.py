@@ -13,7 +13,6 @@ from containerfs.engine.errors import ContainerError
 from containerfs.engine.kinds import Origin, Release
 from containerfs.engine.tree import Container, Engine
 from containerfs.engine.views import IPC_KNOBS, KnobState
-from containerfs.kernel.procs import parse_stat
 from containerfs.kernel.watch import Watcher, parse_events
 from tests.unit.test_engine import make_engine
 
@@ -210,12 +209,6 @@ def test_restore_refuses_records_that_do_not_fit() -> None:
 
 
 # -- parsing kernel text ----------------------------------------------------------
-
-
-def test_parse_stat_with_odd_comm() -> None:
-    stat = b"123 (a) b (c)) S 45 123 123 0 -1 4194560 " + b"0 " * 12 + b"9876 rest"
-    comm, ppid, start = parse_stat(stat)
-    assert comm == "a) b (c)" and ppid == 45 and start == 9876
 
 
 def test_parse_inotify_events() -> None:

@@ -229,11 +229,3 @@ def test_pid_members_skips_processes_that_exit() -> None:
     # 6 exited between the scan and the walk; 5's walk decides namespace 20.
     assert nsinfo.pid_members([(6, 30), (5, 20)], 10, chain_of) == [5]
     assert nsinfo.format_pid_count(4) == "4\n"
-
-
-def test_parse_stat_state_counts_from_the_last_parenthesis() -> None:
-    assert nsinfo.parse_stat_state("42 (sleep) S 1 42 42 0 -1") == "S"
-    assert nsinfo.parse_stat_state("43 (a) b) Z 1 43 43") == "Z"
-    assert nsinfo.parse_stat_state("44 (x y) X 1") == "X"
-    with pytest.raises(ValueError):
-        nsinfo.parse_stat_state("45 (truncated)")

@@ -111,3 +111,20 @@ def test_parse_status_strips_values() -> None:
     status = procfs.parse_status(STATUS + "Uid:\t0\t1\t2\t3\n")
     assert status["Tgid"] == "5002"
     assert status["Uid"].split() == ["0", "1", "2", "3"]
+
+
+# --- stat -----------------------------------------------------------------------
+
+
+def test_parse_stat_with_odd_comm() -> None:
+    stat = b"123 (a) b (c)) S 45 123 123 0 -1 4194560 " + b"0 " * 12 + b"9876 rest"
+    comm, ppid, start = procfs.parse_stat(stat)
+    assert comm == "a) b (c)" and ppid == 45 and start == 9876
+
+
+def test_parse_stat_state_counts_from_the_last_parenthesis() -> None:
+    assert procfs.parse_stat_state(b"42 (sleep) S 1 42 42 0 -1") == "S"
+    assert procfs.parse_stat_state(b"43 (a) b) Z 1 43 43") == "Z"
+    assert procfs.parse_stat_state(b"44 (x y) X 1") == "X"
+    with pytest.raises(ValueError):
+        procfs.parse_stat_state(b"45 (truncated)")
