@@ -8,7 +8,7 @@ does not share its filesystem context join a mount namespace.
 Steps: open ``CONTAINER/tasks`` first (the containerfs mount may be invisible
 once we are in the container's mount namespace), read the holder's pid and
 the container's namespace inodes, enter the holder's namespaces
-(:func:`containerfs.kernel.namespaces.enter_holder` checks them first, which
+(:func:`containerfs.kernel.enter.enter_holder` checks them first, which
 guards against a changed container or a reused pid), fork (a pid namespace
 applies to children only), have the daemon place the child by writing its
 pid to ``tasks``, and only then let the child ``exec``, so the command never

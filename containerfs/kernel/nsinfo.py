@@ -1,7 +1,7 @@
 """Read-only monitoring files of namespaces: ``ipc.usage``, ``net.interfaces``,
 ``mnt.mounts`` and ``pid.count`` (issue 3).
 
-Each renderer takes a :class:`~containerfs.kernel.namespaces.Holder` (``None``
+Each renderer takes a :class:`~containerfs.kernel.holder.Holder` (``None``
 means the daemon's own namespaces, i.e. the root container's) and returns the
 file's text: newline-terminated lines, whitespace-separated columns, one
 record per line, as cgroupfs and util-linux print theirs.  The format of each
