@@ -1242,12 +1242,6 @@ def holder_id_maps(holder_pid: int, user_inode: int) -> tuple[str, str]:
 
 # -- sysctls --------------------------------------------------------------------
 
-#: Namespace knob file name -> (namespace kind, sysctl it reads and writes).
-NAMESPACE_SYSCTLS: dict[str, tuple[str, str]] = {
-    "uts.hostname": ("uts", "kernel.hostname"),
-    "uts.domainname": ("uts", "kernel.domainname"),
-}
-
 
 def sysctl_path(name: str) -> str:
     """``kernel.hostname`` -> ``/proc/sys/kernel/hostname``.

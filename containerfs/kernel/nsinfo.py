@@ -1,5 +1,6 @@
 """Read-only monitoring files of namespaces: ``ipc.usage``, ``net.interfaces``,
-``mnt.mounts`` and ``pid.count`` (issue 3).
+``mnt.mounts`` and ``pid.count`` (issue 3), and ``RENDERERS``,
+which names them for the engine's file catalogue.
 
 Each renderer takes a :class:`~containerfs.kernel.namespaces.Holder` (``None``
 means the daemon's own namespaces, i.e. the root container's) and returns the
@@ -36,7 +37,7 @@ import os
 import select
 import socket
 import struct
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -804,3 +805,21 @@ def time_offsets(holder: Holder | None) -> str:
         return holder.time_offsets()
     with open("/proc/self/timens_offsets") as f:
         return f.read()
+
+
+# =============================================================================
+# Renderers by name
+# =============================================================================
+
+#: A monitoring file's renderer: (holder, None for the daemon's own namespaces;
+#: a function giving the daemon's own pids, which are never counted) -> its text.
+Renderer = Callable[[Holder | None, Callable[[], Collection[int]]], Awaitable[str]]
+
+#: The renderers by the name the engine's file catalogue gives them (its INFO
+#: lines' ``key``; the daemon checks at start that each has one here).
+RENDERERS: dict[str, Renderer] = {
+    "ipc.usage": lambda holder, _: ipc_usage_async(holder),
+    "net.interfaces": lambda holder, _: net_interfaces_async(holder),
+    "mnt.mounts": lambda holder, _: mounts_async(holder),
+    "pid.count": lambda holder, internal: pid_count_async(holder, exclude=internal()),
+}
