@@ -202,6 +202,7 @@ def _info(name: str) -> Entry:
 INFO_FILES: tuple[Entry, ...] = (
     _info("ipc.usage"),
     _info("net.interfaces"),
+    _info("net.routes"),
     _info("mnt.mounts"),
     _info("pid.count"),
     Entry("cgroupns.root", Role.CGROUPNS_ROOT, "cgroup"),
@@ -212,6 +213,7 @@ INFO_FILES: tuple[Entry, ...] = (
 _INT = ValueType(lo=0, hi=2**31 - 1)
 _SEM_HIS = (2**31 - 1, 2**31 - 1, 2**31 - 1, 1 << 15)
 _ULONG = ValueType(lo=0, hi=2**64 - 1)  # shmmax and shmall default to nearly 2^64
+_BOOL = ValueType(lo=0, hi=1)  # the tighter is the smaller: the parent's 0 forbids
 
 IPC_KNOBS: tuple[Knob, ...] = (
     Knob("ipc", "shm_mni", "kernel.shmmni", ValueType(lo=1, hi=1 << 15)),
@@ -236,6 +238,7 @@ NET_KNOBS: tuple[Knob, ...] = (
         "net.ipv4.ip_local_port_range",
         ValueType(arity=2, lo=1, hi=65535, is_range=True),
     ),
+    Knob("net", "ip_forward", "net.ipv4.ip_forward", _BOOL),
 )
 
 # Per pid namespace on Linux 6.14 and later; the kernel's floor is RESERVED_PIDS + 1.
