@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import stat
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pyfuse3
@@ -29,26 +29,22 @@ from .agent import AgentRunner
 from .defaults import find_program
 from .discovery import Discovery
 from .engine import lifecycle
+from .engine.catalog import INFO_FILES, IPC_KNOBS, NET_KNOBS, PID_KNOBS, Role
 from .engine.errors import ContainerError, InvalidInput, TooBig, TryAgain
 from .engine.kinds import NAMESPACE_NAMES, KindClass, Origin, Release, all_kinds
 from .engine.tree import (
-    NAMESPACE_KNOBS,
     ROOT_IDS,
     Container,
     Engine,
     FileSpec,
     MkdirPlan,
-    Role,
     check_not_internal,
     format_limit,
-    parse_count,
-    parse_hostname,
-    parse_id_map,
     parse_kill,
     parse_time_offsets,
 )
 from .engine.tree import parse_pid as parse_pid_text
-from .engine.views import IPC_KNOBS, NET_KNOBS, PID_KNOBS, Knob
+from .engine.views import Knob
 from .fuse.loopback import Loopback
 from .fuse.ops import Operations
 from .kernel import (
@@ -71,6 +67,12 @@ from .shared import SharedRuns
 from .statefile import StateFile
 
 log = logging.getLogger("containerfs")
+
+Ids = tuple[int, int]
+#: How the daemon reads a file of a role: (container, file, reader's fsuid and fsgid).
+Reader = Callable[[Container, FileSpec, Ids], Awaitable[str]]
+#: How it writes one: (container, file, text, writer's pid, writer's uid).
+Writer = Callable[[Container, FileSpec, str, int, int], Awaitable[None]]
 
 STATE_VERSION = 2
 
@@ -111,9 +113,7 @@ class Daemon:
         controller_avail = cgroups.kinds()
         available = namespaces.availability() | controller_avail
         kinds = all_kinds(list(controller_avail))
-        knobs: dict[str, dict[str, bool]] = {k: dict(v) for k, v in NAMESPACE_KNOBS.items()}
-        for kind in controller_avail:
-            knobs[kind] = cgroups.files(kind)
+        controller_files = {kind: cgroups.files(kind) for kind in controller_avail}
         root_ids = {
             k: str(namespaces.ns_inode("self", k)) for k in NAMESPACE_NAMES if not available[k]
         }
@@ -123,7 +123,12 @@ class Daemon:
         view_knobs = IPC_KNOBS + NET_KNOBS
         if procs.pid_max_per_namespace():
             view_knobs += PID_KNOBS
-        self.engine = Engine(kinds, available, knobs, root_ids, view_knobs=view_knobs)
+        self.engine = Engine(kinds, available, controller_files, root_ids, view_knobs=view_knobs)
+        # Every monitoring file has its renderer: a name spelt twice fails here, not on a read.
+        missing = {e.key for e in INFO_FILES if e.role == Role.INFO} - nsinfo.RENDERERS.keys()
+        if missing:
+            raise AssertionError(f"no kernel renderer for {', '.join(sorted(missing))}")
+        self._readers, self._writers = self._dispatch()
         if root_subtree is None:
             self.engine.root.subtree = default_root_subtree(self.engine.available)
         elif root_subtree.strip():
@@ -522,128 +527,139 @@ class Daemon:
         self, c: Container, spec: FileSpec, reader_pid: int, reader: tuple[int, int] = (0, 0)
     ) -> bytes:
         """``reader``: the opener's fsuid and fsgid (who ``namespaces`` is shown to)."""
-        if spec.role == Role.NAMESPACES:
-            return (await self._namespaces(reader)).encode()
-        return (await self._render(c, spec)).encode()
+        return (await self._readers[spec.role](c, spec, reader)).encode()
 
     def cacheable(self, c: Container, spec: FileSpec) -> bool:
-        """Whether the file's value changes only through containerfs, so that the
-        kernel may serve it from its page cache (see ``fuse/ops.py``).
+        """Whether the kernel may serve the file from its page cache: the
+        catalogue's word (``Engine.page_cached``)."""
+        return self.engine.page_cached(c, spec)
 
-        Policies and limits qualify; counters, task lists and events do not.
-        A view qualifies only where its container's processes see it bound over
-        /proc/sys (their mount namespace is the owner's): elsewhere they set
-        the kernel value directly and each read must catch that.
-        """
-        match spec.role:
-            case (
-                Role.SUBSYSTEMS
-                | Role.CONTAINER_SUBSYSTEMS
-                | Role.SUBTREE
-                | Role.RELEASE
-                | Role.ORIGIN
-                | Role.RELEASE_AGENT
-                | Role.MAX_DEPTH
-                | Role.MAX_DESCENDANTS
-            ):
-                return True
-            case Role.KNOB:
-                return spec.kind not in NAMESPACE_NAMES and self.cgroups.is_limit(spec.name)
-            case Role.VIEW:
-                knob, _ = self.engine.knob(spec.name)
-                return self.engine.views_enforced(c.owner(knob.kind))
-        return False
+    def _dispatch(self) -> tuple[dict[Role, Reader], dict[Role, Writer]]:
+        """The one table from a catalogue role (engine/catalog.py) to the kernel
+        work that reads or writes such a file. A role with no writer is read-only."""
+        readers: dict[Role, Reader] = {
+            Role.SUBSYSTEMS: self._read_subsystems,
+            Role.CONTAINER_SUBSYSTEMS: self._read_container_subsystems,
+            Role.SUBTREE: self._read_subtree,
+            Role.RELEASE: self._read_release,
+            Role.MAX_DEPTH: self._read_limit,
+            Role.MAX_DESCENDANTS: self._read_limit,
+            Role.TASKS: self._read_tasks,
+            Role.EVENTS: self._read_events,
+            Role.ORIGIN: self._read_origin,
+            Role.RELEASE_AGENT: self._read_release_agent,
+            Role.NAMESPACES: self._read_namespaces,
+            Role.INIT: self._read_init,
+            Role.KILL: self._read_nothing,
+            Role.SYSCTL: self._read_sysctl,
+            Role.ID_MAP: self._read_id_map,
+            Role.TIME_OFFSETS: self._read_time_offsets,
+            Role.CGROUP: self._read_cgroup,
+            Role.VIEW: self._read_view,
+            Role.INFO: self._read_info,
+            Role.CGROUPNS_ROOT: self._read_cgroupns_root,
+        }
+        writers: dict[Role, Writer] = {
+            Role.TASKS: self._write_tasks,
+            Role.SUBTREE: self._write_subtree,
+            Role.RELEASE: self._write_release,
+            Role.MAX_DEPTH: self._write_limit,
+            Role.MAX_DESCENDANTS: self._write_limit,
+            Role.KILL: self._write_kill,
+            Role.RELEASE_AGENT: self._write_release_agent,
+            Role.SYSCTL: self._write_sysctl,
+            Role.ID_MAP: self._write_id_map,
+            Role.TIME_OFFSETS: self._write_time_offsets,
+            Role.CGROUP: self._write_cgroup,
+            Role.VIEW: self._write_view,
+        }
+        assert readers.keys() == set(Role), set(Role) - readers.keys()
+        return readers, writers
 
-    async def _render(self, c: Container, spec: FileSpec) -> str:
-        e = self.engine
-        match spec.role:
-            case Role.SUBSYSTEMS:
-                return e.render_subsystems()
-            case Role.CONTAINER_SUBSYSTEMS:
-                # A user-namespaced container's mount namespace is made once its views
-                # are bound (pin.c, "n"): `exec` must not learn the inode before.
-                ready = self.ready.get(c.uid)
-                if ready is not None:
-                    await ready.wait()
-                return e.render_container_subsystems(c)
-            case Role.SUBTREE:
-                return e.render_subtree(c)
-            case Role.RELEASE:
-                return f"{c.release}\n"
-            case Role.MAX_DEPTH:
-                return format_limit(c.max_depth)
-            case Role.MAX_DESCENDANTS:
-                return format_limit(c.max_descendants)
-            case Role.TASKS:
-                # cgroupfs answers from memory: a worker thread would cost more.
-                return "".join(f"{p}\n" for p in self.cgroups.procs(c.cgpath))
-            case Role.EVENTS:
-                # The root is populated: the daemon itself is in it.
-                populated = True if c.is_root else self.cgroups.populated(c.cgpath)
-                return f"populated {int(populated)}\nreleased {c.released}\n"
-            case Role.ORIGIN:
-                return f"{c.origin}\n"
-            case Role.RELEASE_AGENT:
-                return f"{self.release_agent}\n" if self.release_agent else ""
-            case Role.NAMESPACES:
-                return await self._namespaces((0, 0))
-            case Role.INIT:
-                holder = self.holder_for(c)
-                return f"{holder.pid if holder else 0}\n"
-            case Role.KILL:
-                return ""  # write-only, like cgroup.kill
-            case Role.KNOB:
-                assert spec.kind is not None
-                owner = c.owner(spec.kind)
-                if spec.kind in NAMESPACE_NAMES:
-                    return await self._ns_knob_read(spec.name, owner)
-                return self.cgroups.read(owner.cgpath, spec.name)
-            case Role.VIEW:
-                knob, view = e.knob(spec.name)
-                await self._reconcile(c.owner(knob.kind), knob)
-                return e.render_view(c, knob, view)
-            case Role.INFO:
-                assert spec.kind is not None
-                return await self._info(spec.name, c.owner(spec.kind))
-        raise AssertionError(spec.role)
+    # -- readers, by role ------------------------------------------------------
 
-    async def _ns_knob_read(self, name: str, owner: Container) -> str:
-        """A namespace's plain control file (no views): uts names, user maps and limits,
-        time offsets."""
-        holder = None if owner.is_root else self._holder(owner)
-        if name in sysctls.NAMESPACE_SYSCTLS:
-            kind, sysctl = sysctls.NAMESPACE_SYSCTLS[name]
-            return await self._sysctl(holder, kind, sysctl)
-        if name in ("user.uid_map", "user.gid_map"):
-            return await trio.to_thread.run_sync(idmaps.read_map, holder, name[5:8])
-        if name.startswith("user.max_"):
-            return await self._sysctl(holder, "user", "user." + name[5:])
-        if name == "time.offsets":
-            text = await trio.to_thread.run_sync(nsinfo.time_offsets, holder)
-            return "".join(" ".join(line.split()) + "\n" for line in text.splitlines())
-        raise AssertionError(name)
+    async def _read_subsystems(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return self.engine.render_subsystems()
 
-    async def _ns_knob_write(self, c: Container, name: str, text: str) -> None:
-        holder = self._holder(c)
-        if name in sysctls.NAMESPACE_SYSCTLS:
-            kind, sysctl = sysctls.NAMESPACE_SYSCTLS[name]
-            await self._set_sysctl(holder, kind, sysctl, parse_hostname(text, name))
-        elif name in ("user.uid_map", "user.gid_map"):
-            value = parse_id_map(text, name)
-            try:
-                await trio.to_thread.run_sync(idmaps.write_map, holder, name[5:8], value)
-            finally:
-                await self.learn_inside_root(c, holder)
-        elif name.startswith("user.max_"):
-            await holder.set_sysctl_async("user." + name[5:], str(parse_count(text, name)))
-        elif name == "time.offsets":
-            current = parse_time_offsets(await self._ns_knob_read(name, c), {})
-            new = parse_time_offsets(text, current)
-            await trio.to_thread.run_sync(
-                holder.set_time_offsets, new["monotonic"], new["boottime"]
-            )
-        else:
-            raise AssertionError(name)
+    async def _read_container_subsystems(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        # A user-namespaced container's mount namespace is made once its views
+        # are bound (pin.c, "n"): `exec` must not learn the inode before.
+        ready = self.ready.get(c.uid)
+        if ready is not None:
+            await ready.wait()
+        return self.engine.render_container_subsystems(c)
+
+    async def _read_subtree(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return self.engine.render_subtree(c)
+
+    async def _read_release(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return f"{c.release}\n"
+
+    async def _read_limit(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return format_limit(c.max_depth if spec.role == Role.MAX_DEPTH else c.max_descendants)
+
+    async def _read_tasks(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        # cgroupfs answers from memory: a worker thread would cost more.
+        return "".join(f"{p}\n" for p in self.cgroups.procs(c.cgpath))
+
+    async def _read_events(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        # The root is populated: the daemon itself is in it.
+        populated = True if c.is_root else self.cgroups.populated(c.cgpath)
+        return f"populated {int(populated)}\nreleased {c.released}\n"
+
+    async def _read_origin(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return f"{c.origin}\n"
+
+    async def _read_release_agent(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return f"{self.release_agent}\n" if self.release_agent else ""
+
+    async def _read_namespaces(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return await self._namespaces(reader)
+
+    async def _read_init(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        holder = self.holder_for(c)
+        return f"{holder.pid if holder else 0}\n"
+
+    async def _read_nothing(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return ""  # write-only, like cgroup.kill
+
+    def _owner_holder(self, c: Container, spec: FileSpec) -> Holder | None:
+        """The holder of the namespace a file of ``spec.kind`` shows (None: the root's)."""
+        assert spec.kind is not None
+        owner = c.owner(spec.kind)
+        return None if owner.is_root else self._holder(owner)
+
+    async def _read_sysctl(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        assert spec.kind is not None
+        return await self._sysctl(self._owner_holder(c, spec), spec.kind, spec.entry.key)
+
+    async def _read_id_map(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        holder = self._owner_holder(c, spec)
+        return await trio.to_thread.run_sync(idmaps.read_map, holder, spec.entry.key)
+
+    async def _read_time_offsets(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        text = await trio.to_thread.run_sync(nsinfo.time_offsets, self._owner_holder(c, spec))
+        return "".join(" ".join(line.split()) + "\n" for line in text.splitlines())
+
+    async def _read_cgroup(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        assert spec.kind is not None
+        return self.cgroups.read(c.owner(spec.kind).cgpath, spec.name)
+
+    async def _read_view(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        knob, view = spec.entry.knob, spec.entry.view
+        assert knob is not None and view is not None
+        await self._reconcile(c.owner(knob.kind), knob)
+        return self.engine.render_view(c, knob, view)
+
+    async def _read_info(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        render = nsinfo.RENDERERS[spec.entry.key]
+        return await render(self._owner_holder(c, spec), self.internal_pids)
+
+    async def _read_cgroupns_root(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        owner = c.owner("cgroup")
+        if owner.is_root:  # the daemon's own cgroup namespace: the hierarchies' tops
+            return "".join(f"{h.mount}\n" for h in self.cgroups.hierarchies)
+        return "".join(f"{d}\n" for d in self._cgroupns_root(owner))
 
     async def learn_inside_root(self, c: Container, holder: Holder) -> None:
         """Record whom root of ``c``'s user namespace is on the host: the owner of the
@@ -683,23 +699,6 @@ class Daemon:
             await holder.set_sysctl_async(name, value)
         else:
             await sysctls.write_sysctl_async(holder, kind, name, value)
-
-    async def _info(self, name: str, owner: Container) -> str:
-        holder = None if owner.is_root else self._holder(owner)
-        match name:
-            case "ipc.usage":
-                return await nsinfo.ipc_usage_async(holder)
-            case "net.interfaces":
-                return await nsinfo.net_interfaces_async(holder)
-            case "mnt.mounts":
-                return await nsinfo.mounts_async(holder)
-            case "pid.count":
-                return await nsinfo.pid_count_async(holder, exclude=self.internal_pids())
-            case "cgroupns.root":
-                if owner.is_root:  # the daemon's own cgroup namespace: the hierarchies' tops
-                    return "".join(f"{h.mount}\n" for h in self.cgroups.hierarchies)
-                return "".join(f"{d}\n" for d in self._cgroupns_root(owner))
-        raise AssertionError(name)
 
     def _cgroupns_root(self, c: Container) -> list[Path]:
         """The cgroups a process inside sees as ``/``: where its holder unshared."""
@@ -744,66 +743,128 @@ class Daemon:
         self, c: Container, spec: FileSpec, data: bytes, writer_pid: int, writer_uid: int
     ) -> None:
         text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
-        match spec.role:
-            case Role.TASKS:
-                pid = parse_pid_text(text)
-                # A new container's views are bound before anyone enters it. Not
-                # under the lock: the binding looks paths up on our own mount,
-                # which a mkdir or rmdir waiting for the lock can block (it holds
-                # the directory's lock in the kernel): a deadlock, seen under load.
-                ready = self.ready.get(c.uid)
-                if ready is not None:
-                    await ready.wait()
-                async with self.lock:
-                    await self._enter(c, pid, writer_pid, writer_uid)
-            case Role.SUBTREE:
-                async with self.lock:
-                    self.engine.set_subtree(c, text)
-                    self.save(c)
-            case Role.RELEASE:
-                self.engine.set_release(c, text)
-                self.save(c)
-                log.info("%s <- %s", _where(c, spec.name), c.release)
-                await self.check_release(c)  # already empty: `delete` acts now
-            case Role.MAX_DEPTH | Role.MAX_DESCENDANTS:
-                async with self.lock:  # mkdirs check the limits under it
-                    self.engine.set_limit(c, spec.role, text)
-                    self.save(c)
-                log.info("%s <- %s", _where(c, spec.name), text.strip()[:20])
-            case Role.KILL:
-                parse_kill(text)
-                n = await trio.to_thread.run_sync(self.cgroups.kill, c.cgpath)
-                log.info("%s: killed (%d task(s))", _where(c), n)
-            case Role.RELEASE_AGENT:
-                self.release_agent = parse_agent(text)
-                self.save()
-                log.info("release_agent <- %r", self.release_agent)
-            case Role.KNOB:
-                self.engine.check_knob_write(c, spec.name)
-                assert spec.kind is not None
-                if spec.kind in NAMESPACE_NAMES:
-                    await self._ns_knob_write(c, spec.name, text)
-                else:
-                    await self._cgroup_write(c, spec.name, text)
-                log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
-            case Role.VIEW:
-                async with self.lock:
-                    knob, state = self.engine.plan_view_write(c, spec.name, text)
-                    value = knob.type.format(state.effective(knob.type))
-                    old = self.engine.render_view(c, knob, "effective").strip()
-                    try:
-                        await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, value)
-                    except OSError:
-                        # The kernel may have stored part of a refused value (kernel.sem
-                        # restores only SEMMNI): put the effective value back.
-                        with contextlib.suppress(OSError):
-                            await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, old)
-                        raise
-                    self.engine.commit_view(c, knob, state)
-                    self.save(*c.walk())  # views below may follow this one
-                log.info("%s <- %s (effective %s)", _where(c, spec.name), text.strip()[:80], value)
-            case _:
-                raise InvalidInput(f"{spec.name}: read-only")
+        writer = self._writers.get(spec.role)
+        if writer is None:
+            raise InvalidInput(f"{spec.name}: read-only")
+        await writer(c, spec, text, writer_pid, writer_uid)
+
+    # -- writers, by role ------------------------------------------------------
+
+    async def _write_tasks(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        pid = parse_pid_text(text)
+        # A new container's views are bound before anyone enters it. Not
+        # under the lock: the binding looks paths up on our own mount,
+        # which a mkdir or rmdir waiting for the lock can block (it holds
+        # the directory's lock in the kernel): a deadlock, seen under load.
+        ready = self.ready.get(c.uid)
+        if ready is not None:
+            await ready.wait()
+        async with self.lock:
+            await self._enter(c, pid, writer_pid, writer_uid)
+
+    async def _write_subtree(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        async with self.lock:
+            self.engine.set_subtree(c, text)
+            self.save(c)
+
+    async def _write_release(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        self.engine.set_release(c, text)
+        self.save(c)
+        log.info("%s <- %s", _where(c, spec.name), c.release)
+        await self.check_release(c)  # already empty: `delete` acts now
+
+    async def _write_limit(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        async with self.lock:  # mkdirs check the limits under it
+            self.engine.set_limit(c, spec.role, text)
+            self.save(c)
+        log.info("%s <- %s", _where(c, spec.name), text.strip()[:20])
+
+    async def _write_kill(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        parse_kill(text)
+        n = await trio.to_thread.run_sync(self.cgroups.kill, c.cgpath)
+        log.info("%s: killed (%d task(s))", _where(c), n)
+
+    async def _write_release_agent(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        self.release_agent = parse_agent(text)
+        self.save()
+        log.info("release_agent <- %r", self.release_agent)
+
+    def _parsed(self, c: Container, spec: FileSpec, text: str) -> str:
+        """A plain control file's write, checked writable and parsed by its catalogue line."""
+        self.engine.check_knob_write(c, spec.name)
+        assert spec.entry.parse is not None
+        return spec.entry.parse(text, spec.name)
+
+    @staticmethod
+    def _written(c: Container, spec: FileSpec, text: str) -> None:
+        log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
+
+    async def _write_sysctl(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        value = self._parsed(c, spec, text)
+        assert spec.kind is not None
+        await self._set_sysctl(self._holder(c), spec.kind, spec.entry.key, value)
+        self._written(c, spec, text)
+
+    async def _write_id_map(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        value = self._parsed(c, spec, text)
+        holder = self._holder(c)
+        try:
+            await trio.to_thread.run_sync(idmaps.write_map, holder, spec.entry.key, value)
+        finally:
+            await self.learn_inside_root(c, holder)
+        self._written(c, spec, text)
+
+    async def _write_time_offsets(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        self.engine.check_knob_write(c, spec.name)
+        current = parse_time_offsets(await self._read_time_offsets(c, spec, ROOT_IDS), {})
+        new = parse_time_offsets(text, current)
+        holder = self._holder(c)
+        await trio.to_thread.run_sync(holder.set_time_offsets, new["monotonic"], new["boottime"])
+        self._written(c, spec, text)
+
+    async def _write_cgroup(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        self.engine.check_knob_write(c, spec.name)
+        await self._cgroup_write(c, spec.name, text)
+        self._written(c, spec, text)
+
+    async def _write_view(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        async with self.lock:
+            knob, state = self.engine.plan_view_write(c, spec.name, text)
+            value = knob.type.format(state.effective(knob.type))
+            old = self.engine.render_view(c, knob, "effective").strip()
+            try:
+                await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, value)
+            except OSError:
+                # The kernel may have stored part of a refused value (kernel.sem
+                # restores only SEMMNI): put the effective value back.
+                with contextlib.suppress(OSError):
+                    await self._set_sysctl(self._holder(c), knob.kind, knob.sysctl, old)
+                raise
+            self.engine.commit_view(c, knob, state)
+            self.save(*c.walk())  # views below may follow this one
+        log.info("%s <- %s (effective %s)", _where(c, spec.name), text.strip()[:80], value)
 
     async def _enter(self, c: Container, pid: int, writer_pid: int, writer_uid: int) -> None:
         """Move a process in: its cgroups, then (``kernel/inject.py``) its namespaces.

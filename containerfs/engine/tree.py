@@ -12,9 +12,21 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from ..nskinds import SINGLE_THREADED_ONLY
+from .catalog import (
+    CONTAINER_FILES,
+    INFO_FILES,
+    NAMESPACE_FILES,
+    Cache,
+    Entry,
+    Mode,
+    Owner,
+    Role,
+    Where,
+    controller_entries,
+    view_entries,
+)
 from .errors import (
     Busy,
     Exists,
@@ -40,68 +52,29 @@ MAX_NAME = 255
 ROOT_IDS: tuple[int, int] = (0, 0)
 
 
-class Role(StrEnum):
-    """What a file in a container directory is; the daemon dispatches on it."""
-
-    TASKS = "tasks"
-    SUBSYSTEMS = "subsystems"  # root only: the kinds and their properties
-    CONTAINER_SUBSYSTEMS = "container.subsystems"
-    SUBTREE = "container.subtree"
-    RELEASE = "container.release"
-    EVENTS = "container.events"
-    INIT = "container.init"
-    KNOB = "knob"  # a subsystem's control file, `<kind>.<knob>`
-    VIEW = "view"  # one view of a namespace knob with internal and external views
-    INFO = "info"  # read-only monitoring of a namespace (ipc.usage, net.interfaces...)
-    ORIGIN = "container.origin"
-    RELEASE_AGENT = "release_agent"  # root only: the program `notify` runs
-    NAMESPACES = "namespaces"  # root only: every namespace on the host
-    KILL = "container.kill"  # not in the root: write 1 to end every task inside
-    MAX_DEPTH = "container.max.depth"  # as cgroup.max.depth: levels allowed below
-    MAX_DESCENDANTS = "container.max.descendants"  # as cgroup.max.descendants
-
-
 @dataclass(frozen=True)
 class FileSpec:
-    name: str
-    role: Role
+    """A file of one container: its catalogue line, and whether it is writable there."""
+
+    entry: Entry
     writable: bool
-    kind: str | None = None  # for KNOB and VIEW: the kind it belongs to
-    view: str | None = None  # for VIEW: "external", "internal" or "effective"
 
+    @property
+    def name(self) -> str:
+        return self.entry.name
 
-# Control files of namespace kinds (name -> writable when owned).
-USER_NS_LIMITS: tuple[str, ...] = tuple(
-    f"max_{k}_namespaces" for k in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
-)
+    @property
+    def role(self) -> Role:
+        return self.entry.role
 
-NAMESPACE_KNOBS: dict[str, dict[str, bool]] = {
-    "uts": {"uts.hostname": True, "uts.domainname": True},
-    "user": {"user.uid_map": True, "user.gid_map": True}
-    | {f"user.{name}": True for name in USER_NS_LIMITS},
-    "time": {"time.offsets": True},
-}
+    @property
+    def kind(self) -> str | None:
+        return self.entry.kind
 
-# Read-only monitoring files of namespace kinds: file -> kind.
-NAMESPACE_INFO: dict[str, str] = {
-    "ipc.usage": "ipc",
-    "net.interfaces": "net",
-    "mnt.mounts": "mnt",
-    "pid.count": "pid",
-    "cgroupns.root": "cgroup",
-}
+    @property
+    def view(self) -> str | None:
+        return self.entry.view
 
-_BASE_FILES: tuple[tuple[str, Role, bool], ...] = (
-    ("tasks", Role.TASKS, True),
-    ("container.subsystems", Role.CONTAINER_SUBSYSTEMS, False),
-    ("container.subtree", Role.SUBTREE, True),
-    ("container.release", Role.RELEASE, True),
-    ("container.events", Role.EVENTS, False),
-    ("container.init", Role.INIT, False),
-    ("container.origin", Role.ORIGIN, False),
-    ("container.max.depth", Role.MAX_DEPTH, True),
-    ("container.max.descendants", Role.MAX_DESCENDANTS, True),
-)
 
 #: The limits a container gets when it is delegated (``Engine.chown`` to a user other
 #: than root) while they are still ``max``. Depth: the kernel nests user and pid
@@ -111,16 +84,6 @@ _BASE_FILES: tuple[tuple[str, Role, bool], ...] = (
 #: the host. Its administrator may raise either (or write ``max``).
 DELEGATED_MAX_DEPTH = 32
 DELEGATED_MAX_DESCENDANTS = 256
-
-_ROOT_FILES: tuple[tuple[str, Role, bool], ...] = (
-    ("subsystems", Role.SUBSYSTEMS, False),
-    ("release_agent", Role.RELEASE_AGENT, True),
-    ("namespaces", Role.NAMESPACES, False),
-)
-
-# Files that stay root's in every container: an ID map grants host IDs (the kernel
-# asks CAP_SETUID for any map beyond one's own ID), and the daemon writes it as root.
-ROOT_ONLY_FILES = frozenset({"user.uid_map", "user.gid_map"})
 
 _ids = itertools.count(1)
 
@@ -324,41 +287,6 @@ def parse_release(text: str) -> Release:
         raise InvalidInput(f"release must be ignore, notify or delete, not {word[:40]!r}") from None
 
 
-def parse_hostname(text: str, what: str = "hostname") -> str:
-    """A UTS name as sethostname(2) takes it: at most 64 bytes, printable, no spaces."""
-    value = text.rstrip("\n")
-    raw = value.encode(errors="replace")
-    if len(raw) > 64:
-        raise InvalidInput(f"{what} longer than 64 bytes")
-    if not value or any(c.isspace() or not c.isprintable() for c in value):
-        raise InvalidInput(f"{what} must be non-empty, printable and without spaces")
-    return value
-
-
-MAX_ID_MAP_LINES = 340  # the kernel's limit on ranges per map
-
-
-def parse_id_map(text: str, what: str) -> str:
-    """``INSIDE OUTSIDE COUNT`` lines, as /proc/PID/uid_map takes them (normalised)."""
-    lines = [line.split() for line in text.splitlines() if line.strip()]
-    if not lines or len(lines) > MAX_ID_MAP_LINES:
-        raise InvalidInput(f"{what}: expected 1 to {MAX_ID_MAP_LINES} lines")
-    for words in lines:
-        if len(words) != 3 or not all(w.isdigit() and int(w) < 2**32 for w in words):
-            raise InvalidInput(f"{what}: expected 'INSIDE OUTSIDE COUNT', got {' '.join(words)!r}")
-        if int(words[2]) == 0:
-            raise InvalidInput(f"{what}: a range of 0 IDs")
-    return "".join(" ".join(words) + "\n" for words in lines)
-
-
-def parse_count(text: str, what: str) -> int:
-    """A non-negative int as the kernel's integer sysctls take it."""
-    word = text.strip()
-    if not word.isdigit() or int(word) > 2**31 - 1:
-        raise InvalidInput(f"{what}: expected a number from 0 to {2**31 - 1}, got {word[:40]!r}")
-    return int(word)
-
-
 _CLOCKS = ("monotonic", "boottime")
 
 
@@ -451,15 +379,17 @@ class Engine:
         self,
         kinds: tuple[SubsystemKind, ...],
         available: Mapping[str, str | None],
-        knobs: Mapping[str, Mapping[str, bool]],
+        controller_files: Mapping[str, Mapping[str, bool]],
         root_ids: Mapping[str, str],
         root_subtree: frozenset[str] = frozenset(),
         view_knobs: Sequence[Knob] = (),
     ) -> None:
+        """``controller_files``: kind -> the controller's files here -> writable (the
+        cgroup backend's ``files``); ``view_knobs``: the catalogue's knobs this
+        kernel has. The rest of a container's files are the catalogue's."""
         self.kinds: dict[str, SubsystemKind] = {k.name: k for k in kinds}
         # kind -> None when usable here, else the reason it is not
         self.available: dict[str, str | None] = {k: available.get(k, "unknown") for k in self.kinds}
-        self.knobs = {kind: dict(files) for kind, files in knobs.items()}
         usable = frozenset(k for k, why in self.available.items() if why is None)
         self.root = Container("", None, owned=frozenset(self.kinds), ids=dict(root_ids))
         self.root.counts = True  # the whole tree's size, for nothing: no mkdir skips it
@@ -475,6 +405,14 @@ class Engine:
         self.version = 0
         self.view_knobs = [k for k in view_knobs if self.available.get(k.kind) is None]
         self._view_files = knob_table(self.view_knobs)
+        # The file catalogue (engine/catalog.py) laid out for this host, in listing order.
+        self.catalogue: tuple[Entry, ...] = (
+            *CONTAINER_FILES,
+            *NAMESPACE_FILES,
+            *(e for kind, fs in controller_files.items() for e in controller_entries(kind, fs)),
+            *INFO_FILES,
+            *(e for knob in self.view_knobs for e in view_entries(knob)),
+        )
 
     # -- lookups -------------------------------------------------------------
 
@@ -501,29 +439,34 @@ class Engine:
 
     def _make_files(self, c: Container) -> dict[str, FileSpec]:
         out: dict[str, FileSpec] = {}
-        if c.is_root:
-            for name, role, writable in _ROOT_FILES:
-                out[name] = FileSpec(name, role, writable)
-        for name, role, writable in _BASE_FILES:
-            out[name] = FileSpec(name, role, writable)
-        if not c.is_root:  # the root holds the daemon and the host's processes
-            out[Role.KILL.value] = FileSpec(Role.KILL.value, Role.KILL, True)
-        for kind, files in self.knobs.items():
-            if self.available.get(kind) is not None:
+        for entry in self.catalogue:
+            if entry.where is not Where.ALL and (entry.where is Where.ROOT) != c.is_root:
                 continue
-            # The root's objects belong to the host (the daemon's own namespaces and
-            # the cgroup it was started in): shown, never written.
-            own = kind in c.owned and not c.is_root
-            for fname, writable in files.items():
-                out[fname] = FileSpec(fname, Role.KNOB, writable and own, kind)
-        for fname, kind in NAMESPACE_INFO.items():
-            if self.available.get(kind) is None:
-                out[fname] = FileSpec(fname, Role.INFO, False, kind)
-        own_kinds = c.owned if not c.is_root else frozenset()
-        for fname, (knob, view) in self._view_files.items():
-            writable = view != "effective" and knob.kind in own_kinds
-            out[fname] = FileSpec(fname, Role.VIEW, writable, knob.kind, view)
+            if entry.kind is not None and self.available.get(entry.kind) is not None:
+                continue
+            out[entry.name] = FileSpec(entry, self._writable(c, entry))
         return out
+
+    @staticmethod
+    def _writable(c: Container, entry: Entry) -> bool:
+        """A file of a kind is written where the container owns that kind. The root's
+        objects belong to the host (the daemon's own namespaces and the cgroup it
+        was started in): shown, never written."""
+        if entry.mode is Mode.OWNED:
+            return entry.kind in c.owned and not c.is_root
+        return entry.mode is Mode.WRITABLE
+
+    def page_cached(self, c: Container, spec: FileSpec) -> bool:
+        """Whether the file's value changes only through containerfs, so that the
+        kernel may serve it from its page cache (see ``fuse/ops.py``). A view
+        qualifies only where its container's processes see it bound over
+        /proc/sys (their mount namespace is the owner's): elsewhere they set
+        the kernel value directly and each read must catch that."""
+        cache = spec.entry.cache
+        if cache is Cache.ENFORCED:
+            assert spec.kind is not None
+            return self.views_enforced(c.owner(spec.kind))
+        return cache is Cache.ALWAYS
 
     def file(self, c: Container, name: str) -> FileSpec:
         spec = self.files(c).get(name)
@@ -619,11 +562,12 @@ class Engine:
         side: its limits). The root's files and the ID maps (they grant host IDs)
         are root's always.
         """
-        if spec.role in (Role.TASKS, Role.SUBTREE):
+        owner = spec.entry.owner
+        if owner is Owner.DIRECTORY:
             return c.owner_ids
-        if c.is_root or spec.name in ROOT_ONLY_FILES:
+        if c.is_root or owner is Owner.ROOT:
             return ROOT_IDS
-        if spec.role == Role.VIEW and spec.writable and self.knob(spec.name)[1] == "internal":
+        if owner is Owner.INSIDE_ROOT and spec.writable:
             # Bound over /proc/sys inside, where root of the container's user
             # namespace writes it: as the kernel shows ipc and net sysctls, the
             # owner is that root's host ID (CAP_DAC_OVERRIDE inside does not reach

@@ -113,36 +113,3 @@ def knob_table(knobs: Sequence[Knob]) -> dict[str, tuple[Knob, str]]:
         out[internal] = (k, "internal")
         out[eff] = (k, "effective")
     return out
-
-
-_INT = ValueType(lo=0, hi=2**31 - 1)
-_SEM_HIS = (2**31 - 1, 2**31 - 1, 2**31 - 1, 1 << 15)
-_ULONG = ValueType(lo=0, hi=2**64 - 1)  # shmmax and shmall default to nearly 2^64
-
-IPC_KNOBS: tuple[Knob, ...] = (
-    Knob("ipc", "shm_mni", "kernel.shmmni", ValueType(lo=1, hi=1 << 15)),
-    Knob("ipc", "shm_max", "kernel.shmmax", _ULONG),
-    Knob("ipc", "shm_all", "kernel.shmall", _ULONG),
-    Knob("ipc", "msg_mni", "kernel.msgmni", ValueType(lo=0, hi=1 << 15)),
-    Knob("ipc", "msg_max", "kernel.msgmax", _INT),
-    Knob("ipc", "msg_mnb", "kernel.msgmnb", _INT),
-    # semmsl semmns semopm semmni. SEMMNI is capped by IPCMNI (32768), which the
-    # kernel checks after storing all four fields, restoring only SEMMNI on ERANGE.
-    Knob("ipc", "sem", "kernel.sem", ValueType(arity=4, lo=0, hi=2**31 - 1, his=_SEM_HIS)),
-    Knob("ipc", "mq_queues_max", "fs.mqueue.queues_max", _INT),
-    Knob("ipc", "mq_msg_max", "fs.mqueue.msg_max", ValueType(lo=1, hi=65536)),
-    Knob("ipc", "mq_msgsize_max", "fs.mqueue.msgsize_max", ValueType(lo=128, hi=16 << 20)),
-)
-
-NET_KNOBS: tuple[Knob, ...] = (
-    Knob("net", "somaxconn", "net.core.somaxconn", _INT),
-    Knob(
-        "net",
-        "ip_local_port_range",
-        "net.ipv4.ip_local_port_range",
-        ValueType(arity=2, lo=1, hi=65535, is_range=True),
-    ),
-)
-
-# Per pid namespace on Linux 6.14 and later; the kernel's floor is RESERVED_PIDS + 1.
-PID_KNOBS: tuple[Knob, ...] = (Knob("pid", "max", "kernel.pid_max", ValueType(lo=301, hi=4194304)),)

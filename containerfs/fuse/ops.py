@@ -38,7 +38,8 @@ from typing import Protocol
 import pyfuse3
 import trio
 
-from ..engine.tree import Container, Engine, FileSpec, Role
+from ..engine.catalog import Role
+from ..engine.tree import Container, Engine, FileSpec
 from .errors import fuse_errors
 
 ENTRY_TIMEOUT = 1.0

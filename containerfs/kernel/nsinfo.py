@@ -1,5 +1,6 @@
 """Read-only monitoring files of namespaces: ``ipc.usage``, ``net.interfaces``,
-``mnt.mounts`` and ``pid.count`` (issue 3).
+``net.routes``, ``mnt.mounts`` and ``pid.count`` (issue 3), and ``RENDERERS``,
+which names them for the engine's file catalogue.
 
 Each renderer takes a :class:`~containerfs.kernel.holder.Holder` (``None``
 means the daemon's own namespaces, i.e. the root container's) and returns the
@@ -35,7 +36,7 @@ import os
 import select
 import socket
 import struct
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 import trio
@@ -697,3 +698,144 @@ def time_offsets(holder: Holder | None) -> str:
         return holder.time_offsets()
     with open("/proc/self/timens_offsets") as f:
         return f.read()
+
+
+# =============================================================================
+# net.routes
+# =============================================================================
+
+# linux/rtnetlink.h
+_RTM_NEWROUTE = 24
+_RTM_GETROUTE = 26
+_RTA_DST = 1
+_RTA_OIF = 4
+_RTA_GATEWAY = 5
+_RTA_MULTIPATH = 9
+_RTA_TABLE = 15
+_RT_TABLE_MAIN = 254
+_RTN_UNICAST = 1
+_RTM_F_CLONED = 0x200
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol,
+# scope, type, flags
+_RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+
+
+@dataclass(frozen=True)
+class Route:
+    """One next hop of a route of the main table."""
+
+    family: int
+    destination: str  # "ADDRESS/PREFIXLEN", or "default"
+    gateway: str | None
+    ifindex: int  # 0: none
+
+
+def parse_route(payload: bytes) -> list[Route]:
+    """The next hops of an ``RTM_NEWROUTE`` payload, as ``ip route`` lists the main
+    table: unicast routes only (no local, broadcast, blackhole...), none cloned;
+    a multipath route gives one per next hop. Other tables and families: none."""
+    family, dst_len, _src, _tos, table, _proto, _scope, rtype, flags = _RTMSG.unpack_from(payload)
+    attrs = parse_rtattrs(payload[_RTMSG.size :])
+    if len(attrs.get(_RTA_TABLE, b"")) == 4:
+        (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
+    if (
+        family not in (socket.AF_INET, socket.AF_INET6)
+        or table != _RT_TABLE_MAIN
+        or rtype != _RTN_UNICAST
+        or flags & _RTM_F_CLONED
+    ):
+        return []
+    dst = attrs.get(_RTA_DST)
+    destination = "default" if dst_len == 0 else f"{socket.inet_ntop(family, dst or b'')}/{dst_len}"
+
+    def gateway(a: dict[int, bytes]) -> str | None:
+        raw = a.get(_RTA_GATEWAY)
+        return None if raw is None else socket.inet_ntop(family, raw)
+
+    nexthops = attrs.get(_RTA_MULTIPATH)
+    if nexthops is None:
+        oif = struct.unpack("=i", attrs[_RTA_OIF])[0] if len(attrs.get(_RTA_OIF, b"")) == 4 else 0
+        return [Route(family, destination, gateway(attrs), oif)]
+    out = []
+    offset = 0
+    while offset + _RTNEXTHOP.size <= len(nexthops):
+        length, _flags, _hops, ifindex = _RTNEXTHOP.unpack_from(nexthops, offset)
+        if length < _RTNEXTHOP.size or offset + length > len(nexthops):
+            break
+        hop = parse_rtattrs(nexthops[offset + _RTNEXTHOP.size : offset + length])
+        out.append(Route(family, destination, gateway(hop), ifindex))
+        offset += _align4(length)
+    return out
+
+
+def format_routes(routes: Iterable[Route], links: Iterable[Link]) -> str:
+    """``DESTINATION GATEWAY DEVICE`` lines: IPv4 routes first, then IPv6, each in
+    the kernel's order; ``-`` for no gateway (a directly reached network) or no
+    device."""
+    names = {link.index: link.name for link in links}
+    ordered = sorted(routes, key=lambda r: 0 if r.family == socket.AF_INET else 1)
+    return "".join(
+        f"{r.destination} {r.gateway or '-'} {names.get(r.ifindex, '-')}\n" for r in ordered
+    )
+
+
+def _read_routes_here() -> str:
+    """``net.routes`` of the calling thread's network namespace: a link dump (for
+    the interface names), then a route dump of both families, on one netlink
+    socket made on this thread (see ``_read_net_here``)."""
+    sock = socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+    )
+    with sock:
+        sock.settimeout(5.0)
+        sock.bind((0, 0))
+        link_req = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        route_req = _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
+        for attempt in range(1, 6):
+            try:
+                link_msgs = _netlink_dump(sock, _RTM_GETLINK, link_req, 2 * attempt, _RTM_NEWLINK)
+                route_msgs = _netlink_dump(
+                    sock, _RTM_GETROUTE, route_req, 2 * attempt + 1, _RTM_NEWROUTE
+                )
+            except _DumpInterrupted:
+                continue
+            routes = [r for p in route_msgs for r in parse_route(p)]
+            return format_routes(routes, [parse_link(p) for p in link_msgs])
+    raise OSError(errno.EAGAIN, "routing table kept changing during the netlink dump")
+
+
+async def net_routes_async(holder: Holder | None) -> str:
+    """The ``net.routes`` file of ``holder``'s network namespace (``None``: the daemon's).
+
+    Format, one route (one next hop) a line, the main table as ``ip route`` and
+    ``ip -6 route`` show it, unicast routes only::
+
+        DESTINATION GATEWAY DEVICE
+        default 10.0.0.1 eth0
+        10.0.0.0/24 - eth0
+        fe80::/64 - eth0
+
+    ``-``: no gateway (the network is reached directly) or no device. No header.
+    """
+    if holder is None:
+        return await trio.to_thread.run_sync(_read_routes_here)
+    return await run_in_namespaces_async(holder, ["net"], _read_routes_here)
+
+
+# =============================================================================
+# Renderers by name
+# =============================================================================
+
+#: A monitoring file's renderer: (holder, None for the daemon's own namespaces;
+#: a function giving the daemon's own pids, which are never counted) -> its text.
+Renderer = Callable[[Holder | None, Callable[[], Collection[int]]], Awaitable[str]]
+
+#: The renderers by the name the engine's file catalogue gives them (its INFO
+#: lines' ``key``; the daemon checks at start that each has one here).
+RENDERERS: dict[str, Renderer] = {
+    "ipc.usage": lambda holder, _: ipc_usage_async(holder),
+    "net.interfaces": lambda holder, _: net_interfaces_async(holder),
+    "net.routes": lambda holder, _: net_routes_async(holder),
+    "mnt.mounts": lambda holder, _: mounts_async(holder),
+    "pid.count": lambda holder, internal: pid_count_async(holder, exclude=internal()),
+}

@@ -20,12 +20,6 @@ from containerfs.kernel.namespaces import run_in_namespaces, run_in_namespaces_a
 if TYPE_CHECKING:
     from containerfs.kernel.holder import Holder
 
-#: Namespace knob file name -> (namespace kind, sysctl it reads and writes).
-NAMESPACE_SYSCTLS: dict[str, tuple[str, str]] = {
-    "uts.hostname": ("uts", "kernel.hostname"),
-    "uts.domainname": ("uts", "kernel.domainname"),
-}
-
 
 def sysctl_path(name: str) -> str:
     """``kernel.hostname`` -> ``/proc/sys/kernel/hostname``.

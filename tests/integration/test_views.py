@@ -161,3 +161,40 @@ def test_monitoring_files_show_the_namespace_as_seen_inside(cfs: Mounted) -> Non
     roots = [Path(line) for line in cfs.read("i/cgroupns.root").splitlines()]
     assert roots and all(r.name == "i" for r in roots)
     assert {r.parent for r in roots} <= set(cfs.subtree.dirs)
+
+
+def ip_routes(m: Mounted, c: str) -> list[str]:
+    """The main table's IPv4 unicast routes as `ip route` shows them inside ``c``, as
+    ``DESTINATION GATEWAY DEVICE``: the oracle for ``net.routes``."""
+    out = []
+    for line in inside(m, c, "ip -4 route show table main type unicast").splitlines():
+        words = line.split()
+        dest = words[0] if words[0] == "default" or "/" in words[0] else words[0] + "/32"
+        via = words[words.index("via") + 1] if "via" in words else "-"
+        dev = words[words.index("dev") + 1] if "dev" in words else "-"
+        out.append(f"{dest} {via} {dev}")
+    return out
+
+
+def test_net_routes_is_the_namespaces_routing_table(cfs: Mounted) -> None:
+    cfs.sh("mkdir r")
+    assert cfs.read("r/net.routes") == ""  # a new network namespace: lo down, no routes
+    inside(
+        cfs,
+        "r",
+        # a kernel without the dummy driver (this one) gets a veth pair with both
+        # ends inside the container's namespace: no traffic leaves it either way
+        "{ ip link add dummy0 type dummy 2>/dev/null ||"
+        " { ip link add dummy0 type veth peer name dummy0p && ip link set dummy0p up; }; } && "
+        "ip addr add 10.9.8.1/24 dev dummy0 && ip link set dummy0 up && "
+        "ip route add 10.7.0.0/16 via 10.9.8.2",
+    )
+    lines = cfs.read("r/net.routes").splitlines()
+    assert "10.9.8.0/24 - dummy0" in lines and "10.7.0.0/16 10.9.8.2 dummy0" in lines, lines
+    assert [ln for ln in lines if ":" not in ln] == ip_routes(cfs, "r")  # IPv4 first, then IPv6
+    assert all(len(ln.split()) == 3 for ln in lines)
+    assert "10.7.0.0/16 10.9.8.2 dummy0" not in cfs.read("net.routes").splitlines()  # the host's
+    inside(cfs, "r", "ip route del 10.7.0.0/16")
+    lines = cfs.read("r/net.routes").splitlines()
+    assert "10.9.8.0/24 - dummy0" in lines and not any(ln.startswith("10.7.") for ln in lines)
+    assert [ln for ln in lines if ":" not in ln] == ip_routes(cfs, "r")

@@ -145,6 +145,38 @@ def test_somaxconn_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> N
     assert out == ["100"]
 
 
+FORWARDING = "/proc/sys/net/ipv4/conf/all/forwarding"  # the kernel's other name for it
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ip_forward_zero_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> None:
+    c = container(cfs, "f", layout)
+    cfs.sh(f"echo 0 > {c}/net.ip_forward")
+    # the container turns forwarding on and reads its own value back; the kernel
+    # (seen through its other file, not bound) keeps forwarding off
+    out = inside(
+        cfs,
+        c,
+        f"echo 1 > /proc/sys/net/ipv4/ip_forward; cat /proc/sys/net/ipv4/ip_forward {FORWARDING}",
+    )
+    assert out == ["1", "0"], out
+    assert [cfs.read(f"{c}/net.ip_forward{v}") for v in ("", ".internal", ".effective")] == [
+        "0\n",
+        "1\n",
+        "0\n",
+    ]
+    # without the parent's 0 (max, or 1) the container's own writes take effect
+    for limit in ("max", "1"):
+        cfs.sh(f"echo {limit} > {c}/net.ip_forward")
+        out = inside(
+            cfs,
+            c,
+            f"echo 0 > /proc/sys/net/ipv4/ip_forward; cat {FORWARDING}; "
+            f"echo 1 > /proc/sys/net/ipv4/ip_forward; cat {FORWARDING}",
+        )
+        assert out == ["0", "1"], (limit, out)
+
+
 @needs_python
 @pytest.mark.skipif(not pid_max_per_namespace(), reason="kernel.pid_max is not per pid namespace")
 @pytest.mark.parametrize("layout", LAYOUTS)

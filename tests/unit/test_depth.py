@@ -11,6 +11,7 @@ import pytest
 
 from containerfs import statefile
 from containerfs.engine import lifecycle
+from containerfs.engine.catalog import Role
 from containerfs.engine.errors import ContainerError
 from containerfs.engine.kinds import Origin
 from containerfs.engine.tree import (
@@ -18,7 +19,6 @@ from containerfs.engine.tree import (
     DELEGATED_MAX_DESCENDANTS,
     Container,
     Engine,
-    Role,
     format_limit,
     parse_limit,
 )

@@ -6,14 +6,12 @@ import errno
 
 import pytest
 
+from containerfs.engine.catalog import Role, parse_hostname
 from containerfs.engine.errors import ContainerError, InvalidInput
 from containerfs.engine.kinds import NAMESPACE_NAMES, all_kinds
 from containerfs.engine.tree import (
-    NAMESPACE_KNOBS,
     Engine,
-    Role,
     check_not_internal,
-    parse_hostname,
     parse_kill,
     parse_pid,
     parse_release,
@@ -26,14 +24,14 @@ CONTROLLERS = ["cpu", "memory", "pids", "hugetlb"]
 def make_engine(subtree: frozenset[str] = frozenset({"uts", "ipc", "pids"})) -> Engine:
     available: dict[str, str | None] = {k: None for k in NAMESPACE_NAMES + tuple(CONTROLLERS)}
     available["hugetlb"] = "not-delegated"
-    knobs = dict(NAMESPACE_KNOBS) | {
+    controller_files = {
         "pids": {"pids.max": True, "pids.current": False},
         "memory": {"memory.max": True},
         "hugetlb": {"hugetlb.2MB.max": True},
     }
     root_ids = {k: str(4026531830 + i) for i, k in enumerate(NAMESPACE_NAMES)}
     root_ids |= {"pids": "/base", "memory": "/base", "cpu": "/base"}
-    return Engine(all_kinds(CONTROLLERS), available, knobs, root_ids, subtree)
+    return Engine(all_kinds(CONTROLLERS), available, controller_files, root_ids, subtree)
 
 
 def errno_of(exc: pytest.ExceptionInfo[ContainerError]) -> int:

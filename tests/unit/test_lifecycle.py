@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from containerfs.engine import lifecycle
+from containerfs.engine.catalog import IPC_KNOBS
 from containerfs.engine.errors import ContainerError
 from containerfs.engine.kinds import Origin, Release
 from containerfs.engine.tree import Container, Engine
-from containerfs.engine.views import IPC_KNOBS, KnobState
+from containerfs.engine.views import KnobState
 from containerfs.kernel.watch import Watcher, parse_events
 from tests.unit.test_engine import make_engine
 

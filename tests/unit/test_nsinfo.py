@@ -123,6 +123,52 @@ def test_parse_addr_prefers_local_and_skips_other_families() -> None:
     assert nsinfo.parse_addr(bare) is None
 
 
+def route_payload(
+    family: int, dst: str | None, dst_len: int, *attrs: bytes, table: int = 254, rtype: int = 1
+) -> bytes:
+    body = struct.pack("=BBBBBBBBI", family, dst_len, 0, 0, min(table, 255), 4, 0, rtype, 0)
+    body += rtattr(15, struct.pack("=I", table))  # RTA_TABLE: the one read past 255
+    if dst is not None:
+        body += rtattr(1, socket.inet_pton(family, dst))  # RTA_DST
+    return body + b"".join(attrs)
+
+
+def test_parse_route_keeps_unicast_routes_of_the_main_table() -> None:
+    oif = rtattr(4, struct.pack("=i", 3))  # RTA_OIF
+    via = rtattr(5, socket.inet_pton(socket.AF_INET, "10.9.8.2"))  # RTA_GATEWAY
+    v4 = socket.AF_INET
+    assert nsinfo.parse_route(route_payload(v4, "10.7.0.0", 16, oif, via)) == [
+        nsinfo.Route(v4, "10.7.0.0/16", "10.9.8.2", 3)
+    ]
+    assert nsinfo.parse_route(route_payload(v4, None, 0, via)) == [
+        nsinfo.Route(v4, "default", "10.9.8.2", 0)
+    ]
+    v6 = route_payload(socket.AF_INET6, "fe80::", 64, oif)
+    assert nsinfo.parse_route(v6) == [nsinfo.Route(socket.AF_INET6, "fe80::/64", None, 3)]
+    assert nsinfo.parse_route(route_payload(v4, "10.9.8.1", 32, oif, table=255, rtype=2)) == []
+    assert nsinfo.parse_route(route_payload(v4, "10.1.0.0", 16, table=1000)) == []  # not main
+    assert nsinfo.parse_route(route_payload(v4, "10.2.0.0", 16, rtype=6)) == []  # blackhole
+    hop = struct.pack("=HBBi", 8 + 8, 0, 0, 3) + rtattr(5, socket.inet_pton(v4, "10.0.0.1"))
+    hop2 = struct.pack("=HBBi", 8 + 8, 0, 0, 4) + rtattr(5, socket.inet_pton(v4, "10.0.1.1"))
+    multi = route_payload(v4, "10.5.0.0", 16, rtattr(9, hop + hop2))  # RTA_MULTIPATH
+    assert nsinfo.parse_route(multi) == [
+        nsinfo.Route(v4, "10.5.0.0/16", "10.0.0.1", 3),
+        nsinfo.Route(v4, "10.5.0.0/16", "10.0.1.1", 4),
+    ]
+
+
+def test_format_routes_puts_ipv4_first_and_names_devices() -> None:
+    routes = [
+        nsinfo.Route(socket.AF_INET6, "fe80::/64", None, 3),
+        nsinfo.Route(socket.AF_INET, "10.9.8.0/24", None, 3),
+        nsinfo.Route(socket.AF_INET, "10.7.0.0/16", "10.9.8.2", 9),  # its link went away
+    ]
+    links = [nsinfo.Link(3, "dummy0", True, 0, 0)]
+    assert nsinfo.format_routes(routes, links) == (
+        "10.9.8.0/24 - dummy0\n10.7.0.0/16 10.9.8.2 -\nfe80::/64 - dummy0\n"
+    )
+
+
 def test_format_interfaces_orders_and_groups() -> None:
     links = [nsinfo.Link(3, "d0", True, 70, 980), nsinfo.Link(1, "lo", False, 0, 0)]
     addrs = [

@@ -9,11 +9,12 @@ import time
 
 import pytest
 
+from containerfs.engine.catalog import NAMESPACE_FILES, Role
 from containerfs.kernel import procfs, procs
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.holder import Holder, _proc_exited
 from containerfs.kernel.namespaces import ns_inode
-from containerfs.kernel.sysctls import NAMESPACE_SYSCTLS, sysctl_path
+from containerfs.kernel.sysctls import sysctl_path
 from containerfs.nskinds import KINDS
 
 
@@ -63,10 +64,12 @@ def test_sysctl_names_cannot_escape(name: str) -> None:
         sysctl_path(name)
 
 
-def test_namespace_sysctls_name_a_kind_and_a_proc_sys_file() -> None:
-    assert NAMESPACE_SYSCTLS["uts.hostname"] == ("uts", "kernel.hostname")
-    for name, (kind, sysctl) in NAMESPACE_SYSCTLS.items():
-        assert kind in KINDS and name.startswith(kind + ".")
+def test_catalogue_sysctls_name_a_kind_and_a_proc_sys_file() -> None:
+    sysctls = {e.name: (e.kind, e.key) for e in NAMESPACE_FILES if e.role == Role.SYSCTL}
+    assert sysctls["uts.hostname"] == ("uts", "kernel.hostname")
+    assert sysctls["user.max_net_namespaces"] == ("user", "user.max_net_namespaces")
+    for name, (kind, sysctl) in sysctls.items():
+        assert kind in KINDS and name.startswith(f"{kind}.")
         assert os.path.exists(sysctl_path(sysctl))
 
 

@@ -6,10 +6,11 @@ import errno
 
 import pytest
 
+from containerfs.engine.catalog import IPC_KNOBS, NET_KNOBS, Role
 from containerfs.engine.errors import ContainerError, InvalidInput, Unsupported
 from containerfs.engine.kinds import NAMESPACE_NAMES, all_kinds
-from containerfs.engine.tree import Container, Engine, Role
-from containerfs.engine.views import IPC_KNOBS, NET_KNOBS, KnobState, ValueType, knob_table
+from containerfs.engine.tree import Container, Engine
+from containerfs.engine.views import KnobState, ValueType, knob_table
 from containerfs.kernel.idmaps import host_id_of_root
 
 
