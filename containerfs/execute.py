@@ -38,6 +38,7 @@ from typing import NoReturn
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.enter import enter_holder, holder_id_maps
 from containerfs.kernel.namespaces import ns_inode_for_children
+from containerfs.kernel.procfs import parse_id_map
 from containerfs.nskinds import KINDS
 
 PROG = "containerfs exec"
@@ -116,14 +117,11 @@ def parse_user(text: str) -> Ids:
 
 def is_mapped(id_map: str, ident: int) -> bool:
     """Whether ``ident`` (an ID inside) is in ``id_map``, a ``uid_map``/``gid_map`` text."""
-    for line in id_map.splitlines():
-        fields = line.split()
-        if len(fields) != 3 or not all(f.isdigit() for f in fields):
-            raise ExecError(f"bad ID map line: {line[:60]!r}")
-        inside, _, count = (int(f) for f in fields)
-        if inside <= ident < inside + count:
-            return True
-    return False
+    try:
+        ranges = parse_id_map(id_map)
+    except ValueError as exc:
+        raise ExecError(str(exc)) from None
+    return any(inside <= ident < inside + count for inside, _, count in ranges)
 
 
 def choose_ids(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from . import procfs
 from .holder import Holder
 
 
@@ -38,13 +39,15 @@ def write_map(holder: Holder, which: str, text: str) -> None:
 
 
 def host_id_of_root(text: str) -> int | None:
-    """The outside ID that ID 0 inside maps to, by a map's text; None when unmapped."""
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and all(f.isdigit() for f in fields):
-            inside, outside, count = map(int, fields)
-            if inside <= 0 < inside + count:
-                return outside - inside
+    """The outside ID that ID 0 inside maps to, by a map's text; None when unmapped
+    (or the text is not a map: the kernel never shows one like that)."""
+    try:
+        ranges = procfs.parse_id_map(text)
+    except ValueError:
+        return None
+    for inside, outside, count in ranges:
+        if inside <= 0 < inside + count:
+            return outside - inside
     return None
 
 

@@ -228,3 +228,19 @@ def parse_ns_link(text: str) -> tuple[str, int] | None:
     if not digits.isdigit():
         return None
     return kind, int(digits)
+
+
+def parse_id_map(text: str) -> list[tuple[int, int, int]]:
+    """A ``/proc/PID/{uid,gid}_map`` text -> its ``(inside, outside, count)`` ranges
+    (the middle field is relative to the reader's user namespace).
+    ``ValueError`` on a line that is not three numbers."""
+    ranges = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 3 or not all(f.isascii() and f.isdigit() for f in fields):
+            raise ValueError(f"bad ID map line: {line[:60]!r}")
+        inside, outside, count = (int(f) for f in fields)
+        ranges.append((inside, outside, count))
+    return ranges
