@@ -349,15 +349,12 @@ def _netlink_dump(
                 payloads.append(payload)
 
 
-def _read_net_here() -> str:
-    """``net.interfaces`` of the calling thread's network namespace.
-
-    One ``NETLINK_ROUTE`` socket, made on this thread so that it belongs to
-    this thread's network namespace, dumps the links (name, flags and byte
-    counters in one message per interface, as ``/proc/net/dev`` shows them)
-    and then the addresses of both families.  A dump the kernel marks as
-    interrupted is retried.
-    """
+def _links_and(kind: int, request: bytes, reply: int, what: str) -> tuple[list[bytes], list[bytes]]:
+    """A link dump, then a dump of ``kind`` (``request`` its header, ``reply`` the
+    message type it answers with), on one ``NETLINK_ROUTE`` socket made on this
+    thread, so that it belongs to this thread's network namespace.  A dump the
+    kernel marks as interrupted is retried; ``what`` names the table in the
+    error when it kept changing."""
     sock = socket.socket(
         socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
     )
@@ -365,19 +362,29 @@ def _read_net_here() -> str:
         sock.settimeout(5.0)
         sock.bind((0, 0))
         link_req = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        addr_req = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         for attempt in range(1, 6):
             try:
-                link_msgs = _netlink_dump(sock, _RTM_GETLINK, link_req, 2 * attempt, _RTM_NEWLINK)
-                addr_msgs = _netlink_dump(
-                    sock, _RTM_GETADDR, addr_req, 2 * attempt + 1, _RTM_NEWADDR
-                )
+                links = _netlink_dump(sock, _RTM_GETLINK, link_req, 2 * attempt, _RTM_NEWLINK)
+                others = _netlink_dump(sock, kind, request, 2 * attempt + 1, reply)
             except _DumpInterrupted:
                 continue
-            links = [parse_link(p) for p in link_msgs]
-            addrs = [a for a in map(parse_addr, addr_msgs) if a is not None]
-            return format_interfaces(links, addrs)
-    raise OSError(errno.EAGAIN, "interface table kept changing during the netlink dump")
+            return links, others
+    raise OSError(errno.EAGAIN, f"{what} kept changing during the netlink dump")
+
+
+def _read_net_here() -> str:
+    """``net.interfaces`` of the calling thread's network namespace: the links
+    (name, flags and byte counters in one message per interface, as
+    ``/proc/net/dev`` shows them), then the addresses of both families."""
+    link_msgs, addr_msgs = _links_and(
+        _RTM_GETADDR,
+        _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
+        _RTM_NEWADDR,
+        "interface table",
+    )
+    links = [parse_link(p) for p in link_msgs]
+    addrs = [a for a in map(parse_addr, addr_msgs) if a is not None]
+    return format_interfaces(links, addrs)
 
 
 def net_interfaces(holder: Holder | None) -> str:
@@ -781,27 +788,15 @@ def format_routes(routes: Iterable[Route], links: Iterable[Link]) -> str:
 
 def _read_routes_here() -> str:
     """``net.routes`` of the calling thread's network namespace: a link dump (for
-    the interface names), then a route dump of both families, on one netlink
-    socket made on this thread (see ``_read_net_here``)."""
-    sock = socket.socket(
-        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE
+    the interface names), then a route dump of both families."""
+    link_msgs, route_msgs = _links_and(
+        _RTM_GETROUTE,
+        _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0),
+        _RTM_NEWROUTE,
+        "routing table",
     )
-    with sock:
-        sock.settimeout(5.0)
-        sock.bind((0, 0))
-        link_req = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        route_req = _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0)
-        for attempt in range(1, 6):
-            try:
-                link_msgs = _netlink_dump(sock, _RTM_GETLINK, link_req, 2 * attempt, _RTM_NEWLINK)
-                route_msgs = _netlink_dump(
-                    sock, _RTM_GETROUTE, route_req, 2 * attempt + 1, _RTM_NEWROUTE
-                )
-            except _DumpInterrupted:
-                continue
-            routes = [r for p in route_msgs for r in parse_route(p)]
-            return format_routes(routes, [parse_link(p) for p in link_msgs])
-    raise OSError(errno.EAGAIN, "routing table kept changing during the netlink dump")
+    routes = [r for p in route_msgs for r in parse_route(p)]
+    return format_routes(routes, [parse_link(p) for p in link_msgs])
 
 
 async def net_routes_async(holder: Holder | None) -> str:

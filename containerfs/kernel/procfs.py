@@ -174,17 +174,6 @@ def process_stat(pid: int) -> tuple[str, int, int]:
         raise ProcessLookupError(errno.ESRCH, f"no such process: {pid}") from None
 
 
-class MountTables:
-    """nsfs mounts of several mount namespaces, re-read only when they changed.
-
-    The kernel flags a change of a mount namespace on an open
-    ``/proc/PID/mountinfo`` with ``POLLPRI``, once per change. Keeping one fd per
-    namespace and polling them all (timeout 0) costs a syscall for the lot
-    instead of reading and parsing every table each time. Not thread-safe: one
-    caller at a time.
-    """
-
-
 def parse_stat_state(stat: bytes) -> str:
     """The state letter of a ``/proc/PID/stat`` text (``R``, ``S``, ``Z``, ...).
 
