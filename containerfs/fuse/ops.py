@@ -504,7 +504,7 @@ class Operations(pyfuse3.Operations):
             )
         finally:
             self.changed()  # also after a refusal: part of a write may have been applied
-            if handle.node.file in ("user.uid_map", "user.gid_map"):
+            if handle.spec.role == Role.ID_MAP:  # owners of internal views may change
                 self._drop_internal_view_attrs(handle.node.container)
         ino = self._known(handle.node.container.uid, handle.node.file)
         if ino is not None:

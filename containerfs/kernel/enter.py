@@ -17,7 +17,11 @@ from collections.abc import Mapping
 
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.holder import holder_inode, holder_pidfd, open_proc_checked, time_ns_fd
-from containerfs.kernel.namespaces import check_kind, ns_inode_for_children
+from containerfs.kernel.namespaces import (
+    check_kind,
+    check_same_namespaces,
+    ns_inode_for_children,
+)
 
 
 def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
@@ -53,13 +57,7 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
             raise ProcessLookupError(
                 errno.ESRCH, f"container holder {holder_pid} is gone"
             ) from None
-        changed = sorted(k for k, ino in expected_inodes.items() if actual[k] != ino)
-        if changed:
-            raise OSError(
-                errno.ESRCH,
-                f"holder {holder_pid} is not in the container's {', '.join(changed)} "
-                "namespace (container changed or pid reused)",
-            )
+        check_same_namespaces(holder_pid, expected_inodes, actual)
         flags = ksys.flags_of(
             k for k, ino in expected_inodes.items() if ns_inode_for_children("self", k) != ino
         )
@@ -75,12 +73,10 @@ def enter_holder(holder_pid: int, expected_inodes: Mapping[str, int]) -> None:
                 raise ProcessLookupError(
                     errno.ESRCH, f"container holder {holder_pid} is gone"
                 ) from None
-            if os.fstat(time_fd).st_ino != expected_inodes["time"]:
-                raise OSError(
-                    errno.ESRCH,
-                    f"holder {holder_pid} is not in the container's time namespace "
-                    "(container changed or pid reused)",
-                )
+            time_inode = os.fstat(time_fd).st_ino
+            check_same_namespaces(
+                holder_pid, {"time": expected_inodes["time"]}, {"time": time_inode}
+            )
         cwd: str | None
         try:
             cwd = os.getcwd()
@@ -135,15 +131,10 @@ def holder_id_maps(holder_pid: int, user_inode: int) -> tuple[str, str]:
                 errno.ESRCH, f"container holder {holder_pid} is gone"
             ) from None
         try:
-            same = os.fstat(user_fd).st_ino == user_inode
+            actual = os.fstat(user_fd).st_ino
         finally:
             os.close(user_fd)
-        if not same:
-            raise OSError(
-                errno.ESRCH,
-                f"holder {holder_pid} is not in the container's user namespace "
-                "(container changed or pid reused)",
-            )
+        check_same_namespaces(holder_pid, {"user": user_inode}, {"user": actual})
         return texts[0], texts[1]
     finally:
         os.close(pidfd)

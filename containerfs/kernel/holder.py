@@ -36,7 +36,12 @@ from collections.abc import Mapping
 
 from containerfs.kernel import procfs
 from containerfs.kernel import sys as ksys
-from containerfs.kernel.namespaces import check_kind, ns_inode, ns_inode_for_children
+from containerfs.kernel.namespaces import (
+    check_kind,
+    check_same_namespaces,
+    ns_inode,
+    ns_inode_for_children,
+)
 from containerfs.kernel.sysctls import sysctl_relpath
 from containerfs.nskinds import KINDS
 
@@ -275,13 +280,7 @@ class Holder:
                     errno.ESRCH,
                     f"process {pid} is not a {PIN_NAME}: pid reused or container changed",
                 )
-            changed = sorted(k for k, ino in expected_inodes.items() if inodes[k] != ino)
-            if changed:
-                raise OSError(
-                    errno.ESRCH,
-                    f"holder {pid} is not in the expected {', '.join(changed)} namespace: "
-                    "pid reused or container changed",
-                )
+            check_same_namespaces(pid, expected_inodes, inodes)
             channel = _take_channel(pidfd, pid)
             return cls(pid, pidfd, inodes, channel)
         except BaseException:

@@ -18,7 +18,7 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from containerfs.kernel import sys as ksys
@@ -37,6 +37,21 @@ def check_kind(kind: str) -> None:
     """``ValueError`` unless ``kind`` is a namespace kind (an nsfs name)."""
     if kind not in KINDS:
         raise ValueError(f"unknown namespace kind: {kind!r}")
+
+
+def check_same_namespaces(
+    holder_pid: int, expected: Mapping[str, int], actual: Mapping[str, int]
+) -> None:
+    """``OSError(ESRCH)`` naming the kinds where ``actual`` inodes (a holder's, read
+    by pidfd) are not the ``expected`` ones: the container changed, or the pid was
+    reused by another process."""
+    changed = sorted(k for k, ino in expected.items() if actual.get(k) != ino)
+    if changed:
+        raise OSError(
+            errno.ESRCH,
+            f"holder {holder_pid} is not in the container's {', '.join(changed)} "
+            "namespace: pid reused or container changed",
+        )
 
 
 def ns_inode(pid: int | str, kind: str) -> int:

@@ -58,8 +58,7 @@ def test_pid_max_limits_forks_inside(cfs: Mounted) -> None:
     assert cfs.read("p/pid.max.effective") == "310\n"
     # inside, its own (internal) value shows; the kernel enforces the effective one
     assert cfs.exec("p", "cat", "/proc/sys/kernel/pid_max").stdout == "4194304\n"
-    script = FORK_UNTIL_REFUSED
-    highest, err = cfs.exec("p", sys.executable, "-c", script).stdout.split()
+    highest, err = cfs.exec("p", sys.executable, "-c", FORK_UNTIL_REFUSED).stdout.split()
     assert err == "EAGAIN" and int(highest) == 309  # pids stay below pid_max
     assert Path("/proc/sys/kernel/pid_max").read_text() == host
     bad = cfs.sh("echo 10 > p/pid.max", check=False)  # below the kernel's floor of 301

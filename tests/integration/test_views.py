@@ -83,9 +83,8 @@ def test_somaxconn_caps_the_listen_backlog(cfs: Mounted) -> None:
     inside(cfs, "n", "echo 4096 > /proc/sys/net/core/somaxconn")
     assert views(cfs, "n", "net.somaxconn") == ("100", "4096", "100")
     # the kernel clamps listen()'s backlog to somaxconn; `ss` shows it as Send-Q
-    script = LISTEN_BACKLOG
     cfs.exec("n", "ip", "link", "set", "lo", "up")
-    assert cfs.exec("n", sys.executable, "-c", script).stdout.strip() == "100"
+    assert cfs.exec("n", sys.executable, "-c", LISTEN_BACKLOG).stdout.strip() == "100"
 
 
 def test_port_range_external_view_narrows_it(cfs: Mounted) -> None:

@@ -50,6 +50,12 @@ def inside(cfs: Mounted, c: str, script: str) -> list[str]:
     return cfs.exec(c, "sh", "-c", script).stdout.split()
 
 
+def inside_then_python(cfs: Mounted, c: str, first: str, program: str) -> list[str]:
+    """Inside ``c``, in one shell: ``first``, then (if it worked) ``program`` in Python;
+    nothing of containerfs is read in between."""
+    return inside(cfs, c, f"{first} && {PYTHON} -c '{program}'")
+
+
 def count_ipcmk(flag: str, times: int) -> str:
     """Shell: how many of ``times`` ``ipcmk`` calls succeed."""
     return (
@@ -121,10 +127,8 @@ def test_port_range_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> 
         print(" ".join(str(s.getsockname()[1]) for s in socks))
         """
     )
-    out = inside(
-        cfs,
-        c,
-        f"echo '30000 60000' > /proc/sys/net/ipv4/ip_local_port_range && {PYTHON} -c '{script}'",
+    out = inside_then_python(
+        cfs, c, "echo '30000 60000' > /proc/sys/net/ipv4/ip_local_port_range", script
     )
     ports = [int(p) for p in out]
     assert len(ports) == 20 and all(40000 <= p <= 40100 for p in ports), ports
@@ -136,11 +140,8 @@ def test_somaxconn_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> N
     c = container(cfs, "s", layout)
     cfs.sh(f"echo 100 > {c}/net.somaxconn")
     # the kernel clamps listen()'s backlog to somaxconn; `ss` shows it as Send-Q
-    script = LISTEN_BACKLOG
-    out = inside(
-        cfs,
-        c,
-        f"echo 4096 > /proc/sys/net/core/somaxconn && ip link set lo up && {PYTHON} -c '{script}'",
+    out = inside_then_python(
+        cfs, c, "echo 4096 > /proc/sys/net/core/somaxconn && ip link set lo up", LISTEN_BACKLOG
     )
     assert out == ["100"]
 
@@ -185,12 +186,11 @@ def test_pid_max_holds_with_no_read_in_between(cfs: Mounted, layout: str) -> Non
     cfs.sh(f"echo 310 > {c}/pid.max")
     # pids of a new pid namespace count up from 1 (the holder): the kernel
     # refuses a fork once the next pid would reach pid_max
-    script = FORK_UNTIL_REFUSED
-    out = inside(
+    out = inside_then_python(
         cfs,
         c,
-        "echo 4194304 > /proc/sys/kernel/pid_max && cat /proc/sys/kernel/pid_max && "
-        f"{PYTHON} -c '{script}'",
+        "echo 4194304 > /proc/sys/kernel/pid_max && cat /proc/sys/kernel/pid_max",
+        FORK_UNTIL_REFUSED,
     )
     assert out == ["4194304", "309", "EAGAIN"], out
 
