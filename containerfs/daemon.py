@@ -1435,8 +1435,9 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
-        daemon.loopback.close()
-        pyfuse3.close(unmount=True)
+        daemon.loopback.stop()
+        pyfuse3.close(unmount=True)  # ends any request of the helper left unanswered
+        daemon.loopback.reap()
         daemon.teardown()
         daemon.watcher.close()
         log.info("unmounted %s", daemon.mountpoint)

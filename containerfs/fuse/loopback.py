@@ -102,14 +102,26 @@ class Loopback:
         err = int(msg.split()[1]) if msg.startswith(b"err ") else errno.EPROTO
         raise OSError(err, f"open_tree {path}: {os.strerror(err)}")
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """End the helper without waiting for it (call before the FUSE session closes).
+
+        The helper may be inside a request the daemon read and will now never
+        answer (pyfuse3 was cancelled in the middle of it: a deep lookup of an
+        ``o`` request, a heartbeat). The kernel does not end such a request on
+        SIGKILL, only when ``/dev/fuse`` closes, so waiting for the helper here
+        would wait forever: seen in CI as a daemon that never stopped on SIGTERM."""
         with contextlib.suppress(OSError):
             self.sock.close()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
-            self.proc.wait()
+
+    def reap(self) -> None:
+        """Collect the helper once the FUSE session is closed (its request then ends)."""
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # Not ours to hang on: PDEATHSIG ends it with us.
+            pass
 
 
 def _serve(sock: socket.socket) -> None:
