@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mount":
         level = logging.DEBUG if args.debug else logging.INFO
         logging.basicConfig(level=level, format="containerfs: %(levelname)s %(message)s")
-        from .daemon import mount
+        from .service.startup import mount
 
         return mount(args.mountpoint, args.state_dir, args.subtree, args.debug)
     if args.command == "exec":

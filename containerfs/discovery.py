@@ -34,7 +34,9 @@ from .kernel import namespaces, procfs, procs
 from .kernel.holder import Holder
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .service.containers import Containers
+    from .service.releases import Releases
+    from .service.runtime import Runtime
 
 log = logging.getLogger("containerfs")
 
@@ -118,8 +120,11 @@ def founder(pids: list[int]) -> tuple[int, str] | None:
 class Discovery:
     """The daemon's periodic look for namespaces made inside containers."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, rt: Runtime, containers: Containers, releases: Releases) -> None:
+        self.rt = rt
+        self.containers = containers
+        self.releases = releases
+        self.max_clones = lifecycle.MAX_CLONES
         self._told: set[int] = set()  # pids already logged as not discoverable
         self._dead: set[int] = set()  # containers (uid) whose holder died, logged
         self._refused: set[tuple[int, str]] = set()  # (parent uid, why) logged already
@@ -146,7 +151,7 @@ class Discovery:
 
     def _refresh(self) -> None:
         """Derive the snapshot of the tree again if it changed since the last look."""
-        d = self.daemon
+        d = self.rt
         key = (d.engine.version, len(d.holders))
         if key == self._key:
             return
@@ -170,13 +175,13 @@ class Discovery:
         at every one again). Reading each one's ``cgroup.procs`` a few times a
         second was most of an idle daemon's time at a thousand containers. A
         container whose watch could not be set up is read every time."""
-        watcher = self.daemon.watcher
+        watcher = self.rt.watcher
         if watcher is None:
             return frozenset()
         return frozenset(c for c, *_ in self._snapshot if not c.populated and c in watcher)
 
     async def once(self) -> None:
-        d = self.daemon
+        d = self.rt
         self._refresh()
         look = await trio.to_thread.run_sync(
             _look,
@@ -230,7 +235,7 @@ class Discovery:
         are read again under the lock, where no move is half done except a
         deferred one (``Daemon.moving``), which is left alone.
         """
-        d = self.daemon
+        d = self.rt
         async with d.lock:
             if c.removed or seen_in.removed or pid in d.moving:
                 return
@@ -243,7 +248,7 @@ class Discovery:
 
     def _still_for(self, pid: int, seen_in: Container, c: Container) -> bool:
         """Whether ``pid`` is still a task of ``seen_in`` in ``c``'s namespaces (blocking)."""
-        if not self.daemon.cgroups.holds(pid, seen_in.cgpath):
+        if not self.rt.cgroups.holds(pid, seen_in.cgpath):
             return False
         inodes = procs.process_inodes(pid)
         return lifecycle.child_for(seen_in, lifecycle.differing(seen_in, inodes)) is c
@@ -251,7 +256,6 @@ class Discovery:
     async def _found(self, parent: Container, diff: dict[str, str], pids: list[int]) -> None:
         """Make a clone container for namespaces ``diff`` that tasks ``pids`` of
         ``parent`` are in, and move them into it."""
-        d = self.daemon
         who = await trio.to_thread.run_sync(founder, pids)
         if who is None:
             return  # all gone already
@@ -273,30 +277,30 @@ class Discovery:
             return
         for p in pids:
             await self._move(p, parent, child)
-        await d.refresh_populated(child)
+        await self.releases.refresh_populated(child)
 
     async def _make(
         self, parent: Container, comm: str, pid: int | None, fds: dict[str, int]
     ) -> Container | None:
-        d = self.daemon
+        d = self.rt
         async with d.lock:
             if parent.removed:
                 return None
             try:
                 plan = lifecycle.plan_clone(
-                    d.engine, parent, comm, pid, fds, max_clones=d.max_clones
+                    d.engine, parent, comm, pid, fds, max_clones=self.max_clones
                 )
             except ContainerError as exc:
                 self._refuse(parent, exc)
                 return None
             try:
-                d.check_holder_room(plan)  # a clone's holder is charged as any other
+                self.containers.check_holder_room(plan)  # a clone's holder is charged as any other
             except ContainerError as exc:
                 d.engine.abort_mkdir(plan)
                 self._refuse(parent, exc)
                 return None
             try:
-                return await d.make(plan, Origin.CLONE, fds)
+                return await self.containers.make(plan, Origin.CLONE, fds)
             except OSError as exc:
                 log.info("namespaces in %s vanished before they were held: %s", plan.name, exc)
                 return None
@@ -316,7 +320,7 @@ class Discovery:
     # -- namespaces kept by a bind mount (ip netns add) ----------------------------
 
     async def _bound_namespaces(self, look: Look) -> None:
-        d = self.daemon
+        d = self.rt
         held: set[tuple[str, str]] = set()
         for owner, mounts in look.mounts.items():
             for kind, ino, point in mounts:
@@ -337,21 +341,20 @@ class Discovery:
                 finally:
                     os.close(fd)
                 if child is not None:
-                    child.held = True
+                    lifecycle.set_held(child, True)
         for c in list(d.engine.root.walk()):
             if c.origin != Origin.CLONE or c.removed:
                 continue
-            was = c.held
-            c.held = any((k, c.ids.get(k)) in held for k in c.owned if k in NAMESPACE_NAMES)
-            if was and not c.held:
-                await d.check_release(c)
+            now = any((k, c.ids.get(k)) in held for k in c.owned if k in NAMESPACE_NAMES)
+            if lifecycle.set_held(c, now) and not now:
+                await self.releases.check_release(c)
 
     # -- holders that died under us ---------------------------------------------
 
     async def _lost_holders(self, look: Look) -> None:
         """A clone's holder dies with its namespaces' last process (a pid namespace's
         init ends every process in it, the holder too): release the container."""
-        d = self.daemon
+        d = self.rt
         for c in look.lost:
             holder = d.holders.get(c.uid)
             if holder is None or c.removed or not holder.gone():  # replaced meanwhile
@@ -359,8 +362,8 @@ class Discovery:
             if holder.killed:  # by us: an rmdir or release between the look and now
                 continue
             if c.origin == Origin.CLONE:
-                c.held = False
-                await d.refresh_populated(c)
+                lifecycle.set_held(c, False)
+                await self.releases.refresh_populated(c)
             elif c.uid not in self._dead:
                 self._dead.add(c.uid)
                 log.error("%s: its namespace holder %d died", "/".join(c.path), holder.pid)

@@ -34,7 +34,7 @@ from .kernel import procfs, procs
 from .kernel.holder import Holder, kill_stray_holder
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .service.runtime import Runtime
 
 log = logging.getLogger("containerfs")
 
@@ -47,10 +47,10 @@ def load(state_dir: Path) -> dict[str, Any] | None:
         raise SystemExit(f"containerfs: {state_dir}/state.json is damaged: {exc}") from None
 
 
-def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
+def adopt(rt: Runtime, state: dict[str, Any]) -> None:
     """Put the saved tree back (step 1), then sweep leftovers (step 2)."""
     records = state["containers"]
-    daemon.release_agent = str(state.get("release_agent", ""))
+    rt.release_agent = str(state.get("release_agent", ""))
     # Records come parents first: one below a dropped container has its parent here
     # (a look at its parent only, so the check costs the same at any depth).
     dropped: set[tuple[str, ...]] = set()
@@ -60,7 +60,7 @@ def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
             dropped.add(path)
             continue  # below a dropped container
         try:
-            c = lifecycle.restore(daemon.engine, rec)
+            c = lifecycle.restore(rt.engine, rec)
         except (ContainerError, ValueError, KeyError, TypeError) as exc:
             log.error("state: cannot restore %s: %s", "/".join(path) or "/", exc)
             if path:  # the root's record: the rest may still fit the default root
@@ -68,21 +68,21 @@ def adopt(daemon: Daemon, state: dict[str, Any]) -> None:
             continue
         if c.is_root:
             continue
-        why = _check(daemon, c, rec)
+        why = _check(rt, c, rec)
         if why is not None:
             log.warning("state: dropping %s: %s", "/".join(path), why)
-            _drop(daemon, c)
+            _drop(rt, c)
             dropped.add(path)
-    finish_moves(daemon, state.get("moving", []))
-    sweep(daemon)
-    n = sum(1 for _ in daemon.engine.root.walk()) - 1
-    log.info("took over %d container(s) from %s", n, daemon.state_dir)
+    finish_moves(rt, state.get("moving", []))
+    sweep(rt)
+    n = sum(1 for _ in rt.engine.root.walk()) - 1
+    log.info("took over %d container(s) from %s", n, rt.state_dir)
 
 
-def finish_moves(daemon: Daemon, moving: list[dict[str, Any]]) -> None:
+def finish_moves(rt: Runtime, moving: list[dict[str, Any]]) -> None:
     """Undo the ``tasks`` moves a killed daemon left half done.
 
-    The cgroups move first, then the namespaces (``Daemon._enter``). A process
+    The cgroups move first, then the namespaces (``service/tasks.py``). A process
     that is in its new cgroups but not all of its new namespaces goes back to
     the cgroups it came from, as a refused move would have left it. One whose
     namespaces all moved keeps the move. The process must still be the same
@@ -97,7 +97,7 @@ def finish_moves(daemon: Daemon, moving: list[dict[str, Any]]) -> None:
             inodes = procs.process_inodes(pid)
             if all(inodes.get(k) == ino for k, ino in targets.items()):
                 continue  # it got there: the move is complete
-            daemon.cgroups.put_back_recorded(pid, move["before"])
+            rt.cgroups.put_back_recorded(pid, move["before"])
             log.warning(
                 "state: process %d was being moved into %s when the daemon stopped: moved back",
                 pid,
@@ -109,7 +109,7 @@ def finish_moves(daemon: Daemon, moving: list[dict[str, Any]]) -> None:
             log.error("state: cannot undo an unfinished move %r: %s", move, exc)
 
 
-def _check(daemon: Daemon, c: Container, rec: dict[str, Any]) -> str | None:
+def _check(rt: Runtime, c: Container, rec: dict[str, Any]) -> str | None:
     """Attach the container's holder and check its cgroup; why it cannot be kept, if so."""
     own_ns = {k: int(c.ids[k]) for k in c.owned if k in NAMESPACE_NAMES and k in c.ids}
     if own_ns:
@@ -120,30 +120,30 @@ def _check(daemon: Daemon, c: Container, rec: dict[str, Any]) -> str | None:
             holder = Holder.attach(pid, own_ns)
         except OSError as exc:
             return f"holder {pid}: {exc.strerror or exc}"
-        daemon.holders[c.uid] = holder
-    if not daemon.cgroups.events_file(c.cgpath).exists():
+        rt.holders[c.uid] = holder
+    if not rt.cgroups.events_file(c.cgpath).exists():
         return "its cgroup is gone"
     return None
 
 
-def _drop(daemon: Daemon, c: Container) -> None:
-    holder = daemon.holders.pop(c.uid, None)
+def _drop(rt: Runtime, c: Container) -> None:
+    holder = rt.holders.pop(c.uid, None)
     if holder is not None:
         holder.close()  # the sweep kills it: no container accounts for it now
-    daemon.engine.commit_rmdir(c)
+    rt.engine.commit_rmdir(c)
 
 
-def sweep(daemon: Daemon) -> None:
+def sweep(rt: Runtime) -> None:
     """Remove holders and cgroup directories that no container accounts for."""
-    keep = {h.pid for h in daemon.holders.values()}
-    for pid in daemon.cgroups.pin_pids():
+    keep = {h.pid for h in rt.holders.values()}
+    for pid in rt.cgroups.pin_pids():
         if pid not in keep and kill_stray_holder(pid):
             log.info("killed leftover namespace holder %d", pid)
-    known = {c.cgpath for c in daemon.engine.root.walk()}
-    extra = sorted(daemon.cgroups.container_dirs() - known, key=len, reverse=True)
+    known = {c.cgpath for c in rt.engine.root.walk()}
+    extra = sorted(rt.cgroups.container_dirs() - known, key=len, reverse=True)
     for path in extra:
         try:
-            _remove_leftover(daemon, path, keep)
+            _remove_leftover(rt, path, keep)
             log.info("removed leftover cgroups of %s", "/".join(path))
         except OSError as exc:
             if any(known_path[: len(path)] == path for known_path in known):
@@ -151,7 +151,7 @@ def sweep(daemon: Daemon) -> None:
             log.warning("leftover cgroups of %s stay: %s", "/".join(path), exc)
 
 
-def _remove_leftover(daemon: Daemon, path: tuple[str, ...], keep: set[int]) -> None:
+def _remove_leftover(rt: Runtime, path: tuple[str, ...], keep: set[int]) -> None:
     """Remove the cgroups of a half-made container, killing the holder inside.
 
     A holder may still sit there (it is placed there to unshare a cgroup
@@ -161,11 +161,11 @@ def _remove_leftover(daemon: Daemon, path: tuple[str, ...], keep: set[int]) -> N
     """
     for attempt in range(20):
         with contextlib.suppress(OSError):
-            for pid in daemon.cgroups.procs_anywhere(path):
+            for pid in rt.cgroups.procs_anywhere(path):
                 if pid not in keep and kill_stray_holder(pid):
                     log.info("killed leftover namespace holder %d", pid)
         try:
-            daemon.cgroups.remove(path)
+            rt.cgroups.remove(path)
             return
         except OSError as exc:
             if exc.errno != errno.EBUSY or attempt == 19:

@@ -51,6 +51,30 @@ def observe_populated(c: Container, populated: bool) -> None:
         c.occupied = True
 
 
+def occupy(c: Container) -> bool:
+    """Arm ``c``'s release (it has or had a task); whether that is news to record."""
+    if c.occupied or c.is_root:
+        return False
+    c.occupied = True
+    return True
+
+
+def set_held(c: Container, held: bool) -> bool:
+    """Whether a clone's namespaces are kept alive by something other than its
+    tasks (a bind mount of an nsfs file); whether it was before."""
+    was, c.held = c.held, held
+    return was
+
+
+def set_instance(c: Container, kind: str, instance: str) -> bool:
+    """Record the instance ``c`` owns of ``kind`` once it changed (a holder that
+    entered its deferred mount namespace); whether it did."""
+    if c.ids.get(kind) == instance or c.removed:
+        return False
+    c.ids[kind] = instance
+    return True
+
+
 def freed_by_removal(gone: Container) -> list[tuple[Container, frozenset[str]]]:
     """For each ancestor of ``gone``, nearest first: the kinds owned in ``gone``'s
     subtree that no other container below that ancestor owns, i.e. the
@@ -198,7 +222,13 @@ def check_rename(engine: Engine, c: Container, new_parent: Container, new_name: 
 
 
 def commit_rename(engine: Engine, c: Container, new_name: str) -> None:
+    """Only the name: cgroup v2 cannot rename a directory, so the cgroup keeps its
+    first name (``Container.cgname``, empty while the two agree)."""
     assert c.parent is not None
+    if not c.cgname:
+        c.cgname = c.name
+    if c.cgname == new_name:
+        c.cgname = ""
     del c.parent.children[c.name]
     c.name = new_name
     c.parent.children[new_name] = c

@@ -117,11 +117,9 @@ class Loopback:
 
     def reap(self) -> None:
         """Collect the helper once the FUSE session is closed (its request then ends)."""
-        try:
+        # Not ours to hang on past that: its PDEATHSIG ends it with us.
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            # Not ours to hang on: PDEATHSIG ends it with us.
-            pass
 
 
 def _serve(sock: socket.socket) -> None:

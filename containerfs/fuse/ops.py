@@ -2,13 +2,13 @@
 
 This module only translates: inodes to (container, file), requests to
 service calls, results to attributes. What a request *means* is decided by
-the engine and carried out by the service (``containerfs.daemon``).
+the engine and carried out by the service (``containerfs.service``).
 
 Control files are generated when opened (a snapshot, as cgroupfs's seq files
 are). Each ``write()`` is applied on its own, as cgroupfs applies each write
 system call. The kernel cuts a write larger than FUSE's ``max_write`` (1 MiB)
 into several requests; the service refuses any request longer than a page
-(``E2BIG``, ``daemon.WRITE_MAX``), so the first piece of such a write fails and
+(``E2BIG``, ``service.files.WRITE_MAX``), so the first piece of such a write fails and
 the kernel sends no other.
 
 Most files are served with ``direct_io``: every read asks the daemon, and their
@@ -48,7 +48,8 @@ CACHE_TTL = 1.0  # seconds a cached file's content is trusted without rendering 
 
 
 class Service(Protocol):
-    engine: Engine
+    @property
+    def engine(self) -> Engine: ...
 
     async def mkdir(self, parent: Container, name: str, owner: tuple[int, int]) -> Container: ...
 

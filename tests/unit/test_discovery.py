@@ -64,7 +64,7 @@ async def test_a_task_still_in_a_childs_namespaces_moves_into_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     d, root, a = setup(monkeypatch, {"uts": "100", "ipc": "101"})
-    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    await Discovery(d, None, None)._move(PID, root, a)  # type: ignore[arg-type]
     assert d.cgroups.moved == [(PID, [Path("/cg/a")])]
 
 
@@ -74,7 +74,7 @@ async def test_a_move_that_finished_meanwhile_is_not_undone(
     # Seen in a's namespaces, but by now back in the root's (its move ended).
     root_ids = make_engine().root.ids
     d, root, a = setup(monkeypatch, {"uts": root_ids["uts"], "ipc": root_ids["ipc"]})
-    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    await Discovery(d, None, None)._move(PID, root, a)  # type: ignore[arg-type]
     assert d.cgroups.moved == []
 
 
@@ -83,10 +83,10 @@ async def test_a_task_that_left_the_container_or_is_being_moved_stays(
 ) -> None:
     d, root, a = setup(monkeypatch, {"uts": "100", "ipc": "101"})
     d.moving[PID] = {"pid": PID}  # a deferred move under way
-    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    await Discovery(d, None, None)._move(PID, root, a)  # type: ignore[arg-type]
     d.moving.clear()
     d.cgroups._procs = {("a",): [PID]}  # no longer in the root's cgroup
-    await Discovery(d)._move(PID, root, a)  # type: ignore[arg-type]
+    await Discovery(d, None, None)._move(PID, root, a)  # type: ignore[arg-type]
     assert d.cgroups.moved == []
 
 
@@ -151,7 +151,7 @@ async def test_a_holder_the_daemon_killed_is_not_reported_as_died(
         other[1].wait()
         look = discovery.Look({}, {}, [a, b])
         with caplog.at_level(logging.ERROR, logger="containerfs"):
-            await Discovery(d)._lost_holders(look)  # type: ignore[arg-type]
+            await Discovery(d, None, None)._lost_holders(look)  # type: ignore[arg-type]
         died = [r.getMessage() for r in caplog.records]
         assert died == [f"b: its namespace holder {other[1].pid} died"]
     finally:

@@ -1,0 +1,195 @@
+"""Start-up and shutdown: build the service, take over saved state, run the mount.
+
+``mount`` is ``containerfs mount``. Everything the daemon runs lives in one trio
+nursery (``serve``): the FUSE main loop, the signal handler, the release
+watcher and clone discovery; shutdown cancels it and keeps every container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from .. import recovery
+from ..defaults import find_program
+from ..discovery import Discovery
+from ..engine.errors import ContainerError
+from ..engine.kinds import NAMESPACE_NAMES, Origin
+from ..fuse.loopback import Loopback
+from ..fuse.ops import Operations
+from ..kernel import mounts
+from ..kernel.cgroups import CgroupBackend
+from ..kernel.holder import PIN_NAME
+from ..kernel.system import Kernel
+from ..kernel.watch import Watcher
+from .daemon import Daemon
+
+log = logging.getLogger("containerfs")
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """One daemon per state dir; one it cannot write (read-only, full) stops the
+    start here, before anything is made."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise SystemExit(f"containerfs: cannot use state dir {state_dir}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"containerfs: {state_dir} is in use by another daemon") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            raise SystemExit(
+                f"containerfs: cannot use state dir {state_dir}: {exc.strerror}"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _signals(daemon: Daemon, cancel: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s: unmounting", signal.Signals(signum).name)
+            # Background work may be waiting on our own FUSE requests (a bind mount's
+            # source is a containerfs file): let it finish while the mount still answers.
+            with trio.move_on_after(5):
+                for event in list(daemon.rt.ready.values()):
+                    await event.wait()
+            pyfuse3.terminate()
+            cancel.cancel()
+            return
+
+
+async def _start_lifecycle(daemon: Daemon) -> None:
+    """Once the mount answers: re-bind views of taken-over containers, catch up on
+    containers that emptied while no daemon watched, then keep watching."""
+    rt = daemon.rt
+    assert rt.nursery is not None
+    for c in list(rt.engine.root.walk()):
+        holder = rt.holders.get(c.uid)
+        if holder is not None and "user" in c.owned:
+            await daemon.containers.learn_inside_root(c, holder)
+        if holder is not None and "mnt" in c.owned and c.origin == Origin.MKDIR:
+            rt.ready[c.uid] = trio.Event()
+            rt.nursery.start_soon(daemon.containers.bind_internal_views, c, holder, True)
+    for c in reversed(list(rt.engine.root.walk())):  # children first
+        if not c.is_root and not c.removed:
+            await daemon.releases.refresh_populated(c)
+    rt.nursery.start_soon(daemon.releases.watch_releases)
+    rt.nursery.start_soon(Discovery(rt, daemon.containers, daemon.releases).run)
+
+
+async def serve(daemon: Daemon, options: set[str]) -> None:
+    rt = daemon.rt
+    ops = Operations(daemon)
+    rt.ops = ops
+    rt.watcher = Watcher()
+    for c in rt.engine.root.walk():
+        daemon.containers.watch(c)
+    pyfuse3.init(ops, rt.mountpoint, options)
+    rt.loopback = Loopback()
+    rt.nudge()  # starts the helper's heartbeat
+    ops.toucher_pid = rt.loopback.pid
+    try:
+        log.info("mounted at %s (state in %s)", rt.mountpoint, rt.state_dir)
+        async with trio.open_nursery() as nursery:
+            rt.nursery = nursery
+            nursery.start_soon(_signals, daemon, nursery.cancel_scope)
+            nursery.start_soon(_start_lifecycle, daemon)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+    finally:
+        rt.loopback.stop()
+        pyfuse3.close(unmount=True)  # ends any request of the helper left unanswered
+        rt.loopback.reap()
+        daemon.teardown()
+        rt.watcher.close()
+        log.info("unmounted %s", rt.mountpoint)
+
+
+def find_pin() -> str:
+    """The holder binary (``defaults.find_program``); without it no container can be made."""
+    found = find_program(PIN_NAME)
+    if found is None:
+        raise SystemExit("containerfs: containerfs-pin not found (run `make` to build it)")
+    return found
+
+
+@contextlib.contextmanager
+def _cgroups(v2_fallback: Path) -> Iterator[CgroupBackend]:
+    """The host's cgroups; on a host without a cgroup2 mount, one of our own while we run."""
+    try:
+        cgroups = CgroupBackend.discover(v2_fallback=v2_fallback)
+    except OSError as exc:
+        raise SystemExit(f"containerfs: {exc.strerror or exc}") from None
+    try:
+        yield cgroups
+    finally:
+        cgroups.close()
+
+
+def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool) -> int:
+    """`containerfs mount`: run in the foreground until SIGINT/SIGTERM."""
+    if os.geteuid() != 0:
+        raise SystemExit("containerfs: mount needs root")
+    if not os.path.exists("/dev/fuse"):
+        raise SystemExit("containerfs: /dev/fuse is missing (modprobe fuse)")
+    pin = find_pin()
+    with state_lock(Path(state_dir)):
+        if mounts.clear_stale_mount(mountpoint):
+            log.info("detached the dead mount of a previous daemon at %s", mountpoint)
+        os.makedirs(mountpoint, exist_ok=True)
+        if os.path.ismount(mountpoint):
+            raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
+        return _mount_locked(mountpoint, state_dir, root_subtree, debug, pin)
+
+
+def _mount_locked(
+    mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool, pin: str
+) -> int:
+    saved = recovery.load(Path(state_dir))
+    with _cgroups(Path(state_dir) / "cgroup2") as cgroups:
+        if root_subtree is not None:  # before setup() moves anything
+            words = {w[1:] for w in root_subtree.split()}
+            unknown = words - set(NAMESPACE_NAMES) - set(cgroups.kinds())
+            if unknown:
+                raise SystemExit(f"containerfs: --subtree: unknown kinds: {' '.join(unknown)}")
+        cgroups.setup()
+        kernel = Kernel(cgroups, pin, mountpoint)
+        try:
+            daemon = Daemon.build(kernel, mountpoint, Path(state_dir), root_subtree)
+        except ContainerError as exc:
+            raise SystemExit(f"containerfs: --subtree: {exc}") from None
+        engine = daemon.rt.engine
+        if saved is not None:
+            recovery.adopt(daemon.rt, saved)
+            if root_subtree is not None:  # the command line wins over the saved value
+                engine.root.subtree = frozenset()
+                if root_subtree.strip():
+                    engine.set_subtree(engine.root, root_subtree)
+        daemon.store.save()
+        options = {
+            "fsname=containerfs",
+            "subtype=containerfs",
+            "default_permissions",
+            "allow_other",
+        }
+        if debug:
+            options.add("debug")
+        trio.run(serve, daemon, options)
+    return 0
