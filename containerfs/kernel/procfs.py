@@ -6,11 +6,14 @@ mount; a process's ids, capabilities, tracer, pid in each pid namespace).
 The formats are parsed here, once, so that a quirk of a format (mountinfo's
 optional fields and octal escapes, an empty mount source) is handled the same
 way everywhere; each caller keeps only its own choice of lines and fields.
+The few facts a tracer asks about one thread (its state, tracer, namespace)
+are read here too, so that the ptrace modules read no /proc file themselves.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -184,6 +187,63 @@ def parse_stat_state(stat: bytes) -> str:
     if not fields:
         raise ValueError("no state in /proc/PID/stat")
     return fields[0].decode(errors="replace")
+
+
+# =============================================================================
+# One thread: /proc/PID/task/TID (what a tracer asks about the threads it holds)
+# =============================================================================
+
+
+def thread_state(pid: int, tid: int) -> str:
+    """The state letter of thread ``tid`` of ``pid`` (``Z``: a zombie).
+
+    ``ProcessLookupError`` when the thread is gone from /proc, ``ValueError``
+    when its stat text has no state.
+    """
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+            stat_text = f.read()
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"no such thread: {tid}") from None
+    return parse_stat_state(stat_text)
+
+
+def tracer_pid(pid: int, tid: int) -> int:
+    """The process tracing thread ``tid`` of ``pid`` (or its process), 0 for none.
+
+    The thread's ``TracerPid`` first, then the process's; a status that cannot
+    be read counts as untraced.
+    """
+    for path in (f"/proc/{pid}/task/{tid}/status", f"/proc/{pid}/status"):
+        try:
+            tracer = int(read_status(path).get("TracerPid", "0"))
+        except (OSError, ValueError):
+            continue
+        if tracer:
+            return tracer
+    return 0
+
+
+def thread_wait_info(pid: int, tid: int) -> str:
+    """Where thread ``tid`` of ``pid`` waits, for a message: "state S (sleeping), in pipe_read"."""
+    try:
+        st = read_status(f"/proc/{pid}/task/{tid}/status").get("State", "?")
+        with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+            wchan = f.read().strip()
+    except OSError:
+        return "state unknown"
+    return f"state {st}" + (f", in {wchan}" if wchan and wchan != "0" else "")
+
+
+def thread_ns_inode(pid: int, tid: int, kind: str) -> int:
+    """The inode of the ``kind`` namespace thread ``tid`` of ``pid`` is in.
+
+    ``ProcessLookupError`` when the thread is gone.
+    """
+    try:
+        return os.stat(f"/proc/{pid}/task/{tid}/ns/{kind}").st_ino
+    except FileNotFoundError:
+        raise ProcessLookupError(errno.ESRCH, f"thread {tid} of process {pid} is gone") from None
 
 
 # =============================================================================

@@ -251,8 +251,9 @@ def inotify_rm_watch(fd: int, wd: int) -> None:
 
 # -- ptrace (x86_64 register layout) ------------------------------------------
 #
-# For kernel/inject.py.  glibc's ptrace() is variadic; with fixed argtypes the
-# call is still right on x86_64 (no floating-point arguments).  PEEK requests
+# For the ptrace move (kernel/ptrace_session.py, ptrace_call.py).  glibc's
+# ptrace() is variadic; with fixed argtypes the call is still right on x86_64
+# (no floating-point arguments).  PEEK requests
 # are not wrapped (glibc returns their result differently): tracee memory is
 # read and written through /proc/PID/mem instead.
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.kernel import cgroups as cg
+from containerfs.kernel import cgfs
 from containerfs.kernel.cgroups import CgroupBackend, Hierarchy, kind_of
 from tests.cgtree import OwnSubtree, cgroups_available, own_subtree
 
@@ -508,7 +508,7 @@ def test_move_rolls_back_to_outside_the_base(
     proc = sleeper(tree)
     before = Path(f"/proc/{proc.pid}/cgroup").read_bytes()
     v2_leaf = b.v2.dir(("a", ".tasks"))
-    real_write = cg._write
+    real_write = cgfs.write
     done: list[Path] = []
 
     def refuse_v2(path: Path, text: str) -> None:
@@ -517,7 +517,7 @@ def test_move_rolls_back_to_outside_the_base(
         real_write(path, text)
         done.append(path.parent)
 
-    monkeypatch.setattr(cg, "_write", refuse_v2)
+    monkeypatch.setattr(cgfs, "write", refuse_v2)
     with pytest.raises(OSError) as e:
         b.move(proc.pid, dirs)
     assert e.value.strerror == "refused by the test"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.kernel import inject, ptrace_rules
+from containerfs.kernel import inject, inject_move, ptrace_call, ptrace_rules
 
 from .conftest import close_pipes
 
@@ -804,17 +804,17 @@ def test_a_process_busy_in_user_space(procs: Procs) -> None:
     busy = procs.start([sys.executable, "-c", BUSY], stdout=subprocess.PIPE)
     time.sleep(0.3)
     pokes = []
-    real = inject._Move.release
+    real = inject_move.Move.release
 
-    def release(self: inject._Move) -> list[str]:
-        pokes.append(self.code_saved is not None)
+    def release(self: inject_move.Move) -> list[str]:
+        pokes.append(self.calls.code_saved is not None)
         return real(self)
 
-    inject._Move.release = release  # type: ignore[method-assign]
+    inject_move.Move.release = release  # type: ignore[method-assign]
     try:
         dest.move(busy.pid)
     finally:
-        inject._Move.release = real  # type: ignore[method-assign]
+        inject_move.Move.release = real  # type: ignore[method-assign]
     assert pokes == [True]
     assert readline(busy) == "moved"
     assert busy.wait(timeout=10) == 0
@@ -890,7 +890,7 @@ def test_no_room_below_the_stack_maps_a_page(procs: Procs, monkeypatch: pytest.M
     sleeper = procs.start(["sleep", "1"])
     time.sleep(0.1)
     maps_before = Path(f"/proc/{sleeper.pid}/maps").read_text()
-    monkeypatch.setattr(inject, "_RED_ZONE", 1 << 30)  # far below any stack: unmapped
+    monkeypatch.setattr(ptrace_call, "_RED_ZONE", 1 << 30)  # far below any stack: unmapped
     dest.move(sleeper.pid)
     assert ns(sleeper.pid, "uts") == dest.targets["uts"]
     assert Path(f"/proc/{sleeper.pid}/maps").read_text() == maps_before  # unmapped again

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from containerfs.kernel import cgfs
 from containerfs.kernel import cgroups as cg
 from containerfs.kernel import cgvalues as cv
+from containerfs.kernel import sys as ksys
 from containerfs.kernel.cgroups import CgroupBackend, Hierarchy
 
-REAL_WRITE = cg._write  # before the autouse fixture swaps in the fake
+REAL_WRITE = cgfs.write  # before the autouse fixture swaps in the fake
 
 # ---------------------------------------------------------------------------
 # Memory limits
@@ -466,9 +468,9 @@ def _fake_write(path: Path, text: str) -> None:
 
 @pytest.fixture(autouse=True)
 def fake_cgroupfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cg, "_write", _fake_write)
-    monkeypatch.setattr(cg, "_make_dir", _fake_make_dir)
-    monkeypatch.setattr(cg, "_remove_dir", _fake_remove_dir)
+    monkeypatch.setattr(cgfs, "write", _fake_write)
+    monkeypatch.setattr(cgfs, "make_dir", _fake_make_dir)
+    monkeypatch.setattr(cgfs, "remove_dir", _fake_remove_dir)
 
 
 def _cgdir(d: Path, files: dict[str, str]) -> None:
@@ -673,8 +675,8 @@ class FakeMounts:
 def fake_mounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeMounts:
     """A pure v1 host whose mount calls are faked (never mount anything for real here)."""
     fake = FakeMounts(make_v1_host(tmp_path, unified=False), [], [])
-    monkeypatch.setattr(cg.ksys, "mount", fake.mount)
-    monkeypatch.setattr(cg.ksys, "umount2", fake.umount2)
+    monkeypatch.setattr(ksys, "mount", fake.mount)
+    monkeypatch.setattr(ksys, "umount2", fake.umount2)
     return fake
 
 
@@ -699,7 +701,7 @@ def test_discover_pure_v1_mounts_the_fallback(fake_mounts: FakeMounts, tmp_path:
     assert len(b.v1) == 4
     assert b.events_file(("a",)) == point / "a" / "cgroup.events"
     b.close()
-    assert fake_mounts.unmounts == [(str(point), cg.ksys.MNT_DETACH)]
+    assert fake_mounts.unmounts == [(str(point), ksys.MNT_DETACH)]
     b.close()  # idempotent
     assert len(fake_mounts.unmounts) == 1
     assert b.mounted_v2 is None
@@ -710,8 +712,8 @@ def test_discover_fallback_is_unused_when_cgroup2_is_mounted(
 ) -> None:
     host = make_v1_host(tmp_path)  # hybrid: cgroup2 already mounted
     fake = FakeMounts(host, [], [])
-    monkeypatch.setattr(cg.ksys, "mount", fake.mount)
-    monkeypatch.setattr(cg.ksys, "umount2", fake.umount2)
+    monkeypatch.setattr(ksys, "mount", fake.mount)
+    monkeypatch.setattr(ksys, "umount2", fake.umount2)
     b = CgroupBackend.discover(host.proc, v2_fallback=tmp_path / "never")
     assert b.mounted_v2 is None
     assert b.v2 is not None and b.v2.mount == host.fs / "unified"
@@ -728,7 +730,7 @@ def test_discover_unmounts_the_fallback_when_it_fails(
     with pytest.raises(OSError) as e:
         CgroupBackend.discover(fake_mounts.host.proc, v2_fallback=point)
     assert e.value.errno == errno.EOPNOTSUPP
-    assert fake_mounts.unmounts == [(str(point), cg.ksys.MNT_DETACH)]
+    assert fake_mounts.unmounts == [(str(point), ksys.MNT_DETACH)]
     # Failing to unmount again does not hide why discovery failed.
     fake_mounts.umount_errno = errno.EBUSY
     (fake_mounts.host.proc / "self" / "mountinfo").write_text(
@@ -825,27 +827,27 @@ def test_create_v2_enables_controllers_only_where_missing_at_any_depth(tmp_path:
     b.create(("a", "b"), frozenset())
     b.create(("a", "b", "c"), frozenset())
     reads: list[Path] = []
-    real_read = cg._read
+    real_read = cgfs.read
 
     def counted(path: Path) -> str:
         reads.append(path)
         return real_read(path)
 
-    cg._read = counted  # type: ignore[assignment]
+    cgfs.read = counted  # type: ignore[assignment]
     try:
         b.create(("a", "b", "c", "d"), frozenset({"memory", "pids"}))
     finally:
-        cg._read = real_read  # type: ignore[assignment]
+        cgfs.read = real_read  # type: ignore[assignment]
     # from the parent up to the first that enables both (none here): then down again
     for d in (base, base / "a", base / "a" / "b", base / "a" / "b" / "c"):
         assert (d / "cgroup.subtree_control").read_text() == "memory pids\n", d
     b.create(("a", "b", "c", "e"), frozenset({"pids"}))  # the parent enables it: one read
     reads.clear()
-    cg._read = counted  # type: ignore[assignment]
+    cgfs.read = counted  # type: ignore[assignment]
     try:
         b.create(("a", "b", "c", "f"), frozenset({"memory"}))
     finally:
-        cg._read = real_read  # type: ignore[assignment]
+        cgfs.read = real_read  # type: ignore[assignment]
     # (the base's is read by kinds(), at every depth alike)
     assert [r for r in reads if r.name == "cgroup.subtree_control" and r.parent != base] == [
         base / "a" / "b" / "c" / "cgroup.subtree_control"
@@ -866,7 +868,7 @@ def test_cgroup_walks_go_deeper_than_the_recursion_limit(tmp_path: Path) -> None
     try:
         found = b.container_dirs()
         assert len(found) == depth and path in found
-        assert cg._procs_below(base / "c") == [77]
+        assert cgfs.procs_below(base / "c") == [77]
     finally:  # shutil.rmtree, which pytest cleans tmp_path with, recurses too
         (deepest / "cgroup.procs").unlink()
         for d in (deepest, *deepest.parents):
@@ -1046,7 +1048,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str]]:
         log.append((path, text))
         _fake_write(path, text)
 
-    monkeypatch.setattr(cg, "_write", record)
+    monkeypatch.setattr(cgfs, "write", record)
     return log
 
 
@@ -1145,7 +1147,7 @@ def test_move_rolls_back_to_exactly_where_it_was(
             raise OSError(errno.ENOSPC, "refused")
         _fake_write(path, text)
 
-    monkeypatch.setattr(cg, "_write", refuse_v2)
+    monkeypatch.setattr(cgfs, "write", refuse_v2)
     writes.clear()
     with pytest.raises(OSError) as e:
         b.move(77, dirs)
@@ -1181,7 +1183,7 @@ def test_move_rollback_keeps_going_and_skips_vanished_processes(
             raise fail[path]
         _fake_write(path, text)
 
-    monkeypatch.setattr(cg, "_write", refuse)
+    monkeypatch.setattr(cgfs, "write", refuse)
     mem_a = fs / "memory" / "svc" / "a" / "cgroup.procs"
     cpuset_back = fs / "cpuset" / "svc" / "cgroup.procs"
     # A rollback write that fails is logged; the others still happen.
@@ -1330,14 +1332,14 @@ def test_v1_cpu_max_restores_on_failure(tmp_path: Path, monkeypatch: pytest.Monk
     cpu = host.fs / "cpu,cpuacct" / "svc" / "a"
     (cpu / "cpu.cfs_quota_us").write_text("30000\n")
     (cpu / "cpu.cfs_period_us").write_text("100000\n")
-    real_write = cg._write
+    real_write = cgfs.write
 
     def refuse_period(path: Path, text: str) -> None:
         if path.name == "cpu.cfs_period_us" and text == "50000":
             raise OSError(errno.EINVAL, "refused")
         real_write(path, text)
 
-    monkeypatch.setattr(cg, "_write", refuse_period)
+    monkeypatch.setattr(cgfs, "write", refuse_period)
     with pytest.raises(OSError):
         b.write(("a",), "cpu.max", "10000 50000")
     assert (cpu / "cpu.cfs_quota_us").read_text() == "30000"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+
 import pytest
 
 from containerfs.kernel import procfs
@@ -128,3 +132,32 @@ def test_parse_stat_state_counts_from_the_last_parenthesis() -> None:
     assert procfs.parse_stat_state(b"44 (x y) X 1") == "X"
     with pytest.raises(ValueError):
         procfs.parse_stat_state(b"45 (truncated)")
+
+
+# --- one thread (what the ptrace move reads) -----------------------------------
+
+
+def test_thread_readers_on_a_live_child_a_zombie_and_a_gone_one() -> None:
+    """State, tracer, wait info and namespace of a real child, read as the move reads them."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while procfs.thread_state(child.pid, child.pid) != "S":  # asleep in nanosleep
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert procfs.tracer_pid(child.pid, child.pid) == 0
+        assert procfs.thread_wait_info(child.pid, child.pid).startswith("state S")
+        net = os.stat("/proc/self/ns/net").st_ino
+        assert procfs.thread_ns_inode(child.pid, child.pid, "net") == net
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+        assert procfs.thread_state(child.pid, child.pid) == "Z"
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(ProcessLookupError):
+        procfs.thread_state(child.pid, child.pid)
+    with pytest.raises(ProcessLookupError):
+        procfs.thread_ns_inode(child.pid, child.pid, "net")
+    assert procfs.tracer_pid(child.pid, child.pid) == 0
+    assert procfs.thread_wait_info(child.pid, child.pid) == "state unknown"

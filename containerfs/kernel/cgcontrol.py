@@ -1,0 +1,198 @@
+"""Reading and writing containers' control files in v2 terms, translated to v1 where needed.
+
+The part of :class:`cgroups.CgroupBackend` that serves control files: which
+files a kind offers on this host, and reading or writing one by its v2 name
+and in v2 syntax, whichever cgroup version carries the kind.  The table of
+files is :mod:`cgfiles`; the value conversions are pure functions in
+:mod:`cgvalues`.  Every write is fully validated before the first byte reaches
+the kernel, so a bad value changes nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+
+from . import cgfs
+from .cgfiles import CONTROL_FILES, V1_SAME, ControlFile, normalise
+from .cghierarchy import Hierarchy, HostCgroups, check_path
+from .cgvalues import (
+    IO_MAX_V1_FILES,
+    bytes_limit_from_v1,
+    bytes_limit_to_v1,
+    cpu_max_from_v1,
+    cpu_stat_from_v1,
+    io_max_from_v1,
+    parse_bytes_limit,
+    parse_cpu_max,
+    parse_io_max,
+    parse_uint,
+    shares_to_weight,
+    weight_to_shares,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ControlFiles(HostCgroups):
+    """Control files by their v2 names, on whichever hierarchy carries their kind."""
+
+    def _carrier(self, kind: str) -> Hierarchy | None:
+        """The hierarchy that holds `kind`'s limits (v2 wins when it has it)."""
+        hs = self._hierarchies_of(kind)
+        return hs[0] if hs else None
+
+    def cgroup_path(self, path: tuple[str, ...], kind: str) -> str:
+        """The cgroup, spelled as ``/proc/PID/cgroup`` does, of container `path` for `kind`.
+
+        It identifies a container's instance of a controller kind the way an
+        inode number identifies a namespace. It is the container's own
+        directory; processes of a container sharing the kind are elsewhere
+        (see :meth:`placement`).
+        """
+        check_path(path)
+        h = self._carrier(kind)
+        if h is None:
+            raise OSError(errno.EOPNOTSUPP, f"controller kind {kind} is not available")
+        return "/" + "/".join([p for p in h.base.split("/") if p] + list(path))
+
+    def files(self, kind: str) -> dict[str, bool]:
+        """Control files served for `kind` on this host -> writable."""
+        h = self._carrier(kind)
+        if h is None:
+            return {}
+        return {
+            name: cf.writable
+            for name, cf in CONTROL_FILES.items()
+            if cf.kind == kind and h.version in cf.versions
+        }
+
+    def _spec(self, name: str) -> tuple[ControlFile, Hierarchy]:
+        cf = CONTROL_FILES.get(name)
+        h = self._carrier(cf.kind) if cf else None
+        if cf is None or h is None or h.version not in cf.versions:
+            raise FileNotFoundError(errno.ENOENT, f"no control file {name} here", name)
+        return cf, h
+
+    def _v1_dir(self, controller: str, path: tuple[str, ...]) -> Path | None:
+        for h in self.v1:
+            if controller in h.controllers:
+                return h.dir(path)
+        return None
+
+    def _need_v1_dir(self, controller: str, path: tuple[str, ...]) -> Path:
+        d = self._v1_dir(controller, path)
+        if d is None:
+            raise FileNotFoundError(errno.ENOENT, f"v1 {controller} is not mounted")
+        return d
+
+    @staticmethod
+    def is_limit(name: str) -> bool:
+        """A file that holds a setting (changed only by writing it), not a reading."""
+        cf = CONTROL_FILES.get(name)
+        return cf is not None and cf.writable
+
+    @staticmethod
+    def write_may_work(name: str) -> bool:
+        """Whether writing control file ``name`` can make the kernel work for long
+        (memory limits reclaim, cpusets move tasks and pages): such writes belong
+        on a worker thread; the rest only store a value."""
+        return name.startswith(("memory.", "cpuset."))
+
+    def read(self, path: tuple[str, ...], name: str) -> str:
+        """Value of control file `name` in container `path`'s own directory, v2 syntax."""
+        check_path(path)
+        _, h = self._spec(name)
+        text = cgfs.read(h.dir(path) / name) if h.version == 2 else self._read_v1(path, name)
+        return text if not text or text.endswith("\n") else text + "\n"
+
+    def _read_v1(self, path: tuple[str, ...], name: str) -> str:
+        if name in V1_SAME:
+            ctrl, v1_name = V1_SAME[name]
+            return cgfs.read(self._need_v1_dir(ctrl, path) / v1_name)
+        if name == "memory.max":
+            d = self._need_v1_dir("memory", path)
+            return bytes_limit_from_v1(cgfs.read(d / "memory.limit_in_bytes"), self.page_size)
+        if name == "cpu.max":
+            d = self._need_v1_dir("cpu", path)
+            return cpu_max_from_v1(
+                cgfs.read(d / "cpu.cfs_quota_us"), cgfs.read(d / "cpu.cfs_period_us")
+            )
+        if name == "cpu.weight":
+            d = self._need_v1_dir("cpu", path)
+            shares = parse_uint(cgfs.read(d / "cpu.shares").strip(), "cpu.shares")
+            return str(shares_to_weight(shares))
+        if name == "cpu.stat":
+            cpu = self._v1_dir("cpu", path)
+            acct = self._v1_dir("cpuacct", path)
+            usage = None
+            if acct is not None:
+                usage = {}
+                for f in ("cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys"):
+                    if (acct / f).exists():
+                        usage[f] = cgfs.read(acct / f)
+            return cpu_stat_from_v1(cgfs.read(cpu / "cpu.stat") if cpu else None, usage)
+        if name == "io.max":
+            d = self._need_v1_dir("blkio", path)
+            return io_max_from_v1({k: cgfs.read(d / f) for k, f in IO_MAX_V1_FILES.items()})
+        raise AssertionError(f"no v1 reader for {name}")
+
+    def write(self, path: tuple[str, ...], name: str, value: str) -> None:
+        """Set control file `name` of container `path` from a v2-syntax `value`.
+
+        The value is validated completely first (ValueError, nothing written);
+        kernel refusals after that surface as OSError.
+        """
+        check_path(path)
+        cf, h = self._spec(name)
+        if not cf.writable:
+            raise PermissionError(errno.EACCES, f"{name} is read-only", name)
+        text = normalise(name, value)
+        if h.version == 2:
+            cgfs.write(h.dir(path) / name, text)
+            return
+        if name in V1_SAME:
+            ctrl, v1_name = V1_SAME[name]
+            cgfs.write(self._need_v1_dir(ctrl, path) / v1_name, text)
+        elif name == "memory.max":
+            d = self._need_v1_dir("memory", path)
+            cgfs.write(d / "memory.limit_in_bytes", bytes_limit_to_v1(parse_bytes_limit(text)))
+        elif name == "cpu.weight":
+            d = self._need_v1_dir("cpu", path)
+            cgfs.write(d / "cpu.shares", str(weight_to_shares(int(text))))
+        elif name == "cpu.max":
+            self._write_v1_cpu_max(self._need_v1_dir("cpu", path), *parse_cpu_max(text))
+        elif name == "io.max":
+            d = self._need_v1_dir("blkio", path)
+            dev, limits = parse_io_max(text)
+            for key, limit in limits.items():
+                cgfs.write(d / IO_MAX_V1_FILES[key], f"{dev} {0 if limit is None else limit}")
+        else:
+            raise AssertionError(f"no v1 writer for {name}")
+
+    @staticmethod
+    def _write_v1_cpu_max(d: Path, quota: int | None, period: int | None) -> None:
+        """Write quota and period as one change, as v2's cpu.max does.
+
+        Lifting the quota first means no intermediate (old quota, new period)
+        pair can break the hierarchy's bandwidth rule; if a later write fails,
+        the old pair is put back.
+        """
+        quota_file, period_file = d / "cpu.cfs_quota_us", d / "cpu.cfs_period_us"
+        old_quota, old_period = cgfs.read(quota_file).strip(), cgfs.read(period_file).strip()
+        if period is None or period == int(old_period):
+            cgfs.write(quota_file, "-1" if quota is None else str(quota))
+            return
+        try:
+            cgfs.write(quota_file, "-1")
+            cgfs.write(period_file, str(period))
+            if quota is not None:
+                cgfs.write(quota_file, str(quota))
+        except OSError:
+            for f, v in ((quota_file, "-1"), (period_file, old_period), (quota_file, old_quota)):
+                try:
+                    cgfs.write(f, v)
+                except OSError as e:
+                    log.warning("cpu.max rollback: cannot write %s to %s: %s", v, f, e)
+            raise
