@@ -34,6 +34,7 @@ from .kernel import namespaces, procfs, procs
 from .kernel.holder import Holder
 
 if TYPE_CHECKING:
+    from .kernel.system import Kernel
     from .service.containers import Containers
     from .service.releases import Releases
     from .service.runtime import Runtime
@@ -65,7 +66,7 @@ Snapshot = list[tuple[Container, tuple[str, ...], dict[str, str], int | None]]
 
 def _look(
     snapshot: Snapshot,
-    cgroups_procs: object,
+    kernel: Kernel,
     internal: frozenset[int],
     tables: procs.MountTables,
     held: list[tuple[Container, Holder]],
@@ -73,7 +74,6 @@ def _look(
 ) -> Look:
     """Read tasks' namespaces, nsfs mounts and which holders exited (blocking).
     The tasks of containers in ``empty`` are not read: they have none."""
-    assert callable(cgroups_procs)
     tasks: dict[Container, list[Task]] = {}
     holders: dict[object, int] = {}
     for c, path, ids, mnt_holder in snapshot:
@@ -82,7 +82,7 @@ def _look(
         if c in empty:
             continue
         try:
-            pids = cgroups_procs(path)
+            pids = kernel.cgroups.procs(path)
         except OSError:
             continue
         found = []
@@ -90,7 +90,7 @@ def _look(
             if pid in internal:
                 continue
             try:
-                inodes = procs.process_inodes(pid)
+                inodes = kernel.process_inodes(pid)
             except OSError:  # gone, or a zombie
                 continue
             diff = {k: str(ino) for k, ino in inodes.items() if k in ids and str(ino) != ids[k]}
@@ -186,7 +186,7 @@ class Discovery:
         look = await trio.to_thread.run_sync(
             _look,
             self._snapshot,
-            d.cgroups.procs,
+            d.kernel,
             self._internal,
             self._tables,
             self._held,
@@ -250,7 +250,7 @@ class Discovery:
         """Whether ``pid`` is still a task of ``seen_in`` in ``c``'s namespaces (blocking)."""
         if not self.rt.cgroups.holds(pid, seen_in.cgpath):
             return False
-        inodes = procs.process_inodes(pid)
+        inodes = self.rt.kernel.process_inodes(pid)
         return lifecycle.child_for(seen_in, lifecycle.differing(seen_in, inodes)) is c
 
     async def _found(self, parent: Container, diff: dict[str, str], pids: list[int]) -> None:
