@@ -7,8 +7,8 @@ tier: mkdir, control-file writes, ``tasks`` and releases run through the real
 ``Daemon`` while the "kernel" is a few dicts the tests can read and rig. No
 syscall reaches the real kernel for a container, no ``/proc`` is read, no
 cgroup is touched: the tests pass as an ordinary user. (A pidfd is the one
-exception in spirit: the service closes and dups what ``hold`` returns, so it
-is an fd of ``/dev/null``.)
+exception in spirit: the service closes and dups what ``hold`` and
+``open_namespace`` return, so those are fds of ``/dev/null``.)
 
 What it models, and no more than the tests need:
 
@@ -18,6 +18,8 @@ What it models, and no more than the tests need:
 - namespace instances by inode, each with its sysctls (a dict);
 - holders (:class:`FakeHolder`), started by ``spawn_holder`` with new inodes for
   the kinds they unshare, the rest inherited from their parent's;
+- nsfs fds (``open_namespace``): ``/dev/null`` fds mapped to the inode they stand for,
+  which a holder started with them joins;
 - faults to inject: a refused sysctl write, a failed holder start or namespace move.
 """
 
@@ -59,6 +61,8 @@ class FakeProcess:
     inodes: dict[str, int]  # namespace kind -> inode
     uid: int = 0
     threads: int = 1
+    comm: str = "sh"
+    ppid: int = 1
 
 
 class FakeCgroups(CgroupBackend):
@@ -202,6 +206,19 @@ class FakeCgroups(CgroupBackend):
         self.values[(path, name)] = word + "\n"
 
 
+class FakeMountTables(procs.MountTables):
+    """No mount namespace holds an nsfs mount unless a test puts it in ``mounts``."""
+
+    def __init__(self) -> None:
+        super().__init__()  # two dicts; fds only once a real table is read
+        self.wanted: dict[object, int] = {}
+        self.mounts: dict[object, list[tuple[str, int, str]]] = {}
+
+    def nsfs_mounts(self, wanted: dict[object, int]) -> dict[object, list[tuple[str, int, str]]]:
+        self.wanted = dict(wanted)
+        return {k: v for k, v in self.mounts.items() if k in wanted}
+
+
 class FakeHolder(Holder):
     """A namespace holder that is only a pid and its inodes: no process, no fds."""
 
@@ -273,6 +290,7 @@ class FakeKernel(Kernel):
         self.faults = Faults()
         self._inodes = itertools.count(ROOT_INODE + 1000)
         self._holder_pids = itertools.count(HOLDER_PID)
+        self.ns_fds: dict[int, int] = {}  # fd from open_namespace -> namespace inode
 
     # -- test setup and inspection ---------------------------------------------------
 
@@ -284,10 +302,11 @@ class FakeKernel(Kernel):
         threads: int = 1,
         inodes: Mapping[str, int] | None = None,
         cgroup: tuple[str, ...] = (),
+        comm: str = "sh",
     ) -> int:
         """A process of the host: in the daemon's namespaces unless told, in the
         leaf of container cgroup ``cgroup``."""
-        self.processes[pid] = FakeProcess(dict(inodes or self.root_inodes), uid, threads)
+        self.processes[pid] = FakeProcess(dict(inodes or self.root_inodes), uid, threads, comm=comm)
         self.cgroups.place(pid, cgroup)
         return pid
 
@@ -333,8 +352,10 @@ class FakeKernel(Kernel):
             raise self.faults.spawn
         pid = next(self._holder_pids)
         inodes = dict(parent.inodes if parent is not None else self.root_inodes)
-        for kind in unshare | join_fds.keys():
+        for kind in unshare:
             inodes[kind] = next(self._inodes)
+        for kind, fd in join_fds.items():
+            inodes[kind] = self.ns_fds[fd]
         self.processes[pid] = FakeProcess(dict(inodes))
         self.cgroups.place(pid, (PINS,), leaf=None)
         place(pid)  # where the real holder sits when it unshares
@@ -424,9 +445,25 @@ class FakeKernel(Kernel):
         p = self._process(pid)
         return procs.Creds((p.uid,) * 4, (p.uid,) * 4, 0, p.threads, 0)
 
+    def process_stat(self, pid: int) -> tuple[str, int, int]:
+        p = self._process(pid)
+        return p.comm, p.ppid, 1000 + pid
+
     def start_time(self, pid: int) -> int:
-        self._process(pid)
-        return 1000 + pid
+        return self.process_stat(pid)[2]
+
+    def open_namespace(self, path: str, inode: int) -> int:
+        parts = path.split("/")  # only /proc/PID/ns/KIND: no nsfs bind mounts here
+        if len(parts) != 5 or parts[:2] != ["", "proc"] or parts[3] != "ns":
+            raise FileNotFoundError(errno.ENOENT, f"no nsfs file {path} here")
+        if self._process(int(parts[2])).inodes[parts[4]] != inode:
+            raise ProcessLookupError(errno.ESRCH, f"{path} is no longer namespace {inode}")
+        fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # the service closes it
+        self.ns_fds[fd] = inode
+        return fd
+
+    def mount_tables(self) -> procs.MountTables:
+        return FakeMountTables()
 
     def ptrace_refusal(self, caller: int, target: int) -> str | None:
         writer, p = self._process(caller), self._process(target)

@@ -16,11 +16,11 @@ import pytest
 
 from containerfs import discovery
 from containerfs.discovery import Discovery
+from containerfs.engine.kinds import Origin
 from containerfs.engine.tree import Container
-from containerfs.kernel import procs
 from containerfs.kernel.cgroups import TASKS
 from containerfs.service.daemon import Daemon
-from tests.unit.fakekernel import FakeHolder, FakeKernel
+from tests.unit.fakekernel import FakeHolder, FakeKernel, FakeMountTables
 
 PID = 4242
 
@@ -81,16 +81,6 @@ async def test_a_task_that_left_the_container_or_is_being_moved_stays(
     assert kernel.cgroups.moves == []
 
 
-class FakeTables(procs.MountTables):
-    def __init__(self) -> None:
-        super().__init__()
-        self.wanted: dict[object, int] = {}
-
-    def nsfs_mounts(self, wanted: dict[object, int]) -> dict[object, list[tuple[str, int, str]]]:
-        self.wanted = dict(wanted)
-        return {}
-
-
 async def test_a_look_reads_no_tasks_of_containers_known_empty(
     world: tuple[Daemon, FakeKernel, Container],
 ) -> None:
@@ -103,7 +93,7 @@ async def test_a_look_reads_no_tasks_of_containers_known_empty(
     read = kernel.cgroups.procs_read
     read.clear()
     snapshot: discovery.Snapshot = [(root, (), dict(root.ids), None), (a, ("a",), dict(a.ids), 77)]
-    tables = FakeTables()
+    tables = FakeMountTables()
     look = discovery._look(snapshot, kernel, frozenset(), tables, [], frozenset({a}))
     assert read == [()]
     assert tables.wanted == {a: 77}
@@ -130,3 +120,23 @@ async def test_a_holder_the_daemon_killed_is_not_reported_as_died(
         await discovery_of(d)._lost_holders(look)
     died = [r.getMessage() for r in caplog.records]
     assert died == [f"b: its namespace holder {other.pid} died"]
+
+
+async def test_a_task_that_unshared_a_namespace_becomes_a_clone_container(
+    world: tuple[Daemon, FakeKernel, Container],
+) -> None:
+    """A look finds a task of ``a`` in a uts namespace no container has: a child of
+    ``a`` is made for it, whose holder joins that namespace, and the task moves in."""
+    d, kernel, a = world
+    inodes = dict(kernel.process_inodes(d.rt.holders[a.uid].pid))
+    inodes["uts"] = 7777  # what `unshare -u` made
+    kernel.start(PID, inodes=inodes, cgroup=a.cgpath, comm="unshare")
+    await discovery_of(d).once()
+    clone = a.children[f"unshare-{PID}"]
+    assert clone.origin == Origin.CLONE and "uts" in clone.owned
+    assert clone.ids["uts"] == "7777"
+    spawned = kernel.spawned[-1]
+    assert spawned.joined == {"uts"} and "uts" not in spawned.unshare
+    assert spawned.holder.inodes["uts"] == 7777
+    assert kernel.cgroups.rel(PID) == ("a", f"unshare-{PID}", TASKS)
+    assert clone.populated

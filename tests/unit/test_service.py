@@ -19,6 +19,7 @@ from containerfs import statefile
 from containerfs.engine.tree import Container
 from containerfs.fuse.errors import to_errno
 from containerfs.kernel.cgroups import PINS, TASKS
+from containerfs.kernel.system import Kernel
 from containerfs.service.daemon import Daemon
 from tests.unit.fakekernel import FakeHolder, FakeKernel
 
@@ -353,3 +354,10 @@ async def test_a_renamed_container_keeps_its_cgroup(
     assert kernel.cgroups.rel(1000) == ("c", TASKS)
     records = saved(tmp_path)
     assert ("c",) not in records and records[("d",)]["cgname"] == "c"
+
+
+def test_the_fake_kernel_answers_every_kernel_call() -> None:
+    """A ``Kernel`` method the fake does not override would reach the real kernel
+    from the unit tier (and fail without root, or touch the host with it)."""
+    calls = {name for name in vars(Kernel) if not name.startswith("_")}
+    assert calls - set(vars(FakeKernel)) == set()
