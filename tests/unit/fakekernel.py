@@ -270,6 +270,7 @@ class Faults:
 
     spawn: BaseException | None = None  # spawn_holder raises it
     move_into: BaseException | None = None  # move_into raises it
+    after_seized: Callable[[], None] | None = None  # move_into runs it once seized
     #: sysctl name -> values the kernel refuses, after storing them (as kernel.sem
     #: stores its fields before refusing SEMMNI)
     sysctl: dict[str, set[str]] = field(default_factory=dict)
@@ -484,6 +485,8 @@ class FakeKernel(Kernel):
         p = self._process(pid)
         if on_seized is not None:
             on_seized()
+        if self.faults.after_seized is not None:
+            self.faults.after_seized()
         if self.faults.move_into is not None:
             if on_failed is not None:
                 on_failed()

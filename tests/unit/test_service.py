@@ -256,6 +256,44 @@ async def test_a_failed_namespace_move_puts_the_cgroups_back(
     assert state is not None and state["moving"] == []  # the move is not left to undo
 
 
+async def test_a_process_that_writes_its_own_pid_moves_once_the_write_is_answered(
+    daemon: Daemon, kernel: FakeKernel, tmp_path: Path
+) -> None:
+    """``echo $$ > tasks``: the writer is blocked in its write, so its namespace move
+    finishes in a task of its own, after the answer."""
+    c = await daemon.mkdir(daemon.engine.root, "c")
+    kernel.start(1000)
+    async with trio.open_nursery() as nursery:
+        daemon.rt.nursery = nursery
+        await write(daemon, c, "tasks", "1000", pid=1000)
+    daemon.rt.nursery = None
+    assert kernel.cgroups.rel(1000) == ("c", TASKS)
+    assert [pid for pid, _ in kernel.moved_into] == [1000]
+    state = statefile.load(tmp_path)
+    assert state is not None and state["moving"] == []
+
+
+async def test_a_deferred_move_that_fails_puts_the_cgroups_back_and_says_so(
+    daemon: Daemon, kernel: FakeKernel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The write was answered already; the process must not run on in cgroups whose
+    namespaces it never joined."""
+    c = await daemon.mkdir(daemon.engine.root, "c")
+    kernel.start(1000)
+    kernel.faults.move_into = OSError(errno.EPERM, "not today")
+    answered = trio.Event()
+    kernel.faults.after_seized = lambda: trio.from_thread.run(answered.wait)
+    async with trio.open_nursery() as nursery:
+        daemon.rt.nursery = nursery
+        await write(daemon, c, "tasks", "1000", pid=1000)  # answered: the move goes on
+        answered.set()
+    daemon.rt.nursery = None
+    assert kernel.cgroups.rel(1000) == (TASKS,)
+    assert "moving 1000 into namespaces failed after the write" in caplog.text
+    state = statefile.load(tmp_path)
+    assert state is not None and state["moving"] == []
+
+
 # -- release ------------------------------------------------------------------------
 
 
