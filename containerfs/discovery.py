@@ -30,10 +30,11 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES, Origin
 from .engine.tree import Container
-from .kernel import namespaces, procfs, procs
+from .kernel import procs
 from .kernel.holder import Holder
 
 if TYPE_CHECKING:
+    from .kernel.system import Kernel
     from .service.containers import Containers
     from .service.releases import Releases
     from .service.runtime import Runtime
@@ -65,7 +66,7 @@ Snapshot = list[tuple[Container, tuple[str, ...], dict[str, str], int | None]]
 
 def _look(
     snapshot: Snapshot,
-    cgroups_procs: object,
+    kernel: Kernel,
     internal: frozenset[int],
     tables: procs.MountTables,
     held: list[tuple[Container, Holder]],
@@ -73,7 +74,6 @@ def _look(
 ) -> Look:
     """Read tasks' namespaces, nsfs mounts and which holders exited (blocking).
     The tasks of containers in ``empty`` are not read: they have none."""
-    assert callable(cgroups_procs)
     tasks: dict[Container, list[Task]] = {}
     holders: dict[object, int] = {}
     for c, path, ids, mnt_holder in snapshot:
@@ -82,7 +82,7 @@ def _look(
         if c in empty:
             continue
         try:
-            pids = cgroups_procs(path)
+            pids = kernel.cgroups.procs(path)
         except OSError:
             continue
         found = []
@@ -90,7 +90,7 @@ def _look(
             if pid in internal:
                 continue
             try:
-                inodes = procs.process_inodes(pid)
+                inodes = kernel.process_inodes(pid)
             except OSError:  # gone, or a zombie
                 continue
             diff = {k: str(ino) for k, ino in inodes.items() if k in ids and str(ino) != ids[k]}
@@ -103,13 +103,13 @@ def _look(
     return Look(tasks, {c: m for c, m in mounts.items() if isinstance(c, Container)}, lost)
 
 
-def founder(pids: list[int]) -> tuple[int, str] | None:
+def founder(kernel: Kernel, pids: list[int]) -> tuple[int, str] | None:
     """The process that made a group's namespaces, as well as can be told afterwards:
     one whose parent is outside the group, the oldest of those. (pid, comm)."""
     facts = {}
     for pid in pids:
         with contextlib.suppress(OSError):
-            facts[pid] = procfs.process_stat(pid)
+            facts[pid] = kernel.process_stat(pid)
     if not facts:
         return None
     roots = [p for p, (_comm, ppid, _start) in facts.items() if ppid not in facts] or list(facts)
@@ -128,7 +128,7 @@ class Discovery:
         self._told: set[int] = set()  # pids already logged as not discoverable
         self._dead: set[int] = set()  # containers (uid) whose holder died, logged
         self._refused: set[tuple[int, str]] = set()  # (parent uid, why) logged already
-        self._tables = procs.MountTables()  # re-read only when they change
+        self._tables = rt.kernel.mount_tables()  # re-read only when they change
         # What a look needs from the tree, kept until the tree changes: at a
         # thousand containers, making it anew a few times a second was most of
         # the daemon's idle time.
@@ -186,7 +186,7 @@ class Discovery:
         look = await trio.to_thread.run_sync(
             _look,
             self._snapshot,
-            d.cgroups.procs,
+            d.kernel,
             self._internal,
             self._tables,
             self._held,
@@ -250,20 +250,20 @@ class Discovery:
         """Whether ``pid`` is still a task of ``seen_in`` in ``c``'s namespaces (blocking)."""
         if not self.rt.cgroups.holds(pid, seen_in.cgpath):
             return False
-        inodes = procs.process_inodes(pid)
+        inodes = self.rt.kernel.process_inodes(pid)
         return lifecycle.child_for(seen_in, lifecycle.differing(seen_in, inodes)) is c
 
     async def _found(self, parent: Container, diff: dict[str, str], pids: list[int]) -> None:
         """Make a clone container for namespaces ``diff`` that tasks ``pids`` of
         ``parent`` are in, and move them into it."""
-        who = await trio.to_thread.run_sync(founder, pids)
+        who = await trio.to_thread.run_sync(founder, self.rt.kernel, pids)
         if who is None:
             return  # all gone already
         pid, comm = who
         fds: dict[str, int] = {}
         try:
             for kind, ino in diff.items():
-                fds[kind] = namespaces.open_ns_checked(f"/proc/{pid}/ns/{kind}", int(ino))
+                fds[kind] = self.rt.kernel.open_namespace(f"/proc/{pid}/ns/{kind}", int(ino))
         except OSError:
             for fd in fds.values():
                 os.close(fd)
@@ -332,7 +332,7 @@ class Discovery:
                 if holder is None:
                     continue
                 try:
-                    fd = namespaces.open_ns_checked(f"/proc/{holder.pid}/root{point}", ino)
+                    fd = d.kernel.open_namespace(f"/proc/{holder.pid}/root{point}", ino)
                 except OSError:
                     continue  # unmounted meanwhile
                 try:

@@ -162,9 +162,22 @@ class Kernel:
     def creds(self, pid: int) -> procs.Creds:
         return procs.creds(pid)
 
+    def process_stat(self, pid: int) -> tuple[str, int, int]:
+        """(comm, parent pid, start time) of a live process."""
+        return procfs.process_stat(pid)
+
     def start_time(self, pid: int) -> int:
         """When ``pid`` started (telling it from a later process of the same pid)."""
-        return procfs.process_stat(pid)[2]
+        return self.process_stat(pid)[2]
+
+    def open_namespace(self, path: str, inode: int) -> int:
+        """An nsfs fd on ``path`` (``/proc/PID/ns/KIND``, a bind-mounted nsfs file)
+        that is namespace ``inode``; ``ProcessLookupError`` when it is another by now."""
+        return namespaces.open_ns_checked(path, inode)
+
+    def mount_tables(self) -> procs.MountTables:
+        """The nsfs mounts of mount namespaces, re-read only when they change."""
+        return procs.MountTables()
 
     def ptrace_refusal(self, caller: int, target: int) -> str | None:
         return ptrace_rules.ptrace_refusal(caller, target)
