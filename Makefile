@@ -118,11 +118,15 @@ install: | deps
 	  if [ -f "$$src" ]; then install -D -m 644 "$$src" "$$dst"; fi; \
 	done
 
-# Removes what install put there (the directories it shares with others stay).
+# Removes what install put there (the directories it shares with others stay; a
+# `containerfs` in BINDIR that is not install's link too).
 uninstall:
-	rm -f '$(DESTDIR)$(BINDIR)/containerfs' '$(DESTDIR)$(UNITDIR)/containerfs.service'
+	if [ "$$(readlink '$(DESTDIR)$(BINDIR)/containerfs')" = '$(APPDIR)/bin/containerfs' ]; then \
+	  rm -f '$(DESTDIR)$(BINDIR)/containerfs'; \
+	fi
+	rm -f '$(DESTDIR)$(UNITDIR)/containerfs.service'
 	for pair in $(DATA); do rm -f '$(DESTDIR)'$${pair#*:}; done
 	rm -rf '$(DESTDIR)$(APPDIR)'
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
