@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2
 MOUNTPOINT ?= /run/containerfs
 
-.PHONY: run test test-v2 unit lint typecheck bench deps clean
+.PHONY: run test test-v2 unit lint typecheck bench deps clean install uninstall
 
 run: $(STAMP) $(BINS)
 	$(VENV)/bin/containerfs mount $(MOUNTPOINT)
@@ -38,8 +38,8 @@ bench: $(STAMP) $(BINS)
 	$(PY) -m bench.depth --json bench/depth.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check containerfs tests examples bench
-	$(VENV)/bin/ruff format --check containerfs tests examples bench
+	$(VENV)/bin/ruff check containerfs tests examples bench setup.py
+	$(VENV)/bin/ruff format --check containerfs tests examples bench setup.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy containerfs
@@ -66,5 +66,67 @@ $(VENV)/bin/containerfs-pin: containerfs/kernel/pin.c $(STAMP)
 $(VENV)/bin/containerfs-nsscan: containerfs/kernel/nsscan.c $(STAMP)
 	gcc -O2 -Wall -Wextra -Werror -pthread -o $@ $<
 
+# System install, as packagers expect: `make install PREFIX=/usr DESTDIR=/tmp/stage`.
+# The Python side is a private venv in $(PREFIX)/lib/containerfs (its own pyfuse3 and
+# trio, pinned by pyproject.toml, never mixed with the distribution's packages), made
+# with INSTALL_PYTHON: Debian's /usr/bin/python3 when there is one, since a service
+# must not depend on an interpreter in someone's home (pyenv); the install lives as
+# long as that interpreter. pip builds the package from this checkout, the two C
+# programs included (setup.py; they land in the package, where the daemon looks).
+# `containerfs` in $(PREFIX)/bin is a link to the venv's command. With DESTDIR the
+# venv is made where it is staged: the staging prefix is then cut from its scripts,
+# and bytecode is compiled with the final paths. pip needs PyPI (or PIP_INDEX_URL /
+# PIP_FIND_LINKS, PIP_INSTALL_ARGS) for pyfuse3 and trio. Files under dist/ are
+# installed when present.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL_PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,$(PYTHON))
+PIP_INSTALL_ARGS ?=
+BINDIR  := $(PREFIX)/bin
+APPDIR  := $(PREFIX)/lib/containerfs
+UNITDIR := $(PREFIX)/lib/systemd/system
+MANDIR  := $(PREFIX)/share/man
+BASHDIR := $(PREFIX)/share/bash-completion/completions
+ZSHDIR  := $(PREFIX)/share/zsh/vendor-completions
+# source -> installed path (below DESTDIR) of each data file, the unit aside
+DATA := dist/man/containerfs.8:$(MANDIR)/man8/containerfs.8 \
+        dist/man/containerfs.7:$(MANDIR)/man7/containerfs.7 \
+        dist/completion/containerfs.bash:$(BASHDIR)/containerfs \
+        dist/completion/_containerfs:$(ZSHDIR)/_containerfs
+UNIT := dist/systemd/containerfs.service
+
+install: | deps
+	rm -rf '$(DESTDIR)$(APPDIR)'
+	$(INSTALL_PYTHON) -m venv '$(DESTDIR)$(APPDIR)'
+	PIP_ROOT_USER_ACTION=ignore '$(DESTDIR)$(APPDIR)/bin/python' -m pip install -q \
+	  --no-compile $(PIP_INSTALL_ARGS) .
+	if [ -n '$(DESTDIR)' ]; then \
+	  grep -rlIF -e '$(DESTDIR)$(APPDIR)' '$(DESTDIR)$(APPDIR)' \
+	    | xargs -r sed -i 's|$(DESTDIR)$(APPDIR)|$(APPDIR)|g'; \
+	fi
+	'$(DESTDIR)$(APPDIR)/bin/python' -m compileall -q -f -j0 \
+	  -d '$(APPDIR)/lib' '$(DESTDIR)$(APPDIR)/lib'
+	install -d '$(DESTDIR)$(BINDIR)'
+	ln -sfn '$(APPDIR)/bin/containerfs' '$(DESTDIR)$(BINDIR)/containerfs'
+	if [ -f $(UNIT) ]; then \
+	  install -d '$(DESTDIR)$(UNITDIR)' && \
+	  sed 's|@BINDIR@|$(BINDIR)|g' $(UNIT) > '$(DESTDIR)$(UNITDIR)/containerfs.service' && \
+	  chmod 644 '$(DESTDIR)$(UNITDIR)/containerfs.service'; \
+	fi
+	for pair in $(DATA); do \
+	  src=$${pair%%:*}; dst='$(DESTDIR)'$${pair#*:}; \
+	  if [ -f "$$src" ]; then install -D -m 644 "$$src" "$$dst"; fi; \
+	done
+
+# Removes what install put there (the directories it shares with others stay; a
+# `containerfs` in BINDIR that is not install's link too).
+uninstall:
+	if [ "$$(readlink '$(DESTDIR)$(BINDIR)/containerfs')" = '$(APPDIR)/bin/containerfs' ]; then \
+	  rm -f '$(DESTDIR)$(BINDIR)/containerfs'; \
+	fi
+	rm -f '$(DESTDIR)$(UNITDIR)/containerfs.service'
+	for pair in $(DATA); do rm -f '$(DESTDIR)'$${pair#*:}; done
+	rm -rf '$(DESTDIR)$(APPDIR)'
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -8,10 +8,19 @@ DEFAULT_MOUNTPOINT = "/run/containerfs"
 DEFAULT_STATE_DIR = "/run/containerfs-state"
 
 
+#: Where a wheel puts the C programs (setup.py builds them into the package).
+PACKAGE_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin")
+
+
 def find_program(name: str) -> str | None:
-    """One of the C programs ``make`` builds (``containerfs-pin``,
-    ``containerfs-nsscan``): beside the interpreter (the venv's bin), else on PATH."""
+    """One of the C programs (``containerfs-pin``, ``containerfs-nsscan``): in the
+    package (a wheel or ``pip install`` built them there, so they match this code),
+    else beside the interpreter (the venv's bin, where ``make`` builds them for its
+    editable install), else on PATH."""
     import shutil  # not at the top: ``containerfs exec`` imports this module
 
-    here = os.path.join(os.path.dirname(sys.executable), name)
-    return here if os.access(here, os.X_OK) else shutil.which(name)
+    for where in (PACKAGE_BIN, os.path.dirname(sys.executable)):
+        path = os.path.join(where, name)
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which(name)

@@ -126,7 +126,10 @@ def find_pin() -> str:
     """The holder binary (``defaults.find_program``); without it no container can be made."""
     found = find_program(PIN_NAME)
     if found is None:
-        raise SystemExit("containerfs: containerfs-pin not found (run `make` to build it)")
+        raise SystemExit(
+            "containerfs: containerfs-pin not found in the package, beside the interpreter"
+            " or on PATH (install with pip, or build it with `make`)"
+        )
     return found
 
 

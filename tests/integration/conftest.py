@@ -9,6 +9,7 @@ unmount), then removes the subtree, even when the test failed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +90,8 @@ class Mounted:
     daemon: subprocess.Popen[bytes]
     log: Path
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The ``containerfs`` command this mount was started with (exec, spawn, start use it).
+    command: Sequence[str] = tuple(CONTAINERFS)
 
     def run(
         self, argv: list[str], what: str, check: bool = True, timeout: float = 30
@@ -118,7 +121,7 @@ class Mounted:
         self, container: str, *argv: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return self.run(
-            [*CONTAINERFS, "exec", str(self.mnt / container), "--", *argv],
+            [*self.command, "exec", str(self.mnt / container), "--", *argv],
             f"exec {container} {argv}",
             check,
         )
@@ -126,7 +129,7 @@ class Mounted:
     def spawn(self, container: str, *argv: str) -> subprocess.Popen[bytes]:
         """Start a long-running process in a container (root: "."); ended at teardown."""
         proc = subprocess.Popen(
-            [*CONTAINERFS, "exec", str(self.mnt / container), "--", *argv],
+            [*self.command, "exec", str(self.mnt / container), "--", *argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -157,7 +160,9 @@ class Mounted:
 
     def start(self, *extra: str) -> None:
         """Start a daemon again on the same mountpoint, state dir and cgroups."""
-        self.daemon = start_daemon(self.subtree, self.mnt, self.state, self.log, *extra)
+        self.daemon = start_daemon(
+            self.subtree, self.mnt, self.state, self.log, *extra, command=self.command
+        )
         wait_for(
             lambda: _mounted(self.mnt) or self.daemon.poll() is not None, 20, "the mount again"
         )
@@ -252,11 +257,16 @@ def wait_for(predicate: object, timeout: float = 10.0, what: str = "condition") 
 
 
 def start_daemon(
-    subtree: OwnSubtree, mnt: Path, state: Path, log: Path, *extra: str
+    subtree: OwnSubtree,
+    mnt: Path,
+    state: Path,
+    log: Path,
+    *extra: str,
+    command: Sequence[str] = CONTAINERFS,
 ) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [*CONTAINERFS, "mount", str(mnt), "--state-dir", str(state), *extra],
+            [*command, "mount", str(mnt), "--state-dir", str(state), *extra],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -309,13 +319,21 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
     if reason:
         pytest.skip(reason)
     extra: tuple[str, ...] = getattr(request, "param", ())
+    with mounted(request.node.name, *extra) as m:
+        yield m
+
+
+@contextlib.contextmanager
+def mounted(name: str, *extra: str, command: Sequence[str] = CONTAINERFS) -> Iterator[Mounted]:
+    """What the ``cfs`` fixture gives, for a test named ``name``, started with
+    ``command`` (another install's ``containerfs``, say) and its ``extra`` arguments."""
     tmp = Path(tempfile.mkdtemp(prefix="cfs-test-"))
     mnt, state, log = tmp / "mnt", tmp / "state", tmp / "daemon.log"
     mnt.mkdir()
     try:
-        with own_subtree(request.node.name[:20]) as subtree:
-            daemon = start_daemon(subtree, mnt, state, log, *extra)
-            m = Mounted(mnt, state, subtree, daemon, log)
+        with own_subtree(name[:20]) as subtree:
+            daemon = start_daemon(subtree, mnt, state, log, *extra, command=command)
+            m = Mounted(mnt, state, subtree, daemon, log, command=tuple(command))
             try:
                 wait_for(lambda: os.path.ismount(mnt) or daemon.poll() is not None, 20, "the mount")
                 if not os.path.ismount(mnt):
@@ -325,8 +343,8 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
                 stop_daemon(m)
                 print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
                 if KEEP_LOGS:  # the whole log, to read after the run
-                    name = request.node.name.replace("/", "_")  # parameters may hold paths
-                    shutil.copy(log, Path(KEEP_LOGS) / f"{tmp.name}-{name}.log")
+                    safe = name.replace("/", "_")  # parameters may hold paths
+                    shutil.copy(log, Path(KEEP_LOGS) / f"{tmp.name}-{safe}.log")
                 _check_warnings(log)
     finally:
         if not _in_mounts(mnt):
