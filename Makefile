@@ -5,9 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan
 STAMP  := $(VENV)/.installed
-# man-db, groff-base, mandoc, zsh: the checks of dist/man and dist/completion (tests/unit)
+# man-db groff-base mandoc zsh bash-completion: the checks of dist/man and dist/completion
 DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2 \
-          man-db groff-base mandoc zsh
+          man-db groff-base mandoc zsh bash-completion
 MOUNTPOINT ?= /run/containerfs
 
 .PHONY: run test test-v2 unit lint typecheck bench deps clean

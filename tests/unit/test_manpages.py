@@ -186,16 +186,23 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def bash_complete(tree: Path, *words: str) -> list[str]:
+BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
+
+
+def bash_complete(tree: Path, *words: str, library: bool = False) -> list[str]:
     """COMPREPLY for a command line whose last word is being completed, with the
-    mount table read from the fake one (the real reader, another file)."""
+    mount table read from the fake one (the real reader, another file); with
+    ``library``, bash-completion loaded first, as in an interactive Debian shell."""
     script = f"""
+{f"source {BASH_COMPLETION}" if library else ""}
 source {BASH}
 complete -p containerfs
 eval "_orig$(declare -f _containerfs_mountpoints)"
 _containerfs_mountpoints() {{ _orig_containerfs_mountpoints {tree}/mounts; }}
 COMP_WORDS=("$@")
 COMP_CWORD=$(($# - 1))
+COMP_LINE="$*"
+COMP_POINT=${{#COMP_LINE}}
 _containerfs
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
@@ -206,7 +213,9 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
         cwd=tree / "work",
         env={"PATH": "/usr/bin:/bin", "HOME": str(tree)},
     )
-    assert done.returncode == 0 and done.stderr == "", done.stderr
+    # bash-completion's own helpers call compopt, which says it runs outside a completion
+    errors = [e for e in done.stderr.splitlines() if "not currently executing" not in e]
+    assert done.returncode == 0 and not errors, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "complete -F _containerfs containerfs"
     return [line for line in lines[1:] if line]
@@ -261,6 +270,20 @@ def test_bash_completes_the_command_to_run(tree: Path) -> None:
     assert bash_complete(tree, "containerfs", "exec", "C", "--", "ls", "") == ["file.txt", "sub"]
     # everything after CONTAINER is the command's: no containerfs option there
     assert bash_complete(tree, "containerfs", "exec", "C", "ls", "--p") == []
+
+
+def test_with_bash_completion_the_command_completes_its_own_arguments(tree: Path) -> None:
+    if not BASH_COMPLETION.exists():
+        pytest.skip("bash-completion is not installed (make deps installs it)")
+    words = ["containerfs", "exec", "C", "--", "ls", "--al"]
+    assert bash_complete(tree, *words, library=True) == ["--all", "--almost-all"]
+    words = ["containerfs", "exec", "C", "ls", "--al"]
+    assert bash_complete(tree, *words, library=True) == ["--all", "--almost-all"]
+    mnt = tree / "mnt x"
+    assert sorted(bash_complete(tree, "containerfs", "exec", "", library=True)) == [
+        f"{mnt}/db",
+        f"{mnt}/web",
+    ]
 
 
 def test_bash_reads_containerfs_mounts_from_the_mount_table(tree: Path) -> None:
