@@ -55,6 +55,9 @@ class Command:
 
 
 def _options(parser: argparse.ArgumentParser) -> tuple[Option, ...]:
+    """The parser's options; each excludes its aliases and its mutually exclusive
+    group, as argparse would refuse them (or take the last one given)."""
+    order = [s for a in parser._actions for s in a.option_strings]
     groups: dict[str, set[str]] = {}
     for action in parser._actions:
         if action.option_strings:
@@ -69,7 +72,6 @@ def _options(parser: argparse.ArgumentParser) -> tuple[Option, ...]:
         if not action.option_strings:
             continue
         metavar = _metavar(action)
-        order = [s for a in parser._actions for s in a.option_strings]
         group = tuple(sorted(groups[action.option_strings[0]], key=order.index))
         value = None if action.nargs == 0 else VALUE_KINDS.get(metavar, "word")
         out.append(Option(tuple(action.option_strings), value, metavar, action.help or "", group))
@@ -290,9 +292,7 @@ def render_bash(parser: argparse.ArgumentParser) -> str:
             if o.value is not None:
                 pattern = " | ".join(f"{c.name}:{s}" for s in o.strings)
                 value_cases.append(f"    {pattern}) REPLY={o.value} ;;")
-        groups = sorted(
-            {o.group for o in c.options}, key=lambda g: [o.group for o in c.options].index(g)
-        )
+        groups = list(dict.fromkeys(o.group for o in c.options))  # once each, in order
         options = [s for o in c.options for s in o.strings]
         command_cases += [
             f"                {c.name})",
