@@ -5,7 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan
 STAMP  := $(VENV)/.installed
-DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2
+# man-db groff-base mandoc zsh bash-completion: the checks of dist/man and dist/completion
+DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2 \
+          man-db groff-base mandoc zsh bash-completion
 MOUNTPOINT ?= /run/containerfs
 
 .PHONY: run test test-v2 unit lint typecheck bench deps clean install uninstall
