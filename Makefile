@@ -10,7 +10,7 @@ DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux 
           man-db groff-base mandoc zsh bash-completion
 MOUNTPOINT ?= /run/containerfs
 
-.PHONY: run test test-v2 unit lint typecheck bench deps clean install uninstall
+.PHONY: run test test-v2 test-systemd unit lint typecheck bench deps clean install uninstall
 
 run: $(STAMP) $(BINS)
 	$(VENV)/bin/containerfs mount $(MOUNTPOINT)
@@ -25,6 +25,12 @@ test: $(STAMP) $(BINS)
 # 6.12 kernels, root and delegated cgroup): tools/v2vm/matrix says which.
 test-v2: $(STAMP) $(BINS)
 	tools/v2vm/matrix
+
+# The systemd service (dist/systemd) with systemd as pid 1 in a throw-away qemu guest:
+# installed, started, restarted, killed and stopped around a container and its process
+# (tools/v2vm/systemd-lane, tools/v2vm/systemd-checks).
+test-systemd: $(STAMP) $(BINS)
+	tools/v2vm/systemd-lane
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

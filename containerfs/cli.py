@@ -111,11 +111,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class JournalFormatter(logging.Formatter):
+    """Each line led by ``<N>``, its syslog priority, which the journal reads as the
+    entry's level (``sd-daemon(3)``): ``journalctl -p warning`` then shows refusals.
+    The journal names the unit and pid itself, so no ``containerfs:`` prefix."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .kernel.sdnotify import priority
+
+        lead = f"<{priority(record.levelno)}>"
+        return "\n".join(lead + line for line in super().format(record).split("\n"))
+
+
+def setup_logging(level: int) -> None:
+    """The daemon's log on stderr: with levels for the journal when stderr is the
+    journal's stream (started by systemd), as before otherwise."""
+    from .kernel.sdnotify import stderr_is_journal
+
+    handler = logging.StreamHandler(sys.stderr)
+    if stderr_is_journal():
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("containerfs: %(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "mount":
-        level = logging.DEBUG if args.debug else logging.INFO
-        logging.basicConfig(level=level, format="containerfs: %(levelname)s %(message)s")
+        setup_logging(logging.DEBUG if args.debug else logging.INFO)
         from .service.startup import mount
 
         return mount(args.mountpoint, args.state_dir, args.subtree, args.debug)

@@ -227,6 +227,12 @@ _CGROUP_FILE_PREFIXES = frozenset(
 _CGROUP_PLAIN_FILES = frozenset({"tasks", "notify_on_release", "release_agent"})
 
 
+#: Directory names a top-level container's cgroup may not take: ``supervisor`` is
+#: where systemd starts the daemon (``kernel.cghierarchy.SERVICE_LEAF``); a
+#: container's cgroup there would take the next start's place.
+RESERVED_CGNAMES = frozenset({"supervisor"})
+
+
 def is_cgroup_file_name(name: str) -> bool:
     """Whether cgroupfs may have a file NAME in a cgroup directory (none has a ``~``)."""
     prefix, dot, _ = name.partition(".")
@@ -500,11 +506,16 @@ class Engine:
 
     def _free_cgname(self, parent: Container, name: str) -> str:
         """``name``, or ``name~N`` when a renamed sibling still has a directory by that
-        name or cgroupfs has a file by that name (``is_cgroup_file_name``)."""
+        name, cgroupfs has a file by that name (``is_cgroup_file_name``) or, at the
+        top, systemd uses it (``RESERVED_CGNAMES``)."""
         taken = {ch.cgname or ch.name for ch in parent.children.values()}
         taken |= {n for uid, n in self._pending_cg if uid == parent.uid}
         cgname, n = name, 1
-        while cgname in taken or is_cgroup_file_name(cgname):
+        while (
+            cgname in taken
+            or is_cgroup_file_name(cgname)
+            or (parent.is_root and cgname in RESERVED_CGNAMES)
+        ):
             n += 1
             cgname = f"{name}~{n}"
         return cgname

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from . import cgfs
 from . import sys as ksys
-from .cghierarchy import TASKS, Hierarchy, HostCgroups, below
+from .cghierarchy import Hierarchy, HostCgroups, below, daemon_base
 from .cgvalues import MountEntry, parse_mountinfo, parse_pid_cgroup, parse_proc_cgroups
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,7 @@ def _discover(cls: type[H], proc: Path, pid: str, mounts: list[MountEntry]) -> H
     v2_path: str | None = None
     for hid, names, path in parse_pid_cgroup(cgroup_text):
         if hid == 0:
-            if path == f"/{TASKS}" or path.endswith(f"/{TASKS}"):
-                path = path[: -len(TASKS) - 1] or "/"
+            path = daemon_base(path)
             v2_path = path
             mount = _pick_mount(mounts, "cgroup2", frozenset(), path)
             if mount is None:

@@ -40,6 +40,25 @@ _V1_KIND = {"cpu": "cpu", "cpuacct": "cpu", "blkio": "io"}
 RESERVED_NAMES = frozenset({".tasks", ".pins"})
 TASKS = ".tasks"
 PINS = ".pins"
+#: The leaf systemd starts the daemon in (``DelegateSubgroup=supervisor`` in
+#: dist/systemd/containerfs.service; systemd refuses names starting with ``.``).
+#: Recognised only directly below a ``.service`` cgroup; see :func:`daemon_base`.
+SERVICE_LEAF = "supervisor"
+
+
+def daemon_base(path: str) -> str:
+    """The base (the root container's cgroup) for a daemon whose v2 cgroup is `path`.
+
+    Its own leaf ``BASE/.tasks`` (a restarted daemon placed there), or the
+    service's leaf ``UNIT.service/supervisor`` where systemd 254 and later put
+    the main process of a unit with ``DelegateSubgroup=``: then the unit's
+    cgroup is the base. Anything else is the base itself (systemd 252 and older
+    start the daemon in the unit's cgroup; ``setup`` moves it down).
+    """
+    parent, _, name = path.rpartition("/")
+    if name == TASKS or (name == SERVICE_LEAF and parent.endswith(".service")):
+        return parent or "/"
+    return path
 
 
 def kind_of(controller: str) -> str:

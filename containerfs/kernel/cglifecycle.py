@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import cgfs
-from .cghierarchy import PINS, TASKS, Hierarchy, check_path, kind_of
+from .cghierarchy import PINS, SERVICE_LEAF, TASKS, Hierarchy, check_path, kind_of
 from .cgplacement import Placement
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,26 @@ class Lifecycle(Placement):
         v2 forbids processes in a cgroup that hands controllers to children, so
         the daemon moves down into ``base/.tasks`` (moving down is always
         allowed) and holders get ``base/.pins``. Idempotent.
+
+        Started by systemd in the unit's ``supervisor`` leaf (``DelegateSubgroup=``,
+        see ``daemon_base``), it moves across to ``.tasks`` like any other start
+        and removes that leaf, empty now: a container's cgroup never takes its
+        name (the engine's ``RESERVED_CGNAMES``) and systemd makes it again for the
+        next start.
         """
         if self.v2 is None:
             return
         base = self.v2.dir()
+        came_from = self._current(os.getpid()).get(self.v2)
         scratch: list[Path] = []
         cgfs.mkdir(base / TASKS, scratch)
         cgfs.mkdir(base / PINS, scratch)
         self.move(os.getpid(), [base / TASKS])
+        if came_from is not None and came_from == base / SERVICE_LEAF:
+            try:
+                cgfs.remove_dir(came_from)
+            except OSError as exc:  # another process systemd put there: leave it be
+                log.info("systemd's start cgroup %s stays: %s", came_from, exc.strerror or exc)
 
     def create(self, path: tuple[str, ...], owned: frozenset[str]) -> None:
         """Make the cgroup directories of container `path`, owning kinds `owned`.

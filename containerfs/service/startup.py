@@ -28,11 +28,15 @@ from ..fuse.ops import Operations
 from ..kernel import mounts
 from ..kernel.cgroups import CgroupBackend
 from ..kernel.holder import PIN_NAME
+from ..kernel.sdnotify import Notifier
 from ..kernel.system import Kernel
 from ..kernel.watch import Watcher
 from .daemon import Daemon
 
 log = logging.getLogger("containerfs")
+
+#: Seconds between two checks of the container count for systemd's ``STATUS=``.
+STATUS_EVERY = 2.0
 
 
 @contextlib.contextmanager
@@ -61,10 +65,11 @@ def state_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-async def _signals(daemon: Daemon, cancel: trio.CancelScope) -> None:
+async def _signals(daemon: Daemon, cancel: trio.CancelScope, notifier: Notifier) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
+            notifier.stopping(f"unmounting, {_count(daemon)}")
             # Background work may be waiting on our own FUSE requests (a bind mount's
             # source is a containerfs file): let it finish while the mount still answers.
             with trio.move_on_after(5):
@@ -94,7 +99,46 @@ async def _start_lifecycle(daemon: Daemon) -> None:
     rt.nursery.start_soon(Discovery(rt, daemon.containers, daemon.releases).run)
 
 
-async def serve(daemon: Daemon, options: set[str]) -> None:
+def _count(daemon: Daemon) -> str:
+    """``N containers`` below the root (the root counts its descendants: no walk)."""
+    n = daemon.rt.engine.root.descendants
+    return f"{n} container{'' if n == 1 else 's'}"
+
+
+async def _tell_systemd(daemon: Daemon, notifier: Notifier) -> None:
+    """``READY=1`` once the mount answers, then ``STATUS=`` when the count changes.
+
+    Ready means usable: taken-over containers are caught up (``_start_lifecycle``)
+    and one request through the mount, made by the loopback helper as any client
+    would, has been answered. The count is looked at every :data:`STATUS_EVERY`
+    seconds (one integer compare) and sent only when it changed, so a burst of
+    ``mkdir`` costs one datagram.
+    """
+    rt = daemon.rt
+    assert rt.loopback is not None
+    probe = os.path.join(rt.mountpoint, "container.subtree")
+    try:
+        os.close(await rt.loopback.open_tree(probe))
+    except OSError as exc:  # still serving: say so, systemd would kill us otherwise
+        log.warning("the mount did not answer a first request (%s); ready anyway", exc)
+    status = _count(daemon)
+    notifier.ready(status)
+    log.debug("told systemd: ready, %s", status)
+    while True:
+        await trio.sleep(STATUS_EVERY)
+        now = _count(daemon)
+        if now != status:
+            status = now
+            notifier.status(status)
+
+
+async def _ready(daemon: Daemon, notifier: Notifier) -> None:
+    await _start_lifecycle(daemon)
+    if notifier.enabled:
+        await _tell_systemd(daemon, notifier)
+
+
+async def serve(daemon: Daemon, options: set[str], notifier: Notifier) -> None:
     rt = daemon.rt
     ops = Operations(daemon)
     rt.ops = ops
@@ -109,11 +153,12 @@ async def serve(daemon: Daemon, options: set[str]) -> None:
         log.info("mounted at %s (state in %s)", rt.mountpoint, rt.state_dir)
         async with trio.open_nursery() as nursery:
             rt.nursery = nursery
-            nursery.start_soon(_signals, daemon, nursery.cancel_scope)
-            nursery.start_soon(_start_lifecycle, daemon)
+            nursery.start_soon(_signals, daemon, nursery.cancel_scope, notifier)
+            nursery.start_soon(_ready, daemon, notifier)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
+        notifier.stopping()  # again after a signal: harmless, and covers a crash
         rt.loopback.stop()
         pyfuse3.close(unmount=True)  # ends any request of the helper left unanswered
         rt.loopback.reap()
@@ -153,17 +198,24 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
     if not os.path.exists("/dev/fuse"):
         raise SystemExit("containerfs: /dev/fuse is missing (modprobe fuse)")
     pin = find_pin()
-    with state_lock(Path(state_dir)):
+    # Taken from the environment before anything is started (see Notifier).
+    notifier = Notifier()
+    with state_lock(Path(state_dir)), contextlib.closing(notifier):
         if mounts.clear_stale_mount(mountpoint):
             log.info("detached the dead mount of a previous daemon at %s", mountpoint)
         os.makedirs(mountpoint, exist_ok=True)
         if os.path.ismount(mountpoint):
             raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
-        return _mount_locked(mountpoint, state_dir, root_subtree, debug, pin)
+        return _mount_locked(mountpoint, state_dir, root_subtree, debug, pin, notifier)
 
 
 def _mount_locked(
-    mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool, pin: str
+    mountpoint: str,
+    state_dir: str,
+    root_subtree: str | None,
+    debug: bool,
+    pin: str,
+    notifier: Notifier,
 ) -> int:
     saved = recovery.load(Path(state_dir))
     with _cgroups(Path(state_dir) / "cgroup2") as cgroups:
@@ -194,5 +246,5 @@ def _mount_locked(
         }
         if debug:
             options.add("debug")
-        trio.run(serve, daemon, options)
+        trio.run(serve, daemon, options, notifier)
     return 0

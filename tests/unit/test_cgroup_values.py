@@ -806,6 +806,39 @@ def test_setup_v2(tmp_path: Path) -> None:
     assert (base / ".tasks" / "cgroup.procs").read_text() == "untouched"
 
 
+def test_setup_v2_from_systemds_delegate_subgroup(tmp_path: Path) -> None:
+    """systemd >= 254 starts the daemon in UNIT.service/supervisor (DelegateSubgroup=):
+    the unit's cgroup is the base, the daemon moves across to its .tasks and
+    removes the leaf it came from; it writes nothing of the unit's own cgroup."""
+    host = make_v2_host(tmp_path)
+    unit = host.fs / "svc" / "cfs.service"
+    (host.fs / "svc" / "cfs").rename(unit)
+    _cgdir(unit / "supervisor", {"cgroup.procs": f"{os.getpid()}\n"})
+    host.pid_cgroup(str(os.getpid()), "0::/svc/cfs.service/supervisor\n")
+    (host.proc / "self" / "cgroup").write_text("0::/svc/cfs.service/supervisor\n")
+    before = {f.name: f.read_text() for f in unit.iterdir() if f.is_file()}
+    b = CgroupBackend.discover(host.proc)
+    assert b.v2 is not None and b.v2.base == "/svc/cfs.service"
+    b.setup()
+    assert (unit / ".tasks" / "cgroup.procs").read_text() == str(os.getpid())
+    assert (unit / ".pins").is_dir()
+    assert not (unit / "supervisor").exists()
+    assert {f.name: f.read_text() for f in unit.iterdir() if f.is_file()} == before
+
+
+def test_setup_v2_keeps_a_busy_supervisor_leaf(tmp_path: Path) -> None:
+    host = make_v2_host(tmp_path)
+    unit = host.fs / "svc" / "cfs.service"
+    (host.fs / "svc" / "cfs").rename(unit)
+    _cgdir(unit / "supervisor" / "child", {"cgroup.procs": ""})
+    host.pid_cgroup(str(os.getpid()), "0::/svc/cfs.service/supervisor\n")
+    (host.proc / "self" / "cgroup").write_text("0::/svc/cfs.service/supervisor\n")
+    b = CgroupBackend.discover(host.proc)
+    b.setup()  # no error: the leaf is systemd's, left as it is
+    assert (unit / "supervisor" / "child").is_dir()
+    assert (unit / ".tasks" / "cgroup.procs").read_text() == str(os.getpid())
+
+
 def test_create_v2_enables_owned_controllers_down_to_parent(tmp_path: Path) -> None:
     host = make_v2_host(tmp_path)
     b = CgroupBackend.discover(host.proc)

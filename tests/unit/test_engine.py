@@ -232,3 +232,14 @@ def test_container_kill_is_in_every_container_but_the_root_and_takes_only_1() ->
     for bad in ("0", "", "1 1", "yes", "11"):
         with pytest.raises(InvalidInput):
             parse_kill(bad)
+
+
+def test_a_top_container_named_supervisor_keeps_out_of_systemds_leaf() -> None:
+    """``supervisor`` beside the containers is where systemd starts the daemon
+    (DelegateSubgroup=): a container by that name gets another cgroup directory
+    at the top, the plain one further down."""
+    e = make_engine()
+    top = e.commit_mkdir(e.plan_mkdir(e.root, "supervisor"), {})
+    assert top.name == "supervisor" and top.cgname == "supervisor~2"
+    below = e.commit_mkdir(e.plan_mkdir(top, "supervisor"), {})
+    assert (below.cgname or below.name) == "supervisor"
