@@ -20,8 +20,10 @@ is the root container: the daemon's own namespaces and the cgroups it was
 started in. Containers are made below those cgroups only, so start the daemon
 in a cgroup delegated to it. Needs root and /dev/fuse.
 
-Containers that still have tasks when the daemon stops are kept (and named in
-the log); empty ones are removed.
+Stopping or killing the daemon keeps every container, empty or not: its
+namespaces, cgroups, limits and processes stay, and the tree is saved in the
+state dir, so the next mount with the same state dir takes them all over. To
+remove containers, rmdir them (children first) while the daemon runs.
 """
 
 EXEC_HELP = """\

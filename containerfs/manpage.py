@@ -290,6 +290,8 @@ def render_section8(parser: argparse.ArgumentParser) -> str:
 
     forwarded = ", ".join(s.name for s in FORWARDED[:-1]) + " and " + FORWARDED[-1].name
     page.prose(prose.SIGNALS8.format(forwarded=forwarded))
+    page.sh("SYSTEMD")
+    page.prose(prose.SYSTEMD8)
     page.sh("FILES")
     page.prose(prose.FILES8.format(mountpoint=DEFAULT_MOUNTPOINT, state_dir=DEFAULT_STATE_DIR))
     page.sh("EXAMPLES")

@@ -38,9 +38,9 @@ foreground until SIGINT or SIGTERM, which unmount cleanly. It needs root and
 The root directory is the root container: the daemon's own namespaces and, in
 every cgroup hierarchy, the cgroup the daemon was started in. Containers are
 made below that cgroup only, so start the daemon in a cgroup delegated to it.
-Under systemd, run it in a service with `Delegate=yes`; on a pure cgroup v2
-host it moves itself into the leaf `.tasks` below its cgroup before enabling
-any controller (systemd 254 and later do that with `DelegateSubgroup=.tasks`).
+Under systemd, run it in a service with `Delegate=yes`, as the shipped unit
+does (see *SYSTEMD* below); on a pure cgroup v2 host it moves itself into the
+leaf `.tasks` below its cgroup before enabling any controller.
 
 Stopping the daemon (SIGTERM) or killing it (SIGKILL) loses nothing: the
 containers keep their namespaces (their holder processes live on), cgroups and
@@ -111,6 +111,44 @@ while it waits, as a shell does (on a terminal they reach *CMD* alone). *CMD* is
 killed when `containerfs exec` dies.
 """
 
+#: What systemctl does to containers through the shipped unit (README.md,
+#: "Running under systemd"; checked by tools/v2vm/systemd-checks).
+SYSTEMD8 = """\
+`make install` installs the unit `containerfs.service`, which runs
+`containerfs mount` with its defaults: `Type=notify` (`systemctl show -p
+StatusText containerfs` gives the number of containers), `Delegate=yes`, and
+`KillMode=process`, so that systemd signals the daemon alone, never the
+containers' processes, which live in the unit's cgroup. Warnings, refused
+requests among them, go to the journal at priority warning (`journalctl -u
+containerfs -p warning`).
+
+@ `systemctl restart containerfs`
+The daemon unmounts and saves the tree; every container keeps its namespaces,
+cgroups, limits, views and processes, and the new daemon takes them over.
+
+@ a crash
+A `kill -9` of the daemon does the same, a second later, by `Restart=on-failure`.
+
+@ `systemctl stop containerfs`
+Only the daemon ends and the mount goes away. The containers stay as they are,
+processes running and limits enforced by the kernel, with no release policy
+carried out, until the next `systemctl start` takes them over. At shutdown they
+end with everything else.
+
+To remove every container, end the processes of each and remove them, children
+first, while the service runs; then stop it:
+
+    cd /run/containerfs
+    for c in */; do echo 1 > "$c/container.kill"; done
+    find . -mindepth 1 -depth -type d -exec rmdir {} +
+    systemctl stop containerfs
+
+systemd before 254 ignores the unit's `DelegateSubgroup=supervisor`: once a
+container owns a controller, a restart, or the start after a stop or crash,
+fails with `status=219/CGROUP` and the containers stay as they are. There,
+remove the containers before a restart.
+"""
+
 FILES8 = """\
 @ `{mountpoint}`
 The default mount point.
@@ -119,6 +157,10 @@ The default mount point.
 The default state directory: `state.json` (the whole tree) and `state.log` (the
 changes since), and `cgroup2`, where the daemon mounts cgroup2 while it runs on a
 host that has no cgroup2 mount.
+
+@ `/usr/local/lib/systemd/system/containerfs.service`
+The systemd unit, where `make install` puts it (under its `PREFIX`, `/usr/local`
+by default).
 
 @ `/dev/fuse`
 The FUSE device (`modprobe fuse` when it is missing).
@@ -149,6 +191,10 @@ SEE_ALSO8 = [
     ("nsenter", 1),
     ("unshare", 1),
     ("lsns", 8),
+    ("systemctl", 1),
+    ("journalctl", 1),
+    ("systemd.unit", 5),
+    ("systemd.service", 5),
     ("systemd.resource-control", 5),
 ]
 
