@@ -92,6 +92,14 @@ INSTALL_PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,$(PYTHON))
 PIP_INSTALL_ARGS ?=
 BINDIR  := $(PREFIX)/bin
 APPDIR  := $(PREFIX)/lib/containerfs
+# Where the venv is built: staged below DESTDIR (absolute, one slash: venv writes the
+# normalised path into its files, and the staging prefix is cut out of them by it),
+# beside the installed one, swapped in only once complete (a running service keeps
+# its holder program until then).
+STAGED  := $(abspath $(DESTDIR)$(APPDIR))
+# What `pip install .` needs to build; install checks, never installs them (a
+# packager's build machine is theirs: `make deps` is for run and test).
+BUILD_DEB := gcc libfuse3-dev pkg-config python3-dev python3-venv
 UNITDIR := $(PREFIX)/lib/systemd/system
 MANDIR  := $(PREFIX)/share/man
 BASHDIR := $(PREFIX)/share/bash-completion/completions
@@ -103,17 +111,23 @@ DATA := dist/man/containerfs.8:$(MANDIR)/man8/containerfs.8 \
         dist/completion/_containerfs:$(ZSHDIR)/_containerfs
 UNIT := dist/systemd/containerfs.service
 
-install: | deps
-	rm -rf '$(DESTDIR)$(APPDIR)'
-	$(INSTALL_PYTHON) -m venv '$(DESTDIR)$(APPDIR)'
-	PIP_ROOT_USER_ACTION=ignore '$(DESTDIR)$(APPDIR)/bin/python' -m pip install -q \
-	  --no-compile $(PIP_INSTALL_ARGS) .
-	if [ -n '$(DESTDIR)' ]; then \
-	  grep -rlIF -e '$(DESTDIR)$(APPDIR)' '$(DESTDIR)$(APPDIR)' \
-	    | xargs -r sed -i 's|$(DESTDIR)$(APPDIR)|$(APPDIR)|g'; \
+install:
+	@missing=""; for p in $(BUILD_DEB); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && command -v dpkg >/dev/null; then \
+	  echo "make install: missing build packages:$$missing (apt-get install them, or make deps)" >&2; \
+	  exit 1; \
 	fi
-	'$(DESTDIR)$(APPDIR)/bin/python' -m compileall -q -f -j0 \
-	  -d '$(APPDIR)/lib' '$(DESTDIR)$(APPDIR)/lib'
+	rm -rf '$(STAGED).new'
+	$(INSTALL_PYTHON) -m venv '$(STAGED).new'
+	PIP_ROOT_USER_ACTION=ignore '$(STAGED).new/bin/python' -m pip install -q \
+	  --no-compile $(PIP_INSTALL_ARGS) .
+	grep -rlIF -e '$(STAGED).new' '$(STAGED).new' | xargs -r sed -i 's|$(STAGED).new|$(APPDIR)|g'
+	'$(STAGED).new/bin/python' -m compileall -q -f -j0 \
+	  -d '$(APPDIR)/lib' '$(STAGED).new/lib'
+	rm -rf '$(STAGED).old'
+	if [ -e '$(STAGED)' ]; then mv '$(STAGED)' '$(STAGED).old'; fi
+	mv '$(STAGED).new' '$(STAGED)'
+	rm -rf '$(STAGED).old'
 	install -d '$(DESTDIR)$(BINDIR)'
 	ln -sfn '$(APPDIR)/bin/containerfs' '$(DESTDIR)$(BINDIR)/containerfs'
 	if [ -f $(UNIT) ]; then \
@@ -134,7 +148,7 @@ uninstall:
 	fi
 	rm -f '$(DESTDIR)$(UNITDIR)/containerfs.service'
 	for pair in $(DATA); do rm -f '$(DESTDIR)'$${pair#*:}; done
-	rm -rf '$(DESTDIR)$(APPDIR)'
+	rm -rf '$(STAGED)'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

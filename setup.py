@@ -54,9 +54,11 @@ def compile_program(source: Path, target: Path, first: list[str], always: list[s
     """Compile ``source`` to ``target``: with the ``first`` flags when the toolchain
     can (``-static-pie`` needs a static libc), else without them, as ``make`` does."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    base = [*_compiler(), *always, "-o", str(target), str(source)]
+    cc = _compiler()
+    base = [*cc, *always, "-o", str(target), str(source)]
+    n = len(shlex.split(os.environ.get("CC") or "gcc"))  # after the compiler (`ccache gcc`)
     try:
-        tried = subprocess.run(base[:1] + first + base[1:], capture_output=True) if first else None
+        tried = subprocess.run(base[:n] + first + base[n:], capture_output=True) if first else None
         if tried is None or tried.returncode != 0:
             subprocess.run(base, check=True)  # its errors show in pip's output
     except (OSError, subprocess.CalledProcessError) as exc:

@@ -119,12 +119,13 @@ class JournalFormatter(logging.Formatter):
     The journal names the unit and pid itself, so no ``containerfs:`` prefix."""
 
     def __init__(self) -> None:
+        from .kernel.sdnotify import priority  # not at the top: `exec` must not pay for it
+
         super().__init__("%(levelname)s %(message)s")
+        self._priority = priority
 
     def format(self, record: logging.LogRecord) -> str:
-        from .kernel.sdnotify import priority
-
-        lead = f"<{priority(record.levelno)}>"
+        lead = f"<{self._priority(record.levelno)}>"
         return "\n".join(lead + line for line in super().format(record).split("\n"))
 
 

@@ -346,7 +346,7 @@ class Discovery:
             if c.origin != Origin.CLONE or c.removed:
                 continue
             now = any((k, c.ids.get(k)) in held for k in c.owned if k in NAMESPACE_NAMES)
-            if lifecycle.set_held(c, now) and not now:
+            if lifecycle.set_held(c, now) and not now:  # no longer held
                 await self.releases.check_release(c)
 
     # -- holders that died under us ---------------------------------------------

@@ -30,8 +30,6 @@ from .engine import lifecycle
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES
 from .engine.tree import Container
-from .kernel import procfs, procs
-from .kernel.holder import Holder, kill_stray_holder
 
 if TYPE_CHECKING:
     from .service.runtime import Runtime
@@ -92,9 +90,9 @@ def finish_moves(rt: Runtime, moving: list[dict[str, Any]]) -> None:
         try:
             pid, start = int(move["pid"]), int(move["start"])
             targets = {str(k): int(v) for k, v in move["targets"].items()}
-            if procfs.process_stat(pid)[2] != start:
+            if rt.kernel.start_time(pid) != start:
                 continue  # gone, and the pid reused
-            inodes = procs.process_inodes(pid)
+            inodes = rt.kernel.process_inodes(pid)
             if all(inodes.get(k) == ino for k, ino in targets.items()):
                 continue  # it got there: the move is complete
             rt.cgroups.put_back_recorded(pid, move["before"])
@@ -117,7 +115,7 @@ def _check(rt: Runtime, c: Container, rec: dict[str, Any]) -> str | None:
         if not isinstance(pid, int):
             return "no holder recorded"
         try:
-            holder = Holder.attach(pid, own_ns)
+            holder = rt.kernel.attach_holder(pid, own_ns)
         except OSError as exc:
             return f"holder {pid}: {exc.strerror or exc}"
         rt.holders[c.uid] = holder
@@ -137,7 +135,7 @@ def sweep(rt: Runtime) -> None:
     """Remove holders and cgroup directories that no container accounts for."""
     keep = {h.pid for h in rt.holders.values()}
     for pid in rt.cgroups.pin_pids():
-        if pid not in keep and kill_stray_holder(pid):
+        if pid not in keep and rt.kernel.kill_stray_holder(pid):
             log.info("killed leftover namespace holder %d", pid)
     known = {c.cgpath for c in rt.engine.root.walk()}
     extra = sorted(rt.cgroups.container_dirs() - known, key=len, reverse=True)
@@ -162,7 +160,7 @@ def _remove_leftover(rt: Runtime, path: tuple[str, ...], keep: set[int]) -> None
     for attempt in range(20):
         with contextlib.suppress(OSError):
             for pid in rt.cgroups.procs_anywhere(path):
-                if pid not in keep and kill_stray_holder(pid):
+                if pid not in keep and rt.kernel.kill_stray_holder(pid):
                     log.info("killed leftover namespace holder %d", pid)
         try:
             rt.cgroups.remove(path)

@@ -61,9 +61,9 @@ def occupy(c: Container) -> bool:
 
 def set_held(c: Container, held: bool) -> bool:
     """Whether a clone's namespaces are kept alive by something other than its
-    tasks (a bind mount of an nsfs file); whether it was before."""
-    was, c.held = c.held, held
-    return was
+    tasks (a bind mount of an nsfs file); whether that changed."""
+    changed, c.held = c.held != held, held
+    return changed
 
 
 def set_instance(c: Container, kind: str, instance: str) -> bool:

@@ -227,12 +227,6 @@ _CGROUP_FILE_PREFIXES = frozenset(
 _CGROUP_PLAIN_FILES = frozenset({"tasks", "notify_on_release", "release_agent"})
 
 
-#: Directory names a top-level container's cgroup may not take: ``supervisor`` is
-#: where systemd starts the daemon (``kernel.cghierarchy.SERVICE_LEAF``); a
-#: container's cgroup there would take the next start's place.
-RESERVED_CGNAMES = frozenset({"supervisor"})
-
-
 def is_cgroup_file_name(name: str) -> bool:
     """Whether cgroupfs may have a file NAME in a cgroup directory (none has a ``~``)."""
     prefix, dot, _ = name.partition(".")
@@ -389,10 +383,15 @@ class Engine:
         root_ids: Mapping[str, str],
         root_subtree: frozenset[str] = frozenset(),
         view_knobs: Sequence[Knob] = (),
+        reserved_cgnames: frozenset[str] = frozenset(),
     ) -> None:
         """``controller_files``: kind -> the controller's files here -> writable (the
         cgroup backend's ``files``); ``view_knobs``: the catalogue's knobs this
-        kernel has. The rest of a container's files are the catalogue's."""
+        kernel has; ``reserved_cgnames``: directory names a top-level container's
+        cgroup may not take (systemd's start leaf: a container's cgroup there would
+        take the next start's place). The rest of a container's files are the
+        catalogue's."""
+        self.reserved_cgnames = reserved_cgnames
         self.kinds: dict[str, SubsystemKind] = {k.name: k for k in kinds}
         # kind -> None when usable here, else the reason it is not
         self.available: dict[str, str | None] = {k: available.get(k, "unknown") for k in self.kinds}
@@ -507,14 +506,14 @@ class Engine:
     def _free_cgname(self, parent: Container, name: str) -> str:
         """``name``, or ``name~N`` when a renamed sibling still has a directory by that
         name, cgroupfs has a file by that name (``is_cgroup_file_name``) or, at the
-        top, systemd uses it (``RESERVED_CGNAMES``)."""
+        top, systemd uses it (``reserved_cgnames``)."""
         taken = {ch.cgname or ch.name for ch in parent.children.values()}
         taken |= {n for uid, n in self._pending_cg if uid == parent.uid}
         cgname, n = name, 1
         while (
             cgname in taken
             or is_cgroup_file_name(cgname)
-            or (parent.is_root and cgname in RESERVED_CGNAMES)
+            or (parent.is_root and cgname in self.reserved_cgnames)
         ):
             n += 1
             cgname = f"{name}~{n}"
@@ -697,6 +696,11 @@ class Engine:
 
     def set_subtree(self, c: Container, text: str) -> None:
         c.subtree = self.parse_subtree(c, text)
+
+    def reset_subtree(self, c: Container, kinds: frozenset[str]) -> None:
+        """Replace ``c``'s subtree with exactly ``kinds`` (the root's default at start,
+        or the command line's ``--subtree`` over a saved value)."""
+        c.subtree = self._check_kinds(kinds)
 
     @staticmethod
     def set_limit(c: Container, role: Role, text: str) -> None:

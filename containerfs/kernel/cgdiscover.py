@@ -29,7 +29,14 @@ MS_NOEXEC = 0x8
 H = TypeVar("H", bound=HostCgroups)
 
 
-def discover(cls: type[H], proc: Path, pid: str, *, v2_fallback: Path | None = None) -> H:
+def discover(
+    cls: type[H],
+    proc: Path,
+    pid: str,
+    *,
+    v2_fallback: Path | None = None,
+    service_leaf: str | None = None,
+) -> H:
     """``cls`` built from the hierarchies process `pid` is in (``CgroupBackend.discover``)."""
     mounts = parse_mountinfo(cgfs.read(proc / pid / "mountinfo"))
     mounted: Path | None = None
@@ -45,7 +52,7 @@ def discover(cls: type[H], proc: Path, pid: str, *, v2_fallback: Path | None = N
         mounted = v2_fallback
         mounts = parse_mountinfo(cgfs.read(proc / pid / "mountinfo"))
     try:
-        backend = _discover(cls, proc, pid, mounts)
+        backend = _discover(cls, proc, pid, mounts, service_leaf)
     except BaseException:
         if mounted is not None:
             try:
@@ -54,10 +61,13 @@ def discover(cls: type[H], proc: Path, pid: str, *, v2_fallback: Path | None = N
                 log.warning("cannot unmount the cgroup2 at %s again: %s", mounted, e)
         raise
     backend.mounted_v2 = mounted
+    backend.service_leaf = service_leaf
     return backend
 
 
-def _discover(cls: type[H], proc: Path, pid: str, mounts: list[MountEntry]) -> H:
+def _discover(
+    cls: type[H], proc: Path, pid: str, mounts: list[MountEntry], service_leaf: str | None
+) -> H:
     cgroup_text = cgfs.read(proc / pid / "cgroup")
     try:
         proc_cgroups = parse_proc_cgroups(cgfs.read(proc / "cgroups"))
@@ -69,7 +79,7 @@ def _discover(cls: type[H], proc: Path, pid: str, mounts: list[MountEntry]) -> H
     v2_path: str | None = None
     for hid, names, path in parse_pid_cgroup(cgroup_text):
         if hid == 0:
-            path = daemon_base(path)
+            path = daemon_base(path, service_leaf)
             v2_path = path
             mount = _pick_mount(mounts, "cgroup2", frozenset(), path)
             if mount is None:

@@ -40,23 +40,21 @@ _V1_KIND = {"cpu": "cpu", "cpuacct": "cpu", "blkio": "io"}
 RESERVED_NAMES = frozenset({".tasks", ".pins"})
 TASKS = ".tasks"
 PINS = ".pins"
-#: The leaf systemd starts the daemon in (``DelegateSubgroup=supervisor`` in
-#: dist/systemd/containerfs.service; systemd refuses names starting with ``.``).
-#: Recognised only directly below a ``.service`` cgroup; see :func:`daemon_base`.
-SERVICE_LEAF = "supervisor"
 
 
-def daemon_base(path: str) -> str:
+def daemon_base(path: str, service_leaf: str | None = None) -> str:
     """The base (the root container's cgroup) for a daemon whose v2 cgroup is `path`.
 
-    Its own leaf ``BASE/.tasks`` (a restarted daemon placed there), or the
-    service's leaf ``UNIT.service/supervisor`` where systemd 254 and later put
-    the main process of a unit with ``DelegateSubgroup=``: then the unit's
-    cgroup is the base. Anything else is the base itself (systemd 252 and older
-    start the daemon in the unit's cgroup; ``setup`` moves it down).
+    Its own leaf ``BASE/.tasks`` (a restarted daemon placed there), or, only when
+    the unit says so (``service_leaf``: see ``startup.service_leaf``), the leaf
+    ``UNIT.service/LEAF`` where systemd 254 and later put the main process of a
+    unit with ``DelegateSubgroup=LEAF``: then the unit's cgroup is the base.
+    Anything else is the base itself (systemd 252 and older start the daemon in
+    the unit's cgroup; ``setup`` moves it down). A cgroup that merely has the
+    leaf's name, in a unit that did not ask, is never taken for it.
     """
     parent, _, name = path.rpartition("/")
-    if name == TASKS or (name == SERVICE_LEAF and parent.endswith(".service")):
+    if name == TASKS or (service_leaf and name == service_leaf and parent.endswith(".service")):
         return parent or "/"
     return path
 
@@ -151,6 +149,8 @@ class HostCgroups:
         #: The cgroup2 mount :meth:`discover` made itself (pure v1 hosts), which
         #: :meth:`close` takes down again; None when the host had one.
         self.mounted_v2 = mounted_v2
+        #: systemd's start leaf below the base, when the unit named one (``daemon_base``)
+        self.service_leaf: str | None = None
 
     def kinds(self) -> dict[str, str | None]:
         """Every controller kind known here -> None if usable, else a short reason.

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import cgfs
-from .cghierarchy import PINS, SERVICE_LEAF, TASKS, Hierarchy, check_path, kind_of
+from .cghierarchy import PINS, TASKS, Hierarchy, check_path, kind_of
 from .cgplacement import Placement
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,11 @@ class Lifecycle(Placement):
         the daemon moves down into ``base/.tasks`` (moving down is always
         allowed) and holders get ``base/.pins``. Idempotent.
 
-        Started by systemd in the unit's ``supervisor`` leaf (``DelegateSubgroup=``,
-        see ``daemon_base``), it moves across to ``.tasks`` like any other start
-        and removes that leaf, empty now: a container's cgroup never takes its
-        name (the engine's ``RESERVED_CGNAMES``) and systemd makes it again for the
-        next start.
+        Started by systemd in the unit's leaf (``DelegateSubgroup=``, named to us
+        by the unit: ``service_leaf``, see ``daemon_base``), it moves across to
+        ``.tasks`` like any other start and removes that leaf, empty now: a
+        container's cgroup never takes its name (``reserved_names``) and systemd
+        makes it again for the next start.
         """
         if self.v2 is None:
             return
@@ -53,7 +53,8 @@ class Lifecycle(Placement):
         cgfs.mkdir(base / TASKS, scratch)
         cgfs.mkdir(base / PINS, scratch)
         self.move(os.getpid(), [base / TASKS])
-        if came_from is not None and came_from == base / SERVICE_LEAF:
+        leaf = self.service_leaf
+        if leaf and came_from is not None and came_from == base / leaf:
             try:
                 cgfs.remove_dir(came_from)
             except OSError as exc:  # another process systemd put there: leave it be

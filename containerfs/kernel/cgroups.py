@@ -29,26 +29,10 @@ from pathlib import Path
 
 from . import cgdiscover
 from .cgcontrol import ControlFiles
-from .cgdiscover import MS_NODEV, MS_NOEXEC, MS_NOSUID
-from .cgfiles import CONTROL_FILES, ControlFile
-from .cghierarchy import PINS, RESERVED_NAMES, STANDARD_KINDS, TASKS, Hierarchy, kind_of
-from .cglifecycle import PATH_MAX, Lifecycle
+from .cghierarchy import PINS, STANDARD_KINDS, TASKS, Hierarchy, kind_of
+from .cglifecycle import Lifecycle
 
-__all__ = [
-    "CONTROL_FILES",
-    "MS_NODEV",
-    "MS_NOEXEC",
-    "MS_NOSUID",
-    "PATH_MAX",
-    "PINS",
-    "RESERVED_NAMES",
-    "STANDARD_KINDS",
-    "TASKS",
-    "CgroupBackend",
-    "ControlFile",
-    "Hierarchy",
-    "kind_of",
-]
+__all__ = ["PINS", "STANDARD_KINDS", "TASKS", "CgroupBackend", "Hierarchy", "kind_of"]
 
 
 class CgroupBackend(Lifecycle, ControlFiles):
@@ -65,6 +49,7 @@ class CgroupBackend(Lifecycle, ControlFiles):
         pid: str = "self",
         *,
         v2_fallback: Path | None = None,
+        service_leaf: str | None = None,
     ) -> CgroupBackend:
         """Find every hierarchy the process `pid` is in and where it is mounted.
 
@@ -73,7 +58,9 @@ class CgroupBackend(Lifecycle, ControlFiles):
         ancestor of the process's cgroup; hierarchies with no such mount are
         reported by :meth:`kinds` as ``not-reachable``. A v2 cgroup ending in
         ``/.tasks`` is taken to be a daemon's own leaf, and its parent is the base,
-        so a daemon re-discovering after :meth:`setup` finds the same base.
+        so a daemon re-discovering after :meth:`setup` finds the same base; so is
+        ``UNIT.service/LEAF`` when the unit names ``service_leaf`` (systemd's
+        ``DelegateSubgroup=``, see ``cghierarchy.daemon_base``).
 
         containerfs needs a cgroup2 hierarchy (container tasks and
         ``populated`` come from it). When no cgroup2 is mounted at all (a pure
@@ -82,7 +69,9 @@ class CgroupBackend(Lifecycle, ControlFiles):
         fallback, or when cgroup2 is mounted but no mount reaches the
         process's cgroup, this raises ``OSError(EOPNOTSUPP)``.
         """
-        return cgdiscover.discover(cls, proc, pid, v2_fallback=v2_fallback)
+        return cgdiscover.discover(
+            cls, proc, pid, v2_fallback=v2_fallback, service_leaf=service_leaf
+        )
 
     def close(self) -> None:
         """Unmount the cgroup2 hierarchy :meth:`discover` mounted, if any. Idempotent."""

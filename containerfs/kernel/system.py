@@ -28,7 +28,7 @@ from . import (
     sysctls,
 )
 from .cgroups import CgroupBackend
-from .holder import Holder
+from .holder import Holder, kill_stray_holder
 
 
 class Kernel:
@@ -165,6 +165,14 @@ class Kernel:
     def process_stat(self, pid: int) -> tuple[str, int, int]:
         """(comm, parent pid, start time) of a live process."""
         return procfs.process_stat(pid)
+
+    def attach_holder(self, pid: int, inodes: Mapping[str, int]) -> Holder:
+        """A holder of a previous daemon, checked to hold ``inodes`` (restart)."""
+        return Holder.attach(pid, inodes)
+
+    def kill_stray_holder(self, pid: int) -> bool:
+        """SIGKILL ``pid`` if it is a holder no container accounts for; True if killed."""
+        return kill_stray_holder(pid)
 
     def start_time(self, pid: int) -> int:
         """When ``pid`` started (telling it from a later process of the same pid)."""

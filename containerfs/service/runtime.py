@@ -55,13 +55,21 @@ def build_engine(kernel: Kernel, root_subtree: str | None) -> Engine:
     view_knobs = IPC_KNOBS + NET_KNOBS
     if kernel.pid_max_per_namespace():
         view_knobs += PID_KNOBS
-    engine = Engine(kinds, available, controller_files, root_ids, view_knobs=view_knobs)
+    leaf = cgroups.service_leaf
+    engine = Engine(
+        kinds,
+        available,
+        controller_files,
+        root_ids,
+        view_knobs=view_knobs,
+        reserved_cgnames=frozenset({leaf}) if leaf else frozenset(),
+    )
     # Every monitoring file has its renderer: a name spelt twice fails here, not on a read.
     missing = {e.key for e in INFO_FILES if e.role == Role.INFO} - set(kernel.info_files())
     if missing:
         raise AssertionError(f"no kernel renderer for {', '.join(sorted(missing))}")
     if root_subtree is None:
-        engine.root.subtree = default_root_subtree(engine.available)
+        engine.reset_subtree(engine.root, default_root_subtree(engine.available))
     elif root_subtree.strip():
         engine.set_subtree(engine.root, root_subtree)
     return engine

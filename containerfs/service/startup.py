@@ -178,11 +178,26 @@ def find_pin() -> str:
     return found
 
 
+def service_leaf() -> str | None:
+    """systemd's start leaf, when our unit names it (``CONTAINERFS_SERVICE_LEAF``,
+    the same name as its ``DelegateSubgroup=``) and systemd started us
+    (``INVOCATION_ID``). Only then is a cgroup of that name below a ``.service``
+    taken for it (``cghierarchy.daemon_base``): a ``containerfs mount`` started from
+    another unit keeps that unit's leaf as its base and removes nothing of it."""
+    leaf = os.environ.pop("CONTAINERFS_SERVICE_LEAF", "")
+    if not leaf or not os.environ.get("INVOCATION_ID"):
+        return None
+    if leaf.startswith(".") or "/" in leaf or leaf in ("..", "."):
+        log.warning("CONTAINERFS_SERVICE_LEAF=%r is no cgroup name; ignored", leaf)
+        return None
+    return leaf
+
+
 @contextlib.contextmanager
 def _cgroups(v2_fallback: Path) -> Iterator[CgroupBackend]:
     """The host's cgroups; on a host without a cgroup2 mount, one of our own while we run."""
     try:
-        cgroups = CgroupBackend.discover(v2_fallback=v2_fallback)
+        cgroups = CgroupBackend.discover(v2_fallback=v2_fallback, service_leaf=service_leaf())
     except OSError as exc:
         raise SystemExit(f"containerfs: {exc.strerror or exc}") from None
     try:
@@ -234,7 +249,7 @@ def _mount_locked(
         if saved is not None:
             recovery.adopt(daemon.rt, saved)
             if root_subtree is not None:  # the command line wins over the saved value
-                engine.root.subtree = frozenset()
+                engine.reset_subtree(engine.root, frozenset())
                 if root_subtree.strip():
                     engine.set_subtree(engine.root, root_subtree)
         daemon.store.save()

@@ -287,6 +287,7 @@ class FakeKernel(Kernel):
         self.processes: dict[int, FakeProcess] = {}
         self.sysctls: dict[int, dict[str, str]] = {}  # namespace inode -> name -> text
         self.spawned: list[Spawned] = []
+        self.strays_killed: list[int] = []  # kill_stray_holder calls (recovery)
         self.moved_into: list[tuple[int, dict[str, int]]] = []
         self.faults = Faults()
         self._inodes = itertools.count(ROOT_INODE + 1000)
@@ -363,6 +364,17 @@ class FakeKernel(Kernel):
         holder = FakeHolder(pid, inodes, self)
         self.spawned.append(Spawned(holder, unshare, frozenset(join_fds), parent))
         return holder
+
+    def attach_holder(self, pid: int, inodes: Mapping[str, int]) -> Holder:
+        """A holder of an earlier daemon: a known process holding ``inodes``."""
+        proc = self.processes.get(pid)
+        if proc is None or any(proc.inodes.get(k) != v for k, v in inodes.items()):
+            raise OSError(errno.ESRCH, f"no holder {pid} of those namespaces")
+        return FakeHolder(pid, dict(proc.inodes), self)
+
+    def kill_stray_holder(self, pid: int) -> bool:
+        self.strays_killed.append(pid)
+        return self.processes.pop(pid, None) is not None
 
     # -- sysctls, ID maps, time offsets, monitoring files ----------------------------
 

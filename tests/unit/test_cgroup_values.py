@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from containerfs.kernel import cgfs
+from containerfs.kernel import cgdiscover, cgfs, cglifecycle
 from containerfs.kernel import cgroups as cg
 from containerfs.kernel import cgvalues as cv
 from containerfs.kernel import sys as ksys
@@ -691,7 +691,7 @@ def test_discover_pure_v1_without_fallback_refuses(fake_mounts: FakeMounts) -> N
 def test_discover_pure_v1_mounts_the_fallback(fake_mounts: FakeMounts, tmp_path: Path) -> None:
     point = tmp_path / "run" / "cfs" / "cgroup2"
     b = CgroupBackend.discover(fake_mounts.host.proc, v2_fallback=point)
-    flags = cg.MS_NOSUID | cg.MS_NODEV | cg.MS_NOEXEC
+    flags = cgdiscover.MS_NOSUID | cgdiscover.MS_NODEV | cgdiscover.MS_NOEXEC
     assert flags == 0xE
     assert fake_mounts.mounts == [("cgroup2", str(point), "cgroup2", flags, None)]
     assert b.mounted_v2 == point
@@ -817,7 +817,7 @@ def test_setup_v2_from_systemds_delegate_subgroup(tmp_path: Path) -> None:
     host.pid_cgroup(str(os.getpid()), "0::/svc/cfs.service/supervisor\n")
     (host.proc / "self" / "cgroup").write_text("0::/svc/cfs.service/supervisor\n")
     before = {f.name: f.read_text() for f in unit.iterdir() if f.is_file()}
-    b = CgroupBackend.discover(host.proc)
+    b = CgroupBackend.discover(host.proc, service_leaf="supervisor")
     assert b.v2 is not None and b.v2.base == "/svc/cfs.service"
     b.setup()
     assert (unit / ".tasks" / "cgroup.procs").read_text() == str(os.getpid())
@@ -833,7 +833,7 @@ def test_setup_v2_keeps_a_busy_supervisor_leaf(tmp_path: Path) -> None:
     _cgdir(unit / "supervisor" / "child", {"cgroup.procs": ""})
     host.pid_cgroup(str(os.getpid()), "0::/svc/cfs.service/supervisor\n")
     (host.proc / "self" / "cgroup").write_text("0::/svc/cfs.service/supervisor\n")
-    b = CgroupBackend.discover(host.proc)
+    b = CgroupBackend.discover(host.proc, service_leaf="supervisor")
     b.setup()  # no error: the leaf is systemd's, left as it is
     assert (unit / "supervisor" / "child").is_dir()
     assert (unit / ".tasks" / "cgroup.procs").read_text() == str(os.getpid())
@@ -914,7 +914,7 @@ def test_create_refuses_a_cgroup_path_with_no_room_below_path_max(tmp_path: Path
     host = make_v2_host(tmp_path)
     b = CgroupBackend.discover(host.proc)
     base = host.fs / "svc" / "cfs"
-    room = cg.PATH_MAX - len(os.fsencode(base))
+    room = cglifecycle.PATH_MAX - len(os.fsencode(base))
     name = "n" * 200
     path = (name,) * ((room - 64) // 201 + 1)  # its directory leaves under 64 bytes
     with pytest.raises(OSError) as e:

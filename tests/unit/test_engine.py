@@ -21,7 +21,10 @@ from containerfs.engine.tree import (
 CONTROLLERS = ["cpu", "memory", "pids", "hugetlb"]
 
 
-def make_engine(subtree: frozenset[str] = frozenset({"uts", "ipc", "pids"})) -> Engine:
+def make_engine(
+    subtree: frozenset[str] = frozenset({"uts", "ipc", "pids"}),
+    reserved_cgnames: frozenset[str] = frozenset(),
+) -> Engine:
     available: dict[str, str | None] = {k: None for k in NAMESPACE_NAMES + tuple(CONTROLLERS)}
     available["hugetlb"] = "not-delegated"
     controller_files = {
@@ -31,7 +34,14 @@ def make_engine(subtree: frozenset[str] = frozenset({"uts", "ipc", "pids"})) -> 
     }
     root_ids = {k: str(4026531830 + i) for i, k in enumerate(NAMESPACE_NAMES)}
     root_ids |= {"pids": "/base", "memory": "/base", "cpu": "/base"}
-    return Engine(all_kinds(CONTROLLERS), available, controller_files, root_ids, subtree)
+    return Engine(
+        all_kinds(CONTROLLERS),
+        available,
+        controller_files,
+        root_ids,
+        subtree,
+        reserved_cgnames=reserved_cgnames,
+    )
 
 
 def errno_of(exc: pytest.ExceptionInfo[ContainerError]) -> int:
@@ -237,8 +247,9 @@ def test_container_kill_is_in_every_container_but_the_root_and_takes_only_1() ->
 def test_a_top_container_named_supervisor_keeps_out_of_systemds_leaf() -> None:
     """``supervisor`` beside the containers is where systemd starts the daemon
     (DelegateSubgroup=): a container by that name gets another cgroup directory
-    at the top, the plain one further down."""
-    e = make_engine()
+    at the top, the plain one further down. Only a leaf the unit names is kept free."""
+    assert make_engine().plan_mkdir(make_engine().root, "supervisor").cgname == "supervisor"
+    e = make_engine(reserved_cgnames=frozenset({"supervisor"}))
     top = e.commit_mkdir(e.plan_mkdir(e.root, "supervisor"), {})
     assert top.name == "supervisor" and top.cgname == "supervisor~2"
     below = e.commit_mkdir(e.plan_mkdir(top, "supervisor"), {})

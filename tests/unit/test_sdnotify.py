@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from containerfs.cli import JournalFormatter
-from containerfs.engine.tree import RESERVED_CGNAMES
-from containerfs.kernel.cghierarchy import SERVICE_LEAF, daemon_base
+from containerfs.kernel.cghierarchy import daemon_base
 from containerfs.kernel.sdnotify import Notifier, priority, socket_address, stderr_is_journal
+from containerfs.service import startup
 
 
 @pytest.fixture
@@ -134,16 +134,37 @@ def test_daemon_log_lines_carry_levels_only_for_the_journal(tmp_path: Path, jour
 
 
 def test_daemon_base_under_systemd() -> None:
+    leaf = "supervisor"  # what dist/systemd/containerfs.service names
     # systemd >= 254 with DelegateSubgroup=supervisor: the unit's cgroup is the base
-    assert daemon_base("/system.slice/containerfs.service/supervisor") == (
+    assert daemon_base("/system.slice/containerfs.service/supervisor", leaf) == (
         "/system.slice/containerfs.service"
     )
+    # the same cgroup when the unit did not name the leaf: the base itself (another
+    # unit's DelegateSubgroup= leaf is never taken over)
+    assert daemon_base("/system.slice/ci.service/supervisor") == (
+        "/system.slice/ci.service/supervisor"
+    )
     # systemd 252: started in the unit's cgroup itself; a restart in .tasks
-    assert daemon_base("/system.slice/containerfs.service") == "/system.slice/containerfs.service"
+    assert daemon_base("/system.slice/containerfs.service", leaf) == (
+        "/system.slice/containerfs.service"
+    )
     assert daemon_base("/system.slice/containerfs.service/.tasks") == (
         "/system.slice/containerfs.service"
     )
     assert daemon_base("/.tasks") == "/"
     # a cgroup that happens to be called supervisor, not a unit's leaf: the base itself
-    assert daemon_base("/user.slice/supervisor") == "/user.slice/supervisor"
-    assert SERVICE_LEAF in RESERVED_CGNAMES  # the engine keeps containers out of it
+    assert daemon_base("/user.slice/supervisor", leaf) == "/user.slice/supervisor"
+
+
+def test_the_unit_names_its_leaf_to_the_daemon(monkeypatch: pytest.MonkeyPatch) -> None:
+    unit = Path(__file__).parents[2] / "dist/systemd/containerfs.service"
+    lines = unit.read_text().splitlines()
+    assert "DelegateSubgroup=supervisor" in lines
+    assert "Environment=CONTAINERFS_SERVICE_LEAF=supervisor" in lines
+    monkeypatch.setenv("CONTAINERFS_SERVICE_LEAF", "supervisor")
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    assert startup.service_leaf() is None  # not started by systemd
+    monkeypatch.setenv("CONTAINERFS_SERVICE_LEAF", "supervisor")
+    monkeypatch.setenv("INVOCATION_ID", "0123")
+    assert startup.service_leaf() == "supervisor"
+    assert "CONTAINERFS_SERVICE_LEAF" not in os.environ  # not handed on to containers
