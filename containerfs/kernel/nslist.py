@@ -731,7 +731,10 @@ _FIND = "find"
 
 
 def scan(
-    proc: str = "/proc", walker: str | None = _FIND, as_user: tuple[int, int] | None = None
+    proc: str = "/proc",
+    walker: str | None = _FIND,
+    as_user: tuple[int, int] | None = None,
+    listns: bool = True,
 ) -> list[NsEntry]:
     """Every namespace reachable through ``proc``, sorted by (kind, inode).
 
@@ -747,8 +750,11 @@ def scan(
     that user count, as for its own ``lsns``; namespaces none of them is in,
     uses or holds by fd are left out (bind mounts in their mount namespaces
     stay: the user sees those in its mountinfo).
+
+    Root's listing of the real ``/proc`` comes from :func:`scan_listns` on a
+    kernel with listns() (Linux >= 6.19), unless ``listns`` is False.
     """
-    if as_user is None and proc == "/proc" and listns_available():
+    if listns and as_user is None and proc == "/proc" and listns_available():
         return scan_listns(proc, walker)
     kinds, for_children = _ns_names(proc)
     nsfs_dev = _nsfs_dev(proc)

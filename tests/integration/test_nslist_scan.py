@@ -496,3 +496,30 @@ def test_concurrent_readers_share_walks(cfs: Mounted, stranger: Stranger) -> Non
         walks = cfs.log.read_text().count(f"namespaces: walk as {who}") - before
         print(who, walks, "walks for", readers * rounds, "reads")
         assert 0 < walks <= readers * rounds // 2, (who, walks)
+
+
+def _kernel_has_listns() -> bool:
+    """Whether this kernel's version is 6.19 or later (listns() came then)."""
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (6, 19)
+
+
+def test_listns_is_used_where_the_kernel_has_it(made: Made) -> None:
+    """On Linux >= 6.19 root's listing comes from listns() (the v2 lane's
+    trixie-backports kernel), and it finds what the /proc walk finds."""
+    if not _kernel_has_listns():
+        assert not nslist.listns_available()
+        pytest.skip(f"Linux {os.uname().release} has no listns() (6.19 and later)")
+    assert nslist.listns_available()
+    listed = {(e.kind, e.inode): e for e in nslist.scan_listns()}
+    walked = {(e.kind, e.inode): e for e in nslist.scan(listns=False)}
+    for exp in made.expected:
+        got, walk = listed[(exp.kind, exp.inode)], walked[(exp.kind, exp.inode)]
+        assert (got.nprocs, got.owner, got.parent, got.nsid) == (
+            walk.nprocs,
+            walk.owner,
+            walk.parent,
+            walk.nsid,
+        ), exp
+    mine = {(kind, _ino(f"/proc/self/ns/{kind}")) for kind in KINDS}
+    assert mine <= set(listed)
