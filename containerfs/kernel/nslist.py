@@ -1,4 +1,8 @@
-"""Every namespace on the host, found through ``/proc`` (Linux < 6.19 has no ``listns``).
+"""Every namespace on the host: by ``listns()`` on Linux >= 6.19, else through ``/proc``.
+
+:func:`scan_listns` (the ``listns()`` path) is described where it is defined;
+the rest of this text is about the ``/proc`` walk, which older kernels and
+ordinary readers get.
 
 A namespace stays alive while something refers to it: a task's active
 namespaces, the pid and time namespaces a task's children will get
