@@ -467,3 +467,22 @@ def test_scan_uses_listns_for_root_only(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(nslist, "find_walker", lambda: None)
     nslist.scan(as_user=(65534, 65534))
     assert used == ["/proc", "as user"]
+
+
+@pytest.mark.parametrize(("err", "expected"), [(errno.ENOTTY, None), (None, 4099)])
+def test_ns_id_is_none_on_a_kernel_without_ns_get_id(
+    monkeypatch: pytest.MonkeyPatch, err: int | None, expected: int | None
+) -> None:
+    """Before Linux 6.18 NS_GET_ID answers ENOTTY: the NSID column shows ``-``."""
+
+    def fake(fd: int) -> int:
+        if err is not None:
+            raise OSError(err, os.strerror(err))
+        return 4099
+
+    monkeypatch.setattr(nslist.ksys, "ns_get_id", fake)
+    assert nslist._ns_id(0) == expected
+    entry = NsEntry("net", 1, 1, None, None, False, nsid=nslist._ns_id(0))
+    assert nslist.format_table([entry], lambda k, i: None).split()[-1] == (
+        "-" if expected is None else str(expected)
+    )
