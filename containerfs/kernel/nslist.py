@@ -100,7 +100,9 @@ class NsEntry:
     nprocs: int  # processes (not threads) whose active namespace it is
     owner: int | None  # inode of the owning user namespace (NS_GET_USERNS)
     parent: int | None  # pid and user: the parent namespace (NS_GET_PARENT)
-    persistent: bool  # held by an nsfs bind mount or an open nsfs fd
+    # Held by an nsfs bind mount or an open nsfs fd (listns() path: no process
+    # is in it; listns() does not say what holds it).  Not shown in the file.
+    persistent: bool
     # The 64-bit id (NS_GET_ID, Linux >= 6.18; None before, or not opened).
     nsid: int | None = None
 
