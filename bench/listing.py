@@ -14,7 +14,11 @@ times, as separate processes with output to ``/dev/null``:
   kept only by a bind mount, an open fd or ``*_for_children``.
 
 It also times ``nslist.scan()`` in this process (the scan alone, no FUSE, no
-``cat``) and ``cat /dev/null`` (the price of starting ``cat``).
+``cat``), ``cat /dev/null`` (the price of starting ``cat``) and the process
+count of the ``listns()`` path alone (``nprocs_only``: each process's ns links,
+nothing else; on a kernel with ``listns()`` the part of a listing that still
+follows the processes, on an older one the floor that path would have).  The
+report names the path the daemon takes (``listns()`` on Linux >= 6.19).
 
 Each measure runs on the bare machine, then with extra processes, made as
 groups of ``unshare --ipc --uts sh -c '... sleep ... & ...; wait'`` (one shell
@@ -60,6 +64,7 @@ MEASURES: tuple[tuple[str, str], ...] = (
     ("lsns_json", f"lsns -J -o {LSNS_COLUMNS}"),
     ("scan_inproc", "nslist.scan() in this process"),
     ("cat_floor", "cat /dev/null"),
+    ("nprocs_only", "the listns() path's process count (ns links of each process)"),
 )
 
 # One group: a shell in new ipc and uts namespaces starts its sleeps, prints
@@ -146,6 +151,14 @@ def time_scan() -> float:
     return time.perf_counter() - start
 
 
+def time_nprocs() -> float:
+    kinds, _ = nslist._ns_names("/proc")
+    fd_counts = nslist._fd_counts_known("/proc")
+    start = time.perf_counter()
+    nslist._count_processes("/proc", nslist.find_walker(), kinds, fd_counts)
+    return time.perf_counter() - start
+
+
 def counts(mnt: Path) -> dict[str, int]:
     """Processes in /proc and namespaces each lister reports, once."""
     ours = (mnt / "namespaces").read_text().splitlines()
@@ -177,6 +190,7 @@ def measure(mnt: Path, runs: int) -> dict[str, dict[str, float]]:
         for name in order:
             times[name].append(time_command(argvs[name]))
         times["scan_inproc"].append(time_scan())
+        times["nprocs_only"].append(time_nprocs())
     return {name: summary(values) for name, values in times.items()}
 
 
@@ -297,6 +311,8 @@ def report(
             else "no --persistent (lists only namespaces a process is in)"
         )
     )
+    path = "listns()" if nslist.listns_available() else "the /proc walk (no listns() here)"
+    print(f"{os.uname().release}: namespaces comes from {path}")
     print(f"medians of {runs} runs, [p10-p90] in ms; ratio = lsns time / containerfs time\n")
     head = f"{'load':<14} {'procs':>6} {'ns cfs/lsns':>12}"
     cols = [name for name, _ in MEASURES]

@@ -1,4 +1,8 @@
-"""Every namespace on the host, found through ``/proc`` (Linux < 6.19 has no ``listns``).
+"""Every namespace on the host: by ``listns()`` on Linux >= 6.19, else through ``/proc``.
+
+:func:`scan_listns` (the ``listns()`` path) is described where it is defined;
+the rest of this text is about the ``/proc`` walk, which older kernels and
+ordinary readers get.
 
 A namespace stays alive while something refers to it: a task's active
 namespaces, the pid and time namespaces a task's children will get
@@ -56,11 +60,17 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from containerfs.defaults import find_program
 from containerfs.kernel import procfs
-from containerfs.kernel.sys import NS_GET_PARENT, NS_GET_USERNS, become_user_on_this_thread
+from containerfs.kernel import sys as ksys
+from containerfs.kernel.sys import (
+    NS_FLAGS,
+    NS_GET_PARENT,
+    NS_GET_USERNS,
+    become_user_on_this_thread,
+)
 from containerfs.nskinds import KINDS
 
 #: Kinds that form a tree, for which NS_GET_PARENT answers.
@@ -90,7 +100,11 @@ class NsEntry:
     nprocs: int  # processes (not threads) whose active namespace it is
     owner: int | None  # inode of the owning user namespace (NS_GET_USERNS)
     parent: int | None  # pid and user: the parent namespace (NS_GET_PARENT)
-    persistent: bool  # held by an nsfs bind mount or an open nsfs fd
+    # Held by an nsfs bind mount or an open nsfs fd (listns() path: no process
+    # is in it; listns() does not say what holds it).  Not shown in the file.
+    persistent: bool
+    # The 64-bit id (NS_GET_ID, Linux >= 6.18; None before, or not opened).
+    nsid: int | None = None
 
 
 # =============================================================================
@@ -123,11 +137,13 @@ def parse_mountinfo_nsfs(text: str) -> list[tuple[str, int, str]]:
 
 
 def format_table(entries: Iterable[NsEntry], path_of: Callable[[str, int], str | None]) -> str:
-    """``TYPE INODE NPROCS OWNER_USERNS PARENT CONTAINER_PATH`` lines, ``-`` for None.
+    """``TYPE INODE NPROCS OWNER_USERNS PARENT CONTAINER_PATH NSID`` lines, ``-`` for None.
 
     ``path_of(kind, inode)`` names the container owning the namespace, or None.
     No header, one newline-terminated line per entry, in the given order, so
     that the text reads like the other whitespace-separated containerfs files.
+    ``NSID`` came last (container names hold no whitespace), so scripts reading
+    the first six columns read them as before.
     """
 
     def dash(value: int | str | None) -> str:
@@ -135,7 +151,7 @@ def format_table(entries: Iterable[NsEntry], path_of: Callable[[str, int], str |
 
     return "".join(
         f"{e.kind} {e.inode} {e.nprocs} {dash(e.owner)} {dash(e.parent)} "
-        f"{dash(path_of(e.kind, e.inode))}\n"
+        f"{dash(path_of(e.kind, e.inode))} {dash(e.nsid)}\n"
         for e in entries
     )
 
@@ -159,8 +175,8 @@ class _Found:
         # Links of nsfs fds and bind mounts -> places to open them, each with
         # the link text it must still show before it is opened (fds) or None.
         self.held: dict[str, list[tuple[str, str | None]]] = {}
-        # Links whose owner and parent inodes the C walk found (None: none).
-        self.relatives: dict[str, tuple[int | None, int | None]] = {}
+        # Links whose owner and parent inodes and id the C walk found (None: none).
+        self.relatives: dict[str, tuple[int | None, int | None, int | None]] = {}
 
     def add_held(self, link: str, path: str, expect: str | None = None) -> None:
         paths = self.held.setdefault(link, [])
@@ -282,10 +298,15 @@ def _note_fd(path: str, target: str, found: _Found) -> None:
 
 
 def _scan_processes(
-    proc: str, names: tuple[str, ...], n_active: int, fd_counts: bool, skip: str = ""
+    proc: str,
+    names: tuple[str, ...],
+    n_active: int,
+    fd_counts: bool,
+    skip: str = "",
+    links_only: bool = False,
 ) -> _Found:
     """One pass over ``/proc``: ns links of every process, its threads and fds
-    (all but process ``skip``)."""
+    (all but process ``skip``; ``links_only``: no threads and fds)."""
     found = _Found()
     with os.scandir(proc) as it:
         pids = [entry.name for entry in it if entry.name.isdigit() and entry.name != skip]
@@ -293,6 +314,9 @@ def _scan_processes(
         base = f"{proc}/{pid}"
         try:
             links = _read_links(base + "/ns/", names, n_active)
+            if links_only:
+                found.add_process(links, base)
+                continue
             nlink = os.stat(base + "/task").st_nlink
             nfds = os.stat(base + "/fd").st_size if fd_counts else -1
         except OSError as e:
@@ -403,11 +427,12 @@ def parse_walk(text: str, proc: str, n_names: int) -> _Found:
             elif tag == "f" and rest.count(" ") == 2:  # f PID FD TARGET
                 pid, fd, target = rest.split(" ")
                 _note_fd(f"{proc}/{pid}/fd/{fd}", target, found)
-            elif tag == "n" and rest.count(" ") == 2:  # n LINK OWNER PARENT
-                link, owner, parent = rest.split(" ")
+            elif tag == "n" and rest.count(" ") in (2, 3):  # n LINK OWNER PARENT [ID]
+                link, owner, parent, *nsid = rest.split(" ")
                 found.relatives[link] = (
                     None if owner == "-" else int(owner),
                     None if parent == "-" else int(parent),
+                    None if not nsid or nsid[0] == "-" else int(nsid[0]),
                 )
             else:
                 raise ValueError
@@ -475,6 +500,16 @@ def _relative(fd: int, request: int) -> int | None:
         os.close(rel)
 
 
+def _ns_id(fd: int) -> int | None:
+    """The namespace's 64-bit id (``NS_GET_ID``), or None on a kernel before 6.18."""
+    try:
+        return ksys.ns_get_id(fd)
+    except OSError as e:
+        if e.errno in _NO_RELATIVE:
+            return None
+        raise
+
+
 def _open_ns(paths: Iterable[tuple[str, str | None]], inode: int, nsfs_dev: int) -> int | None:
     """An fd on the namespace from the first of ``paths`` that still leads to it.
 
@@ -540,11 +575,172 @@ def _fd_counts_known(proc: str) -> bool:
         os.close(fd)
 
 
+# =============================================================================
+# listns() (Linux >= 6.19)
+# =============================================================================
+
+
+class NsOps(Protocol):
+    """The kernel calls the listns() path makes, so that tests can fake them."""
+
+    def listns(self, after: int, count: int) -> list[int]: ...
+    def open_id(self, nsid: int) -> int: ...
+    def inode(self, fd: int) -> int: ...
+    def nstype(self, fd: int) -> int: ...
+    def relative(self, fd: int, request: int) -> int | None: ...
+    def close(self, fd: int) -> None: ...
+
+
+class _LiveNs:
+    """:class:`NsOps` of the running kernel."""
+
+    def listns(self, after: int, count: int) -> list[int]:
+        return ksys.listns(after, count=count)
+
+    def open_id(self, nsid: int) -> int:
+        return ksys.open_ns_by_id(nsid)
+
+    def inode(self, fd: int) -> int:
+        return os.fstat(fd).st_ino
+
+    def nstype(self, fd: int) -> int:
+        return ksys.ns_get_nstype(fd)
+
+    def relative(self, fd: int, request: int) -> int | None:
+        return _relative(fd, request)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+
+_LIVE = _LiveNs()
+
+#: Kind of each CLONE_NEW* flag, as NS_GET_NSTYPE answers.
+_KIND_OF_FLAG = {flag: kind for kind, flag in NS_FLAGS.items()}
+
+#: Ids asked of listns() per call (8 KiB of ids).
+_LISTNS_BATCH = 1024
+
+#: Errors of open_by_handle_at that mean "this namespace is gone" (ENOENT,
+#: ESTALE: its last active reference went after listns()) or "not ours to open".
+_ID_GONE = frozenset({errno.ENOENT, errno.ESTALE, errno.EPERM, errno.EACCES})
+
+
+@functools.cache
+def listns_available() -> bool:
+    """Whether this kernel has listns() and lets us list every namespace; asked once.
+
+    ENOSYS before Linux 6.19; EPERM when a seccomp filter or a user namespace
+    of our own refuses it: the /proc walk then, as on an older kernel.
+    """
+    try:
+        ksys.listns(0, count=1)
+    except OSError as e:
+        if e.errno in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+            return False
+        raise
+    return True
+
+
+def _count_processes(
+    proc: str, walker: str | None, kinds: tuple[str, ...], fd_counts: bool
+) -> dict[str, int]:
+    """Processes per active ns link (``net:[N]``), counted as :func:`scan` counts them,
+    from the links of each process alone (no threads, fds, mountinfo or opens)."""
+    if walker is not None:
+        argv = [walker, proc, str(_walk_threads()), "2", str(len(kinds)), *kinds]
+        done = subprocess.run(argv, capture_output=True, check=False)
+        if done.returncode != 0:
+            why = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
+            raise OSError(errno.EIO, why)
+        found = parse_walk(done.stdout.decode(errors="replace"), proc, len(kinds))
+    else:
+        found = _scan_processes(proc, kinds, len(kinds), fd_counts, links_only=True)
+    nprocs: dict[str, int] = {}
+    for links, (count, _) in found.groups.items():
+        for link in links:
+            if link is not None:
+                nprocs[link] = nprocs.get(link, 0) + count[0]
+    return nprocs
+
+
+def _listed(
+    ops: NsOps, nsid: int, kinds: tuple[str, ...], nprocs: dict[str, int]
+) -> NsEntry | None:
+    """The entry of the namespace with id ``nsid``, from an fd opened by its id;
+    None when it is gone by now, or of a kind this lister does not show."""
+    try:
+        fd = ops.open_id(nsid)
+    except OSError as e:
+        if e.errno in _ID_GONE:
+            return None
+        raise
+    try:
+        kind = _KIND_OF_FLAG.get(ops.nstype(fd))
+        if kind is None or kind not in kinds:
+            return None
+        inode = ops.inode(fd)
+        owner = ops.relative(fd, NS_GET_USERNS)
+        parent = ops.relative(fd, NS_GET_PARENT) if kind in _HIERARCHICAL else None
+    finally:
+        ops.close(fd)
+    count = nprocs.get(f"{kind}:[{inode}]", 0)
+    return NsEntry(
+        kind=kind,
+        inode=inode,
+        nprocs=count,
+        owner=owner,
+        parent=parent,
+        # Something other than a process keeps it: a bind mount, an fd, a
+        # *_for_children or a thread (listns() does not say which).
+        persistent=count == 0,
+        nsid=nsid,
+    )
+
+
+def scan_listns(
+    proc: str = "/proc", walker: str | None = None, ops: NsOps = _LIVE
+) -> list[NsEntry]:
+    """What :func:`scan` gives, with the namespaces found by listns() (Linux >= 6.19).
+
+    listns() hands out the id of every active namespace (one a task is in or
+    will give its children, or an nsfs bind mount or fd holds): each is opened
+    by its id (``open_by_handle_at`` on an nsfs handle), and its kind, inode,
+    owner and parent read from that fd, so none of the fds, threads and
+    mountinfo of processes is read.  ``NPROCS`` has no kernel source but the
+    processes: it comes from the ns links of each process alone
+    (:func:`_count_processes`), read before the listing so that a namespace a
+    process was in is still active when listed.  ``persistent`` is True for a
+    namespace with no process in it (listns() does not tell a bind mount from
+    an fd).  Sorted by (kind, inode), as :func:`scan`.
+    """
+    kinds, _ = _ns_names(proc)
+    if walker == _FIND:
+        walker = find_walker()
+    nprocs = _count_processes(proc, walker, kinds, _fd_counts_known(proc))
+    entries = []
+    after = 0
+    while True:
+        ids = ops.listns(after, _LISTNS_BATCH)
+        for nsid in ids:
+            entry = _listed(ops, nsid, kinds, nprocs)
+            if entry is not None:
+                entries.append(entry)
+        if len(ids) < _LISTNS_BATCH:
+            break
+        after = ids[-1]
+    entries.sort(key=lambda e: (e.kind, e.inode))
+    return entries
+
+
 _FIND = "find"
 
 
 def scan(
-    proc: str = "/proc", walker: str | None = _FIND, as_user: tuple[int, int] | None = None
+    proc: str = "/proc",
+    walker: str | None = _FIND,
+    as_user: tuple[int, int] | None = None,
+    listns: bool = True,
 ) -> list[NsEntry]:
     """Every namespace reachable through ``proc``, sorted by (kind, inode).
 
@@ -560,7 +756,12 @@ def scan(
     that user count, as for its own ``lsns``; namespaces none of them is in,
     uses or holds by fd are left out (bind mounts in their mount namespaces
     stay: the user sees those in its mountinfo).
+
+    Root's listing of the real ``/proc`` comes from :func:`scan_listns` on a
+    kernel with listns() (Linux >= 6.19), unless ``listns`` is False.
     """
+    if listns and as_user is None and proc == "/proc" and listns_available():
+        return scan_listns(proc, walker)
     kinds, for_children = _ns_names(proc)
     nsfs_dev = _nsfs_dev(proc)
     names = kinds + tuple(name for name, _ in for_children)
@@ -630,9 +831,9 @@ def scan(
         if parsed is None:  # cannot happen for kernel-made names; be safe
             continue
         kind, inode = parsed
-        owner = parent = None
+        owner = parent = nsid = None
         if link in found.relatives:  # the C walk opened it already
-            owner, parent = found.relatives[link]
+            owner, parent, nsid = found.relatives[link]
         elif (
             fd := _open_ns(sources.get(link, []) + found.held.get(link, []), inode, nsfs_dev)
         ) is not None:
@@ -640,6 +841,7 @@ def scan(
                 owner = _relative(fd, NS_GET_USERNS)
                 if kind in _HIERARCHICAL:
                     parent = _relative(fd, NS_GET_PARENT)
+                nsid = _ns_id(fd)
             finally:
                 os.close(fd)
         entries.append(
@@ -650,6 +852,7 @@ def scan(
                 owner=owner,
                 parent=parent,
                 persistent=link in found.held,
+                nsid=nsid,
             )
         )
     entries.sort(key=lambda e: (e.kind, e.inode))

@@ -14,8 +14,10 @@
  *
  * NAME... are the ns link names to read, the NACTIVE active kinds first
  * (ipc uts ...), then the *_for_children ones.  FDCOUNTS is 1 when st_size
- * of PROC/PID/fd is the number of open fds (Linux >= 6.2).  THREADS: how
- * many threads walk (1 to 64).
+ * of PROC/PID/fd is the number of open fds (Linux >= 6.2); 2 asks for the
+ * links of processes alone ("p" records only, no threads, fds or "n" records:
+ * the counts nslist.py's listns() path needs).  THREADS: how many threads
+ * walk (1 to 64).
  *
  * Output, one record per line, fields separated by one space; a link that
  * cannot be read is "-":
@@ -26,11 +28,12 @@
  *                              st_nlink of PROC/PID/task says there are several)
  *   f PID FD TARGET            an fd whose link text is an nsfs file's
  *                              ("KIND:[INODE]", KIND one of the active NAMEs)
- *   n LINK OWNER PARENT        a namespace of a "p" record, opened from one of
+ *   n LINK OWNER PARENT ID     a namespace of a "p" record, opened from one of
  *                              its processes' ns files and checked to be it:
  *                              the inodes NS_GET_USERNS and NS_GET_PARENT give
- *                              ("-": none for us).  A namespace that could not
- *                              be opened so has no "n" record.
+ *                              ("-": none for us), and its 64-bit id
+ *                              (NS_GET_ID, "-" before Linux 6.18).  A namespace
+ *                              that could not be opened so has no "n" record.
  *
  * A process, thread or fd that vanishes or may not be inspected (ENOENT,
  * ESRCH, EACCES, EPERM) is left out, as nslist.py's walk does: a process
@@ -53,6 +56,10 @@
 #include <unistd.h>
 
 #include <linux/nsfs.h>
+
+#ifndef NS_GET_ID
+#define NS_GET_ID _IOR(NSIO, 13, unsigned long long) /* Linux >= 6.18 */
+#endif
 
 #define MAX_THREADS 64
 #define MAX_NAMES 16
@@ -285,6 +292,11 @@ static void scan_one(struct out *o, const char *pid)
 	pathf(base, "%s/%s", proc, pid);
 	if (read_links(o, base, links) < 0)
 		return;
+	if (fdcounts == 2) { /* links only */
+		put_links(&o->procs, links);
+		put(&o->procs, "\t%s\n", pid);
+		return;
+	}
 	pathf(path, "%s/task", base);
 	if (stat(path, &task) < 0) {
 		unless_gone(o, path);
@@ -388,7 +400,7 @@ static long long relative(struct out *o, int fd, unsigned long request, const ch
 /* Owner and parent of the distinct namespace starting at cands[first]. */
 static void one_namespace(struct out *o, size_t first, size_t end)
 {
-	char path[PATH_MAX], owner[32], parent[32];
+	char path[PATH_MAX], owner[32], parent[32], id[32];
 	const char *link = cands[first].link, *bracket = strchr(link, '[');
 	unsigned long long inode = bracket ? strtoull(bracket + 1, NULL, 10) : 0;
 	int hierarchical = !strncmp(link, "pid:", 4) || !strncmp(link, "user:", 5);
@@ -397,6 +409,7 @@ static void one_namespace(struct out *o, size_t first, size_t end)
 	for (i = first; i < end && i < first + 3; i++) {
 		struct stat st;
 		long long own, par = 0;
+		unsigned long long nsid;
 		int fd;
 
 		pathf(path, "%s/%s/ns/%s", proc, cands[i].pid, names[cands[i].name]);
@@ -410,12 +423,16 @@ static void one_namespace(struct out *o, size_t first, size_t end)
 		own = relative(o, fd, NS_GET_USERNS, path);
 		if (own >= 0 && hierarchical)
 			par = relative(o, fd, NS_GET_PARENT, path);
+		if (ioctl(fd, NS_GET_ID, &nsid) == 0)
+			snprintf(id, sizeof id, "%llu", nsid);
+		else
+			strcpy(id, "-"); /* ENOTTY: a kernel before 6.18 */
 		close(fd);
 		if (own < 0 || par < 0)
 			return;
 		snprintf(owner, sizeof owner, own ? "%lld" : "-", own);
 		snprintf(parent, sizeof parent, par ? "%lld" : "-", par);
-		put(&o->text, "n %s %s %s\n", link, owner, parent);
+		put(&o->text, "n %s %s %s %s\n", link, owner, parent, id);
 		return;
 	}
 }
@@ -625,7 +642,7 @@ int main(int argc, char **argv)
 	if (run_all(jobs, run) < 0)
 		return 1;
 	emit_groups(jobs, nthreads);
-	if (namespaces_phase() && run_all(jobs, run_namespaces) < 0)
+	if (fdcounts != 2 && namespaces_phase() && run_all(jobs, run_namespaces) < 0)
 		return 1;
 	for (i = 0; i < nthreads; i++) {
 		struct buf *b = &jobs[i].out.text;

@@ -67,6 +67,10 @@ NS_GET_USERNS = 0xB701
 NS_GET_PARENT = 0xB702
 NS_GET_NSTYPE = 0xB703
 NS_GET_OWNER_UID = 0xB704
+# _IOR(0xb7, 13, __u64), Linux >= 6.18: the namespace's 64-bit id (never reused
+# while the system runs, unlike the inode), which listns() returns and
+# ``nsenter --net=:ID`` takes.  Older kernels: ENOTTY.
+NS_GET_ID = 0x8008B70D
 
 
 def _check(result: int) -> int:
@@ -123,6 +127,13 @@ def ns_get_parent(fd: int) -> int:
 def ns_get_nstype(fd: int) -> int:
     """The CLONE_NEW* flag of the namespace behind ``fd`` (not an fd)."""
     return fcntl.ioctl(fd, NS_GET_NSTYPE)
+
+
+def ns_get_id(fd: int) -> int:
+    """The 64-bit id of the namespace behind ``fd`` (``NS_GET_ID``; ENOTTY before 6.18)."""
+    buf = bytearray(8)
+    fcntl.ioctl(fd, NS_GET_ID, buf)
+    return int.from_bytes(buf, "little")
 
 
 def ns_get_owner_uid(fd: int) -> int:
@@ -219,6 +230,78 @@ def move_mount_onto(fd: int, target_fd: int) -> None:
             target_fd,
             b"",
             MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    )
+
+
+# -- listns() and nsfs file handles (Linux >= 6.19) ----------------------------
+# The same number on x86_64 and arm64 (added after the syscall tables unified).
+_SYS_LISTNS = 470
+_SYS_OPEN_BY_HANDLE_AT = 304  # x86_64
+#: open_by_handle_at's "directory" for nsfs handles (linux/fcntl.h, 6.18).
+FD_NSFS_ROOT = -10003
+#: linux/exportfs.h: the handle type nsfs encodes.
+FILEID_NSFS = 0xF1
+
+
+class NsIdReq(ctypes.Structure):
+    """``struct ns_id_req`` (linux/nsfs.h, 32 bytes): where listns() resumes
+    (``ns_id``: the last id seen, 0 to start), which kinds (``ns_type``: OR of
+    CLONE_NEW* flags, 0 for all) and whose (``user_ns_id``: 0 for every owner)."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("spare", ctypes.c_uint32),
+        ("ns_id", ctypes.c_uint64),
+        ("ns_type", ctypes.c_uint32),
+        ("spare2", ctypes.c_uint32),
+        ("user_ns_id", ctypes.c_uint64),
+    ]
+
+
+class NsfsFileHandle(ctypes.Structure):
+    """``struct file_handle`` with a ``struct nsfs_file_handle`` payload: an id
+    alone names a namespace (type and inode 0: "any")."""
+
+    _fields_ = [
+        ("handle_bytes", ctypes.c_uint32),
+        ("handle_type", ctypes.c_int),
+        ("ns_id", ctypes.c_uint64),
+        ("ns_type", ctypes.c_uint32),
+        ("ns_inum", ctypes.c_uint32),
+    ]
+
+
+def listns(after: int, ns_type: int = 0, count: int = 1024) -> list[int]:
+    """Ids of up to ``count`` active namespaces after id ``after``, ascending (listns(2)).
+
+    ENOSYS before Linux 6.19.  "Active" is what keeps a namespace usable: a
+    task in it or about to be (``*_for_children``), an nsfs bind mount or fd.
+    """
+    req = NsIdReq(size=ctypes.sizeof(NsIdReq), ns_id=after, ns_type=ns_type)
+    ids = (ctypes.c_uint64 * count)()
+    n = _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_LISTNS),
+            ctypes.byref(req),
+            ids,
+            ctypes.c_size_t(count),
+            ctypes.c_uint(0),
+        )
+    )
+    return list(ids[:n])
+
+
+def open_ns_by_id(ns_id: int) -> int:
+    """A new fd on the namespace with id ``ns_id`` (open_by_handle_at on nsfs, Linux
+    >= 6.18; needs CAP_SYS_ADMIN over it).  ENOENT or ESTALE: it is gone."""
+    handle = NsfsFileHandle(handle_bytes=16, handle_type=FILEID_NSFS, ns_id=ns_id)
+    return _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_OPEN_BY_HANDLE_AT),
+            ctypes.c_int(FD_NSFS_ROOT),
+            ctypes.byref(handle),
+            ctypes.c_int(os.O_RDONLY | os.O_CLOEXEC),
         )
     )
 

@@ -515,7 +515,7 @@ def test_namespaces_lists_what_lsns_lists(cfs: Mounted) -> None:
         text = cfs.read("namespaces")
         after = lsns()
         rows = [line.split() for line in text.splitlines()]
-        assert all(len(r) == 6 for r in rows)
+        assert all(len(r) == 7 for r in rows)  # the 7th: NSID
         ours = {(r[0], r[1]): r for r in rows}
         missing = (before & after) - set(ours)  # namespaces that lived through both looks
         assert not missing

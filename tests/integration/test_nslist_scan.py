@@ -16,6 +16,9 @@ them, deletes the netns, unmounts and closes its fds, even on failure.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import fcntl
 import json
 import os
 import secrets
@@ -248,10 +251,14 @@ def test_scan_finds_every_kind_of_holder(made: Made, walk: str) -> None:
         pytest.skip("containerfs-nsscan is not built (make builds it)")
     entries = nslist.scan(walker=walker)
     got = {(e.kind, e.inode): e for e in entries}
+    listed = nslist.listns_available()  # Linux >= 6.19: listns() found them
     for exp in made.expected:
         assert (exp.kind, exp.inode) in got, exp
-        assert got[(exp.kind, exp.inode)] == NsEntry(
-            exp.kind, exp.inode, exp.nprocs, exp.owner, exp.parent, exp.persistent
+        # listns() does not say what holds a namespace: "persistent" there
+        # means no process is in it (a thread, *_for_children, fd or mount).
+        persistent = exp.nprocs == 0 if listed else exp.persistent
+        assert dataclasses.replace(got[(exp.kind, exp.inode)], nsid=None) == NsEntry(
+            exp.kind, exp.inode, exp.nprocs, exp.owner, exp.parent, persistent
         )
     assert entries == sorted(entries, key=lambda e: (e.kind, e.inode))
     assert len(got) == len(entries), "a namespace listed twice"
@@ -311,8 +318,54 @@ def test_format_table_of_a_real_scan(made: Made) -> None:
     )
     lines = text.splitlines()
     assert len(lines) == len(entries)
-    assert all(len(line.split()) == 6 for line in lines)
-    assert sum(line.endswith(" /mine") for line in lines) == len(ours)
+    assert all(len(line.split()) == 7 for line in lines)
+    assert sum(line.split()[5] == "/mine" for line in lines) == len(ours)
+    # the NSID column, last: each namespace's id, "-" only where none was read
+    assert [line.split()[6] for line in lines] == [
+        "-" if e.nsid is None else str(e.nsid) for e in entries
+    ]
+
+
+#: linux/nsfs.h: NS_GET_ID = _IOR(0xb7, 13, __u64), Linux >= 6.18; written out
+#: here rather than taken from containerfs, so that the test checks it.
+_NS_GET_ID = (2 << 30) | (8 << 16) | (0xB7 << 8) | 13
+
+
+def _kernel_ns_id(path: str) -> tuple[int, int | None]:
+    """(inode, NS_GET_ID) of the namespace ``path`` opens; id None on ENOTTY."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        inode = os.fstat(fd).st_ino
+        try:
+            return inode, int.from_bytes(fcntl.ioctl(fd, _NS_GET_ID, bytes(8)), "little")
+        except OSError as e:
+            if e.errno != errno.ENOTTY:
+                raise
+            return inode, None
+    finally:
+        os.close(fd)
+
+
+def test_scan_shows_each_namespaces_id(made: Made) -> None:
+    """Every namespace's 64-bit id (what ``nsenter --net=:ID`` takes) is the one the
+    kernel's NS_GET_ID gives on an fd of it: ours, the test's processes', and the
+    one only an fd holds; None (``-``) on a kernel before 6.18, which lacks it."""
+    paths = [f"/proc/self/ns/{kind}" for kind in KINDS]
+    paths += [f"/proc/{p.pid}/ns/{kind}" for p in made.procs for kind in KINDS]
+    paths += [f"/proc/self/fd/{fd}" for fd in made.fds]
+    truth: dict[int, int | None] = {}
+    for path in paths:
+        try:
+            inode, nsid = _kernel_ns_id(path)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # a zombie's link, or a process that ended
+        truth[inode] = nsid
+    got = {e.inode: e.nsid for e in nslist.scan()}
+    assert len(truth) > len(KINDS)
+    assert {inode: got.get(inode) for inode in truth} == truth
+    if all(nsid is None for nsid in truth.values()):
+        pytest.skip("this kernel has no NS_GET_ID (Linux < 6.18): the column shows -")
+    assert len({nsid for nsid in truth.values()}) == len(truth)  # ids are distinct
 
 
 # -- what an ordinary user sees (issue 14) ---------------------------------------
@@ -398,7 +451,7 @@ def test_scan_as_a_user_shows_what_its_lsns_shows(
 def _table(text: str) -> dict[int, tuple[str, int, str]]:
     """``namespaces`` as inode -> (type, NPROCS, CONTAINER)."""
     rows = [line.split() for line in text.splitlines()]
-    assert all(len(row) == 6 for row in rows), text
+    assert all(len(row) == 7 for row in rows), text
     return {int(r[1]): (r[0], int(r[2]), r[5]) for r in rows}
 
 
@@ -443,3 +496,30 @@ def test_concurrent_readers_share_walks(cfs: Mounted, stranger: Stranger) -> Non
         walks = cfs.log.read_text().count(f"namespaces: walk as {who}") - before
         print(who, walks, "walks for", readers * rounds, "reads")
         assert 0 < walks <= readers * rounds // 2, (who, walks)
+
+
+def _kernel_has_listns() -> bool:
+    """Whether this kernel's version is 6.19 or later (listns() came then)."""
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (6, 19)
+
+
+def test_listns_is_used_where_the_kernel_has_it(made: Made) -> None:
+    """On Linux >= 6.19 root's listing comes from listns() (the v2 lane's
+    trixie-backports kernel), and it finds what the /proc walk finds."""
+    if not _kernel_has_listns():
+        assert not nslist.listns_available()
+        pytest.skip(f"Linux {os.uname().release} has no listns() (6.19 and later)")
+    assert nslist.listns_available()
+    listed = {(e.kind, e.inode): e for e in nslist.scan_listns()}
+    walked = {(e.kind, e.inode): e for e in nslist.scan(listns=False)}
+    for exp in made.expected:
+        got, walk = listed[(exp.kind, exp.inode)], walked[(exp.kind, exp.inode)]
+        assert (got.nprocs, got.owner, got.parent, got.nsid) == (
+            walk.nprocs,
+            walk.owner,
+            walk.parent,
+            walk.nsid,
+        ), exp
+    mine = {(kind, _ino(f"/proc/self/ns/{kind}")) for kind in KINDS}
+    assert mine <= set(listed)

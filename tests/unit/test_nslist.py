@@ -50,7 +50,7 @@ def test_parse_mountinfo_nsfs_finds_bind_mounts_only() -> None:
 
 def test_format_table_dashes_for_none_and_paths_from_callback() -> None:
     entries = [
-        NsEntry("net", 10, 3, 1, None, False),
+        NsEntry("net", 10, 3, 1, None, False, nsid=4097),
         NsEntry("pid", 11, 0, 1, 2, True),
         NsEntry("user", 1, 50, None, None, False),
     ]
@@ -61,7 +61,7 @@ def test_format_table_dashes_for_none_and_paths_from_callback() -> None:
         return {("net", 10): "/a/b", ("user", 1): "/"}.get((kind, inode))
 
     assert nslist.format_table(entries, path_of) == (
-        "net 10 3 1 - /a/b\npid 11 0 1 2 -\nuser 1 50 - - /\n"
+        "net 10 3 1 - /a/b 4097\npid 11 0 1 2 - -\nuser 1 50 - - / -\n"
     )
     assert seen == [("net", 10), ("pid", 11), ("user", 1)]
 
@@ -272,8 +272,9 @@ def test_parse_walk_groups_processes_threads_and_fds() -> None:
         "t 11 13 ipc:[1] uts:[3]\n"
         "f 12 4 net:[9]\n"
         "f 12 5 anon_inode:[pidfd]\n"
-        "n ipc:[1] 7 -\n"
-        "n user:[7] - 6\n"
+        "n ipc:[1] 7 - 4098\n"
+        "n user:[7] - 6 -\n"
+        "n uts:[2] 7 -\n"  # a walker from before NS_GET_ID: no id
     )
     found = nslist.parse_walk(text, "/proc", 2)
     assert found.groups == {
@@ -283,7 +284,11 @@ def test_parse_walk_groups_processes_threads_and_fds() -> None:
     }
     assert found.threads == {("ipc:[1]", "uts:[3]"): ["/proc/11/task/13"]}
     assert found.held == {"net:[9]": [("/proc/12/fd/4", "net:[9]")]}
-    assert found.relatives == {"ipc:[1]": (7, None), "user:[7]": (None, 6)}
+    assert found.relatives == {
+        "ipc:[1]": (7, None, 4098),
+        "user:[7]": (None, 6, None),
+        "uts:[2]": (7, None, None),
+    }
 
 
 @pytest.mark.parametrize(
@@ -296,6 +301,8 @@ def test_parse_walk_groups_processes_threads_and_fds() -> None:
         "f 10 4",
         "n ipc:[1] 7",
         "n ipc:[1] x -",
+        "n ipc:[1] 7 - x",
+        "n ipc:[1] 7 - 1 2",
         "x 10",
         "",
     ],
@@ -304,3 +311,178 @@ def test_parse_walk_refuses_a_malformed_record(line: str) -> None:
     with pytest.raises(OSError) as caught:
         nslist.parse_walk(line + "\n", "/proc", 2)
     assert caught.value.errno == errno.EPROTO
+
+
+# --- the listns() path (Linux >= 6.19), against a fake of the kernel calls -------------
+
+
+class FakeNs:
+    """listns(), open_by_handle_at and the nsfs ioctls over a table of namespaces:
+    id -> (CLONE_NEW* flag, inode, owner inode, parent inode).  Ids in ``gone``
+    answer ESTALE (their last reference went after listns()).  Tracks open fds."""
+
+    def __init__(
+        self, table: dict[int, tuple[int, int, int | None, int | None]], gone: set[int]
+    ) -> None:
+        self.table, self.gone = table, gone
+        self.calls: list[tuple[int, int]] = []
+        self.open: dict[int, int] = {}
+        self.next_fd = 100
+
+    def listns(self, after: int, count: int) -> list[int]:
+        self.calls.append((after, count))
+        return sorted(i for i in (*self.table, *self.gone) if i > after)[:count]
+
+    def open_id(self, nsid: int) -> int:
+        if nsid in self.gone:
+            raise OSError(errno.ESTALE, "gone")
+        self.next_fd += 1
+        self.open[self.next_fd] = nsid
+        return self.next_fd
+
+    def inode(self, fd: int) -> int:
+        return self.table[self.open[fd]][1]
+
+    def nstype(self, fd: int) -> int:
+        return self.table[self.open[fd]][0]
+
+    def relative(self, fd: int, request: int) -> int | None:
+        _, _, owner, parent = self.table[self.open[fd]]
+        return owner if request == nslist.NS_GET_USERNS else parent
+
+    def close(self, fd: int) -> None:
+        del self.open[fd]
+
+
+def test_scan_listns_builds_entries_from_ids_and_counts_from_links(
+    fake_proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from containerfs.kernel.sys import NS_FLAGS
+
+    monkeypatch.setattr(nslist, "_LISTNS_BATCH", 3)  # several pages
+    _process(fake_proc, 1)
+    _process(fake_proc, 2, ns={"net": 5001}, fds={3: "net:[7001]"})
+    _process(fake_proc, 3, ns={"net": 5001}, threads={4: {"uts": 5002}})
+    table: dict[int, tuple[int, int, int | None, int | None]] = {
+        10 + i: (NS_FLAGS[kind], HOST[kind], None if kind == "user" else HOST["user"], None)
+        for i, kind in enumerate(KINDS)
+    }
+    table[40] = (NS_FLAGS["net"], 5001, HOST["user"], None)
+    table[41] = (NS_FLAGS["uts"], 5002, HOST["user"], None)  # a thread's only
+    table[42] = (NS_FLAGS["net"], 7001, HOST["user"], None)  # a bind mount's
+    table[43] = (NS_FLAGS["pid"], 6001, HOST["user"], HOST["pid"])  # for_children's
+    table[44] = (0x1, 9999, None, None)  # a kind this lister does not know
+    fake = FakeNs(table, gone={45})
+    got = _by_key(nslist.scan_listns(str(fake_proc), nslist._FIND, fake))
+
+    ids = sorted([*table, 45])
+    # paged: each call resumes after the last id of a full page, until a short one
+    assert fake.calls == [(0, 3)] + [(ids[i], 3) for i in range(2, len(ids), 3)]
+    assert fake.open == {}  # every fd closed
+    assert ("pid", 9999) not in got and len(got) == len(KINDS) + 4
+    assert got[("net", 5001)] == NsEntry("net", 5001, 2, HOST["user"], None, False, nsid=40)
+    assert got[("net", HOST["net"])].nprocs == 1
+    assert got[("ipc", HOST["ipc"])] == NsEntry(
+        "ipc", HOST["ipc"], 3, HOST["user"], None, False, nsid=10 + KINDS.index("ipc")
+    )
+    assert got[("uts", 5002)] == NsEntry("uts", 5002, 0, HOST["user"], None, True, nsid=41)
+    assert got[("net", 7001)].nprocs == 0 and got[("net", 7001)].persistent
+    assert got[("pid", 6001)] == NsEntry("pid", 6001, 0, HOST["user"], HOST["pid"], True, nsid=43)
+    assert got[("user", HOST["user"])].owner is None
+
+
+def test_scan_listns_counts_as_the_proc_walk_counts(
+    fake_proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NPROCS of the listns() path equals the /proc walk's, zombies included."""
+    _process(fake_proc, 1)
+    _process(fake_proc, 2, ns={"ipc": 5100, "net": 5101})
+    zombie = fake_proc / "3"
+    _process(fake_proc, 3, ns={"pid": 5102})
+    for kind in KINDS:
+        if kind not in ("pid", "user"):
+            (zombie / "ns" / kind).unlink()
+    walked = nslist.scan(str(fake_proc))
+    from containerfs.kernel.sys import NS_FLAGS
+
+    table: dict[int, tuple[int, int, int | None, int | None]] = {
+        i + 1: (NS_FLAGS[e.kind], e.inode, None, None) for i, e in enumerate(walked)
+    }
+    listed = nslist.scan_listns(str(fake_proc), nslist._FIND, FakeNs(table, set()))
+    assert [(e.kind, e.inode, e.nprocs) for e in listed] == [
+        (e.kind, e.inode, e.nprocs) for e in walked
+    ]
+
+
+def test_scan_listns_passes_on_an_unexpected_open_error(fake_proc: Path) -> None:
+    from containerfs.kernel.sys import NS_FLAGS
+
+    _process(fake_proc, 1)
+
+    class Broken(FakeNs):
+        def open_id(self, nsid: int) -> int:
+            raise OSError(errno.EMFILE, "too many open files")
+
+    with pytest.raises(OSError) as caught:
+        nslist.scan_listns(
+            str(fake_proc), None, Broken({1: (NS_FLAGS["net"], 1, None, None)}, set())
+        )
+    assert caught.value.errno == errno.EMFILE
+
+
+@pytest.mark.parametrize(
+    ("err", "expected"), [(errno.ENOSYS, False), (errno.EPERM, False), (None, True)]
+)
+def test_listns_available_is_asked_once(
+    monkeypatch: pytest.MonkeyPatch, err: int | None, expected: bool
+) -> None:
+    calls = []
+
+    def fake_listns(after: int, ns_type: int = 0, count: int = 1024) -> list[int]:
+        calls.append(after)
+        if err is not None:
+            raise OSError(err, os.strerror(err))
+        return [1]
+
+    monkeypatch.setattr(nslist.ksys, "listns", fake_listns)
+    nslist.listns_available.cache_clear()
+    try:
+        assert nslist.listns_available() is expected
+        assert nslist.listns_available() is expected
+        assert calls == [0]
+    finally:
+        nslist.listns_available.cache_clear()
+
+
+def test_scan_uses_listns_for_root_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With listns(), root's listing comes from it; another user's stays the walk
+    as that user (what its own lsns shows)."""
+    used = []
+    monkeypatch.setattr(nslist, "listns_available", lambda: True)
+    monkeypatch.setattr(nslist, "scan_listns", lambda proc, walker: used.append(proc) or [])
+    assert nslist.scan() == [] and used == ["/proc"]
+    monkeypatch.setattr(
+        nslist, "_scan_processes_as_user", lambda *a: used.append("as user") or nslist._Found()
+    )
+    monkeypatch.setattr(nslist, "find_walker", lambda: None)
+    nslist.scan(as_user=(65534, 65534))
+    assert used == ["/proc", "as user"]
+
+
+@pytest.mark.parametrize(("err", "expected"), [(errno.ENOTTY, None), (None, 4099)])
+def test_ns_id_is_none_on_a_kernel_without_ns_get_id(
+    monkeypatch: pytest.MonkeyPatch, err: int | None, expected: int | None
+) -> None:
+    """Before Linux 6.18 NS_GET_ID answers ENOTTY: the NSID column shows ``-``."""
+
+    def fake(fd: int) -> int:
+        if err is not None:
+            raise OSError(err, os.strerror(err))
+        return 4099
+
+    monkeypatch.setattr(nslist.ksys, "ns_get_id", fake)
+    assert nslist._ns_id(0) == expected
+    entry = NsEntry("net", 1, 1, None, None, False, nsid=nslist._ns_id(0))
+    assert nslist.format_table([entry], lambda k, i: None).split()[-1] == (
+        "-" if expected is None else str(expected)
+    )
