@@ -399,12 +399,14 @@ and followed at each run), else EINVAL.
 """,
     "namespaces": """\
 Every namespace on the host, one per line: `TYPE INODE NPROCS OWNER_USERNS
-PARENT CONTAINER`, `-` where there is none; `PARENT` for pid and user
-namespaces, `CONTAINER` the path of the container whose instance it is.
-Namespaces kept alive only by a bind mount, a file descriptor or as
-`pid_for_children` are listed with `NPROCS` 0. A user other than root sees what
-its own `lsns`(8) shows: the daemon walks `/proc` with the reader's uid and gid.
-Readers at once share walks.
+PARENT CONTAINER NSID`, `-` where there is none; `PARENT` for pid and user
+namespaces, `CONTAINER` the path of the container whose instance it is, `NSID`
+the namespace's 64-bit id (`NS_GET_ID`, Linux 6.18; `nsenter --net=:NSID` of
+newer util-linux takes it). Namespaces kept alive only by a bind mount, a file
+descriptor or as `pid_for_children` are listed with `NPROCS` 0. Root's listing
+comes from `listns`(2) where the kernel has it (6.19), else from a walk of
+`/proc`. A user other than root sees what its own `lsns`(8) shows: the daemon
+walks `/proc` with the reader's uid and gid. Readers at once share walks.
 """,
     "tasks": """\
 The PIDs in the container, in the daemon's pid namespace, one per line. Writing
