@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan
+BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan $(VENV)/bin/containerfs-exec
 STAMP  := $(VENV)/.installed
 # man-db groff-base mandoc zsh bash-completion: the checks of dist/man and dist/completion
 DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2 \
@@ -74,6 +74,13 @@ $(VENV)/bin/containerfs-pin: containerfs/kernel/pin.c $(STAMP)
 $(VENV)/bin/containerfs-nsscan: containerfs/kernel/nsscan.c $(STAMP)
 	gcc -O2 -Wall -Wextra -Werror -pthread -o $@ $<
 
+# `containerfs exec` in C (kernel/cfsexec.c), also the venv's `containerfs` command:
+# a copy replaces pip's entry script, so `exec` starts no Python (other commands
+# it hands to the venv's python). A copy, not a link: pip rewrites that script.
+$(VENV)/bin/containerfs-exec: containerfs/kernel/cfsexec.c $(STAMP)
+	gcc -O2 -Wall -Wextra -Werror -static-pie -o $@ $< 2>/dev/null || gcc -O2 -Wall -Wextra -Werror -o $@ $<
+	install -m 755 $@ $(VENV)/bin/containerfs
+
 # System install, as packagers expect: `make install PREFIX=/usr DESTDIR=/tmp/stage`.
 # The Python side is a private venv in $(PREFIX)/lib/containerfs (its own pyfuse3 and
 # trio, pinned by pyproject.toml, never mixed with the distribution's packages), made
@@ -85,7 +92,9 @@ $(VENV)/bin/containerfs-nsscan: containerfs/kernel/nsscan.c $(STAMP)
 # venv is made where it is staged: the staging prefix is then cut from its scripts,
 # and bytecode is compiled with the final paths. pip needs PyPI (or PIP_INDEX_URL /
 # PIP_FIND_LINKS, PIP_INSTALL_ARGS) for pyfuse3 and trio. Files under dist/ are
-# installed when present.
+# installed when present. The venv's `containerfs` is then replaced by the package's
+# containerfs-exec (kernel/cfsexec.c): `exec` starts no Python, the rest goes to the
+# venv's python.
 PREFIX  ?= /usr/local
 DESTDIR ?=
 INSTALL_PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,$(PYTHON))
@@ -124,6 +133,8 @@ install:
 	grep -rlIF -e '$(STAGED).new' '$(STAGED).new' | xargs -r sed -i 's|$(STAGED).new|$(APPDIR)|g'
 	'$(STAGED).new/bin/python' -m compileall -q -f -j0 \
 	  -d '$(APPDIR)/lib' '$(STAGED).new/lib'
+	exe=$$(find '$(STAGED).new/lib' -path '*/containerfs/bin/containerfs-exec' | head -n1); \
+	  test -n "$$exe" && install -m 755 "$$exe" '$(STAGED).new/bin/containerfs'
 	rm -rf '$(STAGED).old'
 	if [ -e '$(STAGED)' ]; then mv '$(STAGED)' '$(STAGED).old'; fi
 	mv '$(STAGED).new' '$(STAGED)'

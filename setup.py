@@ -1,4 +1,4 @@
-"""Build the two C programs with the package, so that a wheel (and ``pip install``)
+"""Build the C programs with the package, so that a wheel (and ``pip install``)
 carries everything ``containerfs mount`` needs, with no ``make``.
 
 The metadata lives in pyproject.toml; this file only adds a build step. ``build_py``
@@ -31,10 +31,12 @@ except ImportError:  # older ones get it from `wheel`, which their build backend
     except ImportError:  # an sdist made where `wheel` is missing: no wheel to tag
         bdist_wheel = None  # type: ignore[assignment,misc]
 
-#: Program name, source, extra flags; static-pie is tried first for the holder.
+#: Program name, source, extra flags; static-pie is tried first for the holder and
+#: for `containerfs exec` (no dynamic loader to start).
 PROGRAMS = [
     ("containerfs-pin", "containerfs/kernel/pin.c", ["-static-pie"], []),
     ("containerfs-nsscan", "containerfs/kernel/nsscan.c", [], ["-pthread"]),
+    ("containerfs-exec", "containerfs/kernel/cfsexec.c", ["-static-pie"], []),
 ]
 
 #: As the Makefile compiles them, less -Werror: a newer compiler's new warning

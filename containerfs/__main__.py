@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+from .fastexec import hand_over
+
+hand_over(sys.argv[1:])  # `exec`: replaced by the C program, before the imports below
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

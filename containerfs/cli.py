@@ -143,6 +143,10 @@ def setup_logging(level: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the command line itself: `exec` goes to the C program
+        from .fastexec import hand_over
+
+        hand_over(sys.argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "mount":
         setup_logging(logging.DEBUG if args.debug else logging.INFO)

@@ -113,7 +113,7 @@ def test_pip_install_gives_a_daemon_that_makes_containers_and_execs(tmp_path: Pa
 
         # A process exec'd in by that venv's command: the holder's uts and ipc
         # namespaces, not ours.
-        m.spawn("web", "sleep", "30")
+        client = m.spawn("web", "sleep", "30")
         sleep = os.path.realpath(shutil.which("sleep") or "sleep")
 
         def sleeping() -> bool:  # in tasks and past its execve
@@ -125,11 +125,14 @@ def test_pip_install_gives_a_daemon_that_makes_containers_and_execs(tmp_path: Pa
         for kind in ("uts", "ipc"):
             assert _ns(inside, kind) == _ns(holder, kind) != _ns("self", kind), kind
         assert _ns(inside, "net") == _ns("self", "net")  # net is not the container's own
+        # pip's entry script handed `exec` to the package's C program (fastexec.py).
+        exe = venv.glob("lib/python3.*/site-packages/containerfs/bin/containerfs-exec")
+        assert os.readlink(f"/proc/{client.pid}/exe") in {str(p.resolve()) for p in exe}
 
 
 def test_a_wheel_built_from_the_sdist_carries_both_programs(tmp_path: Path) -> None:
     """The sdist holds the C sources and builds them: the wheel made from it (as a
-    user's pip does from PyPI) has both programs, executable, in the package, and
+    user's pip does from PyPI) has the three programs, executable, in the package, and
     names a platform but no Python ABI (about 5 s)."""
     reason = _tools_missing()
     if reason:
@@ -144,7 +147,7 @@ def test_a_wheel_built_from_the_sdist_carries_both_programs(tmp_path: Path) -> N
     assert wheel.name.endswith("-py3-none-linux_" + os.uname().machine + ".whl"), wheel.name
     with zipfile.ZipFile(wheel) as zf:
         modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
-    for name in ("containerfs-pin", "containerfs-nsscan"):
+    for name in ("containerfs-pin", "containerfs-nsscan", "containerfs-exec"):
         assert modes[f"containerfs/bin/{name}"] & 0o111, oct(modes[f"containerfs/bin/{name}"])
 
 
@@ -173,7 +176,11 @@ def test_make_install_with_destdir_and_uninstall_leave_nothing(tmp_path: Path) -
 
     app = stage / "usr/lib/containerfs"
     assert os.readlink(stage / "usr/bin/containerfs") == "/usr/lib/containerfs/bin/containerfs"
-    assert (app / "bin/containerfs").read_text().startswith("#!/usr/lib/containerfs/bin/python\n")
+    # The command is containerfs-exec (kernel/cfsexec.c), which runs the venv's python
+    # for all but `exec`; pip's entry script (a Python script) is replaced by it.
+    command = (app / "bin/containerfs").read_bytes()
+    assert command[:4] == b"\x7fELF"
+    assert os.access(app / "bin/containerfs", os.X_OK)
     for where in DATA.values():
         assert (stage / "usr" / where).is_file(), where
     unit = (stage / "usr" / DATA["dist/systemd/containerfs.service"]).read_text()
@@ -187,7 +194,8 @@ def test_make_install_with_destdir_and_uninstall_leave_nothing(tmp_path: Path) -
             app / "bin/python",
             "-c",
             "from containerfs.defaults import find_program as f;"
-            "print(f('containerfs-pin')); print(f('containerfs-nsscan'))",
+            "print(f('containerfs-pin')); print(f('containerfs-nsscan'));"
+            "print(f('containerfs-exec'))",
         ],
         capture_output=True,
         text=True,
@@ -195,7 +203,7 @@ def test_make_install_with_destdir_and_uninstall_leave_nothing(tmp_path: Path) -
         env=_build_env(),
         cwd=tmp_path,  # not this checkout: `-c` imports from the working directory first
     ).stdout.split()
-    assert len(found) == 2, found
+    assert len(found) == 3, found
     for path in found:
         assert path.startswith(f"{app}/lib/") and os.access(path, os.X_OK), path
 
