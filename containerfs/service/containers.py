@@ -207,11 +207,12 @@ class Containers:
     # -- the internal views ---------------------------------------------------------
 
     async def _init_views(self, c: Container, holder: Holder) -> None:
+        knobs = self.rt.engine.knobs_of(c.owned)
+        # All in one exchange with the holder: one round trip each cost ~60 us.
+        texts = await self.rt.kernel.read_sysctls(holder, [(k.kind, k.sysctl) for k in knobs])
         values = {}
-        for knob in self.rt.engine.knobs_of(c.owned):
-            try:
-                text = await self.rt.kernel.read_sysctl(holder, knob.kind, knob.sysctl)
-            except FileNotFoundError:
+        for knob, text in zip(knobs, texts, strict=True):
+            if text is None:
                 # Older kernels (6.1) hide e.g. net.core.somaxconn from a network
                 # namespace owned by a non-initial user namespace: no view here.
                 log.info("%s: no %s in this instance; no view", where(c), knob.sysctl)
