@@ -119,20 +119,24 @@ class Containers:
         own_ns = frozenset(k for k in plan.owned if rt.engine.kinds[k].cls == KindClass.NAMESPACE)
         own_cg = plan.owned - own_ns
         ids: dict[str, str] = {k: rt.cgroups.cgroup_path(cgpath, k) for k in own_cg}
-        await trio.to_thread.run_sync(rt.cgroups.create, cgpath, own_cg)
-        holder = None
-        try:
-            if own_ns:
-                holder = await trio.to_thread.run_sync(
-                    self._spawn_holder, plan.parent, cgpath, plan.owned, join_fds or {}
-                )
-                ids |= {k: str(holder.inodes[k]) for k in own_ns}
-        except BaseException:
+
+        def kernel_objects() -> Holder | None:
+            # Cgroups, then the holder, on one worker thread: a hop each cost ~0.2 ms.
+            rt.cgroups.create(cgpath, own_cg)
             try:
-                await trio.to_thread.run_sync(rt.cgroups.remove, cgpath)
-            except OSError as exc:
-                log.error("mkdir %s failed and its cgroups stay: %s", "/".join(path), exc)
-            raise
+                if not own_ns:
+                    return None
+                return self._spawn_holder(plan.parent, cgpath, plan.owned, join_fds or {})
+            except BaseException:
+                try:
+                    rt.cgroups.remove(cgpath)
+                except OSError as exc:
+                    log.error("mkdir %s failed and its cgroups stay: %s", "/".join(path), exc)
+                raise
+
+        holder = await trio.to_thread.run_sync(kernel_objects)
+        if holder is not None:
+            ids |= {k: str(holder.inodes[k]) for k in own_ns}
         child = rt.engine.commit_mkdir(plan, ids, origin)
         self.watch(child)
         if holder is not None:
