@@ -32,7 +32,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from containerfs.kernel import procfs
 from containerfs.kernel import sys as ksys
@@ -530,6 +530,58 @@ class Holder:
     async def sysctl_async(self, name: str) -> str:
         """:meth:`sysctl` for the trio loop (see :meth:`_request_async`)."""
         return (await self._request_async(b"r " + sysctl_relpath(name))).decode()
+
+    async def sysctls_async(self, names: Sequence[str]) -> list[str | None]:
+        """Several sysctls at once, in order; None for one the holder has no file of.
+
+        Every request is sent before the first reply is read: the holder answers
+        them back to back, so a new container's views cost one wake-up of the
+        holder instead of one round trip each (a dozen knobs took ~0.9 ms). Other
+        errors are raised as :meth:`sysctl` raises them (the first, in order).
+        """
+        import trio
+
+        messages = [b"r " + sysctl_relpath(n) for n in names]
+        if not self._request_lock.acquire(blocking=False):  # busy: wait on a thread
+            got = await trio.to_thread.run_sync(self._requests, messages)
+            return [self._answer_or_none(r) for r in got]
+        handed_over = False
+        try:
+            sent = [self._send(m, None) for m in messages]
+            inline = time.monotonic() + self.INLINE_WAIT * max(1, len(sent))
+            replies: list[bytes | None] = []
+            for i, (channel, wake, tag, deadline) in enumerate(sent):
+                reply = self._receive(channel, wake, tag, min(deadline, inline), quiet=True)
+                if reply is None:  # a slow holder: the rest on a worker thread
+                    handed_over = True
+                    rest = sent[i:]
+                    replies += await trio.to_thread.run_sync(self._receive_all_and_release, rest)
+                    break
+                replies.append(reply)
+        finally:
+            if not handed_over:
+                self._request_lock.release()
+        return [self._answer_or_none(r) for r in replies]
+
+    def _requests(self, messages: list[bytes]) -> list[bytes | None]:
+        """Send every request, then read every reply (blocking)."""
+        with self._request_lock:
+            sent = [self._send(m, None) for m in messages]
+            return [self._receive(*s) for s in sent]
+
+    def _receive_all_and_release(
+        self, sent: list[tuple[socket.socket, int, bytes, float]]
+    ) -> list[bytes | None]:
+        try:
+            return [self._receive(*s) for s in sent]
+        finally:
+            self._request_lock.release()
+
+    def _answer_or_none(self, reply: bytes | None) -> str | None:
+        try:
+            return self._answer(reply).decode()
+        except FileNotFoundError:
+            return None
 
     async def set_sysctl_async(self, name: str, value: str) -> None:
         """:meth:`set_sysctl` for the trio loop (see :meth:`_request_async`)."""

@@ -12,7 +12,7 @@ methods are called on worker threads by the service; ``async`` ones are not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from . import (
     holder_start,
@@ -85,6 +85,22 @@ class Kernel:
         if holder is not None and (holder.has_channel or kind in ("pid", "user")):
             return await holder.sysctl_async(name)
         return await sysctls.read_sysctl_async(holder, kind, name)
+
+    async def read_sysctls(
+        self, holder: Holder, wanted: Sequence[tuple[str, str]]
+    ) -> list[str | None]:
+        """Several sysctls (kind, name) of a container's namespaces, in order; None
+        for one this instance has no file of. One exchange with the holder for all
+        (``Holder.sysctls_async``) when it has a channel, else one read each."""
+        if holder.has_channel:
+            return await holder.sysctls_async([name for _kind, name in wanted])
+        out: list[str | None] = []
+        for kind, name in wanted:
+            try:
+                out.append(await self.read_sysctl(holder, kind, name))
+            except FileNotFoundError:
+                out.append(None)
+        return out
 
     async def write_sysctl(self, holder: Holder, kind: str, name: str, value: str) -> None:
         """Set a sysctl of a container's namespace: by its holder, as for reads."""

@@ -119,20 +119,24 @@ class Containers:
         own_ns = frozenset(k for k in plan.owned if rt.engine.kinds[k].cls == KindClass.NAMESPACE)
         own_cg = plan.owned - own_ns
         ids: dict[str, str] = {k: rt.cgroups.cgroup_path(cgpath, k) for k in own_cg}
-        await trio.to_thread.run_sync(rt.cgroups.create, cgpath, own_cg)
-        holder = None
-        try:
-            if own_ns:
-                holder = await trio.to_thread.run_sync(
-                    self._spawn_holder, plan.parent, cgpath, plan.owned, join_fds or {}
-                )
-                ids |= {k: str(holder.inodes[k]) for k in own_ns}
-        except BaseException:
+
+        def kernel_objects() -> Holder | None:
+            # Cgroups, then the holder, on one worker thread: a hop each cost ~0.2 ms.
+            rt.cgroups.create(cgpath, own_cg)
             try:
-                await trio.to_thread.run_sync(rt.cgroups.remove, cgpath)
-            except OSError as exc:
-                log.error("mkdir %s failed and its cgroups stay: %s", "/".join(path), exc)
-            raise
+                if not own_ns:
+                    return None
+                return self._spawn_holder(plan.parent, cgpath, plan.owned, join_fds or {})
+            except BaseException:
+                try:
+                    rt.cgroups.remove(cgpath)
+                except OSError as exc:
+                    log.error("mkdir %s failed and its cgroups stay: %s", "/".join(path), exc)
+                raise
+
+        holder = await trio.to_thread.run_sync(kernel_objects)
+        if holder is not None:
+            ids |= {k: str(holder.inodes[k]) for k in own_ns}
         child = rt.engine.commit_mkdir(plan, ids, origin)
         self.watch(child)
         if holder is not None:
@@ -207,11 +211,12 @@ class Containers:
     # -- the internal views ---------------------------------------------------------
 
     async def _init_views(self, c: Container, holder: Holder) -> None:
+        knobs = self.rt.engine.knobs_of(c.owned)
+        # All in one exchange with the holder: one round trip each cost ~60 us.
+        texts = await self.rt.kernel.read_sysctls(holder, [(k.kind, k.sysctl) for k in knobs])
         values = {}
-        for knob in self.rt.engine.knobs_of(c.owned):
-            try:
-                text = await self.rt.kernel.read_sysctl(holder, knob.kind, knob.sysctl)
-            except FileNotFoundError:
+        for knob, text in zip(knobs, texts, strict=True):
+            if text is None:
                 # Older kernels (6.1) hide e.g. net.core.somaxconn from a network
                 # namespace owned by a non-initial user namespace: no view here.
                 log.info("%s: no %s in this instance; no view", where(c), knob.sysctl)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import trio
 
 from containerfs.kernel import holder_start
 from containerfs.kernel import namespaces as ns
@@ -348,6 +349,21 @@ def test_tags_on_the_wire(box: Box) -> None:
             raw.send(request)
             assert recv_tagged(raw) == reply, request
     assert holder.sysctl("kernel.domainname") == "wired\n"
+
+
+def test_several_sysctls_in_one_exchange(box: Box) -> None:
+    """``sysctls_async`` (a new container's views): every request goes out before the
+    first reply is read; the answers come back in order, None for a sysctl the holder
+    has no file of, the first other error raised, and the channel serves on."""
+    holder = box.spawn("uts")
+    holder.set_sysctl("kernel.hostname", "many-box")
+    names = ["kernel.hostname", "kernel.nope", "kernel.domainname", *["kernel.ostype"] * 40]
+    got = trio.run(holder.sysctls_async, names)
+    assert got[:3] == ["many-box\n", None, holder.sysctl("kernel.domainname")]
+    assert got[3:] == [holder.sysctl("kernel.ostype")] * 40
+    with pytest.raises(PermissionError):  # write-only (0200), even to root
+        trio.run(holder.sysctls_async, ["kernel.hostname", "vm.drop_caches", "kernel.ostype"])
+    assert holder.sysctl("kernel.hostname") == "many-box\n"
 
 
 def test_channel_ends_when_the_holder_dies(box: Box) -> None:

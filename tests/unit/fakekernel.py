@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -383,6 +383,17 @@ class FakeKernel(Kernel):
         if name not in values:
             raise FileNotFoundError(errno.ENOENT, f"no sysctl {name} here")
         return values[name]
+
+    async def read_sysctls(
+        self, holder: Holder, wanted: Sequence[tuple[str, str]]
+    ) -> list[str | None]:
+        out: list[str | None] = []
+        for kind, name in wanted:
+            try:
+                out.append(await self.read_sysctl(holder, kind, name))
+            except FileNotFoundError:
+                out.append(None)
+        return out
 
     async def write_sysctl(self, holder: Holder, kind: str, name: str, value: str) -> None:
         values = self._sysctls(holder, kind)
