@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan
 STAMP  := $(VENV)/.installed
 # man-db groff-base mandoc zsh bash-completion: the checks of dist/man and dist/completion
-DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2 \
+# patch: pyfuse3 is rebuilt with patches/pyfuse3/ (tools/pyfuse3-patched)
+DEB    := fuse3 libfuse3-dev pkg-config gcc patch python3-dev python3-venv util-linux iproute2 \
           man-db groff-base mandoc zsh bash-completion
 MOUNTPOINT ?= /run/containerfs
 
@@ -64,6 +65,7 @@ $(STAMP): pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	tools/pyfuse3-patched $(PY)
 	touch $@
 
 # The namespace holder: a tiny C init, one per container (see docs/design.md).
@@ -108,6 +110,7 @@ install: | deps
 	$(INSTALL_PYTHON) -m venv '$(DESTDIR)$(APPDIR)'
 	PIP_ROOT_USER_ACTION=ignore '$(DESTDIR)$(APPDIR)/bin/python' -m pip install -q \
 	  --no-compile $(PIP_INSTALL_ARGS) .
+	tools/pyfuse3-patched '$(DESTDIR)$(APPDIR)/bin/python' $(PIP_INSTALL_ARGS)
 	if [ -n '$(DESTDIR)' ]; then \
 	  grep -rlIF -e '$(DESTDIR)$(APPDIR)' '$(DESTDIR)$(APPDIR)' \
 	    | xargs -r sed -i 's|$(DESTDIR)$(APPDIR)|$(APPDIR)|g'; \
