@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan $(VENV)/bin/containerfs-exec
 STAMP  := $(VENV)/.installed
 # man-db groff-base mandoc zsh bash-completion: the checks of dist/man and dist/completion
-DEB    := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux iproute2 \
+# patch: pyfuse3 is rebuilt with patches/pyfuse3/ (tools/pyfuse3-patched)
+DEB    := fuse3 libfuse3-dev pkg-config gcc patch python3-dev python3-venv util-linux iproute2 \
           man-db groff-base mandoc zsh bash-completion
 MOUNTPOINT ?= /run/containerfs
 
@@ -64,6 +65,7 @@ $(STAMP): pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	tools/pyfuse3-patched $(PY)
 	touch $@
 
 # The namespace holder: a tiny C init, one per container (see docs/design.md).
@@ -130,6 +132,7 @@ install:
 	$(INSTALL_PYTHON) -m venv '$(STAGED).new'
 	PIP_ROOT_USER_ACTION=ignore '$(STAGED).new/bin/python' -m pip install -q \
 	  --no-compile $(PIP_INSTALL_ARGS) .
+	tools/pyfuse3-patched '$(STAGED).new/bin/python' $(PIP_INSTALL_ARGS)
 	grep -rlIF -e '$(STAGED).new' '$(STAGED).new' | xargs -r sed -i 's|$(STAGED).new|$(APPDIR)|g'
 	'$(STAGED).new/bin/python' -m compileall -q -f -j0 \
 	  -d '$(APPDIR)/lib' '$(STAGED).new/lib'

@@ -38,6 +38,15 @@ changes the value.
   filesystem can be faster here, so containerfs's figure over the floor's is
   its own cost, and ``nsenter``'s over the floor's is the best ratio any
   pyfuse3 daemon could show on this machine.
+- **dynamic files**: ``C/tasks``, ``C/pids.current`` and ``C/ipc.usage`` (served
+  with ``direct_io``: every read asks the daemon), against the floor's
+  ``dynamic`` file, opened with ``direct_io`` too.
+- **the C floor and the C reader**: ``bench/floorfs.c``, the floor's two files on
+  libfuse's own loop, built here with ``gcc`` and libfuse3's headers (``make
+  deps``); and ``bench/reader.c``, which times open + read(4096) + close in C,
+  so that figures near the kernel's own are not hidden under this script's
+  Python (rows ending ``_c``; the targets are judged on those). Without ``gcc``
+  or the headers those rows say skipped.
 
 The ratio column compares medians: ``Nx faster`` (or ``slower``) than the named
 alternative.  Figures include this script's Python call overhead (about 1 us per
@@ -265,24 +274,52 @@ def in_namespace(holder: int, m: Measure, op: Op, count: int) -> None:
         raise failure[0]
 
 
+PYTHON_FLOOR = [sys.executable, "-m", "bench.floorfs"]
+HERE = Path(__file__).resolve().parent
+
+
+def build_c(out: Path) -> tuple[Path, Path] | str:
+    """``bench/floorfs.c`` and ``bench/reader.c`` compiled into ``out``; or why not."""
+    cflags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "fuse3"], capture_output=True, text=True
+    )
+    if cflags.returncode != 0:
+        return "no libfuse3 headers (pkg-config fuse3; make deps installs libfuse3-dev)"
+    floor, reader = out / "floorfs-c", out / "reader"
+    for src, exe, extra in (
+        ("floorfs.c", floor, cflags.stdout.split()),
+        ("reader.c", reader, []),
+    ):
+        try:
+            done = subprocess.run(
+                ["gcc", "-O2", "-Wall", "-o", str(exe), str(HERE / src), *extra],
+                capture_output=True,
+                text=True,
+            )
+        except FileNotFoundError:
+            return "no gcc"
+        if done.returncode != 0:
+            return f"gcc {src} failed: {done.stderr.strip()[:200]}"
+    return floor, reader
+
+
 @contextlib.contextmanager
-def floor_mounted() -> Iterator[Path]:
-    """``bench/floorfs.py`` mounted on a fresh directory; its file, until it is unmounted."""
+def floor_mounted(argv: list[str]) -> Iterator[Path]:
+    """A floor filesystem (``argv`` + mountpoint: bench/floorfs.py or floorfs.c)
+    mounted on a fresh directory; its mountpoint, until it is unmounted."""
     tmp = Path(tempfile.mkdtemp(prefix="cfs-bench-floor-"))
     mnt = tmp / "mnt"
     mnt.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.floorfs", str(mnt)], stdout=subprocess.PIPE
-    )
+    proc = subprocess.Popen([*argv, str(mnt)], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         ready = proc.stdout.readline()
         deadline = time.monotonic() + 10
         while ready.strip() != b"ready" or not os.path.ismount(mnt):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("bench.control: bench.floorfs did not mount")
+                raise SystemExit(f"bench.control: {argv[-1]} did not mount")
             time.sleep(0.02)
-        yield mnt / "value"
+        yield mnt
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -299,6 +336,20 @@ def floor_mounted() -> Iterator[Path]:
             tmp.rmdir()
 
 
+def c_reader_rounds(
+    reader: Path, plan: list[tuple[Measure, Path]], count: int, rounds: int
+) -> None:
+    """``bench/reader.c`` over every path of ``plan``, in ``rounds`` interleaved runs of
+    one process each (``count`` tries per path in all)."""
+    for _ in range(rounds):
+        argv = [str(reader), str(count // rounds), *(str(path) for _, path in plan)]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+        lines = out.splitlines()
+        assert len(lines) == len(plan), out[:200]
+        for (m, _), line in zip(plan, lines, strict=True):
+            m.times += [int(ns) / 1e9 for ns in line.split()]
+
+
 def text(path: Path | str) -> str:
     with open(path) as f:
         return f.read().strip()
@@ -307,8 +358,32 @@ def text(path: Path | str) -> str:
 # -- the benchmark ------------------------------------------------------------------
 
 
-def bench(mnt: Path, pids_dir: Path, floor: Path, runs: int, fork_runs: int) -> list[Measure]:
+C_READS = (
+    "cfs_pids_read_c",
+    "cgroupfs_pids_read_c",
+    "cfs_shm_mni_read_c",
+    "kernel_shm_mni_read_host_c",
+    "pyfuse3_floor_read_c",
+    "c_floor_read_c",
+    "cfs_tasks_read_c",
+    "cfs_pids_current_read_c",
+    "cfs_ipc_usage_read_c",
+    "pyfuse3_floor_direct_read_c",
+    "c_floor_direct_read_c",
+)
+
+
+def bench(
+    mnt: Path,
+    pids_dir: Path,
+    floor_dir: Path,
+    c_built: tuple[Path, Path] | str,
+    c_floor_dir: Path | None,
+    runs: int,
+    fork_runs: int,
+) -> list[Measure]:
     c = mnt / "C"
+    floor = floor_dir / "value"
     os.mkdir(c)
     cg = pids_dir / "C"
     if not (cg / "pids.max").exists():
@@ -337,8 +412,32 @@ def bench(mnt: Path, pids_dir: Path, floor: Path, runs: int, fork_runs: int) -> 
             "pyfuse3_floor_read",
             "pyfuse3_floor_write",
             "pyfuse3_floor_stat_forced",
+            "cfs_tasks_read",
+            "cfs_pids_current_read",
+            "cfs_ipc_usage_read",
+            "pyfuse3_floor_direct_read",
+            "c_floor_read",
+            "c_floor_direct_read",
+            *C_READS,
         )
     }
+    for name in ("cfs_tasks_read", "cfs_pids_current_read", "cfs_ipc_usage_read"):
+        ms[name].vs = ("pyfuse3_floor_direct_read",)
+        ms[f"{name}_c"].vs = ("pyfuse3_floor_direct_read_c",)
+    ms["pyfuse3_floor_direct_read"].note = "bench/floorfs.py's direct_io file"
+    ms["c_floor_read"].note = "bench/floorfs.c: the floor on libfuse's C loop"
+    for name in ("cfs_pids_read_c", "cfs_shm_mni_read_c"):
+        ms[name].vs = ("cgroupfs_pids_read_c", "pyfuse3_floor_read_c", "c_floor_read_c")
+    ms["cfs_shm_mni_read_c"].vs = (
+        "nsenter_shm_mni_read",
+        "kernel_shm_mni_read_host_c",
+        "pyfuse3_floor_read_c",
+        "c_floor_read_c",
+    )
+    ms["pyfuse3_floor_read_c"].vs = ("c_floor_read_c",)
+    if isinstance(c_built, str):
+        for name in (*C_READS, "c_floor_read", "c_floor_direct_read"):
+            ms[name].note = c_built
     ms["cfs_pids_read"].vs = ("cgroupfs_pids_read", "pyfuse3_floor_read")
     ms["cfs_pids_write"].vs = ("cgroupfs_pids_write", "pyfuse3_floor_write")
     ms["cfs_shm_mni_read"].vs = (
@@ -385,7 +484,16 @@ def bench(mnt: Path, pids_dir: Path, floor: Path, runs: int, fork_runs: int) -> 
             (ms["cgroupfs_pread_open_fd"], pread_op(cg_fd), runs),
             (ms["pyfuse3_floor_read"], read_op(floor), runs),
             (ms["pyfuse3_floor_stat_forced"], statx_sync_op(floor), runs),
+            (ms["cfs_tasks_read"], read_op(c / "tasks"), runs),
+            (ms["cfs_pids_current_read"], read_op(c / "pids.current"), runs),
+            (ms["cfs_ipc_usage_read"], read_op(c / "ipc.usage"), runs),
+            (ms["pyfuse3_floor_direct_read"], read_op(floor_dir / "dynamic"), runs),
         ]
+        if c_floor_dir is not None:
+            reads += [
+                (ms["c_floor_read"], read_op(c_floor_dir / "value"), runs),
+                (ms["c_floor_direct_read"], read_op(c_floor_dir / "dynamic"), runs),
+            ]
         writes: list[tuple[Measure, Op, int]] = [
             (ms["cfs_pids_write"], write_op(c / "pids.max", nums), runs),
             (ms["cgroupfs_pids_write"], write_op(cg / "pids.max", nums), runs),
@@ -398,6 +506,21 @@ def bench(mnt: Path, pids_dir: Path, floor: Path, runs: int, fork_runs: int) -> 
             for i in range(3):
                 op(i)
         run_rounds(reads, rounds)
+        if not isinstance(c_built, str) and c_floor_dir is not None:
+            c_plan = [
+                (ms["cfs_pids_read_c"], c / "pids.max"),
+                (ms["cgroupfs_pids_read_c"], cg / "pids.max"),
+                (ms["cfs_shm_mni_read_c"], c / "ipc.shm_mni.internal"),
+                (ms["kernel_shm_mni_read_host_c"], Path(SHMMNI)),
+                (ms["pyfuse3_floor_read_c"], floor),
+                (ms["c_floor_read_c"], c_floor_dir / "value"),
+                (ms["cfs_tasks_read_c"], c / "tasks"),
+                (ms["cfs_pids_current_read_c"], c / "pids.current"),
+                (ms["cfs_ipc_usage_read_c"], c / "ipc.usage"),
+                (ms["pyfuse3_floor_direct_read_c"], floor_dir / "dynamic"),
+                (ms["c_floor_direct_read_c"], c_floor_dir / "dynamic"),
+            ]
+            c_reader_rounds(c_built[1], c_plan, runs, rounds)
         run_rounds(writes, rounds)
         for name, op in (
             ("kernel_shm_mni_read_ns", read_op(Path(SHMMNI))),
@@ -423,6 +546,21 @@ def targets(rows: dict[str, Row]) -> dict[str, Row]:
         return float(rows[name].get("median_us", 0.0))
 
     out: dict[str, Row] = {}
+    # Issue 17's targets, on the C reader's figures where there are some.
+    c = "_c" if rows.get("cfs_pids_read_c", {}).get("median_us") else ""
+    for knob in ("pids", "shm_mni"):
+        got = med(f"cfs_{knob}_read{c}")
+        out[f"{knob}_read_at_most_25us{c}"] = {"median_us": got, "goal_us": 25.0, "met": got <= 25}
+    for name in ("tasks", "pids_current", "ipc_usage"):
+        got, floor = med(f"cfs_{name}_read{c}"), med(f"pyfuse3_floor_direct_read{c}")
+        ratio = round(got / floor, 2) if floor else 0.0
+        out[f"{name}_read_within_2x_direct_io_floor{c}"] = {
+            "times_floor": ratio,
+            "goal": 2.0,
+            "met": 0 < ratio <= 2,
+        }
+    got = med("cfs_shm_mni_write")
+    out["view_write_at_most_150us"] = {"median_us": got, "goal_us": 150.0, "met": got <= 150}
     for kind in ("read", "write"):
         cfs, alt = med(f"cfs_shm_mni_{kind}"), med(f"nsenter_shm_mni_{kind}")
         floor = med(f"pyfuse3_floor_{kind}")
@@ -461,17 +599,29 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.control: needs root")
-    with mounted("control") as (mnt, subtree), floor_mounted() as floor:
+    with contextlib.ExitStack() as stack:
+        build_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cfs-bench-c-")))
+        c_built = build_c(build_dir)
+        mnt, subtree = stack.enter_context(mounted("control"))
+        floor = stack.enter_context(floor_mounted(PYTHON_FLOOR))
+        c_floor = None
+        if not isinstance(c_built, str):
+            c_floor = stack.enter_context(floor_mounted([str(c_built[0])]))
         pids_dir = subtree.dir_for("pids")
         if pids_dir is None:
             raise SystemExit("bench.control: no v1 pids hierarchy on this host")
-        measures = bench(mnt, pids_dir, floor, args.runs, args.fork_runs)
+        measures = bench(mnt, pids_dir, floor, c_built, c_floor, args.runs, args.fork_runs)
     rows = figures(measures, "us")
     print_table(rows, "us")
     goals = targets(rows)
     print()
     for name, g in goals.items():
-        if "target" in g:
+        if "goal_us" in g or "goal" in g:
+            verdict = "met" if g["met"] else "NOT met"
+            got = f"{g['median_us']} us" if "goal_us" in g else f"{g['times_floor']}x the floor"
+            goal = f"{g['goal_us']} us" if "goal_us" in g else f"{g['goal']}x"
+            print(f"target {name}: {got} (goal <= {goal}): {verdict}")
+        elif "target" in g:
             verdict = "met" if g["met"] else "NOT met"
             print(
                 f"target {name}: {g['speedup']}x faster (goal >= {g['target']}x): {verdict};"

@@ -5,7 +5,10 @@ Run by ``bench.control`` as ``python -m bench.floorfs MOUNTPOINT``; it prints
 The file ``value`` holds a short number: ``open`` returns at once with
 ``keep_cache`` (as containerfs does for a value that only it changes), a read
 is answered from the page cache, a write replaces the value and drops the
-pages. Entry and attribute timeouts are containerfs's (1 s).
+pages. The file ``dynamic`` holds the same value opened with ``direct_io``
+(size 0, every read asks the daemon), as containerfs serves ``tasks`` or a
+counter. Entry and attribute timeouts are containerfs's (1 s).
+``bench/floorfs.c`` is the same filesystem on libfuse's own loop in C.
 
 Why it exists: every containerfs control file pays the round trips of pyfuse3's
 request loop (``open`` and the ``release`` that ``close`` sends). Timing this
@@ -26,6 +29,8 @@ import trio
 ENTRY_TIMEOUT = ATTR_TIMEOUT = 1.0
 NAME = b"value"
 FILE_INODE = pyfuse3.ROOT_INODE + 1
+DYNAMIC_NAME = b"dynamic"
+DYNAMIC_INODE = pyfuse3.ROOT_INODE + 2
 
 
 class Floor(pyfuse3.Operations):
@@ -44,24 +49,26 @@ class Floor(pyfuse3.Operations):
         else:
             attr.st_mode = stat.S_IFREG | 0o644
             attr.st_nlink = 1
-            attr.st_size = len(self.value)
+            attr.st_size = len(self.value) if inode == FILE_INODE else 0
         return attr
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if inode not in (pyfuse3.ROOT_INODE, FILE_INODE):
+        if inode not in (pyfuse3.ROOT_INODE, FILE_INODE, DYNAMIC_INODE):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return self._attr(inode)
 
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        if parent_inode != pyfuse3.ROOT_INODE or name != NAME:
+        if parent_inode != pyfuse3.ROOT_INODE or name not in (NAME, DYNAMIC_NAME):
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attr(FILE_INODE)
+        return self._attr(FILE_INODE if name == NAME else DYNAMIC_INODE)
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        if inode != FILE_INODE:
+        if inode == pyfuse3.ROOT_INODE:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if inode == DYNAMIC_INODE:
+            return pyfuse3.FileInfo(fh=inode, direct_io=True)
         return pyfuse3.FileInfo(fh=inode, keep_cache=True)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -69,7 +76,8 @@ class Floor(pyfuse3.Operations):
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         self.value = buf
-        pyfuse3.invalidate_inode(FILE_INODE, attr_only=True)
+        if fh == FILE_INODE:
+            pyfuse3.invalidate_inode(FILE_INODE, attr_only=True)
         return len(buf)
 
     async def setattr(

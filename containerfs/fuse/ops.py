@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import pyfuse3
-import trio
 
 from ..engine.catalog import Role
 from ..engine.tree import Container, Engine, FileSpec
@@ -99,6 +98,7 @@ class _Cached:
     content: bytes
     generation: int  # ``Operations._generation`` when it was rendered
     made: float  # time.monotonic() when it was rendered
+    mtime_ns: int  # the file's mtime: changes when, and only when, the content does
 
 
 # What poll() answers, as kernfs does for cgroup.events: always readable, and
@@ -127,8 +127,8 @@ class Operations(pyfuse3.Operations):
         self._polls: dict[int, pyfuse3.PollHandle] = {}  # fh -> waiting poll
         self.toucher_pid: int | None = None  # see fuse/loopback.py
         self._cache: dict[int, _Cached] = {}  # inode -> content of a page-cached file
+        self._mtimes: dict[int, int] = {}  # inode -> the last mtime it showed (_new_mtime)
         self._generation = 0  # changes made through the daemon (see ``changed``)
-        self._cached_open: dict[int, int] = {}  # inode -> its open page-cached handles
         # inode -> (engine.version, spec, page-cached?), see _file_of
         self._files_known: dict[int, tuple[int, FileSpec, bool]] = {}
         root = service.engine.root
@@ -195,6 +195,7 @@ class Operations(pyfuse3.Operations):
         for ino in self._inodes.pop(c.uid, {}).values():
             self._nodes.pop(ino, None)
             self._cache.pop(ino, None)
+            self._mtimes.pop(ino, None)
             self._files_known.pop(ino, None)
         self._events_seq.pop(c.uid, None)
 
@@ -229,23 +230,32 @@ class Operations(pyfuse3.Operations):
         if entry is not None and fresh and now - entry.made < CACHE_TTL:
             return entry.content, True
         content = await self.service.read(node.container, spec, pid)
-        self._cache[ino] = _Cached(content, self._generation, now)
-        return content, entry is not None and entry.content == content
+        same = entry is not None and entry.content == content
+        mtime = entry.mtime_ns if entry is not None and same else self._new_mtime(ino)
+        self._cache[ino] = _Cached(content, self._generation, now, mtime)
+        return content, same
 
-    async def _drop_cached(self, ino: int) -> None:
-        """A change through the daemon to a page-cached file: drop its pages and
-        attributes now, for readers that keep the file open. On a worker thread:
-        the kernel may wait for a read of those pages that this loop must answer."""
-        if self._cache.pop(ino, None) is None:
+    def _new_mtime(self, ino: int) -> int:
+        """An mtime later than any the file showed: the kernel compares it with the
+        one it holds and, when it differs, drops the file's pages itself (libfuse's
+        default ``auto_inval_data``), also under a descriptor held open."""
+        mtime = max(time.time_ns(), self._mtimes.get(ino, 0) + 1)
+        self._mtimes[ino] = mtime
+        return mtime
+
+    def _drop_cached(self, ino: int) -> None:
+        """A change through the daemon to a page-cached file: drop the kernel's
+        attributes of it now (attribute-only, which never waits on a request, so
+        it is safe from a handler and needs no thread). The next open finds no
+        content and drops the pages (``keep_cache`` off); a reader holding the
+        file open asks for attributes at its next read, gets the new content's
+        mtime (``_new_mtime``), and the kernel drops the stale pages itself."""
+        entry = self._cache.pop(ino, None)
+        if entry is None:
             return
-        if not self._cached_open.get(ino):
-            # Nobody holds it open: the next open finds no content and drops the
-            # pages itself (``keep_cache`` off), which costs no thread.
-            with contextlib.suppress(OSError):
-                pyfuse3.invalidate_inode(ino, attr_only=True)
-            return
+        self._mtimes[ino] = max(self._mtimes.get(ino, 0), entry.mtime_ns)
         with contextlib.suppress(OSError):
-            await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino)
+            pyfuse3.invalidate_inode(ino, attr_only=True)
 
     # -- changes made by the daemon itself (not through a request) ---------------
 
@@ -295,6 +305,8 @@ class Operations(pyfuse3.Operations):
             attr.st_nlink = 1
             attr.st_uid, attr.st_gid = self.service.engine.file_owner(node.container, spec)
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.ctime_ns
+        if cached is not None:
+            attr.st_mtime_ns = cached.mtime_ns
         attr.entry_timeout = ENTRY_TIMEOUT
         attr.attr_timeout = ATTR_TIMEOUT
         return attr
@@ -332,10 +344,13 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         node = self._node(inode)
-        if node.file is not None and inode not in self._cache:
-            # A page-cached file's size must be its length, or reads stop short.
-            spec = self.service.engine.file(node.container, node.file)
-            if self.service.cacheable(node.container, spec):
+        if node.file is not None:
+            # A page-cached file's size must be its length, or reads stop short;
+            # and content older than CACHE_TTL is rendered again, so a reader
+            # holding the file open (the kernel asks once its attributes expire)
+            # sees a change behind the daemon's back by its new mtime.
+            spec, cacheable = self._file_of(inode, node)
+            if cacheable:
                 await self._fresh(node, spec, inode, ctx.pid)
         return self._attr(inode, node)
 
@@ -462,8 +477,6 @@ class Operations(pyfuse3.Operations):
             cached=cached,
             ino=inode,
         )
-        if cached:
-            self._cached_open[inode] = self._cached_open.get(inode, 0) + 1
         return pyfuse3.FileInfo(fh=fh, direct_io=not cached, keep_cache=keep)
 
     @fuse_errors
@@ -509,7 +522,7 @@ class Operations(pyfuse3.Operations):
                 self._drop_internal_view_attrs(handle.node.container)
         ino = self._known(handle.node.container.uid, handle.node.file)
         if ino is not None:
-            await self._drop_cached(ino)
+            self._drop_cached(ino)
         return len(buf)
 
     def _drop_internal_view_attrs(self, c: Container) -> None:
@@ -541,12 +554,8 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def release(self, fh: int) -> None:
-        handle = self._handles.pop(fh, None)
+        self._handles.pop(fh, None)
         self._polls.pop(fh, None)
-        if handle is not None and handle.cached:
-            left = self._cached_open.pop(handle.ino, 1) - 1
-            if left:
-                self._cached_open[handle.ino] = left
 
     @fuse_errors
     async def rename(

@@ -151,6 +151,9 @@ async def serve(daemon: Daemon, options: set[str], notifier: Notifier) -> None:
     ops.toucher_pid = rt.loopback.pid
     try:
         log.info("mounted at %s (state in %s)", rt.mountpoint, rt.state_dir)
+        # Which request loop runs: README "Speed of the request loop".
+        patched = getattr(pyfuse3, "RECEIVES_QUEUED", False)
+        log.info("pyfuse3 %s", "patched: takes queued requests at once" if patched else "stock")
         async with trio.open_nursery() as nursery:
             rt.nursery = nursery
             nursery.start_soon(_signals, daemon, nursery.cancel_scope, notifier)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from containerfs.fuse.ops import CACHE_TTL
+from containerfs.fuse.ops import ATTR_TIMEOUT, CACHE_TTL
 
 from .conftest import Mounted
 from .test_core import v1_dir
@@ -78,3 +78,37 @@ def test_views_of_a_container_with_its_own_mounts_follow_writes(cfs: Mounted) ->
     cfs.exec("c", "sh", "-c", "echo 20 > /proc/sys/kernel/shmmni")
     assert cfs.read("c/ipc.shm_mni.internal") == "20\n"
     assert cfs.exec("c", "cat", "/proc/sys/kernel/shmmni").stdout == "20\n"
+
+
+def test_a_same_length_write_shows_at_once_on_an_open_descriptor(cfs: Mounted) -> None:
+    """The size stays, so only the new mtime tells the kernel its pages are stale."""
+    cfs.sh("mkdir c && echo 1000 > c/pids.max")
+    fd = os.open(cfs.mnt / "c" / "pids.max", os.O_RDONLY)
+    try:
+        for value in ("1001", "1000", "1002"):
+            assert os.pread(fd, 4096, 0) != f"{value}\n".encode()
+            cfs.sh(f"echo {value} > c/pids.max")
+            assert os.pread(fd, 4096, 0) == f"{value}\n".encode()
+    finally:
+        os.close(fd)
+
+
+def test_a_change_behind_the_daemons_back_shows_on_an_open_descriptor(cfs: Mounted) -> None:
+    pids = v1_dir(cfs, "pids")
+    if pids is None:
+        pytest.skip("no v1 pids hierarchy on this host to change behind the daemon's back")
+    cfs.sh("mkdir c && echo 50 > c/pids.max")
+    fd = os.open(cfs.mnt / "c" / "pids.max", os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4096, 0) == b"50\n"
+        (pids / "c" / "pids.max").write_text("60")  # our own test cgroup
+        # The kernel asks again once the attributes expire (ATTR_TIMEOUT), and
+        # the daemon renders content older than CACHE_TTL again.
+        deadline = time.monotonic() + ATTR_TIMEOUT + CACHE_TTL + 2
+        seen = os.pread(fd, 4096, 0)
+        while seen != b"60\n" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            seen = os.pread(fd, 4096, 0)
+        assert seen == b"60\n"
+    finally:
+        os.close(fd)
