@@ -83,3 +83,23 @@ def test_a_command_line_handed_back_to_python_runs_the_same(cfs: Mounted) -> Non
     client, command = _exec_sleep(cfs, CONTAINERFS, "--preserve")
     assert _parent(command) == client
     assert "python" in os.path.basename(os.readlink(f"/proc/{client}/exe"))
+
+
+def test_the_containerfs_command_runs_the_daemon_as_make_run_does() -> None:
+    """``make run`` is ``.venv/bin/containerfs mount``: the C front hands ``mount`` to
+    the venv's Python, which must give the same daemon (a mount that makes real
+    namespaces), keeping its pid (SIGTERM from systemd or ^C reaches the daemon)."""
+    from .conftest import _skip_reason, mounted
+
+    front = BIN / "containerfs"
+    if front.read_bytes()[:4] != b"\x7fELF":
+        pytest.skip("the venv's containerfs is pip's entry script (make installs the C one)")
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with mounted("make_run", command=[str(front)]) as m:
+        exe = os.readlink(f"/proc/{m.daemon.pid}/exe")
+        assert "python" in os.path.basename(exe)  # the front exec'd Python in its place
+        m.sh("mkdir box")
+        holder = int(m.read("box/container.init"))
+        assert os.readlink(f"/proc/{holder}/ns/uts") != os.readlink("/proc/self/ns/uts")
