@@ -10,13 +10,15 @@ the kernel, so a bad value changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import math
 from pathlib import Path
 
 from . import cgfs
 from .cgfiles import CONTROL_FILES, V1_SAME, ControlFile, normalise
-from .cghierarchy import Hierarchy, HostCgroups, check_path
+from .cghierarchy import TASKS, Hierarchy, HostCgroups, check_path
 from .cgvalues import (
     IO_MAX_V1_FILES,
     bytes_limit_from_v1,
@@ -196,3 +198,46 @@ class ControlFiles(HostCgroups):
                 except OSError as e:
                     log.warning("cpu.max rollback: cannot write %s to %s: %s", v, f, e)
             raise
+
+
+class Usage(ControlFiles):
+    """A container's figures for monitoring (``service/metrics.py``), in base units."""
+
+    def cgroup_of(self, path: tuple[str, ...]) -> str:
+        """Container `path`'s cgroup as ``/proc/PID/cgroup`` spells the v2 line (its
+        ``id`` in metrics, as cAdvisor's): every container has one there."""
+        check_path(path)
+        v2 = self._v2()
+        return "/" + "/".join([p for p in v2.base.split("/") if p] + list(path))
+
+    def usage(self, path: tuple[str, ...], kinds: frozenset[str]) -> dict[str, float]:
+        """CPU seconds (the v2 ``cpu.stat``, kept in every cgroup whatever its
+        controllers), processes in its tasks leaf, and for the controller `kinds`
+        the container owns, memory and pids current and limit (``inf`` for max).
+        A figure that cannot be read is left out: the cgroup may go meanwhile."""
+        check_path(path)
+        out: dict[str, float] = {}
+        d = self._v2().dir(path)
+        with contextlib.suppress(OSError, ValueError):
+            stat = cgfs.read(d / "cpu.stat")
+            out["cpu_seconds"] = int(stat.split("usage_usec ", 1)[1].split("\n", 1)[0]) / 1e6
+        with contextlib.suppress(OSError):
+            n = len(cgfs.read(d / TASKS / "cgroup.procs").split())
+            if not path:  # the root's tasks include the start cgroup's (``procs``)
+                n += len(cgfs.read(d / "cgroup.procs").split())
+            out["processes"] = n
+        for kind, key, name in _USAGE_FILES:
+            if kind in kinds:
+                with contextlib.suppress(OSError, ValueError):
+                    word = self.read(path, name).strip()
+                    out[key] = math.inf if word == "max" else float(int(word))
+        return out
+
+
+#: (kind, key of ``Usage.usage``, v2 file) of the controller figures in metrics.
+_USAGE_FILES = (
+    ("memory", "memory_bytes", "memory.current"),
+    ("memory", "memory_limit", "memory.max"),
+    ("pids", "pids", "pids.current"),
+    ("pids", "pids_limit", "pids.max"),
+)
