@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .views import Knob, KnobState
+from .views import Knob, KnobState, Value
 
 #: The content type a scraper is answered with.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -33,19 +33,34 @@ Labels = tuple[tuple[str, str], ...]
 
 @dataclass
 class Family:
-    """One metric: its name, type, help, and samples (suffix, labels, value)."""
+    """One metric: its name, type, help, and its sample lines, rendered as added
+    (a scrape of a thousand containers has some 60,000 of them)."""
 
     name: str
     type: str  # "counter", "gauge" or "histogram"
     help: str
-    samples: list[tuple[str, Labels, float]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
     def add(self, labels: Labels, value: float, suffix: str = "") -> None:
-        self.samples.append((suffix, labels, value))
+        self.add_text(label_text(labels), value, suffix)
+
+    def add_text(self, labels: str, value: float, suffix: str = "") -> None:
+        """A sample whose labels are already ``label_text``."""
+        if labels:
+            self.lines.append(f"{self.name}{suffix}{{{labels}}} {format_value(value)}\n")
+        else:
+            self.lines.append(f"{self.name}{suffix} {format_value(value)}\n")
+
+
+def label_text(labels: Labels) -> str:
+    """``k="v",...`` with the values escaped as the format says."""
+    return ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
 
 
 def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
 
 
 def _escape_help(text: str) -> str:
@@ -54,6 +69,8 @@ def _escape_help(text: str) -> str:
 
 def format_value(value: float) -> str:
     """As Prometheus writes numbers: integers without a point, ``+Inf``, ``NaN``."""
+    if type(value) is int:
+        return str(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -68,12 +85,7 @@ def render(families: Iterable[Family]) -> str:
     out: list[str] = []
     for fam in families:
         out.append(f"# HELP {fam.name} {_escape_help(fam.help)}\n# TYPE {fam.name} {fam.type}\n")
-        for suffix, labels, value in fam.samples:
-            if labels:
-                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
-                out.append(f"{fam.name}{suffix}{{{inner}}} {format_value(value)}\n")
-            else:
-                out.append(f"{fam.name}{suffix} {format_value(value)}\n")
+        out.extend(fam.lines)
     return "".join(out)
 
 
@@ -168,13 +180,14 @@ class Reading:
 
 @dataclass(frozen=True)
 class ContainerFacts:
-    """The engine's side of one container, taken under no lock (one pass, no await)."""
+    """The engine's side of one container, taken in one pass (no await)."""
 
     path: str  # "/" for the root, "/a/b" below it
     cgroup: str  # its cgroup, as /proc/PID/cgroup spells the v2 line
     populated: bool
     released: int
-    knobs: tuple[tuple[Knob, KnobState], ...]  # of the kinds it owns
+    uid: int = 0  # the engine's id of the container (what the knob lines are kept by)
+    views: Mapping[str, KnobState] = field(default_factory=dict)  # knob file -> views
 
 
 #: The fields of a knob with several numbers, as proc(5) names them.
@@ -205,11 +218,53 @@ def knob_metric(knob: Knob) -> str:
     return "containerfs_" + knob.file.replace(".", "_")
 
 
+#: Knob file -> its knob, or None for one this host does not serve.
+KnobLookup = Callable[[str], "Knob | None"]
+
+
+class KnobLines:
+    """Rendered samples of each container's knobs, kept while their values stay
+    the same: they are most of a scrape's lines (some 50 per container) and
+    change only when a view is written."""
+
+    def __init__(self) -> None:
+        # container uid -> (its labels, its values, knob file -> (knob, lines))
+        self._kept: dict[int, tuple[str, tuple[object, ...], list[tuple[Knob, list[str]]]]] = {}
+        self._next: dict[int, tuple[str, tuple[object, ...], list[tuple[Knob, list[str]]]]] = {}
+
+    def of(
+        self, uid: int, labels: str, views: Mapping[str, KnobState], lookup: KnobLookup
+    ) -> list[tuple[Knob, list[str]]]:
+        values = tuple((s.internal, s.external) for s in views.values())
+        kept = self._kept.get(uid)
+        if kept is None or kept[0] != labels or kept[1] != values:
+            block = []
+            for name, state in views.items():
+                knob = lookup(name)
+                if knob is None:
+                    continue
+                fam = Family(knob_metric(knob), "gauge", "")
+                _add_knob(fam, labels, knob, state)
+                block.append((knob, fam.lines))
+            kept = (labels, values, block)
+        self._next[uid] = kept
+        return kept[2]
+
+    def done(self) -> None:
+        """End of a scrape: forget what it did not ask for (removed containers)."""
+        self._kept, self._next = self._next, {}
+
+
 def container_families(
-    facts: Sequence[ContainerFacts], readings: Mapping[str, Reading]
+    facts: Sequence[ContainerFacts],
+    readings: Mapping[str, Reading],
+    lookup: KnobLookup,
+    knob_lines: KnobLines | None = None,
 ) -> list[Family]:
     """Per-container families, from the engine's facts and the kernel's readings
-    (keyed by the container's path)."""
+    (keyed by the container's path). Cgroup figures carry ``container`` and ``id``,
+    knobs (a namespace's, not a cgroup's) ``container``."""
+    cache = knob_lines or KnobLines()
     fams = [Family(name, kind, text) for _attr, name, kind, text in _CONTAINER_GAUGES]
     populated = Family(
         "containerfs_populated", "gauge", "1 while a process lives in the container or below it."
@@ -221,16 +276,19 @@ def container_families(
     )
     knobs: dict[str, Family] = {}
     for f in facts:
-        labels: Labels = (("container", f.path), ("id", f.cgroup))
+        labels = label_text((("container", f.path), ("id", f.cgroup)))
         reading = readings.get(f.path)
         if reading is not None:
             for (attr, *_rest), fam in zip(_CONTAINER_GAUGES, fams, strict=True):
                 value = getattr(reading, attr)
                 if value is not None:
-                    fam.add(labels, value)
-        populated.add(labels, 1 if f.populated else 0)
-        released.add(labels, f.released)
-        for knob, state in f.knobs:
+                    fam.add_text(labels, value)
+        populated.add_text(labels, 1 if f.populated else 0)
+        released.add_text(labels, f.released)
+        if not f.views:
+            continue
+        container = label_text((("container", f.path),))
+        for knob, lines in cache.of(f.uid, container, f.views, lookup):
             kfam = knobs.get(knob.file)
             if kfam is None:
                 kfam = knobs[knob.file] = Family(
@@ -240,29 +298,25 @@ def container_families(
                     "limit (external, +Inf: max), the container's own (internal), and the "
                     "value the kernel enforces (effective).",
                 )
-            _add_knob(kfam, labels, knob, state)
+            kfam.lines.extend(lines)
+    cache.done()
     return [*fams, populated, released, *knobs.values()]
 
 
-def _add_knob(fam: Family, labels: Labels, knob: Knob, state: KnobState) -> None:
-    views: tuple[tuple[str, object], ...] = (
+def _add_knob(fam: Family, labels: str, knob: Knob, state: KnobState) -> None:
+    views: tuple[tuple[str, Value | None], ...] = (
         ("external", state.external),
         ("internal", state.internal),
         ("effective", state.effective(knob.type)),
     )
     names = KNOB_FIELDS.get(knob.file)
     for view, value in views:
-        parts: Sequence[int | None]
-        if value is None:  # external max: every field unlimited
-            parts = [None] * knob.type.arity
-        else:
-            assert isinstance(value, tuple)
-            parts = value
+        parts: Sequence[int | None] = [None] * knob.type.arity if value is None else value
         for i, part in enumerate(parts):
-            extra: Labels = (("view", view),)
+            extra = f'view="{view}"'
             if len(parts) > 1:
-                extra += (("field", names[i] if names else str(i)),)
-            fam.add((*labels, *extra), math.inf if part is None else part)
+                extra += f',field="{names[i] if names else i}"'
+            fam.add_text(f"{labels},{extra}", math.inf if part is None else part)
 
 
 def namespace_family(counts: Mapping[str, int]) -> Family:

@@ -14,9 +14,9 @@ walk in the background for the next one. Only the first scrape waits for it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
+import os
 import time
 from collections import Counter
 
@@ -26,15 +26,15 @@ from ..engine import metrics
 from ..engine.errors import NotFound
 from ..engine.kinds import NAMESPACE_NAMES
 from ..engine.metrics import ContainerFacts, Reading
-from ..engine.tree import Container, Engine
-from ..engine.views import Knob, KnobState
+from ..engine.views import Knob
+from ..kernel.cgcontrol import UsageFiles, read_usage
 from .listing import Listing
 from .runtime import Runtime
 
 log = logging.getLogger("containerfs")
 
-#: What the kernel is asked of a container: its path, cgroup path, owned controllers.
-_Ask = tuple[str, tuple[str, ...], frozenset[str]]
+#: Most worker threads a scrape reads the cgroups with.
+READERS = 4
 
 #: Seconds the namespace counts are used before a scrape starts a new walk.
 COUNTS_FRESH = 10.0
@@ -50,33 +50,42 @@ class Metrics:
         self._counts: dict[str, int] | None = None
         self._counted_at = -math.inf
         self._counting = False
+        self._knob_lines = metrics.KnobLines()
+        # container uid -> the files of its figures (its cgroups do not move)
+        self._files: dict[int, UsageFiles] = {}
 
     async def render(self) -> str:
-        facts, owned = self._facts()
-        readings = await trio.to_thread.run_sync(self._read_all, owned)
+        facts, asks = self._facts()
+        readings = await _read_all(asks)
         counts = await self._namespace_counts()
         families = [
             metrics.containers_family(len(facts) - 1),
-            *metrics.container_families(facts, readings),
+            *metrics.container_families(facts, readings, self._knob, self._knob_lines),
             metrics.namespace_family(counts),
             *self.requests.families(),
         ]
         return metrics.render(families)
 
-    def _facts(self) -> tuple[list[ContainerFacts], list[_Ask]]:
-        """The engine's side, in one pass with no await: what the kernel is asked for
-        (path, cgroup path, controller kinds the container owns) and the rest."""
+    def _facts(self) -> tuple[list[ContainerFacts], list[tuple[str, UsageFiles]]]:
+        """The engine's side, in one pass with no await (a consistent tree), and
+        what the kernel is asked of each container: (path, its figures' files)."""
         rt = self.rt
         engine = rt.engine
         controllers = frozenset(k for k in engine.available if k not in NAMESPACE_NAMES)
         facts: list[ContainerFacts] = []
-        owned: list[_Ask] = []
+        asks: list[tuple[str, UsageFiles]] = []
+        files: dict[int, UsageFiles] = {}
         for c in engine.root.walk():
             if c.removed:
                 continue
             path = "/" + "/".join(c.path)
             try:
                 cgroup = rt.cgroups.cgroup_of(c.cgpath)
+                found = self._files.get(c.uid)
+                if found is None:
+                    found = rt.cgroups.usage_files(c.cgpath, c.owned & controllers)
+                files[c.uid] = found
+                asks.append((path, found))
             except OSError:
                 cgroup = ""
             facts.append(
@@ -85,16 +94,19 @@ class Metrics:
                     cgroup=cgroup,
                     populated=True if c.is_root else c.populated,
                     released=c.released,
-                    knobs=_knobs(engine, c),
+                    uid=c.uid,
+                    views={} if c.is_root else c.views,
                 )
             )
-            owned.append((path, c.cgpath, c.owned & controllers))
-        return facts, owned
+        self._files = files  # removed containers forgotten
+        return facts, asks
 
-    def _read_all(self, owned: list[_Ask]) -> dict[str, Reading]:
-        """Every container's figures (blocking: on a worker thread)."""
-        usage = self.rt.cgroups.usage
-        return {path: Reading(**usage(cgpath, kinds)) for path, cgpath, kinds in owned}
+    def _knob(self, name: str) -> Knob | None:
+        """The knob of a view file; None for one saved on a host that served more."""
+        try:
+            return self.rt.engine.knob(name)[0]
+        except NotFound:
+            return None
 
     async def _namespace_counts(self) -> dict[str, int]:
         if self._counts is None:
@@ -119,13 +131,17 @@ class Metrics:
             self._counting = False
 
 
-def _knobs(engine: Engine, c: Container) -> tuple[tuple[Knob, KnobState], ...]:
-    """The knobs with views of the kinds ``c`` owns, as the engine records them
-    (what the files show; the kernel is not asked)."""
-    if c.is_root:
-        return ()
-    out = []
-    for name, state in c.views.items():
-        with contextlib.suppress(NotFound):  # saved on a host that served more knobs
-            out.append((engine.knob(name)[0], state))
-    return tuple(out)
+async def _read_all(asks: list[tuple[str, UsageFiles]]) -> dict[str, Reading]:
+    """Every container's figures, read on a worker thread per CPU (up to
+    :data:`READERS`): most of a read is the kernel's, which runs side by side."""
+    out: dict[str, Reading] = {}
+
+    def read(part: list[tuple[str, UsageFiles]]) -> None:
+        for path, files in part:
+            out[path] = Reading(**read_usage(files))
+
+    n = max(1, min(READERS, os.cpu_count() or 1, len(asks) // 50))
+    async with trio.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(trio.to_thread.run_sync, read, asks[i::n])
+    return out

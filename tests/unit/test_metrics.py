@@ -60,45 +60,53 @@ def test_values_are_written_as_prometheus_writes_them() -> None:
 
 def test_a_container_and_its_knobs() -> None:
     facts = [
-        ContainerFacts("/", "/base", True, 0, ()),
+        ContainerFacts("/", "/base", True, 0),
         ContainerFacts(
             "/web",
             "/base/web",
             False,
             2,
-            (
-                (SHM_MNI, KnobState(internal=(4096,), external=(5,))),
-                (SEM, KnobState(internal=(32000, 1024000000, 500, 32000))),
-                (PORTS, KnobState(internal=(32768, 60999), external=(1024, 2048))),
-            ),
+            uid=7,
+            views={
+                "ipc.shm_mni": KnobState(internal=(4096,), external=(5,)),
+                "ipc.sem": KnobState(internal=(32000, 1024000000, 500, 32000)),
+                "net.ip_local_port_range": KnobState(
+                    internal=(32768, 60999), external=(1024, 2048)
+                ),
+                "ipc.gone": KnobState(internal=(1,)),  # saved where more knobs were served
+            },
         ),
     ]
+    knobs = {k.file: k for k in (SHM_MNI, SEM, PORTS)}
     readings = {
         "/": Reading(cpu_seconds=10.5, processes=3),
         "/web": Reading(pids=1, pids_limit=math.inf, memory_bytes=4096, processes=0),
     }
-    text = render([containers_family(1), *container_families(facts, readings)])
+    text = render([containers_family(1), *container_families(facts, readings, knobs.get)])
     out = parsed(text)
     web = {("container", "/web"), ("id", "/base/web")}
 
     def get(name: str, *extra: tuple[str, str]) -> float:
         return out[(name, frozenset(web | set(extra)))]
 
+    def knob(name: str, *extra: tuple[str, str]) -> float:  # a namespace's: no cgroup id
+        return out[(name, frozenset({("container", "/web"), *extra}))]
+
     assert get("containerfs_pids_limit") == math.inf
     assert get("containerfs_memory_usage_bytes") == 4096
     assert get("containerfs_populated") == 0
     assert get("containerfs_released_total") == 2
-    assert get("containerfs_ipc_shm_mni", ("view", "external")) == 5
-    assert get("containerfs_ipc_shm_mni", ("view", "internal")) == 4096
-    assert get("containerfs_ipc_shm_mni", ("view", "effective")) == 5
-    assert get("containerfs_ipc_sem", ("view", "external"), ("field", "semmni")) == math.inf
-    assert get("containerfs_ipc_sem", ("view", "effective"), ("field", "semopm")) == 500
-    assert get("containerfs_net_ip_local_port_range", ("view", "effective"), ("field", "low")) == (
+    assert knob("containerfs_ipc_shm_mni", ("view", "external")) == 5
+    assert knob("containerfs_ipc_shm_mni", ("view", "internal")) == 4096
+    assert knob("containerfs_ipc_shm_mni", ("view", "effective")) == 5
+    assert knob("containerfs_ipc_sem", ("view", "external"), ("field", "semmni")) == math.inf
+    assert knob("containerfs_ipc_sem", ("view", "effective"), ("field", "semopm")) == 500
+    assert knob("containerfs_net_ip_local_port_range", ("view", "effective"), ("field", "low")) == (
         1024  # disjoint ranges: the parent's holds
     )
-    assert get("containerfs_net_ip_local_port_range", ("view", "effective"), ("field", "high")) == (
-        2048
-    )
+    assert knob(
+        "containerfs_net_ip_local_port_range", ("view", "effective"), ("field", "high")
+    ) == (2048)
     # no reading, no sample: the root shares no controller, /web owns no cpu here
     assert ("containerfs_pids_limit", frozenset({("container", "/"), ("id", "/base")})) not in out
     root = frozenset({("container", "/"), ("id", "/base")})
