@@ -78,16 +78,17 @@ def with_cpu(now: dict[str, Row], before: dict[str, Row] | None, seconds: float)
 
 
 def ordered(rows: dict[str, Row], column: str) -> list[Row]:
-    desc = dict(ORDERS.values())[column]
+    """By ``column`` (the largest first but for the path), ties and unknowns
+    (``-``, last) by path."""
+    by_path = sorted(rows.values(), key=lambda r: r.path)
     if column == "path":
-        return sorted(rows.values(), key=lambda r: r.path)
+        return by_path
 
-    def key(r: Row) -> tuple[float, str]:
+    def key(r: Row) -> float:
         v = getattr(r, column)
-        return (-math.inf if v is None else v, r.path)
+        return -math.inf if v is None else float(v)
 
-    out = sorted(rows.values(), key=key, reverse=desc)
-    return out
+    return sorted(by_path, key=key, reverse=dict(ORDERS.values())[column])
 
 
 def _bytes(v: float | None) -> str:

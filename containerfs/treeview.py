@@ -134,8 +134,8 @@ def run(path: str | None, as_json: bool) -> int:
     mount, top = find_top(path)
     nodes = list(walk(mount, top))
     if as_json:
-        json.dump([asdict(n) for n in nodes], sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        # one object a line: readable, and still one JSON document
+        sys.stdout.write("[\n" + ",\n".join(json.dumps(asdict(n)) for n in nodes) + "\n]\n")
     else:
         sys.stdout.write(render(nodes))
     return 0

@@ -239,6 +239,11 @@ class Usage(ControlFiles):
                 files.append((key, f"{h.dir(path)}/{_USAGE_V1[name]}"))
         return tuple(files)
 
+    @staticmethod
+    def read_usage(files: UsageFiles) -> dict[str, float]:
+        """:func:`read_usage` (blocking), here so the service reaches it through the backend."""
+        return read_usage(files)
+
 
 #: (key, file) pairs of a container's figures (``Usage.usage_files``).
 UsageFiles = tuple[tuple[str, str], ...]

@@ -19,6 +19,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import trio
 
@@ -27,7 +28,7 @@ from ..engine.errors import NotFound
 from ..engine.kinds import NAMESPACE_NAMES
 from ..engine.metrics import ContainerFacts, Reading
 from ..engine.views import Knob
-from ..kernel.cgcontrol import UsageFiles, read_usage
+from ..kernel.cgcontrol import UsageFiles
 from .listing import Listing
 from .runtime import Runtime
 
@@ -56,7 +57,7 @@ class Metrics:
 
     async def render(self) -> str:
         facts, asks = self._facts()
-        readings = await _read_all(asks)
+        readings = await _read_all(self.rt.cgroups.read_usage, asks)
         counts = await self._namespace_counts()
         families = [
             metrics.containers_family(len(facts) - 1),
@@ -131,7 +132,9 @@ class Metrics:
             self._counting = False
 
 
-async def _read_all(asks: list[tuple[str, UsageFiles]]) -> dict[str, Reading]:
+async def _read_all(
+    read_usage: Callable[[UsageFiles], dict[str, float]], asks: list[tuple[str, UsageFiles]]
+) -> dict[str, Reading]:
     """Every container's figures, read on a worker thread per CPU (up to
     :data:`READERS`): most of a read is the kernel's, which runs side by side."""
     out: dict[str, Reading] = {}
