@@ -29,6 +29,7 @@ from ..engine.kinds import NAMESPACE_NAMES
 from ..engine.metrics import ContainerFacts, Reading
 from ..engine.views import Knob
 from ..kernel.cgcontrol import UsageFiles
+from ..shared import SharedRuns
 from .listing import Listing
 from .runtime import Runtime
 
@@ -54,8 +55,14 @@ class Metrics:
         self._knob_lines = metrics.KnobLines()
         # container uid -> the files of its figures (its cgroups do not move)
         self._files: dict[int, UsageFiles] = {}
+        self._renders: SharedRuns[None, str] = SharedRuns(self._render)
 
     async def render(self) -> str:
+        """The text; readers at once share renders (``SharedRuns``), so a user reading
+        in a loop from many processes costs the daemon one render at a time."""
+        return await self._renders.get(None)
+
+    async def _render(self, _key: None) -> str:
         facts, asks = self._facts()
         readings = await _read_all(self.rt.cgroups.read_usage, asks)
         counts = await self._namespace_counts()
