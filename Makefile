@@ -7,8 +7,11 @@ BINS   := $(VENV)/bin/containerfs-pin $(VENV)/bin/containerfs-nsscan $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # man-db groff-base mandoc zsh bash-completion: the checks of dist/man and dist/completion
 # patch: pyfuse3 is rebuilt with patches/pyfuse3/ (tools/pyfuse3-patched)
+# tmux: `containerfs top` is tested on a real terminal
 DEB    := fuse3 libfuse3-dev pkg-config gcc patch python3-dev python3-venv util-linux iproute2 \
-          man-db groff-base mandoc zsh bash-completion
+          man-db groff-base mandoc zsh bash-completion tmux
+# Debian's prometheus and promtool, unpacked (not installed) for the tests of `metrics`
+PROMTOOL := $(VENV)/prometheus/usr/bin/promtool
 MOUNTPOINT ?= /run/containerfs
 
 .PHONY: run test test-v2 test-systemd unit lint typecheck bench deps clean install uninstall
@@ -19,8 +22,11 @@ run: $(STAMP) $(BINS)
 # The suite runs under `python -X dev` with warnings as errors: the daemons the tests
 # start inherit TEST_ENV, and a test fails on any warning (an unclosed file) they print.
 TEST_ENV ?= PYTHONDEVMODE=1 PYTHONWARNINGS=error
-test: $(STAMP) $(BINS)
+test: $(STAMP) $(BINS) $(PROMTOOL)
 	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS)
+
+$(PROMTOOL): | $(STAMP)
+	tools/fetch-prometheus $(VENV)/prometheus
 
 # The integration tests on pure cgroup v2 in throw-away qemu guests (Debian 6.1 and
 # 6.12 kernels, root and delegated cgroup): tools/v2vm/matrix says which.

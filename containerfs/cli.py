@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 DESCRIPTION = """\
@@ -44,12 +45,39 @@ USER, ...) is passed on as it is. Options go before CONTAINER.
 """
 
 
+TREE_HELP = """\
+Show the container tree below PATH as systemd-cgls draws cgroups: each
+container with its task count, its release policy and the kinds it owns.
+Reads only the mounted files, so any user who may read the tree can run it.
+"""
+
+TOP_HELP = """\
+Show every container below PATH, one row each, with its tasks, CPU use (100%
+is one CPU), memory and pids, refreshed every SECONDS, as systemd-cgtop does.
+Keys: p, t, c, m and n sort by path, tasks, CPU, memory and pids; q quits.
+Reads the root's metrics file, so any user who may read it can run it.
+Memory and pids show only for containers that own those controllers.
+"""
+
+_PATH_HELP = "a container directory (default: the root of the first mounted containerfs)"
+
+
 def _user_ids(text: str) -> tuple[int, int]:
     """``--user``'s argument; a usage error (exit status 2) when it is not UID[:GID]."""
     from .execute import parse_user
 
     try:
         return parse_user(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _listen(text: str) -> tuple[str, int]:
+    """``--metrics-listen``'s argument; a usage error when it is not ADDR:PORT."""
+    from .service.metrics_http import parse_listen
+
+    try:
+        return parse_listen(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -84,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the root's initial container.subtree, e.g. '+uts +ipc +pids' "
         "(default: every available kind but user; '' for none)",
     )
+    m.add_argument(
+        "--metrics-listen",
+        type=_listen,
+        default=None,
+        metavar="ADDR:PORT",
+        help="also serve the root's metrics file over HTTP at /metrics on this address "
+        "(e.g. 127.0.0.1:9464; [::1]:9464 for IPv6); off by default",
+    )
     m.add_argument("--debug", action="store_true", help="log every FUSE request")
 
     e = sub.add_parser(
@@ -110,7 +146,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("container", metavar="CONTAINER", help="the container's directory")
     e.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
+
+    t = sub.add_parser(
+        "tree",
+        help="show the container tree",
+        description=TREE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("path", nargs="?", default=None, metavar="PATH", help=_PATH_HELP)
+    t.add_argument("--json", action="store_true", help="print a JSON list, one object a container")
+
+    top = sub.add_parser(
+        "top",
+        help="show containers by CPU, memory, pids and tasks, live",
+        description=TOP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("path", nargs="?", default=None, metavar="PATH", help=_PATH_HELP)
+    top.add_argument(
+        "-d",
+        "--delay",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between refreshes (default 1)",
+    )
+    top.add_argument(
+        "-o",
+        "--order",
+        choices=("path", "tasks", "cpu", "memory", "pids"),
+        default="cpu",
+        help="the column to sort by at start (default cpu)",
+    )
+    top.add_argument(
+        "-n",
+        "--iterations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N refreshes (default: until q)",
+    )
+    top.add_argument(
+        "-b", "--batch", action="store_true", help="print plain tables, no screen, no keys"
+    )
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.1 to 3600, got {text!r}")
+    return value
 
 
 class JournalFormatter(logging.Formatter):
@@ -152,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(logging.DEBUG if args.debug else logging.INFO)
         from .service.startup import mount
 
-        return mount(args.mountpoint, args.state_dir, args.subtree, args.debug)
+        return mount(args.mountpoint, args.state_dir, args.subtree, args.debug, args.metrics_listen)
     if args.command == "exec":
         cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not cmd:
@@ -163,4 +252,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(
             args.container, cmd, user=args.user, preserve_credentials=args.preserve_credentials
         )
+    if args.command == "tree":
+        from . import treeview
+
+        return treeview.run(args.path, args.json)
+    if args.command == "top":
+        from . import top
+
+        return top.run(args.path, args.delay, args.order, args.iterations, args.batch)
     return 2

@@ -26,6 +26,8 @@ POSITIONAL_KINDS: dict[tuple[str, str], str] = {
     ("mount", "mountpoint"): "directory",
     ("exec", "container"): "container",
     ("exec", "argv"): "command",
+    ("tree", "path"): "container",
+    ("top", "path"): "container",
 }
 
 #: What to offer for an option's value, by its metavar; "word" (anything: nothing

@@ -83,6 +83,25 @@ environment is passed on as it is. The waiting `containerfs exec` process keeps
 the caller's credentials and is not dumpable: not even the container's root can
 `ptrace`(2) it or take its files.
 """,
+    "tree": """Prints the containers at and below *PATH* (by default the root of the first
+mounted containerfs) as `systemd-cgls`(1) draws cgroups: one line each, with
+its number of tasks, its release policy and the kinds it owns (`-` for none),
+children by name under their parent. With `--json`, a JSON list instead, one
+object per container in the same order: `path`, `name`, `depth` (below
+*PATH*), `owns`, `shares`, `tasks` and `release` (`null` where a file could not
+be read). It reads only the mounted files (`container.subsystems`, `tasks`,
+`container.release`), so any user who may read the tree can run it.
+""",
+    "top": """Shows every container at and below *PATH* in a table refreshed every
+*SECONDS*, as `systemd-cgtop`(1) does: its tasks (as its `tasks` file lists
+them), its CPU use over the last interval (100% is one CPU busy; the root's
+and a parent's figures include their children's), its memory (`memory.current`)
+and its pids (`pids.current`), the last two only for containers that own those
+controllers. Keys: `p`, `t`, `c`, `m` and `n` sort by path, tasks, CPU, memory
+and pids (the largest first), `q` quits. Each refresh is one read of the root's
+`metrics` file, so any user who may read that file can run it. With `--batch`
+it prints a plain table at each refresh and reads no keys.
+""",
 }
 
 #: Positional arguments the parser gives no help for, by (command, dest).
@@ -407,6 +426,21 @@ descriptor or as `pid_for_children` are listed with `NPROCS` 0. Root's listing
 comes from `listns`(2) where the kernel has it (6.19), else from a walk of
 `/proc`. A user other than root sees what its own `lsns`(8) shows: the daemon
 walks `/proc` with the reader's uid and gid. Readers at once share walks.
+""",
+    "metrics": """\
+The tree's figures in Prometheus's text format (version 0.0.4), at every read:
+per container (labels `container`, its path, and `id`, its cgroup as
+`/proc/PID/cgroup` shows it) `containerfs_cpu_usage_seconds_total`,
+`containerfs_memory_usage_bytes`, `containerfs_memory_limit_bytes`,
+`containerfs_pids_current`, `containerfs_pids_limit` (memory and pids where it
+owns those controllers; `+Inf` for `max`), `containerfs_processes`,
+`containerfs_populated` and `containerfs_released_total`; per namespace knob
+(`containerfs_ipc_shm_mni` and so on) its three views (label `view`, and
+`field` for a knob of several numbers); `containerfs_namespaces` by `kind` (from
+the walk behind `namespaces`, at most ten seconds old); the daemon's FUSE
+requests by `operation` (`containerfs_requests_total`,
+`containerfs_request_errors_total`, `containerfs_request_duration_seconds`). The
+same text is served over HTTP with `containerfs mount --metrics-listen`.
 """,
     "tasks": """\
 The PIDs in the container, in the daemon's pid namespace, one per line. Writing

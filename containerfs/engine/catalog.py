@@ -37,6 +37,7 @@ class Role(StrEnum):
     ORIGIN = "container.origin"
     RELEASE_AGENT = "release_agent"  # root only: the program `notify` runs
     NAMESPACES = "namespaces"  # root only: every namespace on the host
+    METRICS = "metrics"  # root only: the tree in Prometheus's text format
     KILL = "container.kill"  # not in the root: write 1 to end every task inside
     MAX_DEPTH = "container.max.depth"  # as cgroup.max.depth: levels allowed below
     MAX_DESCENDANTS = "container.max.descendants"  # as cgroup.max.descendants
@@ -154,6 +155,7 @@ CONTAINER_FILES: tuple[Entry, ...] = (
     Entry("subsystems", Role.SUBSYSTEMS, where=Where.ROOT, cache=Cache.ALWAYS),
     Entry("release_agent", Role.RELEASE_AGENT, mode=_W, where=Where.ROOT, cache=Cache.ALWAYS),
     Entry("namespaces", Role.NAMESPACES, where=Where.ROOT),
+    Entry("metrics", Role.METRICS, where=Where.ROOT),
     Entry("tasks", Role.TASKS, mode=_W, owner=Owner.DIRECTORY),
     Entry("container.subsystems", Role.CONTAINER_SUBSYSTEMS, cache=Cache.ALWAYS),
     Entry("container.subtree", Role.SUBTREE, mode=_W, cache=Cache.ALWAYS, owner=Owner.DIRECTORY),

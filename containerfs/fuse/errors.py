@@ -12,12 +12,14 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
 from ..engine.errors import ContainerError
+from ..engine.metrics import RequestStats
 
 log = logging.getLogger("containerfs.fuse")
 
@@ -40,12 +42,22 @@ def to_errno(exc: BaseException) -> int:
 def fuse_errors(
     fn: Callable[P, Coroutine[Any, Any, T]],
 ) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Wrap a handler so no exception but FUSEError escapes, and say why on refusal."""
+    """Wrap a handler so no exception but FUSEError escapes, and say why on refusal.
+
+    Each request is counted and timed too, by its operation (the handler's name),
+    in the ``requests`` statistics of the handler's object when it has them
+    (``metrics``: counts, errors, latencies)."""
+    operation = fn.__name__
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        stats: RequestStats | None = getattr(args[0], "requests", None)
+        start = time.perf_counter()
+        failed = True
         try:
-            return await fn(*args, **kwargs)
+            result = await fn(*args, **kwargs)
+            failed = False
+            return result
         except pyfuse3.FUSEError:
             raise
         except (ContainerError, OSError, ValueError) as exc:
@@ -56,5 +68,8 @@ def fuse_errors(
         except Exception:
             log.exception("%s: internal error", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            if stats is not None:
+                stats.observe(operation, time.perf_counter() - start, failed)
 
     return wrapper

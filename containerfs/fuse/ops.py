@@ -38,6 +38,7 @@ from typing import Protocol
 import pyfuse3
 
 from ..engine.catalog import Role
+from ..engine.metrics import RequestStats
 from ..engine.tree import Container, Engine, FileSpec
 from .errors import fuse_errors
 
@@ -112,9 +113,10 @@ class Operations(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, requests: RequestStats | None = None) -> None:
         super().__init__()
         self.service = service
+        self.requests = requests  # counted and timed by ``fuse_errors`` (metrics)
         self._nodes: dict[int, _Node] = {}
         # container uid -> file (None: its directory) -> inode; per container, so
         # that forgetting one costs its own files, not every inode there is

@@ -28,14 +28,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import cgdiscover
-from .cgcontrol import ControlFiles
+from .cgcontrol import Usage
 from .cghierarchy import PINS, STANDARD_KINDS, TASKS, Hierarchy, kind_of
 from .cglifecycle import Lifecycle
 
 __all__ = ["PINS", "STANDARD_KINDS", "TASKS", "CgroupBackend", "Hierarchy", "kind_of"]
 
 
-class CgroupBackend(Lifecycle, ControlFiles):
+class CgroupBackend(Lifecycle, Usage):
     """All cgroup I/O of the daemon, in v2 terms, on v1, v2 or hybrid hosts.
 
     Methods block (a lone ``cgroup.procs`` write waits for an RCU grace

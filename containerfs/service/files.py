@@ -31,6 +31,7 @@ from ..engine.views import Knob
 from ..kernel.holder import Holder
 from .containers import Containers
 from .listing import Listing
+from .metrics import Metrics
 from .persistence import Persistence
 from .releases import Releases
 from .runtime import Runtime, refusals_logged, where
@@ -69,6 +70,7 @@ class Files:
         self.releases = releases
         self.tasks = tasks
         self.listing = Listing(rt)
+        self.metrics = Metrics(rt, self.listing)
         self.readers, self.writers = self._tables()
 
     async def read(self, c: Container, spec: FileSpec, reader: Ids) -> str:
@@ -105,6 +107,7 @@ class Files:
             Role.ORIGIN: self._read_origin,
             Role.RELEASE_AGENT: self._read_release_agent,
             Role.NAMESPACES: self._read_namespaces,
+            Role.METRICS: self._read_metrics,
             Role.INIT: self._read_init,
             Role.KILL: self._read_nothing,
             Role.SYSCTL: self._read_sysctl,
@@ -177,6 +180,9 @@ class Files:
 
     async def _read_namespaces(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         return await self.listing.render(reader)
+
+    async def _read_metrics(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        return await self.metrics.render()
 
     async def _read_init(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         holder = self.rt.holder_for(c)

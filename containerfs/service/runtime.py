@@ -22,6 +22,7 @@ import trio
 from ..engine.catalog import INFO_FILES, IPC_KNOBS, NET_KNOBS, PID_KNOBS, Role
 from ..engine.errors import ContainerError
 from ..engine.kinds import NAMESPACE_NAMES, all_kinds
+from ..engine.metrics import RequestStats
 from ..engine.tree import Container, Engine
 from ..kernel.holder import Holder
 from ..kernel.system import Kernel
@@ -97,6 +98,7 @@ class Runtime:
         self.watcher: Watcher[Container] | None = None  # cgroup.events of every container
         self.ops: Operations | None = None  # to tell the kernel about our own changes
         self.loopback: Loopback | None = None  # our own requests to our mount
+        self.requests = RequestStats()  # fed by the FUSE adapter, shown in metrics
 
     def holder_for(self, c: Container) -> Holder | None:
         """The holder of the namespaces ``c`` lives in: its own, or its nearest ancestor's."""

@@ -31,6 +31,7 @@ from ..kernel.holder import PIN_NAME
 from ..kernel.sdnotify import Notifier
 from ..kernel.system import Kernel
 from ..kernel.watch import Watcher
+from . import metrics_http
 from .daemon import Daemon
 
 log = logging.getLogger("containerfs")
@@ -138,9 +139,23 @@ async def _ready(daemon: Daemon, notifier: Notifier) -> None:
         await _tell_systemd(daemon, notifier)
 
 
-async def serve(daemon: Daemon, options: set[str], notifier: Notifier) -> None:
+async def serve(
+    daemon: Daemon,
+    options: set[str],
+    notifier: Notifier,
+    metrics_listen: tuple[str, int] | None = None,
+) -> None:
     rt = daemon.rt
-    ops = Operations(daemon)
+    listeners: list[trio.SocketListener] = []
+    if metrics_listen is not None:
+        host, port = metrics_listen
+        try:
+            listeners = await metrics_http.open_listeners(host, port)
+        except OSError as exc:
+            raise SystemExit(
+                f"containerfs: --metrics-listen {host}:{port}: {exc.strerror or exc}"
+            ) from None
+    ops = Operations(daemon, rt.requests)
     rt.ops = ops
     rt.watcher = Watcher()
     for c in rt.engine.root.walk():
@@ -158,6 +173,9 @@ async def serve(daemon: Daemon, options: set[str], notifier: Notifier) -> None:
             rt.nursery = nursery
             nursery.start_soon(_signals, daemon, nursery.cancel_scope, notifier)
             nursery.start_soon(_ready, daemon, notifier)
+            if metrics_listen is not None:
+                nursery.start_soon(metrics_http.serve, listeners, daemon.files.metrics.render)
+                log.info("metrics at http://%s:%d/metrics", *metrics_listen)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
     finally:
@@ -209,7 +227,13 @@ def _cgroups(v2_fallback: Path) -> Iterator[CgroupBackend]:
         cgroups.close()
 
 
-def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool) -> int:
+def mount(
+    mountpoint: str,
+    state_dir: str,
+    root_subtree: str | None,
+    debug: bool,
+    metrics_listen: tuple[str, int] | None = None,
+) -> int:
     """`containerfs mount`: run in the foreground until SIGINT/SIGTERM."""
     if os.geteuid() != 0:
         raise SystemExit("containerfs: mount needs root")
@@ -224,7 +248,9 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
         os.makedirs(mountpoint, exist_ok=True)
         if os.path.ismount(mountpoint):
             raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
-        return _mount_locked(mountpoint, state_dir, root_subtree, debug, pin, notifier)
+        return _mount_locked(
+            mountpoint, state_dir, root_subtree, debug, pin, notifier, metrics_listen
+        )
 
 
 def _mount_locked(
@@ -234,6 +260,7 @@ def _mount_locked(
     debug: bool,
     pin: str,
     notifier: Notifier,
+    metrics_listen: tuple[str, int] | None = None,
 ) -> int:
     saved = recovery.load(Path(state_dir))
     with _cgroups(Path(state_dir) / "cgroup2") as cgroups:
@@ -264,5 +291,5 @@ def _mount_locked(
         }
         if debug:
             options.add("debug")
-        trio.run(serve, daemon, options, notifier)
+        trio.run(serve, daemon, options, notifier, metrics_listen)
     return 0

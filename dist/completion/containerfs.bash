@@ -58,7 +58,11 @@ _containerfs_value_kind()
     case $1:$2 in
     mount:--state-dir) REPLY=directory ;;
     mount:--subtree) REPLY=word ;;
+    mount:--metrics-listen) REPLY=word ;;
     exec:-u | exec:--user) REPLY=word ;;
+    top:-d | top:--delay) REPLY=word ;;
+    top:-o | top:--order) REPLY=word ;;
+    top:-n | top:--iterations) REPLY=word ;;
     *) REPLY= ;;
     esac
 }
@@ -77,14 +81,24 @@ _containerfs()
             cmd=$word
             case $cmd in
                 mount)
-                    options=(-h --help --state-dir --subtree --debug)
-                    groups=('-h --help' '--state-dir' '--subtree' '--debug')
+                    options=(-h --help --state-dir --subtree --metrics-listen --debug)
+                    groups=('-h --help' '--state-dir' '--subtree' '--metrics-listen' '--debug')
                     positionals=(directory)
                     ;;
                 exec)
                     options=(-h --help -u --user --preserve-credentials)
                     groups=('-h --help' '-u --user --preserve-credentials')
                     positionals=(container command)
+                    ;;
+                tree)
+                    options=(-h --help --json)
+                    groups=('-h --help' '--json')
+                    positionals=(container)
+                    ;;
+                top)
+                    options=(-h --help -d --delay -o --order -n --iterations -b --batch)
+                    groups=('-h --help' '-d --delay' '-o --order' '-n --iterations' '-b --batch')
+                    positionals=(container)
                     ;;
             *) return ;;
             esac
@@ -113,7 +127,7 @@ _containerfs()
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W '-h --help' -- "$cur"))
         else
-            COMPREPLY=($(compgen -W 'mount exec' -- "$cur"))
+            COMPREPLY=($(compgen -W 'mount exec tree top' -- "$cur"))
         fi
         return
     fi

@@ -222,16 +222,18 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 
 
 def test_bash_completes_commands_and_global_options(tree: Path) -> None:
-    assert bash_complete(tree, "containerfs", "") == ["mount", "exec"]
+    assert bash_complete(tree, "containerfs", "") == ["mount", "exec", "tree", "top"]
     assert bash_complete(tree, "containerfs", "e") == ["exec"]
+    assert bash_complete(tree, "containerfs", "t") == ["tree", "top"]
     assert bash_complete(tree, "containerfs", "-") == ["-h", "--help"]
     assert bash_complete(tree, "containerfs", "bogus", "") == []
 
 
 def test_bash_offers_each_option_once_and_none_it_excludes(tree: Path) -> None:
     mount = ["containerfs", "mount"]
-    assert bash_complete(tree, *mount, "--") == ["--help", "--state-dir", "--subtree", "--debug"]
-    assert bash_complete(tree, *mount, "--debug", "--") == ["--help", "--state-dir", "--subtree"]
+    every = ["--help", "--state-dir", "--subtree", "--metrics-listen", "--debug"]
+    assert bash_complete(tree, *mount, "--") == every
+    assert bash_complete(tree, *mount, "--debug", "--") == every[:-1]
     # --user and --preserve-credentials are a mutually exclusive group
     assert bash_complete(tree, "containerfs", "exec", "--user", "5", "--") == ["--help"]
     assert bash_complete(tree, "containerfs", "exec", "-u", "5", "-") == ["-h", "--help"]
@@ -354,11 +356,12 @@ def zsh_complete(tree: Path, line: str) -> set[str]:
 
 
 def test_zsh_completes_commands_options_and_containers(tree: Path) -> None:
-    assert zsh_complete(tree, "containerfs ") == {"mount", "exec"}
+    assert zsh_complete(tree, "containerfs ") == {"mount", "exec", "tree", "top"}
     assert zsh_complete(tree, "containerfs mount --") == {
         "--help",
         "--state-dir",
         "--subtree",
+        "--metrics-listen",
         "--debug",
     }
     assert zsh_complete(tree, "containerfs exec --user 5 --") == {"--help"}

@@ -394,6 +394,35 @@ async def test_a_renamed_container_keeps_its_cgroup(
     assert ("c",) not in records and records[("d",)]["cgname"] == "c"
 
 
+# -- metrics -------------------------------------------------------------------------
+
+
+async def test_metrics_show_the_limits_written_and_the_processes_placed(
+    daemon: Daemon, kernel: FakeKernel
+) -> None:
+    root = daemon.engine.root
+    c = await daemon.mkdir(root, "c")
+    await write(daemon, c, "pids.max", "7")
+    await write(daemon, c, "ipc.shm_mni", "5")
+    kernel.cgroups.place(4321, ("c",))
+    text = await read(daemon, root, "metrics")
+    c_id = f'container="/c",id="{kernel.cgroups.cgroup_of(("c",))}"'
+    assert f"containerfs_pids_limit{{{c_id}}} 7\n" in text
+    assert f"containerfs_memory_limit_bytes{{{c_id}}} +Inf\n" in text
+    assert f"containerfs_processes{{{c_id}}} 1\n" in text
+    assert f"containerfs_pids_current{{{c_id}}} 1\n" in text
+    assert 'containerfs_ipc_shm_mni{container="/c",view="effective"} 5\n' in text
+    assert "containerfs_containers 1\n" in text
+    # a view written again shows at the next read (the knob lines are not kept stale)
+    await write(daemon, c, "ipc.shm_mni", "6")
+    text = await read(daemon, root, "metrics")
+    assert 'containerfs_ipc_shm_mni{container="/c",view="effective"} 6\n' in text
+    kernel.cgroups.exit(4321)
+    await daemon.rmdir(c)
+    text = await read(daemon, root, "metrics")
+    assert 'container="/c"' not in text and "containerfs_containers 0\n" in text
+
+
 def test_the_fake_kernel_answers_every_kernel_call() -> None:
     """A ``Kernel`` method the fake does not override would reach the real kernel
     from the unit tier (and fail without root, or touch the host with it)."""

@@ -1,0 +1,249 @@
+"""The root's ``metrics`` file and ``--metrics-listen``, read as Prometheus reads them.
+
+What was written through containerfs (``pids.max``, ``memory.max``, a knob's
+external view) must come back as the matching metric; what the kernel counts
+(processes, pids) must be the kernel's count; the text must pass Debian's
+``promtool check metrics``; and a real Prometheus server scraping the HTTP
+endpoint must hold the value written to ``pids.max``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import CONTAINERFS, TIME_SCALE, Mounted, mounted, wait_for
+
+pytestmark = pytest.mark.root
+
+PROMETHEUS_DIR = Path(sys.executable).parent.parent / "prometheus" / "usr" / "bin"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample, parsed by prometheus_client (the reference parser)."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    found = [
+        v for (n, ls), v in samples(text).items() if n == name and set(labels.items()) <= set(ls)
+    ]
+    assert len(found) == 1, f"{name}{labels}: {len(found)} samples"
+    return found[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tool(name: str) -> str:
+    path = PROMETHEUS_DIR / name
+    if not path.exists():
+        pytest.skip(f"{name} not unpacked at {path} (make test runs tools/fetch-prometheus)")
+    return str(path)
+
+
+def test_metrics_show_what_was_written_and_what_the_kernel_counts(cfs: Mounted) -> None:
+    cfs.sh("mkdir c && echo 7 > c/pids.max && echo 64M > c/memory.max && echo 5 > c/ipc.shm_mni")
+    sleeper = cfs.spawn("c", "sleep", "600")
+    wait_for(lambda: cfs.read("c/tasks").split() != [], 10, "the sleep in c")
+    text = cfs.read("metrics")
+    assert value(text, "containerfs_pids_limit", container="/c") == 7
+    assert value(text, "containerfs_memory_limit_bytes", container="/c") == 64 << 20
+    assert value(text, "containerfs_processes", container="/c") == 1
+    # the kernel's own count, as cgroupfs has it
+    assert value(text, "containerfs_pids_current", container="/c") == int(
+        cfs.read("c/pids.current")
+    )
+    assert value(text, "containerfs_populated", container="/c") == 1
+    assert value(text, "containerfs_containers") == 1
+    # the knob's three views: the parent's limit, the container's own, the enforced one
+    assert value(text, "containerfs_ipc_shm_mni", container="/c", view="external") == 5
+    assert value(text, "containerfs_ipc_shm_mni", container="/c", view="internal") == 4096
+    assert value(text, "containerfs_ipc_shm_mni", container="/c", view="effective") == 5
+    # a knob of several numbers has one sample per field
+    assert value(text, "containerfs_ipc_sem", container="/c", view="external", field="semmni") == (
+        math.inf
+    )
+    # `id` is the container's cgroup, as the process's /proc/PID/cgroup shows it
+    pid = int(cfs.read("c/tasks").split()[0])
+    v2 = next(
+        line[3:]
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        if line.startswith("0::")
+    )
+    ids = {ls for (n, ls), _v in samples(text).items() if n == "containerfs_pids_limit"}
+    assert ("id", v2.removesuffix("/.tasks")) in next(ls for ls in ids if ("container", "/c") in ls)
+    # the root's namespaces file's counts, and the daemon's own requests
+    assert value(text, "containerfs_namespaces", kind="net") >= 2
+    assert value(text, "containerfs_requests_total", operation="mkdir") >= 1
+    assert value(text, "containerfs_request_duration_seconds_count", operation="mkdir") >= 1
+    sleeper.kill()
+    sleeper.wait()
+    wait_for(lambda: cfs.read("c/tasks") == "", 10, "c empty")
+    text = cfs.read("metrics")
+    assert value(text, "containerfs_processes", container="/c") == 0
+
+
+def test_a_limit_changed_shows_at_the_next_read(cfs: Mounted) -> None:
+    cfs.sh("mkdir c && echo 7 > c/pids.max")
+    assert value(cfs.read("metrics"), "containerfs_pids_limit", container="/c") == 7
+    cfs.sh("echo max > c/pids.max")
+    assert value(cfs.read("metrics"), "containerfs_pids_limit", container="/c") == math.inf
+    cfs.sh("rmdir c")
+    text = cfs.read("metrics")
+    assert not [k for k in samples(text) if ("container", "/c") in k[1]]
+    assert value(text, "containerfs_containers") == 0
+
+
+def test_promtool_finds_nothing_to_say(cfs: Mounted) -> None:
+    promtool = tool("promtool")
+    cfs.sh('mkdir a a/b "we\\"ird" && echo 5 > a/pids.max && echo 3 > a/ipc.msg_mni')
+    text = cfs.read("metrics")
+    assert value(text, "containerfs_populated", container='/we"ird') == 0
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0 and checked.stdout + checked.stderr == "", checked
+
+
+@pytest.fixture
+def listening() -> Iterator[tuple[Mounted, int]]:
+    port = free_port()
+    with mounted("metrics-listen", "--metrics-listen", f"127.0.0.1:{port}") as m:
+        wait_for(lambda: _answers(port), 10, "the metrics endpoint")
+        yield m, port
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_endpoint_serves_the_file(listening: tuple[Mounted, int]) -> None:
+    m, port = listening
+    m.sh("mkdir c && echo 9 > c/pids.max")
+    status, headers, body = _get(port, "/metrics")
+    assert status == 200
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert value(body.decode(), "containerfs_pids_limit", container="/c") == 9
+    assert _get(port, "/metrics", "HEAD")[:1] == (200,)
+    assert _get(port, "/nothing")[0] == 404
+    assert _get(port, "/metrics", "POST")[0] == 405
+    # garbage gets a 400 and the daemon keeps serving
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"\x00\x01 nonsense\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+    assert _get(port, "/metrics")[0] == 200
+    # two requests on one connection (Prometheus keeps its connections)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        data = b""
+        deadline = time.monotonic() + 10
+        while data.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
+            data += s.recv(65536)
+        assert data.count(b"HTTP/1.1 200") == 2
+
+
+def test_a_bad_or_busy_address_stops_the_start(tmp_path: Path) -> None:
+    bad = subprocess.run(
+        [*CONTAINERFS, "mount", str(tmp_path / "m"), "--metrics-listen", "9464"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "ADDR:PORT" in bad.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = pytest.raises(AssertionError, match="Address already in use")
+        with refused, mounted("metrics-busy", "--metrics-listen", f"127.0.0.1:{port}"):
+            pass
+
+
+def test_a_real_prometheus_scrapes_the_limit(listening: tuple[Mounted, int]) -> None:
+    prometheus = tool("prometheus")
+    m, port = listening
+    m.sh("mkdir web && echo 42 > web/pids.max")
+    web_port = free_port()
+    with tempfile.TemporaryDirectory(prefix="cfs-prom-") as tmp:
+        config = Path(tmp) / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: containerfs\n"
+            f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        )
+        server = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp}/data",
+                f"--web.listen-address=127.0.0.1:{web_port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            query = urllib.parse.quote('containerfs_pids_limit{container="/web"}')
+            url = f"http://127.0.0.1:{web_port}/api/v1/query?query={query}"
+            found: list[object] = []
+
+            def scraped() -> bool:
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        result = json.load(resp)["data"]["result"]
+                except (OSError, ValueError, KeyError):
+                    return False
+                found[:] = result
+                return bool(result)
+
+            wait_for(scraped, 60, "Prometheus to scrape containerfs")
+            (series,) = found
+            assert isinstance(series, dict)
+            assert series["value"][1] == "42"
+            assert series["metric"]["job"] == "containerfs"
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30 * TIME_SCALE)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+            assert server.stderr is not None
+            server.stderr.close()
