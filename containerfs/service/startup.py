@@ -138,7 +138,22 @@ async def _ready(daemon: Daemon, notifier: Notifier) -> None:
         await _tell_systemd(daemon, notifier)
 
 
-async def serve(daemon: Daemon, options: set[str], notifier: Notifier) -> None:
+def _loop_args(busy_poll_us: int) -> tuple[dict[str, int], str]:
+    """``pyfuse3.main``'s arguments for this pyfuse3, and what to log about its loop
+    (README "The request loop")."""
+    if not getattr(pyfuse3, "RECEIVES_QUEUED", False):
+        return {}, "stock" + (" (--busy-poll needs the patched one: off)" if busy_poll_us else "")
+    text = "patched: takes queued requests at once"
+    if not getattr(pyfuse3, "BUSY_POLLS", False):
+        return {}, text + (", cannot busy-poll (--busy-poll: off)" if busy_poll_us else "")
+    if busy_poll_us:
+        return {"busy_poll_us": busy_poll_us}, text + f", busy-polls up to {busy_poll_us} us"
+    return {"busy_poll_us": 0}, text + ", busy polling off"
+
+
+async def serve(
+    daemon: Daemon, options: set[str], notifier: Notifier, busy_poll_us: int = 0
+) -> None:
     rt = daemon.rt
     ops = Operations(daemon)
     rt.ops = ops
@@ -151,14 +166,13 @@ async def serve(daemon: Daemon, options: set[str], notifier: Notifier) -> None:
     ops.toucher_pid = rt.loopback.pid
     try:
         log.info("mounted at %s (state in %s)", rt.mountpoint, rt.state_dir)
-        # Which request loop runs: README "Speed of the request loop".
-        patched = getattr(pyfuse3, "RECEIVES_QUEUED", False)
-        log.info("pyfuse3 %s", "patched: takes queued requests at once" if patched else "stock")
+        loop_args, loop_text = _loop_args(busy_poll_us)
+        log.info("pyfuse3 %s", loop_text)
         async with trio.open_nursery() as nursery:
             rt.nursery = nursery
             nursery.start_soon(_signals, daemon, nursery.cancel_scope, notifier)
             nursery.start_soon(_ready, daemon, notifier)
-            await pyfuse3.main()
+            await pyfuse3.main(**loop_args)
             nursery.cancel_scope.cancel()
     finally:
         notifier.stopping()  # again after a signal: harmless, and covers a crash
@@ -209,7 +223,13 @@ def _cgroups(v2_fallback: Path) -> Iterator[CgroupBackend]:
         cgroups.close()
 
 
-def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool) -> int:
+def mount(
+    mountpoint: str,
+    state_dir: str,
+    root_subtree: str | None,
+    debug: bool,
+    busy_poll_us: int = 0,
+) -> int:
     """`containerfs mount`: run in the foreground until SIGINT/SIGTERM."""
     if os.geteuid() != 0:
         raise SystemExit("containerfs: mount needs root")
@@ -224,7 +244,9 @@ def mount(mountpoint: str, state_dir: str, root_subtree: str | None, debug: bool
         os.makedirs(mountpoint, exist_ok=True)
         if os.path.ismount(mountpoint):
             raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
-        return _mount_locked(mountpoint, state_dir, root_subtree, debug, pin, notifier)
+        return _mount_locked(
+            mountpoint, state_dir, root_subtree, debug, pin, notifier, busy_poll_us
+        )
 
 
 def _mount_locked(
@@ -234,6 +256,7 @@ def _mount_locked(
     debug: bool,
     pin: str,
     notifier: Notifier,
+    busy_poll_us: int = 0,
 ) -> int:
     saved = recovery.load(Path(state_dir))
     with _cgroups(Path(state_dir) / "cgroup2") as cgroups:
@@ -264,5 +287,5 @@ def _mount_locked(
         }
         if debug:
             options.add("debug")
-        trio.run(serve, daemon, options, notifier)
+        trio.run(serve, daemon, options, notifier, busy_poll_us)
     return 0

@@ -58,6 +58,7 @@ _containerfs_value_kind()
     case $1:$2 in
     mount:--state-dir) REPLY=directory ;;
     mount:--subtree) REPLY=word ;;
+    mount:--busy-poll) REPLY=word ;;
     exec:-u | exec:--user) REPLY=word ;;
     *) REPLY= ;;
     esac
@@ -77,8 +78,8 @@ _containerfs()
             cmd=$word
             case $cmd in
                 mount)
-                    options=(-h --help --state-dir --subtree --debug)
-                    groups=('-h --help' '--state-dir' '--subtree' '--debug')
+                    options=(-h --help --state-dir --subtree --busy-poll --debug)
+                    groups=('-h --help' '--state-dir' '--subtree' '--busy-poll' '--debug')
                     positionals=(directory)
                     ;;
                 exec)

@@ -230,8 +230,19 @@ def test_bash_completes_commands_and_global_options(tree: Path) -> None:
 
 def test_bash_offers_each_option_once_and_none_it_excludes(tree: Path) -> None:
     mount = ["containerfs", "mount"]
-    assert bash_complete(tree, *mount, "--") == ["--help", "--state-dir", "--subtree", "--debug"]
-    assert bash_complete(tree, *mount, "--debug", "--") == ["--help", "--state-dir", "--subtree"]
+    assert bash_complete(tree, *mount, "--") == [
+        "--help",
+        "--state-dir",
+        "--subtree",
+        "--busy-poll",
+        "--debug",
+    ]
+    assert bash_complete(tree, *mount, "--debug", "--") == [
+        "--help",
+        "--state-dir",
+        "--subtree",
+        "--busy-poll",
+    ]
     # --user and --preserve-credentials are a mutually exclusive group
     assert bash_complete(tree, "containerfs", "exec", "--user", "5", "--") == ["--help"]
     assert bash_complete(tree, "containerfs", "exec", "-u", "5", "-") == ["-h", "--help"]
@@ -359,6 +370,7 @@ def test_zsh_completes_commands_options_and_containers(tree: Path) -> None:
         "--help",
         "--state-dir",
         "--subtree",
+        "--busy-poll",
         "--debug",
     }
     assert zsh_complete(tree, "containerfs exec --user 5 --") == {"--help"}
