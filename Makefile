@@ -67,7 +67,8 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml | deps
+# A new or changed pyfuse3 patch rebuilds the venv's pyfuse3 (an old build lacks it).
+$(STAMP): pyproject.toml $(wildcard patches/pyfuse3/*.patch) tools/pyfuse3-patched | deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

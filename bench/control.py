@@ -48,6 +48,10 @@ changes the value.
   Python (rows ending ``_c``; the targets are judged on those). Without ``gcc``
   or the headers those rows say skipped.
 
+- **daemon CPU**: what busy polling (``containerfs mount --busy-poll``) costs
+  when it cannot help: the daemon's CPU time in a second of nothing right after
+  a read, and per read when reads come 1 ms apart.
+
 The ratio column compares medians: ``Nx faster`` (or ``slower``) than the named
 alternative.  Figures include this script's Python call overhead (about 1 us per
 system call), so the kernel-file baselines are upper bounds.
@@ -350,6 +354,51 @@ def c_reader_rounds(
             m.times += [int(ns) / 1e9 for ns in line.split()]
 
 
+def daemon_pid(mnt: Path) -> int | None:
+    """The ``containerfs mount`` process serving ``mnt`` (found by its command line)."""
+    want = os.fsencode(mnt)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"mount" in argv and want in argv and any(b"containerfs" in a for a in argv):
+            return int(entry)
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """Time on a CPU of every thread of ``pid`` so far (schedstat, ns resolution)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
+
+
+def daemon_cpu(pid: int, path: Path, idle: Measure, trickle: Measure, rounds: int) -> None:
+    """What busy polling costs (``--busy-poll``): the daemon's CPU time per second of
+    nothing happening right after a burst of reads, and per read when reads come
+    1 ms apart (a monitor's trickle, which the polling window must not follow)."""
+    p = os.fsencode(path)
+    for _ in range(rounds):
+        read_op(path)(0)
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        idle.times.append(cpu_seconds(pid) - before)
+        n = 200
+        before = cpu_seconds(pid)
+        for _ in range(n):
+            fd = os.open(p, os.O_RDONLY)
+            os.read(fd, 4096)
+            os.close(fd)
+            time.sleep(0.001)
+        trickle.times.append((cpu_seconds(pid) - before) / n)
+
+
 def text(path: Path | str) -> str:
     with open(path) as f:
         return f.read().strip()
@@ -418,6 +467,8 @@ def bench(
             "pyfuse3_floor_direct_read",
             "c_floor_read",
             "c_floor_direct_read",
+            "cfs_daemon_cpu_per_idle_second",
+            "cfs_daemon_cpu_per_trickled_read",
             *C_READS,
         )
     }
@@ -463,6 +514,8 @@ def bench(
     ms["kernel_shm_mni_read_ns"].note = "from a thread in C's ipc namespace"
     ms["kernel_shm_mni_write_ns"].note = "from a thread in C's ipc namespace"
     ms["cfs_stat_forced"].note = "statx AT_STATX_FORCE_SYNC: one FUSE getattr"
+    ms["cfs_daemon_cpu_per_idle_second"].note = "CPU us the daemon uses in 1 s of nothing"
+    ms["cfs_daemon_cpu_per_trickled_read"].note = "CPU us per pids.max read, reads 1 ms apart"
 
     nums = ("1000", "1001")
     shm = ("4096", "4097")
@@ -527,6 +580,15 @@ def bench(
             ("kernel_shm_mni_write_ns", write_op(Path(SHMMNI), shm)),
         ):
             in_namespace(holder, ms[name], op, runs)
+        pid = daemon_pid(mnt)
+        if pid is not None:
+            daemon_cpu(
+                pid,
+                c / "pids.max",
+                ms["cfs_daemon_cpu_per_idle_second"],
+                ms["cfs_daemon_cpu_per_trickled_read"],
+                rounds,
+            )
         # Every write above went where it should: both views agree with the kernel.
         if text(c / "pids.max") != text(cg / "pids.max"):
             raise SystemExit("bench.control: C/pids.max and cgroupfs disagree")

@@ -19,12 +19,15 @@ loop, which no change to containerfs can remove, and how much is containerfs.
 from __future__ import annotations
 
 import errno
+import functools
 import signal
 import stat
 import sys
 
 import pyfuse3
 import trio
+
+from containerfs.defaults import DEFAULT_BUSY_POLL_US
 
 ENTRY_TIMEOUT = ATTR_TIMEOUT = 1.0
 NAME = b"value"
@@ -96,7 +99,12 @@ class Floor(pyfuse3.Operations):
 
 async def _serve(mountpoint: str) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(pyfuse3.main)
+        # containerfs's default busy polling, where this pyfuse3 has it (README
+        # "The request loop"), so that the floor runs the same loop.
+        if getattr(pyfuse3, "BUSY_POLLS", False):
+            nursery.start_soon(functools.partial(pyfuse3.main, busy_poll_us=DEFAULT_BUSY_POLL_US))
+        else:
+            nursery.start_soon(pyfuse3.main)
         print("ready", flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:

@@ -82,8 +82,21 @@ def _listen(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _busy_poll(text: str) -> int:
+    """Microseconds, 0 (off) up to ``MAX_BUSY_POLL_US``: a longer window only burns CPU."""
+    from .defaults import MAX_BUSY_POLL_US
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of microseconds: {text!r}") from None
+    if not 0 <= value <= MAX_BUSY_POLL_US:
+        raise argparse.ArgumentTypeError(f"must be 0 to {MAX_BUSY_POLL_US} microseconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .defaults import DEFAULT_MOUNTPOINT, DEFAULT_STATE_DIR
+    from .defaults import DEFAULT_BUSY_POLL_US, DEFAULT_MOUNTPOINT, DEFAULT_STATE_DIR
 
     parser = argparse.ArgumentParser(
         prog="containerfs",
@@ -111,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KINDS",
         help="the root's initial container.subtree, e.g. '+uts +ipc +pids' "
         "(default: every available kind but user; '' for none)",
+    )
+    m.add_argument(
+        "--busy-poll",
+        type=_busy_poll,
+        default=DEFAULT_BUSY_POLL_US,
+        metavar="USEC",
+        help="after answering a request, look for the next one for up to USEC "
+        "microseconds before sleeping (adapted to how close requests come; 0: off; "
+        f"needs the patched pyfuse3; default {DEFAULT_BUSY_POLL_US})",
     )
     m.add_argument(
         "--metrics-listen",
@@ -241,7 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(logging.DEBUG if args.debug else logging.INFO)
         from .service.startup import mount
 
-        return mount(args.mountpoint, args.state_dir, args.subtree, args.debug, args.metrics_listen)
+        return mount(
+            args.mountpoint,
+            args.state_dir,
+            args.subtree,
+            args.debug,
+            busy_poll_us=args.busy_poll,
+            metrics_listen=args.metrics_listen,
+        )
     if args.command == "exec":
         cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not cmd:

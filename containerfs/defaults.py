@@ -6,6 +6,10 @@ import sys
 
 DEFAULT_MOUNTPOINT = "/run/containerfs"
 DEFAULT_STATE_DIR = "/run/containerfs-state"
+#: How long a request worker keeps looking for the next request before it
+#: parks (``containerfs mount --busy-poll``; needs the patched pyfuse3).
+DEFAULT_BUSY_POLL_US = 50
+MAX_BUSY_POLL_US = 1000
 
 
 #: Where a wheel puts the C programs (setup.py builds them into the package).

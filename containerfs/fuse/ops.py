@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import select
 import stat
@@ -41,6 +42,8 @@ from ..engine.catalog import Role
 from ..engine.metrics import RequestStats
 from ..engine.tree import Container, Engine, FileSpec
 from .errors import fuse_errors
+
+log = logging.getLogger("containerfs.fuse")
 
 ENTRY_TIMEOUT = 1.0
 ATTR_TIMEOUT = 1.0
@@ -100,6 +103,9 @@ class _Cached:
     generation: int  # ``Operations._generation`` when it was rendered
     made: float  # time.monotonic() when it was rendered
     mtime_ns: int  # the file's mtime: changes when, and only when, the content does
+    # The handle every read-only open of this content shares (``_open_cached``):
+    # a cached handle holds nothing of its opener that a later request uses.
+    handle: _Handle | None = None
 
 
 # What poll() answers, as kernfs does for cgroup.events: always readable, and
@@ -447,8 +453,43 @@ class Operations(pyfuse3.Operations):
         self.changed()
         self.forget_container(child)
 
-    @fuse_errors
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        """``_open_cached`` when it can answer, else ``_open``.
+
+        Not wrapped in ``fuse_errors`` itself: the fast path is dictionary look-ups
+        (guarded all the same), and the slow one is wrapped; a ``cat`` of a limit
+        is mostly this request and its ``release``, so a coroutine less counts."""
+        try:
+            fast = self._open_cached(inode, flags)
+        except Exception:  # a bug: let the full path decide, with its error mapping
+            log.exception("open: fast path")
+            fast = None
+        if fast is not None:
+            return fast
+        return await self._open(inode, flags, ctx)
+
+    def _open_cached(self, inode: int, flags: int) -> pyfuse3.FileInfo | None:
+        """A read-only open of a page-cached file whose content is still trusted
+        (``_fresh`` would return it unchanged): what ``_open`` answers then, without
+        its awaits. The handle is the one the content's first open made; None
+        when any of that does not hold."""
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            return None
+        entry = self._cache.get(inode)
+        if entry is None or entry.handle is None or entry.generation != self._generation:
+            return None
+        if time.monotonic() - entry.made >= CACHE_TTL or entry.handle.node.container.removed:
+            return None
+        known = self._files_known.get(inode)
+        if known is None or known[0] != self.service.engine.version or not known[2]:
+            return None
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = entry.handle
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    @fuse_errors
+    async def _open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self._node(inode)
         if node.file is None:
             raise pyfuse3.FUSEError(errno.EISDIR)
@@ -467,7 +508,7 @@ class Operations(pyfuse3.Operations):
             content = await self.service.read(node.container, spec, ctx.pid, (ctx.uid, ctx.gid))
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = _Handle(
+        handle = self._handles[fh] = _Handle(
             node,
             spec,
             ctx.pid,
@@ -479,6 +520,10 @@ class Operations(pyfuse3.Operations):
             cached=cached,
             ino=inode,
         )
+        if cached:
+            entry = self._cache.get(inode)
+            if entry is not None and entry.content is content:
+                entry.handle = handle  # for _open_cached
         return pyfuse3.FileInfo(fh=fh, direct_io=not cached, keep_cache=keep)
 
     @fuse_errors
@@ -554,8 +599,9 @@ class Operations(pyfuse3.Operations):
             self._polls[fh] = poll_handle
         return _READABLE
 
-    @fuse_errors
     async def release(self, fh: int) -> None:
+        # Two pops that cannot raise: no ``fuse_errors`` coroutine around them (every
+        # close sends a release).
         self._handles.pop(fh, None)
         self._polls.pop(fh, None)
 

@@ -139,10 +139,24 @@ async def _ready(daemon: Daemon, notifier: Notifier) -> None:
         await _tell_systemd(daemon, notifier)
 
 
+def _loop_args(busy_poll_us: int) -> tuple[dict[str, int], str]:
+    """``pyfuse3.main``'s arguments for this pyfuse3, and what to log about its loop
+    (README "The request loop")."""
+    if not getattr(pyfuse3, "RECEIVES_QUEUED", False):
+        return {}, "stock" + (" (--busy-poll needs the patched one: off)" if busy_poll_us else "")
+    text = "patched: takes queued requests at once"
+    if not getattr(pyfuse3, "BUSY_POLLS", False):
+        return {}, text + (", cannot busy-poll (--busy-poll: off)" if busy_poll_us else "")
+    if busy_poll_us:
+        return {"busy_poll_us": busy_poll_us}, text + f", busy-polls up to {busy_poll_us} us"
+    return {"busy_poll_us": 0}, text + ", busy polling off"
+
+
 async def serve(
     daemon: Daemon,
     options: set[str],
     notifier: Notifier,
+    busy_poll_us: int = 0,
     metrics_listen: tuple[str, int] | None = None,
 ) -> None:
     rt = daemon.rt
@@ -166,9 +180,8 @@ async def serve(
     ops.toucher_pid = rt.loopback.pid
     try:
         log.info("mounted at %s (state in %s)", rt.mountpoint, rt.state_dir)
-        # Which request loop runs: README "Speed of the request loop".
-        patched = getattr(pyfuse3, "RECEIVES_QUEUED", False)
-        log.info("pyfuse3 %s", "patched: takes queued requests at once" if patched else "stock")
+        loop_args, loop_text = _loop_args(busy_poll_us)
+        log.info("pyfuse3 %s", loop_text)
         async with trio.open_nursery() as nursery:
             rt.nursery = nursery
             nursery.start_soon(_signals, daemon, nursery.cancel_scope, notifier)
@@ -176,7 +189,7 @@ async def serve(
             if metrics_listen is not None:
                 nursery.start_soon(metrics_http.serve, listeners, daemon.files.metrics.render)
                 log.info("metrics at http://%s:%d/metrics", *metrics_listen)
-            await pyfuse3.main()
+            await pyfuse3.main(**loop_args)
             nursery.cancel_scope.cancel()
     finally:
         notifier.stopping()  # again after a signal: harmless, and covers a crash
@@ -233,6 +246,7 @@ def mount(
     root_subtree: str | None,
     debug: bool,
     metrics_listen: tuple[str, int] | None = None,
+    busy_poll_us: int = 0,
 ) -> int:
     """`containerfs mount`: run in the foreground until SIGINT/SIGTERM."""
     if os.geteuid() != 0:
@@ -249,7 +263,14 @@ def mount(
         if os.path.ismount(mountpoint):
             raise SystemExit(f"containerfs: {mountpoint} is already a mount point")
         return _mount_locked(
-            mountpoint, state_dir, root_subtree, debug, pin, notifier, metrics_listen
+            mountpoint,
+            state_dir,
+            root_subtree,
+            debug,
+            pin,
+            notifier,
+            busy_poll_us=busy_poll_us,
+            metrics_listen=metrics_listen,
         )
 
 
@@ -261,6 +282,7 @@ def _mount_locked(
     pin: str,
     notifier: Notifier,
     metrics_listen: tuple[str, int] | None = None,
+    busy_poll_us: int = 0,
 ) -> int:
     saved = recovery.load(Path(state_dir))
     with _cgroups(Path(state_dir) / "cgroup2") as cgroups:
@@ -291,5 +313,5 @@ def _mount_locked(
         }
         if debug:
             options.add("debug")
-        trio.run(serve, daemon, options, notifier, metrics_listen)
+        trio.run(serve, daemon, options, notifier, busy_poll_us, metrics_listen)
     return 0

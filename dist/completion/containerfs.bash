@@ -58,6 +58,7 @@ _containerfs_value_kind()
     case $1:$2 in
     mount:--state-dir) REPLY=directory ;;
     mount:--subtree) REPLY=word ;;
+    mount:--busy-poll) REPLY=word ;;
     mount:--metrics-listen) REPLY=word ;;
     exec:-u | exec:--user) REPLY=word ;;
     top:-d | top:--delay) REPLY=word ;;
@@ -81,8 +82,8 @@ _containerfs()
             cmd=$word
             case $cmd in
                 mount)
-                    options=(-h --help --state-dir --subtree --metrics-listen --debug)
-                    groups=('-h --help' '--state-dir' '--subtree' '--metrics-listen' '--debug')
+                    options=(-h --help --state-dir --subtree --busy-poll --metrics-listen --debug)
+                    groups=('-h --help' '--state-dir' '--subtree' '--busy-poll' '--metrics-listen' '--debug')
                     positionals=(directory)
                     ;;
                 exec)

@@ -15,7 +15,7 @@ import pyfuse3
 import pytest
 
 PATCHES = sorted((Path(__file__).parents[2] / "patches" / "pyfuse3").glob("*.patch"))
-SOURCES = ("__init__.pyx", "internal.pxi", "asyncio.py")
+SOURCES = ("__init__.pyx", "__init__.pyi", "internal.pxi", "asyncio.py")
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -36,12 +36,23 @@ def test_the_patches_fit_the_installed_pyfuse3(tmp_path: Path) -> None:
     assert PATCHES, "patches/pyfuse3 is empty"
     tree = _tree(tmp_path)
     patched = getattr(pyfuse3, "RECEIVES_QUEUED", False)
-    for p in PATCHES:
-        # A patched pyfuse3 takes each patch reversed, a stock one forwards.
-        args = ["patch", "-p1", "--dry-run", "-d", str(tree), "-i", str(p), "-f"]
+    # The patches build on each other, in name order (as tools/pyfuse3-patched
+    # applies them): a patched pyfuse3 takes them all reversed, last first, and a
+    # stock one forwards; each step is applied to the copy so the next one sees it.
+    for p in reversed(PATCHES) if patched else PATCHES:
+        args = ["patch", "-p1", "-d", str(tree), "-i", str(p), "-f"]
         if patched:
             args.append("-R")
         done = subprocess.run(args, capture_output=True, text=True)
         assert done.returncode == 0, (
             f"{p.name} ({'reversed' if patched else 'forwards'}): {done.stdout}"
         )
+
+
+def test_a_patched_pyfuse3_has_every_patch() -> None:
+    """``tools/pyfuse3-patched`` installs all patches or none: a module with the first
+    patch's marker has the busy polling of the second (``containerfs mount
+    --busy-poll``)."""
+    if not getattr(pyfuse3, "RECEIVES_QUEUED", False):
+        pytest.skip("the stock pyfuse3 is installed (PYFUSE3_PATCHED=0 or no build)")
+    assert getattr(pyfuse3, "BUSY_POLLS", False)
