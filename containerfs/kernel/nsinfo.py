@@ -138,6 +138,16 @@ def _count_mqueues_here() -> int:
     goes away with its fd.  The fsmount fd is ``O_PATH``-like (``getdents``
     refuses it), hence the ``openat(".")``.
     """
+    dir_fd = _open_mqueue_dir()
+    try:
+        return len(os.listdir(dir_fd))
+    finally:
+        os.close(dir_fd)
+
+
+def _open_mqueue_dir() -> int:
+    """The calling thread's IPC namespace's mqueue directory, on a detached
+    read-only mount (see :func:`_count_mqueues_here`); the caller's to close."""
     fs_fd = ksys.fsopen("mqueue")
     try:
         ksys.fsconfig_create(fs_fd)
@@ -147,13 +157,9 @@ def _count_mqueues_here() -> int:
     finally:
         os.close(fs_fd)
     try:
-        dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=mnt_fd)
+        return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=mnt_fd)
     finally:
         os.close(mnt_fd)
-    try:
-        return len(os.listdir(dir_fd))
-    finally:
-        os.close(dir_fd)
 
 
 def ipc_usage(holder: Holder | None) -> str:
@@ -176,12 +182,45 @@ def ipc_usage(holder: Holder | None) -> str:
 
 
 async def ipc_usage_async(holder: Holder | None) -> str:
-    """:func:`ipc_usage` without blocking the trio loop."""
+    """:func:`ipc_usage` without blocking the trio loop.
+
+    A container's is read from the fds its holder opened in the IPC namespace
+    once (``Holder.ipc_fds_async``: the sysvipc files and the mqueue
+    directory), inline: a few reads of memory, cheaper than any thread hop.
+    A holder that cannot give them (older than this, or a kernel without a
+    private proc or ``fsopen``) is read as before, on a fresh thread in its IPC
+    namespace.
+    """
     if holder is None:
-        usage = await trio.to_thread.run_sync(_read_ipc_here)
-    else:
-        usage = await run_in_namespaces_async(holder, ["ipc"], _read_ipc_here)
+        return format_ipc_usage(await trio.to_thread.run_sync(_read_ipc_here))
+    if await holder.ipc_fds_async():
+        kept = holder.with_ipc_fds(_read_ipc_fds)
+        if kept is not None:
+            return format_ipc_usage(kept)
+    usage = await run_in_namespaces_async(holder, ["ipc"], _read_ipc_here)
     return format_ipc_usage(usage)
+
+
+def _pread_all(fd: int) -> str:
+    """A seq file's whole text, read from offset 0 again: the kernel lists it anew
+    (a ``/proc/sysvipc`` file shows its opener's IPC namespace as it is now)."""
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 65536, offset)
+        if not chunk:
+            return b"".join(chunks).decode()
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def _read_ipc_fds(fds: tuple[int, ...]) -> IpcUsage:
+    """Counts from kept fds: ``/proc/sysvipc/{shm,msg,sem}`` and an mqueue
+    directory, all of one IPC namespace (``os.listdir`` on an fd rewinds it)."""
+    shm, msg, sem, mqueue = fds
+    return ipc_usage_from(
+        _pread_all(shm), _pread_all(msg), _pread_all(sem), len(os.listdir(mqueue))
+    )
 
 
 # =============================================================================

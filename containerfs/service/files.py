@@ -351,8 +351,17 @@ class Files:
     async def _write_view(
         self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
     ) -> None:
+        """Parse, have the kernel enforce the new effective value, then commit and
+        journal it, all before the write is answered. Nothing here waits when the
+        lock is free and the sysctl's fd is kept (``Kernel.write_sysctl``), so the
+        handler runs through without handing the loop to another request."""
         rt, kernel = self.rt, self.rt.kernel
-        async with rt.lock:
+        lock = rt.lock
+        try:  # no checkpoint when free (trio's acquire() always yields once)
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             knob, state = rt.engine.plan_view_write(c, spec.name, text)
             value = knob.type.format(state.effective(knob.type))
             old = rt.engine.render_view(c, knob, "effective").strip()
@@ -365,7 +374,9 @@ class Files:
                     await kernel.write_sysctl(rt.holder(c), knob.kind, knob.sysctl, old)
                 raise
             rt.engine.commit_view(c, knob, state)
-            self.store.save(*c.walk())  # views below may follow this one
+            self.store.save_view(c.owner(knob.kind), knob.file, state)
+        finally:
+            lock.release()
         log.info("%s <- %s (effective %s)", where(c, spec.name), text.strip()[:80], value)
 
 

@@ -162,6 +162,43 @@ def test_monitoring_files_show_the_namespace_as_seen_inside(cfs: Mounted) -> Non
     assert {r.parent for r in roots} <= set(cfs.subtree.dirs)
 
 
+MQ = (
+    "import ctypes, os, sys; rt = ctypes.CDLL('librt.so.1', use_errno=True); "
+    "fd = rt.mq_open(sys.argv[2].encode(), os.O_CREAT | os.O_RDWR, ctypes.c_uint(0o600), None) "
+    "if sys.argv[1] == 'open' else rt.mq_unlink(sys.argv[2].encode()); "
+    "sys.exit(0 if fd >= 0 else ctypes.get_errno())"
+)
+
+
+def test_ipc_usage_is_never_stale(cfs: Mounted) -> None:
+    """The daemon reads ``ipc.usage`` from fds the holder opened once (pin.c "i"):
+    every read, by a new open or again from offset 0 on one held open, shows the
+    objects as they are now, System V and POSIX alike, made and removed."""
+    cfs.sh("mkdir u")
+
+    def usage() -> dict[str, int]:
+        return {
+            k: int(v) for k, v in (line.split() for line in cfs.read("u/ipc.usage").splitlines())
+        }
+
+    zero = {"shm_segments": 0, "shm_bytes": 0, "msg_queues": 0, "sem_sets": 0, "mq_queues": 0}
+    assert usage() == zero  # the first read: the daemon takes the fds here
+    with open(cfs.mnt / "u/ipc.usage", "rb") as held:
+        assert held.read().decode().split()[1] == "0"
+        shmid = inside(cfs, "u", "ipcmk -M 4096 | awk '{print $NF}'").strip()
+        held.seek(0)
+        assert held.read().decode().split()[:2] == ["shm_segments", "1"]
+    assert usage() == zero | {"shm_segments": 1, "shm_bytes": 4096}
+    inside(cfs, "u", "ipcmk -Q >/dev/null && ipcmk -S 2 >/dev/null")
+    cfs.exec("u", sys.executable, "-c", MQ, "open", "/q1")
+    cfs.exec("u", sys.executable, "-c", MQ, "open", "/q2")
+    both = {"shm_segments": 1, "shm_bytes": 4096, "msg_queues": 1, "sem_sets": 1, "mq_queues": 2}
+    assert usage() == both
+    inside(cfs, "u", f"ipcrm -m {shmid}")
+    cfs.exec("u", sys.executable, "-c", MQ, "unlink", "/q1")
+    assert usage() == both | {"shm_segments": 0, "shm_bytes": 0, "mq_queues": 1}
+
+
 def ip_routes(m: Mounted, c: str) -> list[str]:
     """The main table's IPv4 unicast routes as `ip route` shows them inside ``c``, as
     ``DESTINATION GATEWAY DEVICE``: the oracle for ``net.routes``."""
