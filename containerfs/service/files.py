@@ -33,7 +33,7 @@ from .containers import Containers
 from .listing import Listing
 from .persistence import Persistence
 from .releases import Releases
-from .runtime import Runtime, refusals_logged, where
+from .runtime import Runtime, log_after_reply, refusals_logged, where
 from .tasks import Tasks
 
 log = logging.getLogger("containerfs")
@@ -301,7 +301,7 @@ class Files:
 
     @staticmethod
     def _written(c: Container, spec: FileSpec, text: str) -> None:
-        log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
+        log_after_reply("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
 
     async def _write_sysctl(
         self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
@@ -377,7 +377,7 @@ class Files:
             self.store.save_view(c.owner(knob.kind), knob.file, state)
         finally:
             lock.release()
-        log.info("%s <- %s (effective %s)", where(c, spec.name), text.strip()[:80], value)
+        log_after_reply("%s <- %s (effective %s)", where(c, spec.name), text.strip()[:80], value)
 
 
 def parse_agent(text: str) -> str:
