@@ -19,11 +19,14 @@ Why the I/O looks the way it does: most of these kernel interfaces answer for
 the namespace of the *calling thread*, not for a process named by path.
 ``/proc/sysvipc/*`` and a new ``mqueue`` superblock follow the opener's IPC
 namespace; netlink sockets belong to the network namespace their creator was
-in (``/sys/class/net`` keeps showing the host's, even from inside).  So IPC
-and network facts are read on a fresh thread that ``setns()``es into the
-holder's namespace (:func:`~containerfs.kernel.namespaces.run_in_namespaces`),
-never on a pooled one.  Mount tables and pid namespace membership can be read
-from the outside through ``/proc`` and need no thread.
+in (``/sys/class/net`` keeps showing the host's, even from inside).  So
+network facts are read on a fresh thread that ``setns()``es into the holder's
+namespace (:func:`~containerfs.kernel.namespaces.run_in_namespaces`), never on
+a pooled one.  IPC facts come from files the holder itself opened in its IPC
+namespace and handed over once (``Holder.ipc_fds_async``), which keep that
+namespace: no thread at all (a thread remains the way for older holders).
+Mount tables and pid namespace membership can be read from the outside through
+``/proc`` and need no thread.
 
 Every renderer is blocking; the ``*_async`` variants keep the trio loop free
 (the pooled threads they use never change namespace).
