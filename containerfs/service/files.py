@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from ..engine.catalog import Role
-from ..engine.errors import InvalidInput, TooBig
+from ..engine.errors import ContainerError, InvalidInput, TooBig
 from ..engine.tree import (
     ROOT_IDS,
     Container,
@@ -33,7 +33,7 @@ from .containers import Containers
 from .listing import Listing
 from .persistence import Persistence
 from .releases import Releases
-from .runtime import Runtime, log_after_reply, refusals_logged, where
+from .runtime import Runtime, log_after_reply, where
 from .tasks import Tasks
 
 log = logging.getLogger("containerfs")
@@ -80,8 +80,7 @@ class Files:
     ) -> None:
         """``writer_pid``/``writer_uid``: the opener's (as cgroupfs judges a write by
         the opener's credentials)."""
-        shown = data[:80].decode(errors="replace").strip()
-        with refusals_logged(f"{where(c, spec.name)} <- {shown!r}"):
+        try:  # as refusals_logged, with the text of the log line made only for one
             if len(data) > WRITE_MAX:
                 raise TooBig(f"{len(data)} bytes or more; a write takes at most {WRITE_MAX}")
             text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
@@ -89,6 +88,10 @@ class Files:
             if writer is None:
                 raise InvalidInput(f"{spec.name}: read-only")
             await writer(c, spec, text, writer_pid, writer_uid)
+        except (ContainerError, OSError, ValueError) as exc:
+            shown = data[:80].decode(errors="replace").strip()
+            log.warning("%s: refused: %s", f"{where(c, spec.name)} <- {shown!r}", exc)
+            raise
 
     def _tables(self) -> tuple[dict[Role, Reader], dict[Role, Writer]]:
         """The one table from a catalogue role (engine/catalog.py) to the kernel
