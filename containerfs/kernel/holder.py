@@ -686,9 +686,12 @@ class Holder:
         if self._no_ipc_fds:
             return False
         got = await self._fetch_fds(b"i", 4)
+        if not isinstance(got, int):
+            got = _mount_mqueue(got)
         with self._lock:
             if isinstance(got, int):
-                self._no_ipc_fds = True
+                # An older pin (EINVAL), no private proc (ENOTSUP): never; else next time.
+                self._no_ipc_fds = got in (errno.EINVAL, errno.ENOTSUP)
             elif self._channel is None or self._ipc_fds:  # closed, or a race
                 _close_all(got)
             else:
@@ -787,6 +790,32 @@ class Holder:
             raise
         finally:
             os.close(fd)
+
+
+def _mount_mqueue(fds: list[int]) -> list[int] | int:
+    """The holder's "i" fds with the last, an mqueue filesystem context made in its
+    IPC namespace, turned into that mqueue's directory on a read-only mount
+    attached nowhere (fsmount here: the holder may lack the right to, in a user
+    namespace); or ENOTSUP when it cannot be mounted, all closed."""
+    fs_fd = fds.pop()
+    try:
+        mnt_fd = ksys.fsmount(
+            fs_fd,
+            ksys.MOUNT_ATTR_RDONLY
+            | ksys.MOUNT_ATTR_NOSUID
+            | ksys.MOUNT_ATTR_NODEV
+            | ksys.MOUNT_ATTR_NOEXEC,
+        )
+        try:
+            fds.append(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=mnt_fd))
+        finally:
+            os.close(mnt_fd)  # the directory keeps the mount
+    except OSError:
+        _close_all(fds)
+        return errno.ENOTSUP  # not a context fsmount takes, or not here: never
+    finally:
+        os.close(fs_fd)
+    return fds
 
 
 def _rights(ancillary: list[tuple[int, int, bytes]]) -> list[int]:

@@ -57,8 +57,8 @@
  *                                /proc/sys/<path> opened read-write, as for "w"
  *                                | "<tag> err <errno>" (see "Sysctl fds" below)
  *   "<tag> i"                 -> "<tag> ok" with four fds: /proc/sysvipc/shm,
- *                                msg and sem opened for reading, and the
- *                                namespace's mqueue directory (see "IPC fds")
+ *                                msg and sem opened for reading, and an fs
+ *                                context of the namespace's mqueue (see "IPC fds")
  *                                | "<tag> err <errno>"
  *
  * <tag> is 1 to 20 decimal digits chosen by the daemon and echoed verbatim,
@@ -101,10 +101,10 @@
  * namespace and never do.
  *
  * IPC fds ("i"): /proc/sysvipc files keep the IPC namespace of their opener
- * (a seq file re-read from offset 0 lists it again), and an mqueue mount made
- * with fsopen/fsmount takes the opener's IPC namespace and is attached
- * nowhere: the daemon counts the container's objects from these with no
- * thread joining the namespace.  The sysvipc files come from our own proc
+ * (a seq file re-read from offset 0 lists it again), and an mqueue filesystem
+ * context made with fsopen takes the opener's IPC namespace: the daemon mounts
+ * it with fsmount, attached nowhere, and counts the container's objects from
+ * these with no thread joining the namespace.  The sysvipc files come from our own proc
  * instance (see open_sysdir), which nothing inside can mount over; without
  * one, "i" says ENOTSUP and the daemon reads the old way.
  *
@@ -683,12 +683,15 @@ static void answer_fd(int fd)
 
 /*
  * "i": this IPC namespace's /proc/sysvipc/{shm,msg,sem}, open for reading,
- * and its mqueue directory on a detached read-only mount (see "IPC fds").
+ * and a filesystem context of its mqueue superblock (fsopen + CREATE, which
+ * take our IPC namespace): the daemon makes the detached mount (fsmount wants
+ * CAP_SYS_ADMIN over the owner of the caller's mount namespace, which we lack
+ * in a user namespace of our own until the deferred one; see "IPC fds").
  */
 static void open_ipc(void)
 {
 	static const char *const names[] = {"shm", "msg", "sem"};
-	int fds[4] = {-1, -1, -1, -1}, fsfd, mfd, err = 0;
+	int fds[4] = {-1, -1, -1, -1}, err = 0;
 	size_t i;
 
 	if (ipcdir < 0) {
@@ -701,26 +704,10 @@ static void open_ipc(void)
 			err = errno;
 	}
 	if (!err) {
-		fsfd = (int)syscall(SYS_fsopen, "mqueue", FSOPEN_CLOEXEC);
-		if (fsfd < 0 || syscall(SYS_fsconfig, fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+		fds[3] = (int)syscall(SYS_fsopen, "mqueue", FSOPEN_CLOEXEC);
+		if (fds[3] < 0 ||
+		    syscall(SYS_fsconfig, fds[3], FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
 			err = errno;
-			mfd = -1;
-		} else {
-			mfd = (int)syscall(SYS_fsmount, fsfd, FSMOUNT_CLOEXEC,
-					   MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-						   MOUNT_ATTR_NOEXEC);
-			if (mfd < 0)
-				err = errno;
-		}
-		if (fsfd >= 0)
-			close(fsfd);
-		if (mfd >= 0) {
-			/* The directory keeps the mount, which goes with its last fd. */
-			fds[3] = openat(mfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (fds[3] < 0)
-				err = errno;
-			close(mfd);
-		}
 	}
 	if (err)
 		answer_err(err);

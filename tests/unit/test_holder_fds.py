@@ -110,30 +110,29 @@ def test_a_sysctl_fd_is_kept_and_written_at_offset_0(
     assert f.holder.sysctl_by_fd("kernel.shmmni") == "23"
 
 
-def test_ipc_fds_are_kept_and_read_one_reader_at_a_time(
+def test_ipc_fds_whose_mqueue_cannot_be_mounted_fall_back_for_good(
     fake: Callable[[Answer], Fake], tmp_path: Path
 ) -> None:
+    """The fourth fd must be an mqueue filesystem context the daemon mounts
+    (fsmount); anything else: every fd closed, and the holder read as before."""
     (tmp_path / "mq").mkdir()
 
     def pin(req: bytes) -> tuple[bytes, list[int]]:
         assert req == b"i"
-        files = [tmp_path / n for n in ("shm", "msg", "sem")]
-        for p in files:
-            p.write_text("key id\n")
-        return b"ok", [
-            *(os.open(p, os.O_RDONLY) for p in files),
-            os.open(tmp_path / "mq", os.O_RDONLY),
-        ]
+        for n in ("shm", "msg", "sem"):
+            (tmp_path / n).write_text("key id\n")
+        files = [tmp_path / n for n in ("shm", "msg", "sem", "mq")]
+        return b"ok", [os.open(p, os.O_RDONLY) for p in files]
 
     f = fake(pin)
 
     async def main() -> None:
-        assert await f.holder.ipc_fds_async()
-        assert await f.holder.ipc_fds_async()
+        assert not await f.holder.ipc_fds_async()
+        assert not await f.holder.ipc_fds_async()
 
     trio.run(main)
     assert f.requests == [b"i"]
-    assert f.holder.with_ipc_fds(len) == 4
+    assert f.holder.with_ipc_fds(len) is None
 
 
 def test_a_reply_cut_short_of_its_fds_falls_back(fake: Callable[[Answer], Fake]) -> None:
