@@ -648,7 +648,7 @@ class Holder:
                 self._no_sysctl_fds = got == errno.EINVAL  # an older pin: stop asking
                 return False
             with self._lock:
-                if self._channel is None or name in self._sysctl_fds:  # closed, or a race
+                if self.pidfd < 0 or name in self._sysctl_fds:  # closed, or a race
                     _close_all(got)
                     return False
                 self._sysctl_fds[name] = fd = got[0]
@@ -688,14 +688,21 @@ class Holder:
         got = await self._fetch_fds(b"i", 4)
         if not isinstance(got, int):
             got = _mount_mqueue(got)
+        if isinstance(got, int):
+            # An older pin (EINVAL), no private proc (ENOTSUP): never; else next time.
+            self._no_ipc_fds = got in (errno.EINVAL, errno.ENOTSUP)
+            return False
+        return self.keep_ipc_fds(got)
+
+    def keep_ipc_fds(self, fds: list[int]) -> bool:
+        """Keep ``fds`` as the IPC fds (``nsinfo`` opens them itself, once, for a
+        holder that cannot); closed instead when the holder is closed or has
+        some already. Whether the holder has them now."""
         with self._lock:
-            if isinstance(got, int):
-                # An older pin (EINVAL), no private proc (ENOTSUP): never; else next time.
-                self._no_ipc_fds = got in (errno.EINVAL, errno.ENOTSUP)
-            elif self._channel is None or self._ipc_fds:  # closed, or a race
-                _close_all(got)
+            if self.pidfd < 0 or self._ipc_fds:
+                _close_all(fds)
             else:
-                self._ipc_fds = tuple(got)
+                self._ipc_fds = tuple(fds)
             return bool(self._ipc_fds)
 
     def with_ipc_fds(self, read: Callable[[tuple[int, ...]], T]) -> T | None:

@@ -190,18 +190,45 @@ async def ipc_usage_async(holder: Holder | None) -> str:
     A container's is read from the fds its holder opened in the IPC namespace
     once (``Holder.ipc_fds_async``: the sysvipc files and the mqueue
     directory), inline: a few reads of memory, cheaper than any thread hop.
-    A holder that cannot give them (older than this, or a kernel without a
-    private proc or ``fsopen``) is read as before, on a fresh thread in its IPC
-    namespace.
+    For a holder that cannot give them (older than this, without a private
+    proc, or in a user namespace whose mount namespace it may not mount in) a
+    fresh thread in its IPC namespace opens the same files once; where even
+    that fails, every read is made there, as before.
     """
     if holder is None:
         return format_ipc_usage(await trio.to_thread.run_sync(_read_ipc_here))
-    if await holder.ipc_fds_async():
-        kept = holder.with_ipc_fds(_read_ipc_fds)
-        if kept is not None:
-            return format_ipc_usage(kept)
+    if not await holder.ipc_fds_async():
+        # A holder that cannot give them: a fresh thread in its IPC namespace
+        # opens the same files once (what every read used to do).
+        try:
+            fds = await run_in_namespaces_async(holder, ["ipc"], _open_ipc_here)
+        except ProcessLookupError:
+            raise
+        except OSError:
+            fds = []
+        if fds:
+            holder.keep_ipc_fds(fds)
+    kept = holder.with_ipc_fds(_read_ipc_fds)
+    if kept is not None:
+        return format_ipc_usage(kept)
     usage = await run_in_namespaces_async(holder, ["ipc"], _read_ipc_here)
     return format_ipc_usage(usage)
+
+
+def _open_ipc_here() -> list[int]:
+    """The calling thread's IPC namespace's ``/proc/sysvipc/{shm,msg,sem}`` and
+    mqueue directory, open (the caller's to close): what ``Holder.ipc_fds_async``
+    keeps."""
+    fds: list[int] = []
+    try:
+        for name in ("shm", "msg", "sem"):
+            fds.append(os.open(f"/proc/sysvipc/{name}", os.O_RDONLY | os.O_CLOEXEC))
+        fds.append(_open_mqueue_dir())
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 def _pread_all(fd: int) -> str:
