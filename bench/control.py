@@ -25,6 +25,9 @@ changes the value.
   the container's own from a thread of this script that joined its IPC
   namespace (the same value containerfs shows; that is also where the kernel
   write is timed, so the host's value is never changed).
+  The limit (external view, ``C/ipc.shm_mni``) is written in a row of its own;
+  after the first write of a knob the daemon writes the sysctl through the fd
+  its holder handed over (docs/design.md, "How a request flows").
 - **stat**: ``stat()`` of ``C/pids.max`` within the attribute cache (1 s), and
   forced past it (``statx`` with ``AT_STATX_FORCE_SYNC``: one FUSE ``getattr``
   each, the cost of one round trip to the daemon), against ``stat()`` of the
@@ -451,6 +454,7 @@ def bench(
             "kernel_shm_mni_read_host",
             "kernel_shm_mni_read_ns",
             "cfs_shm_mni_write",
+            "cfs_shm_mni_limit_write",
             "nsenter_shm_mni_write",
             "kernel_shm_mni_write_ns",
             "cfs_stat_cached",
@@ -502,6 +506,8 @@ def bench(
         "kernel_shm_mni_write_ns",
         "pyfuse3_floor_write",
     )
+    ms["cfs_shm_mni_limit_write"].vs = ("nsenter_shm_mni_write", "pyfuse3_floor_write")
+    ms["cfs_shm_mni_limit_write"].note = "the external view, C/ipc.shm_mni (a limit)"
     ms["pyfuse3_floor_read"].vs = ("nsenter_shm_mni_read",)
     ms["pyfuse3_floor_write"].vs = ("nsenter_shm_mni_write",)
     ms["cfs_stat_cached"].vs = ("cgroupfs_stat",)
@@ -551,6 +557,7 @@ def bench(
             (ms["cfs_pids_write"], write_op(c / "pids.max", nums), runs),
             (ms["cgroupfs_pids_write"], write_op(cg / "pids.max", nums), runs),
             (ms["cfs_shm_mni_write"], write_op(c / "ipc.shm_mni.internal", shm), runs),
+            (ms["cfs_shm_mni_limit_write"], write_op(c / "ipc.shm_mni", shm), runs),
             (ms["nsenter_shm_mni_write"], nsenter_write_op(holder, shm), fork_runs),
             (ms["pyfuse3_floor_write"], write_op(floor, shm), runs),
         ]
@@ -621,8 +628,13 @@ def targets(rows: dict[str, Row]) -> dict[str, Row]:
             "goal": 2.0,
             "met": 0 < ratio <= 2,
         }
-    got = med("cfs_shm_mni_write")
-    out["view_write_at_most_150us"] = {"median_us": got, "goal_us": 150.0, "met": got <= 150}
+    for name in ("shm_mni", "shm_mni_limit"):
+        got = med(f"cfs_{name}_write")
+        out[f"{name}_view_write_at_most_150us"] = {
+            "median_us": got,
+            "goal_us": 150.0,
+            "met": got <= 150,
+        }
     for kind in ("read", "write"):
         cfs, alt = med(f"cfs_shm_mni_{kind}"), med(f"nsenter_shm_mni_{kind}")
         floor = med(f"pyfuse3_floor_{kind}")

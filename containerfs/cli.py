@@ -251,6 +251,13 @@ def setup_logging(level: int) -> None:
     else:
         handler.setFormatter(logging.Formatter("containerfs: %(levelname)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
+    # The format shows level and message only: do not gather what it never shows
+    # (each write to a control file logs a line, see the logging HOWTO's
+    # "Optimization").
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,13 +9,16 @@ tree, so the cost of a change stays flat (amortised).
 ``state.json``: ``{"version", "mountpoint", "release_agent", "containers":
 [record, ...], "log": ID}``, records parents first (``engine.lifecycle.record``).
 ``state.log``: a first line ``{"log": ID}``, then ``{"put": record}`` (a
-container made or changed: replaces the record with the same path, or adds it)
-and ``{"drop": path}`` (the container at ``path`` and everything below it are
-gone); ``{"moving": move}`` and ``{"moved": PID}`` bracket a ``tasks`` move
-that changes namespaces, so that a daemon killed in between is undone at the
-next start (``recovery.finish_moves``; the snapshot lists the open ones under
-``"moving"``). The journal counts only when its ID is the snapshot's: a crash between
-writing a snapshot and starting its journal leaves an old journal that is
+container made or changed: replaces the record with the same path, or adds it),
+``{"drop": path}`` (the container at ``path`` and everything below it are
+gone) and ``{"view": [path, file, internal, external]}`` (one knob of the
+container at ``path`` changed: its record's ``views[file]``; a view write
+journals that line alone, not the whole record); ``{"moving": move}`` and
+``{"moved": PID}`` bracket a ``tasks`` move that changes namespaces, so that a
+daemon killed in between is undone at the next start
+(``recovery.finish_moves``; the snapshot lists the open ones under ``"moving"``).
+The journal counts only when its ID is the snapshot's: a crash between writing a
+snapshot and starting its journal leaves an old journal that is
 ignored. A crash in the middle of an append leaves a partial last line, which
 is ignored too. No fsync: each step is atomic against a crash of the daemon,
 and the default state dir is on tmpfs, which a power loss empties anyway.
@@ -120,6 +123,8 @@ def load(state_dir: Path) -> dict[str, Any] | None:
             records.put(entry["put"])
         elif isinstance(entry.get("drop"), list):
             records.drop(tuple(entry["drop"]))
+        elif isinstance(entry.get("view"), list) and len(entry["view"]) == 4:
+            records.set_view(*entry["view"])
         elif isinstance(entry.get("moving"), dict):
             moving[entry["moving"].get("pid")] = entry["moving"]
         elif "moved" in entry:
@@ -155,6 +160,15 @@ class _Records:
                 kid = node.kids[name] = _Node()
             node = kid
         node.rec = rec
+
+    def set_view(self, path: Any, file: Any, internal: Any, external: Any) -> None:
+        """Set one knob's views in the record at ``path`` (none there: nothing)."""
+        node: _Node | None = self.root
+        for name in path if isinstance(path, list) else ():
+            node = node.kids.get(name) if node is not None else None
+        rec = node.rec if node is not None and isinstance(path, list) else None
+        if rec is not None and isinstance(file, str):
+            rec.setdefault("views", {})[file] = {"internal": internal, "external": external}
 
     def drop(self, path: tuple[str, ...]) -> None:
         """Forget the record at ``path`` and every one below it."""

@@ -32,7 +32,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from containerfs.kernel import procfs
 from containerfs.kernel import sys as ksys
@@ -44,6 +45,8 @@ from containerfs.kernel.namespaces import (
 )
 from containerfs.kernel.sysctls import sysctl_relpath
 from containerfs.nskinds import KINDS
+
+T = TypeVar("T")
 
 #: KTIME_MAX / NSEC_PER_SEC: the largest time namespace offset in seconds.
 _KTIME_SEC_MAX = (2**63 - 1) // 1_000_000_000
@@ -250,6 +253,13 @@ class Holder:
         # The last request's tag.  A random start: an earlier daemon's stale
         # replies on the same channel must not carry tags we use.
         self._seq = secrets.randbelow(_TAG_LIMIT)
+        # Fds the holder opened for us, used without asking it again (pin.c,
+        # "Sysctl fds" and "IPC fds"); closed with the holder, under ``_lock``.
+        self._sysctl_fds: dict[str, int] = {}
+        self._ipc_fds: tuple[int, ...] = ()
+        # What an older pin (restart take-over) or this kernel could not give.
+        self._no_sysctl_fds = False
+        self._no_ipc_fds = False
 
     @classmethod
     def attach(cls, pid: int, expected_inodes: Mapping[str, int]) -> Holder:
@@ -364,6 +374,11 @@ class Holder:
             if self.pidfd >= 0:
                 os.close(self.pidfd)
                 self.pidfd = -1
+            kept = [*self._sysctl_fds.values(), *self._ipc_fds]
+            self._sysctl_fds.clear()
+            self._ipc_fds = ()
+            self._no_sysctl_fds = self._no_ipc_fds = True
+            _close_all(kept)
             channel, self._channel = self._channel, None
             if channel is not None:
                 os.eventfd_write(self._wake, 1)  # wakes a request waiting for its reply
@@ -375,7 +390,9 @@ class Holder:
 
     # -- sysctls served by the holder --------------------------------------------
 
-    def _request(self, message: bytes, timeout: float | None) -> bytes:
+    def _request(
+        self, message: bytes, timeout: float | None, fds: list[int] | None = None
+    ) -> bytes:
         """Send one request and return the holder's reply, minus its tag and a leading "ok".
 
         ``message`` is a request without its tag (pin.c: ``r PATH``, ``w PATH
@@ -387,11 +404,12 @@ class Holder:
         """
         with self._request_lock:
             sent = self._send(message, timeout)
-            reply = self._receive(*sent)
+            reply = self._receive(*sent, fds=fds)
         return self._answer(reply)
 
-    async def _request_async(self, message: bytes) -> bytes:
+    async def _request_async(self, message: bytes, fds: list[int] | None = None) -> bytes:
         """:meth:`_request` for the trio loop, without a worker thread when it can.
+        Fds attached to the reply go to ``fds`` (the caller's to close).
 
         The holder answers in tens of microseconds, far less than a hop to a
         worker thread, so the reply is first awaited inline for at most
@@ -402,17 +420,16 @@ class Holder:
         import trio  # the exec client imports this module and must not pay for trio
 
         if not self._request_lock.acquire(blocking=False):  # busy: wait on a thread
-            return await trio.to_thread.run_sync(self._request, message, None)
+            return await trio.to_thread.run_sync(self._request, message, None, fds)
         handed_over = False
         try:
             channel, wake, tag, deadline = self._send(message, None)
-            reply = self._receive(
-                channel, wake, tag, min(deadline, time.monotonic() + self.INLINE_WAIT), quiet=True
-            )
+            inline = min(deadline, time.monotonic() + self.INLINE_WAIT)
+            reply = self._receive(channel, wake, tag, inline, quiet=True, fds=fds)
             if reply is None:
                 handed_over = True
                 reply = await trio.to_thread.run_sync(
-                    self._receive_and_release, channel, wake, tag, deadline
+                    self._receive_and_release, channel, wake, tag, deadline, fds
                 )
         finally:
             if not handed_over:
@@ -420,10 +437,15 @@ class Holder:
         return self._answer(reply)
 
     def _receive_and_release(
-        self, channel: socket.socket, wake: int, tag: bytes, deadline: float
+        self,
+        channel: socket.socket,
+        wake: int,
+        tag: bytes,
+        deadline: float,
+        fds: list[int] | None = None,
     ) -> bytes | None:
         try:
-            return self._receive(channel, wake, tag, deadline)
+            return self._receive(channel, wake, tag, deadline, fds=fds)
         finally:
             self._request_lock.release()
 
@@ -444,9 +466,12 @@ class Holder:
         self._seq = self._seq % _TAG_LIMIT + 1
         tag = b"%d" % self._seq
         try:
-            channel.settimeout(max(timeout, 0.001))
-            channel.send(tag + b" " + message)
-            channel.settimeout(0.0)
+            try:  # the channel is non-blocking: one system call when there is room
+                channel.send(tag + b" " + message, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                channel.settimeout(max(timeout, 0.001))
+                channel.send(tag + b" " + message)
+                channel.settimeout(0.0)
         except (BrokenPipeError, ConnectionResetError):
             raise ProcessLookupError(errno.ESRCH, f"holder {self.pid} is gone") from None
         return channel, wake, tag, time.monotonic() + timeout
@@ -480,7 +505,7 @@ class Holder:
                     continue
                 try:
                     reply, ancillary, _flags, _addr = channel.recvmsg(
-                        _REPLY_MAX, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC
+                        _REPLY_MAX, socket.CMSG_SPACE(4 * 4), socket.MSG_CMSG_CLOEXEC
                     )
                 except BlockingIOError:
                     continue
@@ -587,6 +612,107 @@ class Holder:
         """:meth:`set_sysctl` for the trio loop (see :meth:`_request_async`)."""
         await self._request_async(b"w " + sysctl_relpath(name) + b" " + value.encode())
 
+    # -- fds kept from the holder (pin.c: "f" and "i") ---------------------------
+
+    async def _fetch_fds(self, message: bytes, count: int) -> list[int] | int:
+        """The ``count`` fds the holder answers ``message`` with, or the errno of
+        why not (a pin older than the request says EINVAL; a kernel may lack a
+        part). ``ProcessLookupError`` when the holder is gone."""
+        fds: list[int] = []
+        try:
+            await self._request_async(message, fds)
+        except OSError as exc:
+            _close_all(fds)
+            if isinstance(exc, ProcessLookupError):
+                raise
+            return exc.errno or errno.EIO
+        if len(fds) != count:
+            _close_all(fds)  # cut short (no room for fds here): ask as before
+            return errno.EMFILE
+        return fds
+
+    async def write_sysctl_fd_async(self, name: str, value: bytes) -> bool:
+        """Write ``value`` to sysctl ``name`` through an fd the holder opened once
+        (``pwrite`` at offset 0: the daemon's own write, no round trip). False when
+        there is no such fd or the kernel refuses the daemon's credentials (an ipc
+        sysctl of a user namespace with its root mapped: only that euid may
+        write), so the caller asks the holder ("w"). Only for sysctls whose
+        file stays bound to the namespace it was looked up in: the caller's
+        choice (``sysctls.bound_to_opener``)."""
+        fd = self._sysctl_fds.get(name)
+        if fd is None:
+            if self._no_sysctl_fds:
+                return False
+            got = await self._fetch_fds(b"f " + sysctl_relpath(name), 1)
+            if isinstance(got, int):
+                self._no_sysctl_fds = got == errno.EINVAL  # an older pin: stop asking
+                return False
+            with self._lock:
+                if self.pidfd < 0 or name in self._sysctl_fds:  # closed, or a race
+                    _close_all(got)
+                    return False
+                self._sysctl_fds[name] = fd = got[0]
+        with self._lock:
+            if self._sysctl_fds.get(name) != fd:
+                return False  # closed meanwhile
+            try:
+                written = os.pwrite(fd, value, 0)
+            except PermissionError:
+                return False
+        if written != len(value):
+            raise OSError(errno.EIO, f"short write to sysctl {name}")
+        return True
+
+    def sysctl_by_fd(self, name: str) -> str | None:
+        """Sysctl ``name`` read through the fd kept for writing it, if there is
+        one (None: ask the holder)."""
+        with self._lock:
+            fd = self._sysctl_fds.get(name)
+            if fd is None:
+                return None
+            try:
+                return os.pread(fd, 65536, 0).decode()
+            except PermissionError:
+                return None
+
+    async def ipc_fds_async(self) -> bool:
+        """Whether the IPC namespace's fds are kept (pin.c "i"; asked the first
+        time): ``/proc/sysvipc/{shm,msg,sem}`` opened by the holder, which keep
+        its IPC namespace, and its mqueue directory on a mount attached nowhere.
+        False for a holder that cannot give them: read from a thread in the
+        namespace instead."""
+        if self._ipc_fds:
+            return True
+        if self._no_ipc_fds:
+            return False
+        got = await self._fetch_fds(b"i", 4)
+        if not isinstance(got, int):
+            got = _mount_mqueue(got)
+        if isinstance(got, int):
+            # An older pin (EINVAL), no private proc (ENOTSUP): never; else next time.
+            self._no_ipc_fds = got in (errno.EINVAL, errno.ENOTSUP)
+            return False
+        return self.keep_ipc_fds(got)
+
+    def keep_ipc_fds(self, fds: list[int]) -> bool:
+        """Keep ``fds`` as the IPC fds (``nsinfo`` opens them itself, once, for a
+        holder that cannot); closed instead when the holder is closed or has
+        some already. Whether the holder has them now."""
+        with self._lock:
+            if self.pidfd < 0 or self._ipc_fds:
+                _close_all(fds)
+            else:
+                self._ipc_fds = tuple(fds)
+            return bool(self._ipc_fds)
+
+    def with_ipc_fds(self, read: Callable[[tuple[int, ...]], T]) -> T | None:
+        """``read(fds)`` on the kept IPC fds (shm, msg, sem, mqueue directory),
+        one reader at a time (they share file offsets); None when there are none."""
+        with self._lock:
+            if not self._ipc_fds:
+                return None
+            return read(self._ipc_fds)
+
     # -- binding views inside the container (pin.c: "o" and "n") -----------------
 
     def open_sysctl_target(self, name: str, *, timeout: float | None = None) -> int:
@@ -671,6 +797,32 @@ class Holder:
             raise
         finally:
             os.close(fd)
+
+
+def _mount_mqueue(fds: list[int]) -> list[int] | int:
+    """The holder's "i" fds with the last, an mqueue filesystem context made in its
+    IPC namespace, turned into that mqueue's directory on a read-only mount
+    attached nowhere (fsmount here: the holder may lack the right to, in a user
+    namespace); or ENOTSUP when it cannot be mounted, all closed."""
+    fs_fd = fds.pop()
+    try:
+        mnt_fd = ksys.fsmount(
+            fs_fd,
+            ksys.MOUNT_ATTR_RDONLY
+            | ksys.MOUNT_ATTR_NOSUID
+            | ksys.MOUNT_ATTR_NODEV
+            | ksys.MOUNT_ATTR_NOEXEC,
+        )
+        try:
+            fds.append(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=mnt_fd))
+        finally:
+            os.close(mnt_fd)  # the directory keeps the mount
+    except OSError:
+        _close_all(fds)
+        return errno.ENOTSUP  # not a context fsmount takes, or not here: never
+    finally:
+        os.close(fs_fd)
+    return fds
 
 
 def _rights(ancillary: list[tuple[int, int, bytes]]) -> list[int]:

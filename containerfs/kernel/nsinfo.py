@@ -19,11 +19,14 @@ Why the I/O looks the way it does: most of these kernel interfaces answer for
 the namespace of the *calling thread*, not for a process named by path.
 ``/proc/sysvipc/*`` and a new ``mqueue`` superblock follow the opener's IPC
 namespace; netlink sockets belong to the network namespace their creator was
-in (``/sys/class/net`` keeps showing the host's, even from inside).  So IPC
-and network facts are read on a fresh thread that ``setns()``es into the
-holder's namespace (:func:`~containerfs.kernel.namespaces.run_in_namespaces`),
-never on a pooled one.  Mount tables and pid namespace membership can be read
-from the outside through ``/proc`` and need no thread.
+in (``/sys/class/net`` keeps showing the host's, even from inside).  So
+network facts are read on a fresh thread that ``setns()``es into the holder's
+namespace (:func:`~containerfs.kernel.namespaces.run_in_namespaces`), never on
+a pooled one.  IPC facts come from files the holder itself opened in its IPC
+namespace and handed over once (``Holder.ipc_fds_async``), which keep that
+namespace: no thread at all (a thread remains the way for older holders).
+Mount tables and pid namespace membership can be read from the outside through
+``/proc`` and need no thread.
 
 Every renderer is blocking; the ``*_async`` variants keep the trio loop free
 (the pooled threads they use never change namespace).
@@ -138,6 +141,16 @@ def _count_mqueues_here() -> int:
     goes away with its fd.  The fsmount fd is ``O_PATH``-like (``getdents``
     refuses it), hence the ``openat(".")``.
     """
+    dir_fd = _open_mqueue_dir()
+    try:
+        return len(os.listdir(dir_fd))
+    finally:
+        os.close(dir_fd)
+
+
+def _open_mqueue_dir() -> int:
+    """The calling thread's IPC namespace's mqueue directory, on a detached
+    read-only mount (see :func:`_count_mqueues_here`); the caller's to close."""
     fs_fd = ksys.fsopen("mqueue")
     try:
         ksys.fsconfig_create(fs_fd)
@@ -147,13 +160,9 @@ def _count_mqueues_here() -> int:
     finally:
         os.close(fs_fd)
     try:
-        dir_fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=mnt_fd)
+        return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=mnt_fd)
     finally:
         os.close(mnt_fd)
-    try:
-        return len(os.listdir(dir_fd))
-    finally:
-        os.close(dir_fd)
 
 
 def ipc_usage(holder: Holder | None) -> str:
@@ -176,12 +185,72 @@ def ipc_usage(holder: Holder | None) -> str:
 
 
 async def ipc_usage_async(holder: Holder | None) -> str:
-    """:func:`ipc_usage` without blocking the trio loop."""
+    """:func:`ipc_usage` without blocking the trio loop.
+
+    A container's is read from the fds its holder opened in the IPC namespace
+    once (``Holder.ipc_fds_async``: the sysvipc files and the mqueue
+    directory), inline: a few reads of memory, cheaper than any thread hop.
+    For a holder that cannot give them (older than this, without a private
+    proc, or in a user namespace whose mount namespace it may not mount in) a
+    fresh thread in its IPC namespace opens the same files once; where even
+    that fails, every read is made there, as before.
+    """
     if holder is None:
-        usage = await trio.to_thread.run_sync(_read_ipc_here)
-    else:
-        usage = await run_in_namespaces_async(holder, ["ipc"], _read_ipc_here)
+        return format_ipc_usage(await trio.to_thread.run_sync(_read_ipc_here))
+    if not await holder.ipc_fds_async():
+        # A holder that cannot give them: a fresh thread in its IPC namespace
+        # opens the same files once (what every read used to do).
+        try:
+            fds = await run_in_namespaces_async(holder, ["ipc"], _open_ipc_here)
+        except ProcessLookupError:
+            raise
+        except OSError:
+            fds = []
+        if fds:
+            holder.keep_ipc_fds(fds)
+    kept = holder.with_ipc_fds(_read_ipc_fds)
+    if kept is not None:
+        return format_ipc_usage(kept)
+    usage = await run_in_namespaces_async(holder, ["ipc"], _read_ipc_here)
     return format_ipc_usage(usage)
+
+
+def _open_ipc_here() -> list[int]:
+    """The calling thread's IPC namespace's ``/proc/sysvipc/{shm,msg,sem}`` and
+    mqueue directory, open (the caller's to close): what ``Holder.ipc_fds_async``
+    keeps."""
+    fds: list[int] = []
+    try:
+        for name in ("shm", "msg", "sem"):
+            fds.append(os.open(f"/proc/sysvipc/{name}", os.O_RDONLY | os.O_CLOEXEC))
+        fds.append(_open_mqueue_dir())
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def _pread_all(fd: int) -> str:
+    """A seq file's whole text, read from offset 0 again: the kernel lists it anew
+    (a ``/proc/sysvipc`` file shows its opener's IPC namespace as it is now)."""
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 65536, offset)
+        if not chunk:
+            return b"".join(chunks).decode()
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def _read_ipc_fds(fds: tuple[int, ...]) -> IpcUsage:
+    """Counts from kept fds: ``/proc/sysvipc/{shm,msg,sem}`` and an mqueue
+    directory, all of one IPC namespace (``os.listdir`` on an fd rewinds it)."""
+    shm, msg, sem, mqueue = fds
+    return ipc_usage_from(
+        _pread_all(shm), _pread_all(msg), _pread_all(sem), len(os.listdir(mqueue))
+    )
 
 
 # =============================================================================

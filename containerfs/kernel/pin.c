@@ -39,7 +39,8 @@
  * instead of "peer": the daemon went away before it took the holder, which
  * nobody knows then: it exits.
  * The holder's fds: 0-2 /dev/null, 3 the daemon's end, 4 its own end, 5
- * /proc/sys of its own proc instance (see open_sysdir).
+ * /proc/sys of its own proc instance (see open_sysdir), 6 /proc/sysvipc of
+ * that instance (when there is one).
  *
  * After that the holder serves sysctl requests, one at a time, one reply per
  * request, forever:
@@ -52,6 +53,13 @@
  *                                and its other namespaces resolve it | "<tag> err <errno>"
  *   "<tag> n"                 -> "<tag> ok" | "<tag> err <errno>": enter the
  *                                container's final mount namespace (see below)
+ *   "<tag> f <path>"          -> "<tag> ok" with an fd (SCM_RIGHTS) on
+ *                                /proc/sys/<path> opened read-write, as for "w"
+ *                                | "<tag> err <errno>" (see "Sysctl fds" below)
+ *   "<tag> i"                 -> "<tag> ok" with four fds: /proc/sysvipc/shm,
+ *                                msg and sem opened for reading, and an fs
+ *                                context of the namespace's mqueue (see "IPC fds")
+ *                                | "<tag> err <errno>"
  *
  * <tag> is 1 to 20 decimal digits chosen by the daemon and echoed verbatim,
  * so a daemon can tell its reply from stale ones: replies to requests that
@@ -82,6 +90,23 @@
  * namespace the kernel locks every mount in it, the binds included (root
  * inside can neither unmount them nor mount a fresh proc that would show
  * what they cover).  "n" for a holder with nothing deferred just says "ok".
+ *
+ * Sysctl fds ("f"): a sysctl file of a per-namespace table (ipc on kernels
+ * that keep ipc sysctls in the namespace, net, pid_max, user) stays bound to
+ * the namespace it was looked up in, so the daemon writes it with pwrite(2)
+ * at offset 0 without asking us again: the kernel checks the writer's
+ * credentials at each write (an ipc sysctl of a user namespace whose root is
+ * mapped refuses the daemon: it then sends "w").  The daemon decides which
+ * sysctls may go that way; uts ones, for one, answer for the writer's own
+ * namespace and never do.
+ *
+ * IPC fds ("i"): /proc/sysvipc files keep the IPC namespace of their opener
+ * (a seq file re-read from offset 0 lists it again), and an mqueue filesystem
+ * context made with fsopen takes the opener's IPC namespace: the daemon mounts
+ * it with fsmount, attached nowhere, and counts the container's objects from
+ * these with no thread joining the namespace.  The sysvipc files come from our own proc
+ * instance (see open_sysdir), which nothing inside can mount over; without
+ * one, "i" says ENOTSUP and the daemon reads the old way.
  *
  * Requests are served with the effective uid and gid of root of the
  * holder's user namespace once that has them mapped: ipc sysctls give owner
@@ -163,6 +188,9 @@
 #ifndef FSMOUNT_CLOEXEC
 #define FSMOUNT_CLOEXEC 0x00000001
 #endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
 #ifndef MOUNT_ATTR_NOSUID
 #define MOUNT_ATTR_NOSUID 0x00000002
 #define MOUNT_ATTR_NODEV 0x00000004
@@ -177,6 +205,7 @@
 #define HOLDER_CHANNEL_FD 3 /* the daemon's end: a restarted daemon takes it */
 #define HOLDER_SOCK_FD 4    /* our end */
 #define HOLDER_SYSDIR_FD 5  /* /proc/sys */
+#define HOLDER_IPCDIR_FD 6  /* /proc/sysvipc of our own proc instance, if any */
 
 /* Namespace kinds as KIND=FD words name them, in no particular order. */
 static const struct {
@@ -347,6 +376,7 @@ static int parent_time_ns(int pidfd)
 }
 
 static int sysdir = -1; /* /proc/sys, see open_sysdir() */
+static int ipcdir = -1; /* /proc/sysvipc of the same private instance, or -1 */
 
 /*
  * The sys directory of a proc instance of our own (fsopen, Linux >= 5.8 for
@@ -380,6 +410,8 @@ static int private_sysdir(void)
 	if (mfd < 0)
 		return -1;
 	fd = openat(mfd, "sys", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	/* Without System V IPC in the kernel there is none: "i" says ENOTSUP. */
+	ipcdir = openat(mfd, "sysvipc", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	close(mfd); /* fd keeps the detached mount */
 	return fd;
 }
@@ -616,12 +648,12 @@ static void become_ns_root(void)
 		(void)prctl(PR_SET_DUMPABLE, 0);
 }
 
-/* Reply "ok" with FD attached (SCM_RIGHTS). */
-static void answer_fd(int fd)
+/* Reply "ok" with the N fds at FDS attached (SCM_RIGHTS). */
+static void answer_fds(const int *fds, size_t n)
 {
 	union {
 		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
+		char b[CMSG_SPACE(4 * sizeof(int))];
 	} c;
 	char text[2] = {'o', 'k'};
 	struct iovec iov[2] = {{tag, taglen}, {text, 2}};
@@ -630,17 +662,60 @@ static void answer_fd(int fd)
 
 	memset(&c, 0, sizeof c);
 	m.msg_control = c.b;
-	m.msg_controllen = sizeof c.b;
+	m.msg_controllen = CMSG_SPACE(n * sizeof(int));
 	h = CMSG_FIRSTHDR(&m);
 	h->cmsg_level = SOL_SOCKET;
 	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	h->cmsg_len = CMSG_LEN(n * sizeof(int));
+	memcpy(CMSG_DATA(h), fds, n * sizeof(int));
 	while (sendmsg(sock, &m, MSG_NOSIGNAL) < 0) {
 		if (errno != EINTR) {
 			answer_err(errno);
 			return;
 		}
+	}
+}
+
+static void answer_fd(int fd)
+{
+	answer_fds(&fd, 1);
+}
+
+/*
+ * "i": this IPC namespace's /proc/sysvipc/{shm,msg,sem}, open for reading,
+ * and a filesystem context of its mqueue superblock (fsopen + CREATE, which
+ * take our IPC namespace): the daemon makes the detached mount (fsmount wants
+ * CAP_SYS_ADMIN over the owner of the caller's mount namespace, which we lack
+ * in a user namespace of our own until the deferred one; see "IPC fds").
+ */
+static void open_ipc(void)
+{
+	static const char *const names[] = {"shm", "msg", "sem"};
+	int fds[4] = {-1, -1, -1, -1}, err = 0;
+	size_t i;
+
+	if (ipcdir < 0) {
+		answer_err(ENOTSUP);
+		return;
+	}
+	for (i = 0; i < 3 && !err; i++) {
+		fds[i] = openat(ipcdir, names[i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fds[i] < 0)
+			err = errno;
+	}
+	if (!err) {
+		fds[3] = (int)syscall(SYS_fsopen, "mqueue", FSOPEN_CLOEXEC);
+		if (fds[3] < 0 ||
+		    syscall(SYS_fsconfig, fds[3], FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+			err = errno;
+	}
+	if (err)
+		answer_err(err);
+	else
+		answer_fds(fds, 4);
+	for (i = 0; i < 4; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
 	}
 }
 
@@ -683,7 +758,11 @@ static void serve_one(char *req, size_t len)
 			answer("ok", 2);
 		return;
 	}
-	if (len < 2 || (req[0] != 'r' && req[0] != 'w' && req[0] != 'o') || req[1] != ' ') {
+	if (len == 1 && req[0] == 'i') {
+		open_ipc();
+		return;
+	}
+	if (len < 2 || !strchr("rwof", req[0]) || req[0] == '\0' || req[1] != ' ') {
 		answer_err(EINVAL);
 		return;
 	}
@@ -710,6 +789,16 @@ static void serve_one(char *req, size_t len)
 	}
 	become_ns_root();
 
+	if (req[0] == 'f') {
+		fd = open_sysctl(path, O_RDWR);
+		if (fd < 0) {
+			answer_err(errno);
+			return;
+		}
+		answer_fd(fd);
+		close(fd);
+		return;
+	}
 	fd = open_sysctl(path, value ? O_WRONLY : O_RDONLY);
 	if (fd < 0) {
 		answer_err(errno);
@@ -788,14 +877,14 @@ static void __attribute__((noreturn)) serve(void)
 	}
 }
 
-/* Close every fd but the given ones (-1: none), which are all above 2. */
-static void close_all_but(int a, int b, int c)
+/* Close every fd but the N in KEEP (-1: none), which are all above 2. */
+static void close_all_but(int *keep, int n)
 {
-	int keep[3] = {a, b, c}, i, j, t;
+	int i, j, t;
 	unsigned int from = 0;
 
-	for (i = 0; i < 3; i++) { /* sort */
-		for (j = i + 1; j < 3; j++) {
+	for (i = 0; i < n; i++) { /* sort */
+		for (j = i + 1; j < n; j++) {
 			if (keep[j] < keep[i]) {
 				t = keep[i];
 				keep[i] = keep[j];
@@ -803,7 +892,7 @@ static void close_all_but(int a, int b, int c)
 			}
 		}
 	}
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < n; i++) {
 		if (keep[i] < 0)
 			continue;
 		if ((unsigned int)keep[i] > from)
@@ -814,22 +903,29 @@ static void close_all_but(int a, int b, int c)
 }
 
 /*
- * Keep only our socket, /proc/sys and the pipe to our parent, at the holder's
- * fd numbers: 0-2 /dev/null (so that the holder holds no terminal or log pipe
- * of whoever started the daemon), HOLDER_SOCK_FD, HOLDER_SYSDIR_FD, the pipe
- * at 10 or above (it goes once we reported), HOLDER_CHANNEL_FD left free.
+ * Keep only our socket, /proc/sys, /proc/sysvipc and the pipe to our parent,
+ * at the holder's fd numbers: 0-2 /dev/null (so that the holder holds no
+ * terminal or log pipe of whoever started the daemon), HOLDER_SOCK_FD,
+ * HOLDER_SYSDIR_FD, HOLDER_IPCDIR_FD (when there is one), the pipe at 10 or
+ * above (it goes once we reported), HOLDER_CHANNEL_FD left free.
  */
 static void settle_fds(void)
 {
-	int s, d, u = -1, fd, i;
+	int s, d, p = -1, u = -1, fd, i, keep[4];
 
 	s = fcntl(sock, F_DUPFD_CLOEXEC, 10);
 	d = fcntl(sysdir, F_DUPFD_CLOEXEC, 10);
+	if (ipcdir >= 0)
+		p = fcntl(ipcdir, F_DUPFD_CLOEXEC, 10); /* -1: "i" says ENOTSUP */
 	if (up >= 0)
 		u = fcntl(up, F_DUPFD_CLOEXEC, 10);
 	if (s < 0 || d < 0 || (up >= 0 && u < 0))
 		fail("dup holder fds");
-	close_all_but(s, d, u);
+	keep[0] = s;
+	keep[1] = d;
+	keep[2] = p;
+	keep[3] = u;
+	close_all_but(keep, 4);
 	sock = s;
 	sysdir = d;
 	up = u;
@@ -848,6 +944,12 @@ static void settle_fds(void)
 	close(d);
 	sock = HOLDER_SOCK_FD;
 	sysdir = HOLDER_SYSDIR_FD;
+	ipcdir = -1;
+	if (p >= 0) {
+		if (dup2(p, HOLDER_IPCDIR_FD) == HOLDER_IPCDIR_FD)
+			ipcdir = HOLDER_IPCDIR_FD;
+		close(p);
+	}
 }
 
 /*

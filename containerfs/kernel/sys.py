@@ -492,6 +492,7 @@ _FSMOUNT_CLOEXEC = 0x1
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
 
 # A syscall(2) of its own (``[]`` makes a new function object): it returns a long.
 _syscall_long = _libc["syscall"]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from containerfs.kernel import sys as ksys
 from containerfs.kernel.namespaces import run_in_namespaces, run_in_namespaces_async
 
 if TYPE_CHECKING:
@@ -98,3 +100,79 @@ async def read_sysctl_async(holder: Holder | None, kind: str, name: str) -> str:
 async def write_sysctl_async(holder: Holder, kind: str, name: str, value: str) -> None:
     """:func:`write_sysctl` without blocking the trio event loop."""
     await run_in_namespaces_async(holder, [kind], _sysctl_writer(name, value))
+
+
+# -- which sysctl files stay bound to the namespace they were opened in ---------------
+
+#: Whether ipc sysctls answer for the namespace their file was looked up in
+#: (``probe_ipc_bound``); None until probed.
+_ipc_bound: bool | None = None
+_probe_lock = threading.Lock()
+
+
+def bound_to_opener(kind: str) -> bool | None:
+    """Whether a sysctl file of a ``kind`` namespace, opened by the holder, still
+    answers for the holder's namespace when the daemon writes it (the daemon may
+    then keep the fd and write it itself, ``Holder.write_sysctl_fd_async``).
+
+    net, pid (``kernel.pid_max``, per pid namespace only where it is a view at
+    all) and user sysctls live in tables of their namespace. ipc ones did not
+    always: older kernels looked the namespace up from the *writer* at each
+    write, and an fd handed over would have written the daemon's own; that is
+    probed once (None: not yet, see :func:`probe_ipc_bound`). uts ones answer for
+    the writer's namespace: never.
+    """
+    if kind in ("net", "pid", "user"):
+        return True
+    if kind == "ipc":
+        return _ipc_bound
+    return False
+
+
+PROBED_IPC = ("kernel/shmmni", "fs/mqueue/queues_max")
+
+
+def probe_ipc_bound() -> bool:
+    """Find out once whether ipc sysctl files stay bound to the IPC namespace they
+    were opened in, on a fresh thread that unshares an IPC namespace of its own:
+    it writes a mark into that namespace's ``kernel.shmmni`` and
+    ``fs.mqueue.queues_max`` (unlike the daemon's values), goes back to the
+    daemon's IPC namespace and reads the same fds again. The mark shows only if
+    the files are bound; on a kernel that resolves the namespace at each call,
+    the read shows the daemon's own value, which the probe never wrote. Any
+    failure counts as not bound (the holder is then asked for each write)."""
+    global _ipc_bound
+    with _probe_lock:
+        if _ipc_bound is None:
+            got: list[bool] = []
+            thread = threading.Thread(target=lambda: got.append(_probe_here()), name="ipc probe")
+            thread.start()
+            thread.join()
+            _ipc_bound = bool(got and got[0])
+        return _ipc_bound
+
+
+def _probe_here() -> bool:
+    """The body of :func:`probe_ipc_bound` (on its own thread, which then exits)."""
+    fds: list[int] = []
+    try:
+        own = os.open("/proc/thread-self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+        fds.append(own)
+        before = [_sysctl_reader(p)() for p in PROBED_IPC]
+        ksys.unshare(ksys.CLONE_NEWIPC)
+        # Keeps the probe's namespace (and its sysctl table) alive until we close it.
+        fds.append(os.open("/proc/thread-self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC))
+        marks = []
+        for path, value in zip(PROBED_IPC, before, strict=True):
+            fd = os.open(sysctl_path(path), os.O_RDWR | os.O_CLOEXEC)
+            fds.append(fd)
+            mark = b"%d" % (int(value) - 1 if int(value) > 1 else int(value) + 1)
+            os.pwrite(fd, mark, 0)
+            marks.append((fd, mark))
+        ksys.setns(own, ksys.CLONE_NEWIPC)
+        return all(os.pread(fd, 64, 0).strip() == mark for fd, mark in marks)
+    except (OSError, ValueError):
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)

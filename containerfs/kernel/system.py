@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+import trio
+
 from . import (
     holder_start,
     idmaps,
@@ -83,7 +85,8 @@ class Kernel:
         user namespace (no thread can join those).
         """
         if holder is not None and (holder.has_channel or kind in ("pid", "user")):
-            return await holder.sysctl_async(name)
+            kept = holder.sysctl_by_fd(name)  # written through a kept fd before
+            return kept if kept is not None else await holder.sysctl_async(name)
         return await sysctls.read_sysctl_async(holder, kind, name)
 
     async def read_sysctls(
@@ -103,8 +106,16 @@ class Kernel:
         return out
 
     async def write_sysctl(self, holder: Holder, kind: str, name: str, value: str) -> None:
-        """Set a sysctl of a container's namespace: by its holder, as for reads."""
+        """Set a sysctl of a container's namespace: by its holder, as for reads;
+        where the sysctl's file stays bound to the namespace it was opened in,
+        through an fd the holder opened once, written by the daemon itself (no
+        round trip to the holder after the first write)."""
         if holder.has_channel or kind in ("pid", "user"):
+            bound = sysctls.bound_to_opener(kind)
+            if bound is None:  # once per daemon: does this kernel keep ipc sysctls bound?
+                bound = await trio.to_thread.run_sync(sysctls.probe_ipc_bound)
+            if bound and await holder.write_sysctl_fd_async(name, value.encode()):
+                return
             await holder.set_sysctl_async(name, value)
         else:
             await sysctls.write_sysctl_async(holder, kind, name, value)

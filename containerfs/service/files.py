@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from ..engine.catalog import Role
-from ..engine.errors import InvalidInput, TooBig
+from ..engine.errors import ContainerError, InvalidInput, TooBig
 from ..engine.tree import (
     ROOT_IDS,
     Container,
@@ -34,7 +34,7 @@ from .listing import Listing
 from .metrics import Metrics
 from .persistence import Persistence
 from .releases import Releases
-from .runtime import Runtime, refusals_logged, where
+from .runtime import Runtime, log_after_reply, where
 from .tasks import Tasks
 
 log = logging.getLogger("containerfs")
@@ -82,8 +82,7 @@ class Files:
     ) -> None:
         """``writer_pid``/``writer_uid``: the opener's (as cgroupfs judges a write by
         the opener's credentials)."""
-        shown = data[:80].decode(errors="replace").strip()
-        with refusals_logged(f"{where(c, spec.name)} <- {shown!r}"):
+        try:  # as refusals_logged, with the text of the log line made only for one
             if len(data) > WRITE_MAX:
                 raise TooBig(f"{len(data)} bytes or more; a write takes at most {WRITE_MAX}")
             text = data.decode()  # UnicodeDecodeError is a ValueError: EINVAL
@@ -91,6 +90,10 @@ class Files:
             if writer is None:
                 raise InvalidInput(f"{spec.name}: read-only")
             await writer(c, spec, text, writer_pid, writer_uid)
+        except (ContainerError, OSError, ValueError) as exc:
+            shown = data[:80].decode(errors="replace").strip()
+            log.warning("%s: refused: %s", f"{where(c, spec.name)} <- {shown!r}", exc)
+            raise
 
     def _tables(self) -> tuple[dict[Role, Reader], dict[Role, Writer]]:
         """The one table from a catalogue role (engine/catalog.py) to the kernel
@@ -307,7 +310,7 @@ class Files:
 
     @staticmethod
     def _written(c: Container, spec: FileSpec, text: str) -> None:
-        log.info("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
+        log_after_reply("%s/%s <- %s", "/".join(c.path), spec.name, text.strip()[:80])
 
     async def _write_sysctl(
         self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
@@ -357,8 +360,17 @@ class Files:
     async def _write_view(
         self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
     ) -> None:
+        """Parse, have the kernel enforce the new effective value, then commit and
+        journal it, all before the write is answered. Nothing here waits when the
+        lock is free and the sysctl's fd is kept (``Kernel.write_sysctl``), so the
+        handler runs through without handing the loop to another request."""
         rt, kernel = self.rt, self.rt.kernel
-        async with rt.lock:
+        lock = rt.lock
+        try:  # no checkpoint when free (trio's acquire() always yields once)
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             knob, state = rt.engine.plan_view_write(c, spec.name, text)
             value = knob.type.format(state.effective(knob.type))
             old = rt.engine.render_view(c, knob, "effective").strip()
@@ -371,8 +383,10 @@ class Files:
                     await kernel.write_sysctl(rt.holder(c), knob.kind, knob.sysctl, old)
                 raise
             rt.engine.commit_view(c, knob, state)
-            self.store.save(*c.walk())  # views below may follow this one
-        log.info("%s <- %s (effective %s)", where(c, spec.name), text.strip()[:80], value)
+            self.store.save_view(c.owner(knob.kind), knob.file, state)
+        finally:
+            lock.release()
+        log_after_reply("%s <- %s (effective %s)", where(c, spec.name), text.strip()[:80], value)
 
 
 def parse_agent(text: str) -> str:

@@ -13,6 +13,7 @@ import logging
 
 from ..engine import lifecycle
 from ..engine.tree import Container
+from ..engine.views import KnobState
 from ..statefile import StateFile
 from .runtime import Runtime
 
@@ -54,6 +55,16 @@ class Persistence:
             )
         except OSError as exc:
             log.error("cannot save the state to %s: %s", rt.state_dir, exc)
+
+    def save_view(self, c: Container, file: str, state: KnobState) -> None:
+        """Record one knob's views of ``c`` (a view write): one short journal line
+        instead of the container's whole record, whose encoding was most of what
+        a write to a view cost the daemon. Appended before the write is answered,
+        so it survives a crash of the daemon right after."""
+        if self.statefile.due():
+            self.save(c)
+            return
+        self.journal({"view": [list(c.path), file, state.internal, state.external]})
 
     def save_removed(self, path: tuple[str, ...]) -> None:
         """Record that the container at ``path`` (and all below it) is gone."""

@@ -227,10 +227,11 @@ def recv_tagged(sock: socket.socket, timeout: float = 5.0) -> bytes:
 def test_holder_keeps_the_daemons_end_at_its_fixed_fd(box: Box) -> None:
     holder = box.spawn("uts")
     links = fd_links(holder.pid)
-    assert sorted(links) == [0, 1, 2, 3, 4, 5]
+    assert sorted(links) == [0, 1, 2, 3, 4, 5, 6]
     assert [links[i] for i in (0, 1, 2)] == ["/dev/null"] * 3
     assert links[3].startswith("socket:[") and links[4].startswith("socket:[")
     assert links[5] == "/sys"  # /proc/sys of its own proc instance, mounted nowhere
+    assert links[6] == "/sysvipc"  # and its /proc/sysvipc (pin.c "i")
     # fd 3 is the very socket we talk through: our end, not a copy of the holder's.
     assert holder._channel is not None
     ours = os.fstat(holder._channel.fileno()).st_ino
@@ -246,7 +247,7 @@ def test_reconnect_after_close(box: Box) -> None:
     assert not holder.has_channel
     assert not _proc_exited(pid)  # close() is not a kill
     time.sleep(0.05)
-    assert sorted(fd_links(pid)) == [0, 1, 2, 3, 4, 5]  # it did not drop the channel
+    assert sorted(fd_links(pid)) == [0, 1, 2, 3, 4, 5, 6]  # it did not drop the channel
 
     for round_ in range(3):  # as after several daemon restarts
         again = box.attach(pid, inodes)

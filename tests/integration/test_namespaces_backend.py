@@ -68,8 +68,8 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 
 def holder_fds(pid: int) -> list[str]:
     """What a holder's fds point at, sorted: /dev/null on 0-2, both ends of its
-    socketpair with the daemon, and the sys directory of a proc instance of its
-    own, mounted nowhere (which shows as "/sys")."""
+    socketpair with the daemon, and the sys and sysvipc directories of a proc
+    instance of its own, mounted nowhere (which show as "/sys", "/sysvipc")."""
     links = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -79,7 +79,7 @@ def holder_fds(pid: int) -> list[str]:
     return sorted("socket" if link.startswith("socket:[") else link for link in links)
 
 
-HOLDER_FDS = ["/dev/null", "/dev/null", "/dev/null", "/sys", "socket", "socket"]
+HOLDER_FDS = ["/dev/null", "/dev/null", "/dev/null", "/sys", "/sysvipc", "socket", "socket"]
 
 
 def proc_container_inodes(pid: int) -> dict[str, int]:

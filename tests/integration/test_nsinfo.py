@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from containerfs.kernel import holder_start, nsinfo
+from containerfs.kernel import holder_start, nsinfo, sysctls
 from containerfs.kernel import namespaces as ns
 from containerfs.kernel import sys as ksys
 from containerfs.kernel.holder import Holder
@@ -184,6 +184,57 @@ def test_ipc_usage_counts_objects_made_inside(box: Box) -> None:
     box.run(holder, ["--ipc"], "ipcrm", "--all=shm")
     after = as_dict(nsinfo.ipc_usage(holder))
     assert after == expected | {"shm_segments": 0, "shm_bytes": 0, "mq_queues": 1}
+
+
+async def test_the_holders_ipc_fds_count_what_a_thread_inside_counts(box: Box) -> None:
+    """pin.c "i": the sysvipc files and the mqueue directory the holder opens keep
+    its IPC namespace, list it anew at every read, and mount nothing anywhere."""
+    holder = box.holder("ipc", "mnt")
+    mounts = Path(f"/proc/{holder.pid}/mountinfo").read_text()
+    assert await holder.ipc_fds_async()
+    assert Path(f"/proc/{holder.pid}/mountinfo").read_text() == mounts  # attached nowhere
+    for i in range(2):  # every read anew (the first took the fds)
+        assert await nsinfo.ipc_usage_async(holder) == nsinfo.ipc_usage(holder)
+        box.run(holder, ["--ipc"], "ipcmk", "-M", "100")
+        box.run(holder, ["--ipc"], sys.executable, "-c", MQ_OPEN, f"/k{i}")
+    assert as_dict(await nsinfo.ipc_usage_async(holder)) == {
+        "shm_segments": 2,
+        "shm_bytes": 200,
+        "msg_queues": 0,
+        "sem_sets": 0,
+        "mq_queues": 2,
+    }
+    assert as_dict(await nsinfo.ipc_usage_async(box.holder("ipc")))["shm_segments"] == 0
+    # A holder that cannot give them (an older pin; one in a user namespace that
+    # may not mount): a thread inside opens the same files once, kept as well.
+    for kinds in (("ipc",), ("user", "ipc")):
+        older = box.holder(*kinds)
+        older._no_ipc_fds = kinds == ("ipc",)
+        box.run(older, ["--ipc"], "ipcmk", "-Q")
+        assert as_dict(await nsinfo.ipc_usage_async(older))["msg_queues"] == 1
+        assert older.with_ipc_fds(len) == 4
+        box.run(older, ["--ipc"], "ipcmk", "-Q")
+        assert as_dict(await nsinfo.ipc_usage_async(older))["msg_queues"] == 2
+
+
+async def test_a_kept_sysctl_fd_writes_the_holders_namespace_only(box: Box) -> None:
+    """pin.c "f": the daemon's pwrite on the fd the holder opened changes the
+    container's kernel.shmmni and net.core.somaxconn, not the host's."""
+    assert sysctls.probe_ipc_bound()  # Linux 6.18 keeps ipc sysctls in the namespace
+    assert not sysctls.bound_to_opener("uts")  # the writer's own namespace: never
+    holder = box.holder("ipc", "net")
+    host = {p: Path(f"/proc/sys/{p}").read_text() for p in ("kernel/shmmni", "net/core/somaxconn")}
+    for _ in range(2):  # the first takes the fd, the second uses it
+        assert await holder.write_sysctl_fd_async("kernel.shmmni", b"77")
+        assert await holder.write_sysctl_fd_async("net.core.somaxconn", b"55")
+    assert box.run(holder, ["--ipc"], "cat", "/proc/sys/kernel/shmmni") == "77\n"
+    assert box.run(holder, ["--net"], "cat", "/proc/sys/net/core/somaxconn") == "55\n"
+    assert holder.sysctl_by_fd("kernel.shmmni") == "77\n"
+    assert {p: Path(f"/proc/sys/{p}").read_text() for p in host} == host
+    # A value the kernel refuses is the kernel's errno, as through the holder.
+    with pytest.raises(OSError) as refused:
+        await holder.write_sysctl_fd_async("kernel.shmmni", b"99999999")
+    assert refused.value.errno == errno.EINVAL
 
 
 def test_ipc_usage_of_an_ipc_namespace_owned_by_a_child_user_namespace(box: Box) -> None:

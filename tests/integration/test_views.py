@@ -7,6 +7,9 @@ real file); the kernel holds the tighter of the two, and ``ipcmk`` fails past it
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -160,6 +163,84 @@ def test_monitoring_files_show_the_namespace_as_seen_inside(cfs: Mounted) -> Non
     roots = [Path(line) for line in cfs.read("i/cgroupns.root").splitlines()]
     assert roots and all(r.name == "i" for r in roots)
     assert {r.parent for r in roots} <= set(cfs.subtree.dirs)
+
+
+def test_a_view_write_is_the_daemons_own_once_the_holder_gave_the_fd(cfs: Mounted) -> None:
+    """After the first write the daemon writes a view's sysctl itself, through the
+    fd the holder opened in the container's namespaces (pin.c "f"): with the
+    holder stopped, writes and reads of the views still work and reach the
+    container's namespaces, never the host's."""
+    cfs.sh("mkdir w && echo 100 > w/ipc.shm_mni.internal && echo 90 > w/net.somaxconn.internal")
+    holder = int(cfs.read("w/container.init"))
+    host = {k: Path(f"/proc/sys/{k}").read_text() for k in ("kernel/shmmni", "net/core/somaxconn")}
+
+    def kernel(kind: str, path: str) -> str:
+        argv = ["nsenter", f"--{kind}=/proc/{holder}/ns/{kind}", "cat", f"/proc/sys/{path}"]
+        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
+
+    os.kill(holder, signal.SIGSTOP)
+    try:
+        # Through the holder these would wait for it, then fail (ETIMEDOUT).
+        cfs.sh("echo 7 > w/ipc.shm_mni && echo 50 > w/net.somaxconn", timeout=3)
+        cfs.sh("echo 101 > w/ipc.shm_mni.internal", timeout=3)
+        assert views(cfs, "w", "ipc.shm_mni") == ("7", "101", "7")
+        assert views(cfs, "w", "net.somaxconn") == ("50", "90", "50")
+        assert kernel("ipc", "kernel/shmmni") == "7"
+        assert kernel("net", "net/core/somaxconn") == "50"
+    finally:
+        os.kill(holder, signal.SIGCONT)
+    assert {k: Path(f"/proc/sys/{k}").read_text() for k in host} == host
+    assert make(cfs, "w", 9, "-M 1024") == 7
+
+
+def test_a_view_write_survives_a_crash_right_after(cfs: Mounted) -> None:
+    """Each view write is journalled (one short line) before it is answered: a
+    SIGKILL right after loses none of it."""
+    cfs.sh("mkdir k && echo 5 > k/ipc.shm_mni && echo 300 > k/ipc.shm_mni.internal")
+    cfs.sh("echo '250 32000 32 64' > k/ipc.sem && echo 6 > k/ipc.shm_mni")
+    before = views(cfs, "k", "ipc.shm_mni"), views(cfs, "k", "ipc.sem")
+    assert before[0] == ("6", "300", "6")
+    assert cfs.stop(signal.SIGKILL) != 0
+    cfs.start()
+    assert (views(cfs, "k", "ipc.shm_mni"), views(cfs, "k", "ipc.sem")) == before
+    assert make(cfs, "k", 8, "-M 1024") == 6
+
+
+MQ = (
+    "import ctypes, os, sys; rt = ctypes.CDLL('librt.so.1', use_errno=True); "
+    "fd = rt.mq_open(sys.argv[2].encode(), os.O_CREAT | os.O_RDWR, ctypes.c_uint(0o600), None) "
+    "if sys.argv[1] == 'open' else rt.mq_unlink(sys.argv[2].encode()); "
+    "sys.exit(0 if fd >= 0 else ctypes.get_errno())"
+)
+
+
+def test_ipc_usage_is_never_stale(cfs: Mounted) -> None:
+    """The daemon reads ``ipc.usage`` from fds the holder opened once (pin.c "i"):
+    every read, by a new open or again from offset 0 on one held open, shows the
+    objects as they are now, System V and POSIX alike, made and removed."""
+    cfs.sh("mkdir u")
+
+    def usage() -> dict[str, int]:
+        return {
+            k: int(v) for k, v in (line.split() for line in cfs.read("u/ipc.usage").splitlines())
+        }
+
+    zero = {"shm_segments": 0, "shm_bytes": 0, "msg_queues": 0, "sem_sets": 0, "mq_queues": 0}
+    assert usage() == zero  # the first read: the daemon takes the fds here
+    with open(cfs.mnt / "u/ipc.usage", "rb") as held:
+        assert held.read().decode().split()[1] == "0"
+        shmid = inside(cfs, "u", "ipcmk -M 4096 | awk '{print $NF}'").strip()
+        held.seek(0)
+        assert held.read().decode().split()[:2] == ["shm_segments", "1"]
+    assert usage() == zero | {"shm_segments": 1, "shm_bytes": 4096}
+    inside(cfs, "u", "ipcmk -Q >/dev/null && ipcmk -S 2 >/dev/null")
+    cfs.exec("u", sys.executable, "-c", MQ, "open", "/q1")
+    cfs.exec("u", sys.executable, "-c", MQ, "open", "/q2")
+    both = {"shm_segments": 1, "shm_bytes": 4096, "msg_queues": 1, "sem_sets": 1, "mq_queues": 2}
+    assert usage() == both
+    inside(cfs, "u", f"ipcrm -m {shmid}")
+    cfs.exec("u", sys.executable, "-c", MQ, "unlink", "/q1")
+    assert usage() == both | {"shm_segments": 0, "shm_bytes": 0, "mq_queues": 1}
 
 
 def ip_routes(m: Mounted, c: str) -> list[str]:

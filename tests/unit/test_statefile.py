@@ -113,3 +113,28 @@ def test_moves_left_open_are_reported(tmp_path: Path) -> None:
     sf.append([{"moved": 8}, {"moved": 7}])
     state = statefile.load(tmp_path)
     assert state is not None and state["moving"] == [{"pid": 9, "start": 3}]
+
+
+def test_a_view_line_sets_one_knob_of_the_record_at_its_path(tmp_path: Path) -> None:
+    """A view write journals one short line, not the container's whole record."""
+    sf = StateFile(tmp_path)
+    old = {"internal": 4096, "external": None}
+    sf.snapshot(base(rec(), rec("a") | {"views": {"ipc.shm_mni": old}}))
+    assert sf.append([{"view": [["a"], "ipc.shm_mni", 4096, 8]}])
+    assert sf.append([{"view": [["a"], "ipc.sem", [250, 32000, 32, 128], None]}])
+    assert sf.append([{"view": [["gone"], "ipc.shm_mni", 1, 1]}])  # no such record: nothing
+    assert sf.append([{"view": [["a"], 7, 1, 1]}, {"view": "bad"}])  # malformed: skipped
+    state = statefile.load(tmp_path)
+    assert state is not None
+    (a,) = [r for r in state["containers"] if r["path"] == ["a"]]
+    assert a["views"] == {
+        "ipc.shm_mni": {"internal": 4096, "external": 8},
+        "ipc.sem": {"internal": [250, 32000, 32, 128], "external": None},
+    }
+    assert paths(state) == [(), ("a",)]
+    # A later put of the whole record replaces it, view lines before it included.
+    assert sf.append([{"put": rec("a")}, {"view": [["a"], "ipc.shm_mni", 1, None]}])
+    state = statefile.load(tmp_path)
+    assert state is not None
+    (a,) = [r for r in state["containers"] if r["path"] == ["a"]]
+    assert a["views"] == {"ipc.shm_mni": {"internal": 1, "external": None}}
