@@ -2,7 +2,7 @@
  * containerfs-pin: the namespace holder of one container (docs/design.md,
  * "Namespaces: the holder").
  *
- *   containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS UNSHARE_FLAGS MOUNTPOINT [KIND=FD]...
+ *   containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS UNSHARE_FLAGS MOUNTPOINT [WORD=FD]...
  *
  * SOCKFD is an AF_UNIX SOCK_SEQPACKET socket shared with the daemon.
  * PARENT_PIDFD is an inherited pidfd on the parent container's holder (-1:
@@ -18,6 +18,9 @@
  * kind: one that processes of a container made themselves (unshare -n, ip
  * netns add), which the holder then keeps alive.  A KIND may appear once, and
  * not in JOIN_FLAGS or UNSHARE_FLAGS.
+ *
+ * WORD=FD may also be a placement word (see "Cgroup placement" below):
+ * pins=FD, cgdir=FD (each at most once) and tasks=FD (up to 16).
  *
  * Joining order: a time namespace first (the parent's is its
  * time_for_children, see below), then every other non-user kind, the
@@ -106,6 +109,28 @@
  * that is an entry too (the parent's offsets are fixed from then on).  A
  * time=FD namespace is joined as it is (the fd names the namespace itself).
  *
+ * Cgroup placement: a move by pid (a write to cgroup.procs, by the daemon or
+ * by a process writing "0" there) takes the kernel's global
+ * cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+ * unless another move just did (milliseconds on a busy machine).  Two ways
+ * around it need no such write: a fork placed by clone3(CLONE_INTO_CGROUP)
+ * (cgroup2), and a single thread writing "0" to a v1 tasks file (it moves only
+ * itself, without that lock).  With pins=FD (a cgroup2 directory: where
+ * holders live) the first process forks the rest of the chain into it.  With
+ * cgdir=FD (the container's cgroup2 directory) and/or tasks=FD (its v1 tasks
+ * files), the container's cgroup namespace is not unshared by the chain: a
+ * helper process is forked at once (before any join, while we have the
+ * daemon's credentials and cgroup namespace, which clone3 checks) into cgdir,
+ * writes "0" to each tasks file, and waits.  After the chain's unshare the
+ * chain sends it a pidfd on itself when its user namespace changed; the
+ * helper joins that user namespace (so that the new namespace has the owner
+ * an unshare of ours would give it), unshares CLONE_NEWCGROUP (rooted at the
+ * helper's cgroups, the container's), sends back an nsfs fd on it and exits;
+ * the chain setns()es into it.  The holder itself never enters the
+ * container's cgroups.  A clone3 the kernel refuses (ENOSYS/E2BIG before
+ * 5.3/5.7, or a cgroup it will not fork into) fails with a step starting with
+ * "clone3 into": the daemon then places the pin by pid as before.
+ *
  * Process chain: the first process always forks, so the holder is never the
  * daemon's child.  Each process that forked waits until its child reported (a
  * byte on a private pipe) and then exits 0; each forked child sets
@@ -134,12 +159,22 @@
 #include <unistd.h>
 
 #include <linux/openat2.h>
-#include <linux/sched.h> /* struct clone_args, CLONE_INTO_CGROUP (Linux >= 5.7) */
 #include <stdint.h>
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
+
+/* clone3(2) with CLONE_INTO_CGROUP (Linux >= 5.7), declared here so that older
+ * headers build it too: struct clone_args of linux/sched.h, version 2. */
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#define PIN_CLONE_INTO_CGROUP 0x200000000ULL
+struct pin_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
 
 /* linux/pidfd.h, Linux >= 6.11: an nsfs fd on the process's namespace. */
 #ifndef PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE
@@ -261,12 +296,12 @@ static void release_parent(void)
  */
 static pid_t fork_into(int cgfd)
 {
-	struct clone_args args;
+	struct pin_clone_args args;
 
 	if (cgfd < 0)
 		return fork();
 	memset(&args, 0, sizeof args);
-	args.flags = CLONE_INTO_CGROUP;
+	args.flags = PIN_CLONE_INTO_CGROUP;
 	args.exit_signal = SIGCHLD;
 	args.cgroup = (uint64_t)cgfd;
 	return (pid_t)syscall(SYS_clone3, &args, sizeof args);
@@ -1172,7 +1207,7 @@ int main(int argc, char **argv)
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	if (argc < 6 || parse_int(argv[1], 0, INT_MAX, &sockfd) < 0) {
 		fprintf(stderr, "usage: containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS "
-				"UNSHARE_FLAGS MOUNTPOINT [KIND=FD]...\n");
+				"UNSHARE_FLAGS MOUNTPOINT [WORD=FD]...\n");
 		return 2;
 	}
 	sock = (int)sockfd;
