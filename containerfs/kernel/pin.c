@@ -246,12 +246,17 @@ static void say(const char *msg)
 		(void)send(sock, msg, strlen(msg), MSG_NOSIGNAL);
 }
 
+static void end_cg_helper(void);
+
 /* Report errno and the failed step to the daemon and give up. */
 static void __attribute__((noreturn)) fail(const char *step)
 {
 	char msg[160];
 	int err = errno ? errno : EIO;
 
+	/* First, so that the container's cgroups are empty once the daemon
+	 * hears of the failure (it removes them). */
+	end_cg_helper();
 	snprintf(msg, sizeof msg, "err %d %s", err, step);
 	say(msg);
 	_exit(1);
@@ -464,6 +469,20 @@ static void __attribute__((noreturn)) cg_helper(int s)
 	_exit(0);
 }
 
+/* Kill and reap the cgroup helper if we forked it and it may still be about. */
+static void end_cg_helper(void)
+{
+	int saved = errno;
+
+	if (cghelper_pid > 0 && getpid() == cghelper_parent) {
+		(void)kill(cghelper_pid, SIGKILL);
+		while (waitpid(cghelper_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		cghelper_pid = 0;
+	}
+	errno = saved;
+}
+
 /* Start the cgroup helper, in the container's cgroup2 directory if there is one. */
 static void start_cg_helper(void)
 {
@@ -516,10 +535,7 @@ static void enter_helper_cgroup_ns(int send_user)
 	close(ns);
 	close(cghelper);
 	cghelper = -1;
-	if (getpid() == cghelper_parent) {
-		while (waitpid(cghelper_pid, NULL, 0) < 0 && errno == EINTR)
-			;
-	}
+	end_cg_helper(); /* it exits by itself right after sending */
 }
 
 /*

@@ -7,12 +7,14 @@ directories and starts a holder owning a cgroup namespace through
 to fail. The checks read the kernel's answers: ``/proc/HOLDER/cgroup`` (the
 holder sits in the holders' cgroups, not the container's) and
 ``/proc/self/cgroup`` of a process that joins the holder's cgroup namespace
-(its root is the container's cgroups). The subtree's teardown kills the
-holders it finds there.
+(its root is the container's cgroups); and that a start failing half-way
+leaves the container's cgroups empty at once (they can be removed). The
+subtree's teardown kills the holders it finds there.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -66,6 +68,18 @@ SCRIPT = textwrap.dedent(
     holder_start.spawn_holder = spawn
     k = Kernel(b, sys.argv[1], "/nonexistent-containerfs-mount")
     root = b.placement(("a",), lambda kind: ("a",) if kind in owned else (), leaf=False)
+    if sys.argv[2] == "deadparent":  # a parent gone: the pin fails joining it
+        parent = k.spawn_holder(None, frozenset({"uts"}), {}, None)
+        parent.kill()
+        try:
+            k.spawn_holder(parent, frozenset({"uts", "cgroup"}), {}, root)
+        except OSError as exc:
+            b.remove(("a",))  # empty at once: the helper is gone too
+            print(json.dumps({"errno": exc.errno, "moves": moves}))
+            sys.exit(0)
+        finally:
+            parent.close()
+        sys.exit("the pin joined a dead parent")
     h = k.spawn_holder(None, frozenset({"uts", "cgroup"}), {}, root)
     again = k.clone_into_cgroup
     print(json.dumps({
@@ -155,3 +169,12 @@ def test_without_clone_into_cgroup_the_holder_is_moved_as_before(tree: OwnSubtre
     assert isinstance(moves, list) and len(moves) == 2  # in for the unshare, back to pins
     assert report["clone_into_again"] is False  # ENOSYS: not asked again
     check(report)
+
+
+def test_a_failed_start_leaves_the_container_cgroups_empty(tree: OwnSubtree) -> None:
+    report = start(tree, "deadparent")
+    assert report["errno"] == errno.ESRCH
+    assert report["moves"] == []
+    # The script removed the container's cgroups right after the failure.
+    for d in tree.dirs:
+        assert not (d / "a").exists()
