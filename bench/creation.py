@@ -24,6 +24,13 @@ p10/p90; the measures run interleaved, one of each per round.
   second.  runc keeps its state in a temporary ``--root``.  If runc cannot run
   here, the row says why.  runc 1.1 has no time namespace: its container has
   one kind fewer than containerfs's.
+- **pid_move**: the kernel's cost that ``cfs_mkdir`` no longer pays: a pid written
+  to ``cgroup.procs`` of a fresh cgroup2 directory below this run's subtree (a
+  ``sleep`` started for it, then killed), each round after the others, so mostly
+  after a pause of other moves: the write waits for an RCU grace period then
+  (``cgroup_threadgroup_rwsem``). A ``mkdir`` used to make one or two of these;
+  its holder is now forked into place (``containerfs/kernel/pin.c``, "Cgroup
+  placement").
 - **cfs_mkdir_exec_rmdir**: a whole containerfs round (mkdir, ``containerfs exec
   C -- /bin/true``, rmdir), the like of what ``runc run`` does.
 - **cfs_exec** / **nsenter_exec**: ``containerfs exec C -- /bin/true`` against
@@ -224,6 +231,7 @@ def bench(mnt: Path, subtree: OwnSubtree, runs: int, pycache: Path) -> list[Meas
         "unshare_2cgroups",
         "runc_run",
         "cfs_mkdir_exec_rmdir",
+        "pid_move",
         "cfs_rmdir",
         "cgroup_rmdir",
         "cfs_exec_cmd",
@@ -288,6 +296,22 @@ def bench(mnt: Path, subtree: OwnSubtree, runs: int, pycache: Path) -> list[Meas
         os.rmdir(mem / f"scratch-{i}")
         os.rmdir(pids / f"scratch-{i}")
 
+    def pid_move(i: int) -> None:
+        if subtree.v2_dir is None:
+            ms["pid_move"].note = "no cgroup2 hierarchy here"
+            return
+        d = subtree.v2_dir / f"move-{i}"
+        os.mkdir(d)
+        sleeper = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
+        try:
+            time.sleep(0.03)  # no other move of ours just before
+            clock(ms["pid_move"], (d / "cgroup.procs").write_text, str(sleeper.pid))
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+            with suppress(OSError):
+                d.rmdir()
+
     try:
         with runc_bundle(subtree) as rc:
             if rc.skipped:
@@ -306,6 +330,7 @@ def bench(mnt: Path, subtree: OwnSubtree, runs: int, pycache: Path) -> list[Meas
                 if not rc.skipped:
                     clock(ms["runc_run"], run, rc.argv(f"bench-{i}"))
                 clock(ms["cfs_mkdir_exec_rmdir"], cfs_round, i)
+                pid_move(i)
                 clock(ms["cfs_exec_cmd"], run, cmd_argv, env=env)
                 clock(ms["cfs_exec"], run, exec_argv, env=env)
                 clock(ms["cfs_exec_python"], run, exec_argv, env=py_env)

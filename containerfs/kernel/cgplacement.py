@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -59,6 +60,50 @@ class Placement(HostCgroups):
     def pins_placement(self) -> list[Path]:
         """Where holders live: outside every container's cgroup, never counted as tasks."""
         return [h.dir((PINS,)) if h.version == 2 else h.dir() for h in self.hierarchies]
+
+    def open_pin_cgroups(self, cgroup_root: list[Path] | None) -> list[tuple[str, int]] | None:
+        """The fds with which ``containerfs-pin`` places itself (its placement words).
+
+        ``pins``: the cgroup2 holders' directory, which the pin forks its chain
+        into (a process started by the daemon is in the daemon's ``.tasks``).
+        With ``cgroup_root`` (:meth:`placement` with ``leaf=False``, where the
+        cgroup namespace is unshared): ``cgdir``, its cgroup2 directory, and a
+        ``tasks`` file for each v1 one. A fork into a cgroup and a process
+        writing "0" to a v1 ``tasks`` file (a single thread moving itself) skip
+        the global lock a move by pid takes, and its RCU grace period. Checked
+        as :meth:`move` checks; the caller closes the fds.
+
+        The pin starts where the daemon is, which on v1 is where holders live
+        (the base) unless someone moved the daemon: then None, and the caller
+        places the pin by pid. v1 directories the daemon is in need no write.
+        """
+        here = self._current(os.getpid())
+        if any(h.version == 1 and here.get(h) != h.dir() for h in self.hierarchies):
+            return None
+        wanted: list[tuple[str, Path, int]] = []
+        if self.v2 is not None:
+            wanted.append(("pins", self.v2.dir((PINS,)), os.O_RDONLY | os.O_DIRECTORY))
+        seen: set[Hierarchy] = set()
+        for d in cgroup_root or []:
+            h = self._hierarchy_for_dir(d)
+            if h in seen:
+                raise ValueError(f"two target cgroups in one hierarchy: {d}")
+            seen.add(h)
+            if h.version == 1 and "cpuset" in h.controllers and not _cpuset_usable(d):
+                raise OSError(errno.ENOSPC, f"{d}: cpuset has no cpus/mems")
+            if h.version == 2:
+                wanted.append(("cgdir", d, os.O_RDONLY | os.O_DIRECTORY))
+            elif here.get(h) != d:
+                wanted.append(("tasks", d / "tasks", os.O_WRONLY))
+        out: list[tuple[str, int]] = []
+        try:
+            for word, path, flags in wanted:
+                out.append((word, os.open(path, flags | os.O_CLOEXEC)))
+        except BaseException:
+            for _, fd in out:
+                os.close(fd)
+            raise
+        return out
 
     def _hierarchy_for_dir(self, d: Path) -> Hierarchy:
         """The hierarchy whose base holds `d` (the deepest, should mounts nest)."""

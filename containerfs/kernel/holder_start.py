@@ -20,7 +20,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 from containerfs.kernel import sys as ksys
@@ -33,15 +33,22 @@ _UCRED = struct.Struct("iII")  # pid_t pid; uid_t uid; gid_t gid
 _NO_FDS: Mapping[str, int] = MappingProxyType({})
 
 
+class CloneIntoRefused(OSError):
+    """The pin could not ``clone3(CLONE_INTO_CGROUP)``: an older kernel (ENOSYS,
+    E2BIG, EINVAL), or a cgroup the kernel will not fork into (EPERM, EBUSY,
+    EOPNOTSUPP...). Nothing was started; the caller may place the pin itself."""
+
+
 def spawn_holder(
     *,
     parent: Holder | None,
     unshare: frozenset[str],
-    place: Callable[[int], None],
+    place: Callable[[int], None] | None,
     mountpoint: str,
     pin_path: str,
     timeout: float = 10.0,
     join_fds: Mapping[str, int] = _NO_FDS,
+    cgroup_fds: Sequence[tuple[str, int]] = (),
 ) -> Holder:
     """Start a holder that shares ``parent``'s namespaces except ``unshare`` and ``join_fds``.
 
@@ -64,6 +71,16 @@ def spawn_holder(
     an unknown kind, a kind also in ``unshare``, or an fd that is not a
     namespace of its kind.
 
+    ``cgroup_fds`` (``Placement.open_pin_cgroups``): the pin places itself and
+    ``place`` is not called. ``pins`` (a cgroup2 directory fd): the chain is
+    forked into it with ``clone3(CLONE_INTO_CGROUP)``, so the holder starts
+    where holders live; ``cgdir`` and ``tasks`` (a cgroup2 directory, v1
+    ``tasks`` files): a helper process born in the first and moving itself
+    into the others unshares the cgroup namespace, which the chain then joins
+    (pin.c, "Cgroup placement"). No move by pid is made, so no RCU grace
+    period is waited for. A pin that cannot fork into a cgroup raises
+    :class:`CloneIntoRefused`.
+
     On any failure everything started here is killed and the error raised: the
     pin's own failures as ``OSError`` with its errno and step, a parent holder
     that is closed or gone as ``ProcessLookupError``, a holder that did not end
@@ -79,7 +96,9 @@ def spawn_holder(
     join = _join_flags(parent) & ~ksys.flags_of(to_join)
     parent_fd = parent.dup_pidfd() if parent is not None else -1
     try:
-        holder = _spawn(parent_fd, join, flags, to_join, place, mountpoint, pin_path, timeout)
+        holder = _spawn(
+            parent_fd, join, flags, to_join, place, mountpoint, pin_path, timeout, cgroup_fds
+        )
     finally:
         if parent_fd >= 0:
             os.close(parent_fd)
@@ -153,10 +172,11 @@ def _spawn(
     join: int,
     flags: int,
     join_fds: Mapping[str, int],
-    place: Callable[[int], None],
+    place: Callable[[int], None] | None,
     mountpoint: str,
     pin_path: str,
     timeout: float,
+    cgroup_fds: Sequence[tuple[str, int]],
 ) -> Holder:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
@@ -173,8 +193,9 @@ def _spawn(
                 hex(flags),
                 mountpoint,
                 *(f"{kind}={fd}" for kind, fd in join_fds.items()),
+                *(f"{word}={fd}" for word, fd in cgroup_fds),
             ]
-            fds = [theirs.fileno(), *join_fds.values()]
+            fds = [theirs.fileno(), *join_fds.values(), *(fd for _, fd in cgroup_fds)]
             if parent_fd >= 0:
                 fds.append(parent_fd)
             proc = subprocess.Popen(
@@ -186,7 +207,8 @@ def _spawn(
         finally:
             theirs.close()
         try:
-            place(proc.pid)
+            if place is not None:
+                place(proc.pid)
             ours.settimeout(timeout)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 ours.send(b"go")  # a pin that already failed has its "err" queued for us
@@ -234,6 +256,8 @@ def _finish(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: float) 
     if msg.startswith(b"err "):
         _, code, step = (msg.decode(errors="replace").split(" ", 2) + [""])[:3]
         err = int(code) if code.isdigit() else errno.EIO
+        if step.startswith("clone3 into"):
+            raise CloneIntoRefused(err, f"containerfs-pin: {step}: {os.strerror(err)}")
         raise OSError(err, f"containerfs-pin: {step}: {os.strerror(err)}")
     if not msg:
         status = proc.wait(timeout)

@@ -2,7 +2,7 @@
  * containerfs-pin: the namespace holder of one container (docs/design.md,
  * "Namespaces: the holder").
  *
- *   containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS UNSHARE_FLAGS MOUNTPOINT [KIND=FD]...
+ *   containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS UNSHARE_FLAGS MOUNTPOINT [WORD=FD]...
  *
  * SOCKFD is an AF_UNIX SOCK_SEQPACKET socket shared with the daemon.
  * PARENT_PIDFD is an inherited pidfd on the parent container's holder (-1:
@@ -18,6 +18,9 @@
  * kind: one that processes of a container made themselves (unshare -n, ip
  * netns add), which the holder then keeps alive.  A KIND may appear once, and
  * not in JOIN_FLAGS or UNSHARE_FLAGS.
+ *
+ * WORD=FD may also be a placement word (see "Cgroup placement" below):
+ * pins=FD, cgdir=FD (each at most once) and tasks=FD (up to 16).
  *
  * Joining order: a time namespace first (the parent's is its
  * time_for_children, see below), then every other non-user kind, the
@@ -131,6 +134,28 @@
  * that is an entry too (the parent's offsets are fixed from then on).  A
  * time=FD namespace is joined as it is (the fd names the namespace itself).
  *
+ * Cgroup placement: a move by pid (a write to cgroup.procs, by the daemon or
+ * by a process writing "0" there) takes the kernel's global
+ * cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+ * unless another move just did (milliseconds on a busy machine).  Two ways
+ * around it need no such write: a fork placed by clone3(CLONE_INTO_CGROUP)
+ * (cgroup2), and a single thread writing "0" to a v1 tasks file (it moves only
+ * itself, without that lock).  With pins=FD (a cgroup2 directory: where
+ * holders live) the first process forks the rest of the chain into it.  With
+ * cgdir=FD (the container's cgroup2 directory) and/or tasks=FD (its v1 tasks
+ * files), the container's cgroup namespace is not unshared by the chain: a
+ * helper process is forked at once (before any join, while we have the
+ * daemon's credentials and cgroup namespace, which clone3 checks) into cgdir,
+ * writes "0" to each tasks file, and waits.  After the chain's unshare the
+ * chain sends it a pidfd on itself when its user namespace changed; the
+ * helper joins that user namespace (so that the new namespace has the owner
+ * an unshare of ours would give it), unshares CLONE_NEWCGROUP (rooted at the
+ * helper's cgroups, the container's), sends back an nsfs fd on it and exits;
+ * the chain setns()es into it.  The holder itself never enters the
+ * container's cgroups.  A clone3 the kernel refuses (ENOSYS/E2BIG before
+ * 5.3/5.7, or a cgroup it will not fork into) fails with a step starting with
+ * "clone3 into": the daemon then places the pin by pid as before.
+ *
  * Process chain: the first process always forks, so the holder is never the
  * daemon's child.  Each process that forked waits until its child reported (a
  * byte on a private pipe) and then exits 0; each forked child sets
@@ -159,10 +184,22 @@
 #include <unistd.h>
 
 #include <linux/openat2.h>
+#include <stdint.h>
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
+
+/* clone3(2) with CLONE_INTO_CGROUP (Linux >= 5.7), declared here so that older
+ * headers build it too: struct clone_args of linux/sched.h, version 2. */
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#define PIN_CLONE_INTO_CGROUP 0x200000000ULL
+struct pin_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
 
 /* linux/pidfd.h, Linux >= 6.11: an nsfs fd on the process's namespace. */
 #ifndef PIDFD_GET_TIME_FOR_CHILDREN_NAMESPACE
@@ -220,6 +257,14 @@ static const struct {
 
 static int joinfd[NKINDS]; /* KIND=FD fds by kinds[] index; -1: none */
 
+/* Placement words (see "Cgroup placement" in the header comment). */
+#define MAX_TASKS 16
+static int pinsfd = -1;	     /* pins=FD: the v2 holders' cgroup directory */
+static int cgdirfd = -1;     /* cgdir=FD: the container's v2 cgroup directory */
+static int tasksfd[MAX_TASKS]; /* tasks=FD: v1 tasks files of the container's placement */
+static size_t ntasks;
+static int place_cgroup;     /* any cgdir= or tasks= word: the helper makes the cgroup ns */
+
 static int sock = -1; /* our end of the daemon's socketpair */
 static int up = -1;   /* pipe to our parent pin process; -1 in the first one */
 
@@ -230,12 +275,17 @@ static void say(const char *msg)
 		(void)send(sock, msg, strlen(msg), MSG_NOSIGNAL);
 }
 
+static void end_cg_helper(void);
+
 /* Report errno and the failed step to the daemon and give up. */
 static void __attribute__((noreturn)) fail(const char *step)
 {
 	char msg[160];
 	int err = errno ? errno : EIO;
 
+	/* First, so that the container's cgroups are empty once the daemon
+	 * hears of the failure (it removes them). */
+	end_cg_helper();
 	snprintf(msg, sizeof msg, "err %d %s", err, step);
 	say(msg);
 	_exit(1);
@@ -274,10 +324,29 @@ static void release_parent(void)
 }
 
 /*
- * Fork.  Returns in the child only: the parent waits until the child (or the
- * chain below it) reported, passes that on and exits.
+ * fork(), or with CGFD >= 0 clone3(CLONE_INTO_CGROUP): the child starts in
+ * that cgroup2 directory, without the cgroup_threadgroup_rwsem write (and its
+ * RCU grace period) that a move by cgroup.procs costs.
  */
-static void fork_chain(void)
+static pid_t fork_into(int cgfd)
+{
+	struct pin_clone_args args;
+
+	if (cgfd < 0)
+		return fork();
+	memset(&args, 0, sizeof args);
+	args.flags = PIN_CLONE_INTO_CGROUP;
+	args.exit_signal = SIGCHLD;
+	args.cgroup = (uint64_t)cgfd;
+	return (pid_t)syscall(SYS_clone3, &args, sizeof args);
+}
+
+/*
+ * Fork (into cgroup2 directory CGFD unless -1).  Returns in the child only:
+ * the parent waits until the child (or the chain below it) reported, passes
+ * that on and exits.
+ */
+static void fork_chain(int cgfd)
 {
 	int pipefd[2], self, status;
 	pid_t child;
@@ -291,9 +360,9 @@ static void fork_chain(void)
 	self = pidfd_open(getpid());
 	if (self < 0)
 		fail("pidfd_open self");
-	child = fork();
+	child = fork_into(cgfd);
 	if (child < 0)
-		fail("fork");
+		fail(cgfd < 0 ? "fork" : "clone3 into pins cgroup");
 	if (child == 0) {
 		struct pollfd p = {.fd = self, .events = POLLIN};
 
@@ -330,6 +399,172 @@ static void fork_chain(void)
 		fail(step);
 	}
 	_exit(1);
+}
+
+/* -- cgroup placement without a move by pid (see the header comment) -------- */
+
+static int cghelper = -1;	/* our end of the cgroup helper's socketpair */
+static pid_t cghelper_pid;	/* the helper ... */
+static pid_t cghelper_parent; /* ... and the pin process that forked it */
+
+/* Send MSG on socket S with FD attached (none if -1). */
+static int send_fd(int s, const char *msg, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} c;
+	struct iovec iov = {(void *)msg, strlen(msg)};
+	struct msghdr m;
+	struct cmsghdr *h;
+
+	memset(&m, 0, sizeof m);
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	if (fd >= 0) {
+		memset(&c, 0, sizeof c);
+		m.msg_control = c.b;
+		m.msg_controllen = sizeof c.b;
+		h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	}
+	return sendmsg(s, &m, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/* One message on S into BUF (at most LEN bytes); *FD: the fd it carried, or -1. */
+static ssize_t recv_fd(int s, char *buf, size_t len, int *fd)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} c;
+	struct iovec iov = {buf, len};
+	struct msghdr m;
+	struct cmsghdr *h;
+	ssize_t n;
+
+	*fd = -1;
+	do {
+		memset(&m, 0, sizeof m);
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = c.b;
+		m.msg_controllen = sizeof c.b;
+		n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	for (h = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL; h; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+		    h->cmsg_len >= CMSG_LEN(sizeof(int)) && *fd < 0)
+			memcpy(fd, CMSG_DATA(h), sizeof(int));
+	}
+	return n;
+}
+
+/*
+ * The cgroup helper: a process born in the container's cgroup2 directory,
+ * which joins the container's v1 cgroups by writing "0" to their tasks files
+ * (a thread moving itself skips the cgroup_threadgroup_rwsem), then, when the
+ * chain asks, joins the chain's user namespace (a pidfd sent along) and
+ * unshares the cgroup namespace: its root is the helper's cgroups, the
+ * container's.  It sends that namespace back and exits.  EOF: the chain gave
+ * up.  Its failures go to the daemon like any pin process's.
+ */
+static void __attribute__((noreturn)) cg_helper(int s)
+{
+	char buf[4];
+	int fd, ns;
+	size_t i;
+	ssize_t n;
+
+	for (i = 0; i < ntasks; i++) {
+		if (write(tasksfd[i], "0", 1) != 1)
+			fail("join v1 cgroup");
+	}
+	n = recv_fd(s, buf, sizeof buf, &fd);
+	if (n <= 0)
+		_exit(n == 0 ? 0 : 1);
+	if (fd >= 0 && setns(fd, CLONE_NEWUSER) < 0)
+		fail("cgroup helper: setns user");
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		fail("unshare cgroup");
+	ns = open("/proc/self/ns/cgroup", O_RDONLY | O_CLOEXEC);
+	if (ns < 0)
+		fail("cgroup helper: open its cgroup namespace");
+	if (send_fd(s, "k", ns) < 0)
+		_exit(1);
+	_exit(0);
+}
+
+/* Kill and reap the cgroup helper if we forked it and it may still be about. */
+static void end_cg_helper(void)
+{
+	int saved = errno;
+
+	if (cghelper_pid > 0 && getpid() == cghelper_parent) {
+		(void)kill(cghelper_pid, SIGKILL);
+		while (waitpid(cghelper_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		cghelper_pid = 0;
+	}
+	errno = saved;
+}
+
+/* Start the cgroup helper, in the container's cgroup2 directory if there is one. */
+static void start_cg_helper(void)
+{
+	int sv[2];
+	pid_t child;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		fail("socketpair cgroup helper");
+	child = fork_into(cgdirfd);
+	if (child < 0)
+		fail(cgdirfd < 0 ? "fork cgroup helper" : "clone3 into container cgroup");
+	if (child == 0) {
+		close(sv[0]);
+		cg_helper(sv[1]);
+	}
+	close(sv[1]);
+	cghelper = sv[0];
+	cghelper_pid = child;
+	cghelper_parent = getpid();
+}
+
+/*
+ * Enter the cgroup namespace the helper makes, in the user namespace we are
+ * in now (SEND_USER: not the one we started in, so the helper joins it first,
+ * and the namespace is owned by it as an unshare of ours would be).
+ */
+static void enter_helper_cgroup_ns(int send_user)
+{
+	char buf[4];
+	int pidfd = -1, ns;
+	ssize_t n;
+
+	if (send_user) {
+		pidfd = pidfd_open(getpid());
+		if (pidfd < 0)
+			fail("pidfd_open self");
+	}
+	if (send_fd(cghelper, "u", pidfd) < 0)
+		fail("send to cgroup helper");
+	if (pidfd >= 0)
+		close(pidfd);
+	n = recv_fd(cghelper, buf, sizeof buf, &ns);
+	if (n != 1 || buf[0] != 'k' || ns < 0) {
+		/* The helper reported its own error to the daemon already. */
+		errno = ECHILD;
+		fail("cgroup helper");
+	}
+	if (setns(ns, CLONE_NEWCGROUP) < 0)
+		fail("setns cgroup");
+	close(ns);
+	close(cghelper);
+	cghelper = -1;
+	end_cg_helper(); /* it exits by itself right after sending */
 }
 
 /*
@@ -1030,13 +1265,40 @@ static void __attribute__((noreturn)) hold(void)
 	serve();
 }
 
+/* Parse a placement word (pins=FD, cgdir=FD, tasks=FD); 1 if WORD is none. */
+static int parse_place_word(const char *word, long parentfd)
+{
+	const char *eq = strchr(word, '=');
+	long fd;
+
+	if (!eq || parse_int(eq + 1, 0, INT_MAX, &fd) < 0 || fd == sock || fd == parentfd)
+		return 1;
+	if (strncmp(word, "pins=", 5) == 0 && pinsfd < 0) {
+		pinsfd = (int)fd;
+	} else if (strncmp(word, "cgdir=", 6) == 0 && cgdirfd < 0) {
+		cgdirfd = (int)fd;
+		place_cgroup = 1;
+	} else if (strncmp(word, "tasks=", 6) == 0) {
+		if (ntasks == MAX_TASKS)
+			return -1;
+		tasksfd[ntasks++] = (int)fd;
+		place_cgroup = 1;
+	} else {
+		return 1;
+	}
+	return 0;
+}
+
 /* Parse a KIND=FD word into joinfd[]. */
 static int parse_join_word(const char *word, long parentfd)
 {
 	const char *eq = strchr(word, '=');
 	size_t i;
 	long fd;
+	int r = parse_place_word(word, parentfd);
 
+	if (r <= 0)
+		return r;
 	if (!eq)
 		return -1;
 	for (i = 0; i < NKINDS; i++) {
@@ -1063,7 +1325,7 @@ int main(int argc, char **argv)
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	if (argc < 6 || parse_int(argv[1], 0, INT_MAX, &sockfd) < 0) {
 		fprintf(stderr, "usage: containerfs-pin SOCKFD PARENT_PIDFD JOIN_FLAGS "
-				"UNSHARE_FLAGS MOUNTPOINT [KIND=FD]...\n");
+				"UNSHARE_FLAGS MOUNTPOINT [WORD=FD]...\n");
 		return 2;
 	}
 	sock = (int)sockfd;
@@ -1096,6 +1358,10 @@ int main(int argc, char **argv)
 		errno = EINVAL;
 		fail("KIND=FD also in JOIN_FLAGS or UNSHARE_FLAGS");
 	}
+	if (place_cgroup && !(flags & CLONE_NEWCGROUP)) {
+		errno = EINVAL;
+		fail("cgdir= or tasks= without a cgroup namespace to unshare");
+	}
 
 	do
 		n = recv(sock, buf, sizeof buf, 0);
@@ -1105,6 +1371,16 @@ int main(int argc, char **argv)
 	if (n != 2 || memcmp(buf, "go", 2) != 0) {
 		errno = n < 0 ? errno : EPROTO;
 		fail("read go");
+	}
+
+	/* Placed by the kernel at fork, before any namespace or credential
+	 * changes (clone3 checks both): the chain in the holders' cgroup, the
+	 * cgroup helper in the container's. */
+	if (pinsfd >= 0)
+		fork_chain(pinsfd);
+	if (place_cgroup) {
+		start_cg_helper();
+		flags &= ~(long)CLONE_NEWCGROUP;
 	}
 
 	/* Our user namespace changes (see join_all): detach the daemon's mount
@@ -1117,18 +1393,20 @@ int main(int argc, char **argv)
 	/* A process only unshares a pid namespace from its active one, and
 	 * setns(CLONE_NEWPID) only changes the namespace of our children. */
 	if ((join | joined) & CLONE_NEWPID)
-		fork_chain();
+		fork_chain(-1);
 
 	/* Everything but time now: a time namespace is unshared by the holder. */
 	if ((flags & ~CLONE_NEWTIME) && unshare((int)(flags & ~CLONE_NEWTIME)) < 0)
 		fail("unshare");
+	if (place_cgroup)
+		enter_helper_cgroup_ns(userns != 0);
 	if (flags & CLONE_NEWNS)
 		unshare_mnt_without(argv[5], 1);
 
 	/* A pid namespace takes effect in children only; the first process
 	 * always forks so that the holder is not the daemon's child. */
 	if ((flags & CLONE_NEWPID) || up < 0)
-		fork_chain();
+		fork_chain(-1);
 	/* The container's time namespace becomes our time_for_children, which
 	 * nothing has entered yet: its offsets can still be set (once a process
 	 * enters, the kernel refuses).  The holder itself never enters it. */

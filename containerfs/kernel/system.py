@@ -12,7 +12,11 @@ methods are called on worker threads by the service; ``async`` ones are not.
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
 
 import trio
 
@@ -32,6 +36,8 @@ from . import (
 from .cgroups import CgroupBackend
 from .holder import Holder, kill_stray_holder
 
+log = logging.getLogger(__name__)
+
 
 class Kernel:
     """The backends of one daemon: its cgroups, its holders, and the namespaces."""
@@ -40,6 +46,9 @@ class Kernel:
         self.cgroups = cgroups
         self.pin_path = pin_path
         self.mountpoint = mountpoint
+        #: Holders place themselves (``spawn_holder``); False once the kernel
+        #: said it has no ``clone3(CLONE_INTO_CGROUP)``.
+        self.clone_into_cgroup = True
 
     # -- what the host has ---------------------------------------------------------
 
@@ -60,10 +69,55 @@ class Kernel:
         self,
         parent: Holder | None,
         unshare: frozenset[str],
-        place: Callable[[int], None],
         join_fds: Mapping[str, int],
+        cgroup_root: list[Path] | None,
     ) -> Holder:
-        """Start a namespace holder (blocking)."""
+        """Start a namespace holder (blocking); it ends up in the holders' cgroups.
+
+        ``cgroup_root``: the container's cgroup directories, where its new
+        cgroup namespace is rooted (None: no cgroup namespace is unshared). The
+        pin places itself with ``clone3(CLONE_INTO_CGROUP)`` and v1 ``tasks``
+        writes of "0" (``holder_start.spawn_holder``'s ``cgroup_fds``), which
+        wait for no RCU grace period. Where the kernel refuses that (before 5.7,
+        or a cgroup it will not fork into), the daemon moves the pin by pid as
+        before: into ``cgroup_root`` before it unshares, then the holder back to
+        the holders' cgroups.
+        """
+        cgroups = self.cgroups
+        fds = cgroups.open_pin_cgroups(cgroup_root) if self.clone_into_cgroup else None
+        if fds is not None:
+            try:
+                return self._spawn(parent, unshare, join_fds, None, fds)
+            except holder_start.CloneIntoRefused as exc:
+                if exc.errno in (errno.ENOSYS, errno.E2BIG, errno.EINVAL):
+                    self.clone_into_cgroup = False  # this kernel has none: do not ask again
+                log.info("holders are placed by pid: %s", exc)
+            finally:
+                for _, fd in fds:
+                    os.close(fd)
+        target = cgroup_root if cgroup_root is not None else cgroups.pins_placement()
+
+        def place(pid: int) -> None:
+            cgroups.move(pid, target)
+
+        holder = self._spawn(parent, unshare, join_fds, place, ())
+        try:
+            if cgroup_root is not None:
+                cgroups.move(holder.pid, cgroups.pins_placement())
+        except BaseException:
+            holder.kill()
+            holder.close()
+            raise
+        return holder
+
+    def _spawn(
+        self,
+        parent: Holder | None,
+        unshare: frozenset[str],
+        join_fds: Mapping[str, int],
+        place: Callable[[int], None] | None,
+        cgroup_fds: Sequence[tuple[str, int]],
+    ) -> Holder:
         return holder_start.spawn_holder(
             parent=parent,
             unshare=unshare,
@@ -71,6 +125,7 @@ class Kernel:
             mountpoint=self.mountpoint,
             pin_path=self.pin_path,
             join_fds=join_fds,
+            cgroup_fds=cgroup_fds,
         )
 
     # -- sysctls, ID maps, time offsets, monitoring files ---------------------------

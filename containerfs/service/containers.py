@@ -166,9 +166,10 @@ class Containers:
     ) -> Holder:
         """Start the holder of a new container's namespaces (blocking; on a worker thread).
 
-        When the container unshares its own cgroup namespace, the holder must sit
-        in the container's cgroups at unshare() time, since that fixes the
-        namespace's root.
+        When the container unshares its own cgroup namespace, it is rooted at the
+        container's cgroups (``cgroup_root``): the unsharing process must sit in
+        them at unshare() time, since that fixes the namespace's root. The holder
+        itself ends up in the holders' cgroups (``Kernel.spawn_holder``).
         """
         cgroups = self.rt.cgroups
 
@@ -176,28 +177,14 @@ class Containers:
             return path if kind in owned else parent.owner(kind).cgpath
 
         unshare_cgroup = "cgroup" in owned and "cgroup" not in join_fds
-        if unshare_cgroup:  # keep in step with cgroupns_root
-            target = cgroups.placement(path, owner_path, leaf=False)
-        else:
-            target = cgroups.pins_placement()
-
-        def place(pid: int) -> None:
-            cgroups.move(pid, target)
-
-        holder = self.rt.kernel.spawn_holder(
+        # keep in step with cgroupns_root
+        root = cgroups.placement(path, owner_path, leaf=False) if unshare_cgroup else None
+        return self.rt.kernel.spawn_holder(
             parent=self.rt.holder_for(parent),
             unshare=frozenset(k for k in owned if k in NAMESPACE_NAMES and k not in join_fds),
-            place=place,
             join_fds=join_fds,
+            cgroup_root=root,
         )
-        try:
-            if unshare_cgroup:
-                cgroups.move(holder.pid, cgroups.pins_placement())
-        except BaseException:
-            holder.kill()
-            holder.close()
-            raise
-        return holder
 
     def watch(self, c: Container) -> None:
         """Watch the container's cgroup.events: the kernel says when it empties."""

@@ -363,8 +363,8 @@ class FakeKernel(Kernel):
         self,
         parent: Holder | None,
         unshare: frozenset[str],
-        place: Callable[[int], None],
         join_fds: Mapping[str, int],
+        cgroup_root: list[Path] | None,
     ) -> Holder:
         if self.faults.spawn is not None:
             raise self.faults.spawn
@@ -375,8 +375,11 @@ class FakeKernel(Kernel):
         for kind, fd in join_fds.items():
             inodes[kind] = self.ns_fds[fd]
         self.processes[pid] = FakeProcess(dict(inodes))
-        self.cgroups.place(pid, (PINS,), leaf=None)
-        place(pid)  # where the real holder sits when it unshares
+        if cgroup_root is not None:  # checked as the real kernel opens them
+            for d in cgroup_root:
+                if d.relative_to(self.cgroups.h.dir()).parts not in self.cgroups.dirs:
+                    raise FileNotFoundError(errno.ENOENT, f"{d}: no such cgroup", str(d))
+        self.cgroups.place(pid, (PINS,), leaf=None)  # where the real holder ends up
         holder = FakeHolder(pid, inodes, self)
         self.spawned.append(Spawned(holder, unshare, frozenset(join_fds), parent))
         return holder
