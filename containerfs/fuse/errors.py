@@ -47,7 +47,7 @@ def fuse_errors(
     Each request is counted and timed too, by its operation (the handler's name),
     in the ``requests`` statistics of the handler's object when it has them
     (``metrics``: counts, errors, latencies)."""
-    operation = fn.__name__
+    operation = fn.__name__.lstrip("_")  # ``_open``, the slow half of ``open``, is open
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:

@@ -459,12 +459,15 @@ class Operations(pyfuse3.Operations):
         Not wrapped in ``fuse_errors`` itself: the fast path is dictionary look-ups
         (guarded all the same), and the slow one is wrapped; a ``cat`` of a limit
         is mostly this request and its ``release``, so a coroutine less counts."""
+        start = time.perf_counter()
         try:
             fast = self._open_cached(inode, flags)
         except Exception:  # a bug: let the full path decide, with its error mapping
             log.exception("open: fast path")
             fast = None
         if fast is not None:
+            if self.requests is not None:  # counted as ``fuse_errors`` counts the rest
+                self.requests.observe("open", time.perf_counter() - start, False)
             return fast
         return await self._open(inode, flags, ctx)
 
@@ -601,9 +604,12 @@ class Operations(pyfuse3.Operations):
 
     async def release(self, fh: int) -> None:
         # Two pops that cannot raise: no ``fuse_errors`` coroutine around them (every
-        # close sends a release).
+        # close sends a release); counted as ``fuse_errors`` counts the rest.
+        start = time.perf_counter()
         self._handles.pop(fh, None)
         self._polls.pop(fh, None)
+        if self.requests is not None:
+            self.requests.observe("release", time.perf_counter() - start, False)
 
     @fuse_errors
     async def rename(

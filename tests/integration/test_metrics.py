@@ -98,6 +98,13 @@ def test_metrics_show_what_was_written_and_what_the_kernel_counts(cfs: Mounted) 
     # the root's namespaces file's counts, and the daemon's own requests
     assert value(text, "containerfs_namespaces", kind="net") >= 2
     assert value(text, "containerfs_requests_total", operation="mkdir") >= 1
+    # opens, also those the page cache's fast path answers, and their releases
+    opens = value(text, "containerfs_requests_total", operation="open")
+    for _ in range(5):
+        cfs.read("c/pids.max")
+    text = cfs.read("metrics")
+    assert value(text, "containerfs_requests_total", operation="open") >= opens + 6
+    assert value(text, "containerfs_requests_total", operation="release") >= opens
     assert value(text, "containerfs_request_duration_seconds_count", operation="mkdir") >= 1
     sleeper.kill()
     sleeper.wait()
