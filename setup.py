@@ -31,11 +31,12 @@ except ImportError:  # older ones get it from `wheel`, which their build backend
     except ImportError:  # an sdist made where `wheel` is missing: no wheel to tag
         bdist_wheel = None  # type: ignore[assignment,misc]
 
-#: Program name, source, extra flags; static-pie is tried first for the holder and
-#: for `containerfs exec` (no dynamic loader to start).
+#: Program name, source, extra flags; static-pie is tried first for the holder, for
+#: `containerfs exec` and for the /proc walk, which the daemon starts per listing
+#: (no dynamic loader to start).
 PROGRAMS = [
     ("containerfs-pin", "containerfs/kernel/pin.c", ["-static-pie"], []),
-    ("containerfs-nsscan", "containerfs/kernel/nsscan.c", [], ["-pthread"]),
+    ("containerfs-nsscan", "containerfs/kernel/nsscan.c", ["-static-pie"], ["-pthread"]),
     ("containerfs-exec", "containerfs/kernel/cfsexec.c", ["-static-pie"], []),
 ]
 

@@ -1,6 +1,8 @@
 """Listing every namespace: ``cat MNT/namespaces`` against ``lsns``.
 
-Run as root: ``python -m bench.listing [--runs N] [--json FILE]``.  It starts
+Run as root: ``python -m bench.listing [--runs N] [--json FILE]``; ``make
+bench-listns`` runs it in a qemu guest on the newest Debian kernel, which has
+``listns()`` (the +2,000 processes in 200 groups load only).  It starts
 ``containerfs mount`` in a cgroup subtree of its own (as the tests do), then
 times, as separate processes with output to ``/dev/null``:
 
@@ -14,11 +16,10 @@ times, as separate processes with output to ``/dev/null``:
   kept only by a bind mount, an open fd or ``*_for_children``.
 
 It also times ``nslist.scan()`` in this process (the scan alone, no FUSE, no
-``cat``), ``cat /dev/null`` (the price of starting ``cat``) and the process
-count of the ``listns()`` path alone (``nprocs_only``: each process's ns links,
-nothing else; on a kernel with ``listns()`` the part of a listing that still
-follows the processes, on an older one the floor that path would have).  The
-report names the path the daemon takes (``listns()`` on Linux >= 6.19).
+``cat``), ``cat /dev/null`` (the price of starting ``cat``) and a process count
+from every kind's ns link of each process (``nprocs_only``: what the
+``listns()`` path read before it read only the kinds with several namespaces).
+The report names the path the daemon takes (``listns()`` on Linux >= 6.19).
 
 Each measure runs on the bare machine, then with extra processes, made as
 groups of ``unshare --ipc --uts sh -c '... sleep ... & ...; wait'`` (one shell
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -64,7 +66,8 @@ MEASURES: tuple[tuple[str, str], ...] = (
     ("lsns_json", f"lsns -J -o {LSNS_COLUMNS}"),
     ("scan_inproc", "nslist.scan() in this process"),
     ("cat_floor", "cat /dev/null"),
-    ("nprocs_only", "the listns() path's process count (ns links of each process)"),
+    ("nprocs_only", "every kind's ns link of each process (the count before the cut)"),
+    ("scan_before", "the listns() path before the cut (Python listing, every kind counted)"),
 )
 
 # One group: a shell in new ipc and uts namespaces starts its sleeps, prints
@@ -159,6 +162,15 @@ def time_nprocs() -> float:
     return time.perf_counter() - start
 
 
+def time_scan_before() -> float:
+    """The listns() path as it was: listing and opens in Python, the processes'
+    links of every kind counted by the program (another ``NsOps`` than the live
+    one keeps :func:`nslist.scan_listns` off the program's listns() mode)."""
+    start = time.perf_counter()
+    nslist.scan_listns(walker=nslist.find_walker(), ops=nslist._LiveNs())
+    return time.perf_counter() - start
+
+
 def counts(mnt: Path) -> dict[str, int]:
     """Processes in /proc and namespaces each lister reports, once."""
     ours = (mnt / "namespaces").read_text().splitlines()
@@ -191,7 +203,9 @@ def measure(mnt: Path, runs: int) -> dict[str, dict[str, float]]:
             times[name].append(time_command(argvs[name]))
         times["scan_inproc"].append(time_scan())
         times["nprocs_only"].append(time_nprocs())
-    return {name: summary(values) for name, values in times.items()}
+        if nslist.listns_available():
+            times["scan_before"].append(time_scan_before())
+    return {name: summary(values) for name, values in times.items() if values}
 
 
 def per_unit_costs(results: dict[str, dict[str, object]]) -> dict[str, dict[str, float]]:
@@ -257,7 +271,11 @@ def main() -> None:
         metavar="PROCS/GROUPS",
         help="extra processes / groups (each group: a new ipc and uts namespace)",
     )
-    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="write the results there; '-': print them after a '--- json' line (a guest's)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.listing: needs root")
@@ -270,6 +288,13 @@ def main() -> None:
         "--persistent"
         in subprocess.run(["lsns", "--help"], capture_output=True, text=True, check=False).stdout
     )
+    # A pidfd per process of the load: past the usual 1024 fds (the v2vm guest
+    # has no pam or systemd to raise it); root may raise the hard limit too.
+    need = 2 * max((load.procs for load in args.loads), default=0) + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        hard = hard if hard == resource.RLIM_INFINITY else max(hard, need)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     loads = [Load(0, 1), *args.loads]
     results: dict[str, dict[str, object]] = {}
     with mounted("listing") as (mnt, _), own_subtree("bench-listing-load") as load_tree:
@@ -293,7 +318,11 @@ def main() -> None:
             "loads": results,
             "per_unit_costs": costs,
         }
-        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        text = json.dumps(doc, indent=1) + "\n"
+        if str(args.json) == "-":
+            print("--- json\n" + text, end="", flush=True)
+        else:
+            args.json.write_text(text)
 
 
 def report(
@@ -324,8 +353,10 @@ def report(
         assert isinstance(c, dict) and isinstance(t, dict)
         line = f"{label:<14} {c['processes']:>6} {c['ns_containerfs']:>5}/{c['ns_lsns']:<6}"
         for name in cols:
-            s = t[name]
-            cell = f"{s['median_ms']:.1f} [{s['p10_ms']:.0f}-{s['p90_ms']:.0f}]"
+            s = t.get(name)
+            cell = (
+                "-" if s is None else f"{s['median_ms']:.1f} [{s['p10_ms']:.0f}-{s['p90_ms']:.0f}]"
+            )
             line += f" {cell:>20}"
         cfs = t["containerfs"]["median_ms"]
         line += f" {t['lsns']['median_ms'] / cfs:>8.1f}x {t['lsns_json']['median_ms'] / cfs:>9.1f}x"

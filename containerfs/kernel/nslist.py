@@ -55,6 +55,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import logging
 import os
 import subprocess
 import threading
@@ -72,6 +73,8 @@ from containerfs.kernel.sys import (
     become_user_on_this_thread,
 )
 from containerfs.nskinds import KINDS
+
+log = logging.getLogger(__name__)
 
 #: Kinds that form a tree, for which NS_GET_PARENT answers.
 _HIERARCHICAL = frozenset({"pid", "user"})
@@ -698,6 +701,45 @@ def _listed(
     )
 
 
+def parse_listed(text: str, kinds: tuple[str, ...]) -> list[NsEntry]:
+    """The ``l`` records of ``containerfs-nsscan``'s listns() mode (``l KIND INODE
+    NPROCS OWNER PARENT ID``) as entries, sorted by (kind, inode).
+    ``OSError(EPROTO)`` for a line that is not one, or a kind not asked for."""
+    entries = []
+    try:
+        for line in text.splitlines():
+            tag, kind, inode, nprocs, owner, parent, nsid = line.split(" ")
+            if tag != "l" or kind not in kinds:
+                raise ValueError
+            entries.append(
+                NsEntry(
+                    kind=kind,
+                    inode=int(inode),
+                    nprocs=int(nprocs),
+                    owner=None if owner == "-" else int(owner),
+                    parent=None if parent == "-" else int(parent),
+                    persistent=nprocs == "0",
+                    nsid=int(nsid),
+                )
+            )
+    except ValueError:
+        raise OSError(errno.EPROTO, f"{WALKER_NAME}: unexpected record {line[:80]!r}") from None
+    entries.sort(key=lambda e: (e.kind, e.inode))
+    return entries
+
+
+def _scan_listns_in_c(walker: str, proc: str, kinds: tuple[str, ...]) -> list[NsEntry]:
+    """:func:`scan_listns` in ``containerfs-nsscan`` (its mode 3): listns(), the opens
+    and ioctls, and the process count, on its threads; the processes' links are
+    read only for the kinds that have more than one namespace (see nsscan.c)."""
+    argv = [walker, proc, str(_walk_threads()), "3", str(len(kinds)), *kinds]
+    done = subprocess.run(argv, capture_output=True, check=False)
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+        raise OSError(errno.EIO, why)
+    return parse_listed(done.stdout.decode(errors="replace"), kinds)
+
+
 def scan_listns(
     proc: str = "/proc", walker: str | None = None, ops: NsOps = _LIVE
 ) -> list[NsEntry]:
@@ -708,15 +750,26 @@ def scan_listns(
     by its id (``open_by_handle_at`` on an nsfs handle), and its kind, inode,
     owner and parent read from that fd, so none of the fds, threads and
     mountinfo of processes is read.  ``NPROCS`` has no kernel source but the
-    processes: it comes from the ns links of each process alone
-    (:func:`_count_processes`), read before the listing so that a namespace a
-    process was in is still active when listed.  ``persistent`` is True for a
-    namespace with no process in it (listns() does not tell a bind mount from
-    an fd).  Sorted by (kind, inode), as :func:`scan`.
+    processes.  With ``containerfs-nsscan`` (``walker``) and the live kernel,
+    all of it runs there (:func:`_scan_listns_in_c`): the listing first, then
+    the links of each process, only of kinds with several namespaces (a kind
+    with one holds every process that has a link of it).  Else, here: the ns
+    links of each process, every kind (:func:`_count_processes`), read before
+    the listing so that a namespace a process was in is still active when
+    listed.  ``persistent`` is True for a namespace with no process in it
+    (listns() does not tell a bind mount from an fd).  Sorted by (kind,
+    inode), as :func:`scan`.
     """
     kinds, _ = _ns_names(proc)
     if walker == _FIND:
         walker = find_walker()
+    if walker is not None and ops is _LIVE:
+        try:
+            return _scan_listns_in_c(walker, proc, kinds)
+        except OSError as e:
+            # A program older than this code (no mode 3), say: the count
+            # below, which reports real errors again.
+            log.warning("namespaces: %s's listns() mode failed (%s)", WALKER_NAME, e)
     nprocs = _count_processes(proc, walker, kinds, _fd_counts_known(proc))
     entries = []
     after = 0

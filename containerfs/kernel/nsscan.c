@@ -15,9 +15,10 @@
  * NAME... are the ns link names to read, the NACTIVE active kinds first
  * (ipc uts ...), then the *_for_children ones.  FDCOUNTS is 1 when st_size
  * of PROC/PID/fd is the number of open fds (Linux >= 6.2); 2 asks for the
- * links of processes alone ("p" records only, no threads, fds or "n" records:
- * the counts nslist.py's listns() path needs).  THREADS: how many threads
- * walk (1 to 64).
+ * links of processes alone ("p" records only, no threads, fds or "n" records);
+ * 3 is the listns() path (Linux >= 6.19, root): NAME... are then the kinds
+ * to list (NACTIVE of them, no *_for_children), and the output is "l"
+ * records only (below).  THREADS: how many threads walk (1 to 64).
  *
  * Output, one record per line, fields separated by one space; a link that
  * cannot be read is "-":
@@ -34,6 +35,10 @@
  *                              ("-": none for us), and its 64-bit id
  *                              (NS_GET_ID, "-" before Linux 6.18).  A namespace
  *                              that could not be opened so has no "n" record.
+ *   l KIND INODE NPROCS OWNER PARENT ID
+ *                              FDCOUNTS 3: a namespace listns() handed out
+ *                              (opened by its id; see listns_mode()), with
+ *                              the processes whose active namespace it is
  *
  * A process, thread or fd that vanishes or may not be inspected (ENOENT,
  * ESRCH, EACCES, EPERM) is left out, as nslist.py's walk does: a process
@@ -51,8 +56,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/nsfs.h>
@@ -85,6 +92,7 @@ struct out {
 struct job {
 	struct out out;
 	int index;
+	long *counts;		/* FDCOUNTS 3: processes per listed namespace */
 };
 
 /* Format a path into BUF (PATH_MAX bytes); a path that does not fit reads as gone. */
@@ -613,6 +621,330 @@ static int namespaces_phase(void)
 	return 1;
 }
 
+/* ------------------------------------------------------------------ listns() */
+
+/*
+ * FDCOUNTS 3, the listns() path (Linux >= 6.19; nslist.py asks for it only
+ * for root's listing of the real /proc, once listns() answered).
+ *
+ * 1. listns() hands out the id of every active namespace; each is opened by
+ *    its id (open_by_handle_at on an nsfs handle) and its kind, inode, owner
+ *    and parent read from that fd, on the threads.
+ * 2. NPROCS: the kernel counts no processes per namespace, so the processes'
+ *    links are still read, but only of the kinds that have more than one
+ *    namespace.  A kind with one namespace holds every process that has a
+ *    link of that kind: for the kinds kept in a task's nsproxy (all but pid
+ *    and user) every process but a zombie, for pid and user every process
+ *    (a zombie keeps those two, as lsns counts).  Which of the two a process
+ *    is shows in its first nsproxy link (read anyway for a kind with several
+ *    namespaces, else one is read to tell); a process whose nsproxy links
+ *    fail has its pid and user links read.  A process we may not inspect
+ *    (EACCES) counts nowhere, as in the walk.  That shortcut needs listns()
+ *    to show every namespace: only when we are in the initial user namespace
+ *    with CAP_SYS_ADMIN; else every kind is read per process.
+ *
+ * The listing comes first, the counting after: a process's namespace made
+ * after listns() answered is not listed and the process counts nowhere for
+ * that kind, as if the listing had been taken when listns() ran.
+ */
+
+#ifndef SYS_listns
+#define SYS_listns 470
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#define FD_NSFS_ROOT -10003		/* linux/fcntl.h, 6.18 */
+#define FILEID_NSFS 0xf1		/* linux/exportfs.h */
+#define INIT_USER_NS_LINK "user:[4026531837]" /* PROC_USER_INIT_INO */
+#define LISTNS_BATCH 1024
+
+struct ns_id_req0 {
+	unsigned int size, spare;
+	unsigned long long ns_id;
+	unsigned int ns_type, spare2;
+	unsigned long long user_ns_id;
+};
+
+static const struct {
+	const char *name;
+	unsigned int flag;
+	int nsproxy;		/* kept in the task's nsproxy (gone in a zombie) */
+} known_kinds[] = {
+	{"ipc", CLONE_NEWIPC, 1}, {"uts", CLONE_NEWUTS, 1}, {"net", CLONE_NEWNET, 1},
+	{"pid", CLONE_NEWPID, 0}, {"mnt", CLONE_NEWNS, 1}, {"user", CLONE_NEWUSER, 0},
+	{"cgroup", CLONE_NEWCGROUP, 1}, {"time", CLONE_NEWTIME, 1},
+};
+
+struct listed {
+	unsigned long long id, inode, owner, parent; /* owner, parent 0: none for us */
+	int kind;		/* index into names; -1: gone, or a kind not asked for */
+};
+
+static struct listed *listed;
+static size_t nlisted;
+static unsigned int flag_of[MAX_NAMES];
+static int nsproxy_of[MAX_NAMES];
+static int multi[MAX_NAMES];	/* read this kind's link of every process */
+static long sole[MAX_NAMES];	/* else the index of its one namespace, or -1 */
+static int probe = -1;		/* an nsproxy kind read only to tell live from zombie */
+
+static int collect_ids(void)
+{
+	struct ns_id_req0 req = {.size = sizeof req};
+	unsigned long long ids[LISTNS_BATCH];
+	size_t cap = 0;
+	long n, i;
+
+	for (;;) {
+		n = syscall(SYS_listns, &req, ids, (size_t)LISTNS_BATCH, 0);
+		if (n < 0)
+			return -1;
+		if (nlisted + (size_t)n > cap) {
+			cap = cap * 2 + (size_t)n + LISTNS_BATCH;
+			listed = realloc(listed, cap * sizeof *listed);
+			if (!listed) {
+				perror("containerfs-nsscan");
+				exit(1);
+			}
+		}
+		for (i = 0; i < n; i++) {
+			memset(&listed[nlisted], 0, sizeof *listed);
+			listed[nlisted++].id = ids[i];
+		}
+		if (n < LISTNS_BATCH)
+			return 0;
+		req.ns_id = ids[n - 1];
+	}
+}
+
+/* Kind, inode, owner and parent of one listed id; kind -1 when it is gone. */
+static void list_one(struct out *o, struct listed *l)
+{
+	union {
+		struct file_handle fh;
+		char bytes[sizeof(struct file_handle) + 16];
+	} h;
+	struct {
+		unsigned long long id;
+		unsigned int type, inum;	/* 0: any */
+	} payload = {l->id, 0, 0};
+	char what[64];
+	struct stat st;
+	long long own, par = 0;
+	int fd, type, k;
+
+	l->kind = -1;
+	snprintf(what, sizeof what, "namespace id %llu", l->id);
+	h.fh.handle_bytes = sizeof payload;
+	h.fh.handle_type = FILEID_NSFS;
+	memcpy(h.fh.f_handle, &payload, sizeof payload);
+	fd = open_by_handle_at(FD_NSFS_ROOT, &h.fh, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ESTALE)
+			unless_gone(o, what); /* its last reference went after listns() */
+		return;
+	}
+	type = ioctl(fd, NS_GET_NSTYPE);
+	for (k = 0; type >= 0 && k < nactive && flag_of[k] != (unsigned int)type; k++)
+		;
+	if (type < 0 || (k < nactive && fstat(fd, &st) < 0)) {
+		fail(o, what, errno);
+	} else if (k < nactive) {
+		own = relative(o, fd, NS_GET_USERNS, what);
+		if (own >= 0 && !nsproxy_of[k])
+			par = relative(o, fd, NS_GET_PARENT, what);
+		if (own >= 0 && par >= 0) {
+			l->kind = k;
+			l->inode = (unsigned long long)st.st_ino;
+			l->owner = (unsigned long long)own;
+			l->parent = (unsigned long long)par;
+		}
+	}
+	close(fd);
+}
+
+static void *run_list(void *arg)
+{
+	struct job *j = arg;
+	size_t i;
+
+	for (i = (size_t)j->index; i < nlisted; i += (size_t)nthreads)
+		list_one(&j->out, &listed[i]);
+	return NULL;
+}
+
+static int by_kind_inode(const void *a, const void *b)
+{
+	const struct listed *x = a, *y = b;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return (x->inode > y->inode) - (x->inode < y->inode);
+}
+
+/* One process's link of kind K, counted to its namespace if that was listed. */
+static void count_link(struct job *j, int k, const char *link)
+{
+	const char *bracket = strchr(link, '[');
+	struct listed key = {.kind = k}, *l;
+
+	if (!bracket)
+		return;
+	key.inode = strtoull(bracket + 1, NULL, 10);
+	l = bsearch(&key, listed, nlisted, sizeof *listed, by_kind_inode);
+	if (l) /* else made after listns() answered */
+		j->counts[l - listed]++;
+}
+
+/* readlink of PROC/PID/ns/NAME into LINK (64 bytes): 0, or -1 with errno. */
+static int ns_link_of(const char *pid, int k, char *link)
+{
+	char path[PATH_MAX];
+	ssize_t n;
+
+	pathf(path, "%s/%s/ns/%s", proc, pid, names[k]);
+	n = readlink(path, link, 63);
+	if (n < 0)
+		return -1;
+	link[n] = '\0';
+	return 0;
+}
+
+static void count_one(struct job *j, const char *pid)
+{
+	char link[64];
+	int k, live = 0;
+
+	for (k = 0; k < nactive; k++) {
+		if (!multi[k] && k != probe)
+			continue;
+		if (ns_link_of(pid, k, link) < 0) {
+			if (errno == EACCES || errno == EPERM)
+				return; /* not ours to inspect: none of its links is */
+			if (!gone(errno))
+				fail(&j->out, pid, errno);
+			continue;
+		}
+		if (nsproxy_of[k])
+			live = 1;
+		if (multi[k])
+			count_link(j, k, link);
+	}
+	for (k = 0; k < nactive; k++) {
+		if (multi[k] || sole[k] < 0)
+			continue;
+		if (live)
+			j->counts[sole[k]]++;
+		else if (!nsproxy_of[k] && ns_link_of(pid, k, link) == 0)
+			j->counts[sole[k]]++; /* a zombie's pid and user */
+	}
+}
+
+static void *run_count(void *arg)
+{
+	struct job *j = arg;
+	size_t i;
+
+	for (i = (size_t)j->index; i < npids; i += (size_t)nthreads)
+		count_one(j, pids[i]);
+	return NULL;
+}
+
+/* Whether listns() shows us every namespace: initial user namespace, CAP_SYS_ADMIN. */
+static int sees_all(void)
+{
+	char link[64], line[256];
+	unsigned long long eff = 0;
+	ssize_t n = readlink("/proc/self/ns/user", link, sizeof link - 1);
+	FILE *f;
+
+	if (n < 0)
+		return 0;
+	link[n] = '\0';
+	if (strcmp(link, INIT_USER_NS_LINK) != 0)
+		return 0;
+	f = fopen("/proc/self/status", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "CapEff: %llx", &eff) == 1)
+			break;
+	fclose(f);
+	return (eff >> 21) & 1; /* CAP_SYS_ADMIN */
+}
+
+static int listns_mode(struct job *jobs)
+{
+	size_t i, kept = 0, of_kind[MAX_NAMES] = {0};
+	int k, t, shortcut = sees_all(), any_nsproxy_multi = 0;
+
+	for (k = 0; k < nactive; k++) {
+		size_t m;
+
+		for (m = 0; m < sizeof known_kinds / sizeof *known_kinds; m++)
+			if (!strcmp(names[k], known_kinds[m].name))
+				break;
+		if (m == sizeof known_kinds / sizeof *known_kinds) {
+			fprintf(stderr, "containerfs-nsscan: unknown kind %s\n", names[k]);
+			return 2;
+		}
+		flag_of[k] = known_kinds[m].flag;
+		nsproxy_of[k] = known_kinds[m].nsproxy;
+	}
+	if (collect_ids() < 0) {
+		fprintf(stderr, "containerfs-nsscan: listns: %s\n", strerror(errno));
+		return 1;
+	}
+	if (run_all(jobs, run_list) < 0)
+		return 1;
+	for (i = 0; i < nlisted; i++)
+		if (listed[i].kind >= 0)
+			listed[kept++] = listed[i];
+	nlisted = kept;
+	qsort(listed, nlisted, sizeof *listed, by_kind_inode);
+	for (i = 0; i < nlisted; i++)
+		of_kind[listed[i].kind]++;
+	for (k = 0; k < nactive; k++) {
+		multi[k] = !shortcut || of_kind[k] > 1;
+		sole[k] = -1;
+		any_nsproxy_multi |= multi[k] && nsproxy_of[k];
+	}
+	for (i = 0; i < nlisted; i++)
+		if (!multi[listed[i].kind])
+			sole[listed[i].kind] = (long)i;
+	for (k = 0; k < nactive && !any_nsproxy_multi; k++) {
+		if (nsproxy_of[k]) {
+			probe = k;
+			break;
+		}
+	}
+	for (t = 0; t < nthreads; t++) {
+		jobs[t].counts = calloc(nlisted + 1, sizeof *jobs[t].counts);
+		if (!jobs[t].counts) {
+			perror("containerfs-nsscan");
+			exit(1);
+		}
+	}
+	if (run_all(jobs, run_count) < 0)
+		return 1;
+	for (i = 0; i < nlisted; i++) {
+		const struct listed *l = &listed[i];
+		char owner[32] = "-", parent[32] = "-";
+		long count = 0;
+
+		for (t = 0; t < nthreads; t++)
+			count += jobs[t].counts[i];
+		if (l->owner)
+			snprintf(owner, sizeof owner, "%llu", l->owner);
+		if (l->parent)
+			snprintf(parent, sizeof parent, "%llu", l->parent);
+		printf("l %s %llu %ld %s %s %llu\n", names[l->kind], l->inode, count, owner,
+		       parent, l->id);
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	static struct job jobs[MAX_THREADS];
@@ -629,8 +961,9 @@ int main(int argc, char **argv)
 	nnames = argc - 5;
 	for (i = 0; i < nnames; i++)
 		names[i] = argv[5 + i];
-	if (nthreads < 1 || nthreads > MAX_THREADS || nactive < 1 || nactive > nnames) {
-		fprintf(stderr, "containerfs-nsscan: bad THREADS or NACTIVE\n");
+	if (nthreads < 1 || nthreads > MAX_THREADS || nactive < 1 || nactive > nnames ||
+	    fdcounts < 0 || fdcounts > 3) {
+		fprintf(stderr, "containerfs-nsscan: bad THREADS, FDCOUNTS or NACTIVE\n");
 		return 2;
 	}
 	if (list_pids() < 0) {
@@ -639,6 +972,8 @@ int main(int argc, char **argv)
 	}
 	if ((size_t)nthreads > npids / 64 + 1)
 		nthreads = (int)(npids / 64 + 1); /* a thread per 64 processes at most */
+	if (fdcounts == 3)
+		return listns_mode(jobs);
 	if (run_all(jobs, run) < 0)
 		return 1;
 	emit_groups(jobs, nthreads);

@@ -523,3 +523,84 @@ def test_listns_is_used_where_the_kernel_has_it(made: Made) -> None:
         ), exp
     mine = {(kind, _ino(f"/proc/self/ns/{kind}")) for kind in KINDS}
     assert mine <= set(listed)
+
+
+def _program_listing() -> dict[tuple[str, int], NsEntry]:
+    """What ``containerfs-nsscan``'s listns() mode (FDCOUNTS 3) lists, by (kind, inode)."""
+    walker = nslist.find_walker()
+    if walker is None:
+        pytest.skip("containerfs-nsscan is not built (make builds it)")
+    if not _kernel_has_listns():
+        pytest.skip(f"Linux {os.uname().release} has no listns() (6.19 and later)")
+    kinds, _ = nslist._ns_names("/proc")
+    done = subprocess.run(
+        [walker, "/proc", "3", "3", str(len(kinds)), *kinds],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return {(e.kind, e.inode): e for e in nslist.parse_listed(done.stdout, kinds)}
+
+
+def test_the_programs_listns_mode_finds_what_the_walk_finds(made: Made) -> None:
+    """containerfs-nsscan lists by listns() itself (the opens, the ioctls and the
+    process count on its threads): the same kinds, owners, parents, ids and NPROCS
+    as the /proc walk for everything the test made (a bind mount, an fd, a
+    *_for_children and a thread's namespace count 0)."""
+    listed = _program_listing()
+    walked = {(e.kind, e.inode): e for e in nslist.scan(listns=False)}
+    for exp in made.expected:
+        got, walk = listed[(exp.kind, exp.inode)], walked[(exp.kind, exp.inode)]
+        assert (got.nprocs, got.owner, got.parent, got.nsid) == (
+            walk.nprocs,
+            walk.owner,
+            walk.parent,
+            walk.nsid,
+        ), exp
+        assert got.persistent == (exp.nprocs == 0), exp
+    assert {(e.kind, e.inode) for e in nslist.scan()} == set(listed)
+
+
+@pytest.mark.parametrize("others", ["none", "ipc+uts"])
+def test_the_programs_listns_count_agrees_with_the_walk(others: str) -> None:
+    """The listns() mode reads each process's links only for kinds with several
+    namespaces and counts a kind with one from whether the process is alive or a
+    zombie. With a zombie of ours present, and with (``ipc+uts``) or without
+    other namespaces of two kinds, its NPROCS equals the /proc walk's for every
+    namespace whose count held still across a walk before and one after."""
+    extra: list[subprocess.Popen[bytes]] = []
+    zombie = subprocess.Popen(["true"])
+    try:
+        if others == "ipc+uts":
+            extra.append(subprocess.Popen(["unshare", "--ipc", "--uts", "sleep", "600"]))
+            _wait_for(
+                lambda: os.readlink(f"/proc/{extra[0].pid}/exe").endswith("sleep"), "the sleep"
+            )
+        _wait_for(lambda: _state(zombie.pid) == "Z", "the zombie")
+        mine = {(kind, _ino(f"/proc/self/ns/{kind}")) for kind in KINDS}
+        for _ in range(5):
+            before = {(e.kind, e.inode): e.nprocs for e in nslist.scan(listns=False)}
+            listed = _program_listing()
+            after = {(e.kind, e.inode): e.nprocs for e in nslist.scan(listns=False)}
+            steady = {key for key, n in before.items() if after.get(key) == n}
+            if mine <= steady:
+                break
+        else:
+            pytest.fail("the host's process counts did not hold still for a whole listing")
+        for key in steady:
+            assert listed[key].nprocs == before[key], key
+        if others == "ipc+uts":
+            kinds = [kind for kind, _ in listed]
+            assert kinds.count("ipc") > 1 and kinds.count("uts") > 1
+    finally:
+        for proc in extra:
+            proc.kill()
+            proc.wait(timeout=10)
+        zombie.wait(timeout=10)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]

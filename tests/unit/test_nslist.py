@@ -430,6 +430,67 @@ def test_scan_listns_passes_on_an_unexpected_open_error(fake_proc: Path) -> None
     assert caught.value.errno == errno.EMFILE
 
 
+def test_parse_listed_reads_the_programs_listns_records() -> None:
+    text = (
+        f"l uts 4026532300 0 {HOST['user']} - 41\n"
+        f"l ipc {HOST['ipc']} 12 {HOST['user']} - 10\n"
+        f"l user {HOST['user']} 14 - - 2\n"
+        f"l pid 4026532301 1 4026532302 {HOST['pid']} 43\n"
+    )
+    got = nslist.parse_listed(text, KINDS)
+    assert got == [
+        NsEntry("ipc", HOST["ipc"], 12, HOST["user"], None, False, nsid=10),
+        NsEntry("pid", 4026532301, 1, 4026532302, HOST["pid"], False, nsid=43),
+        NsEntry("user", HOST["user"], 14, None, None, False, nsid=2),
+        NsEntry("uts", 4026532300, 0, HOST["user"], None, True, nsid=41),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["p 1 1 ipc:[1]", "l ipc 1 2 - -", "l ipc 1 2 - - 3 4", "l ipc x 2 - - 3", "l foo 1 2 - - 3"],
+)
+def test_parse_listed_refuses_a_malformed_record(line: str) -> None:
+    with pytest.raises(OSError) as caught:
+        nslist.parse_listed(line + "\n", KINDS)
+    assert caught.value.errno == errno.EPROTO
+
+
+def test_scan_listns_runs_the_programs_listns_mode(
+    fake_proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the program and the live kernel calls, listns() and the count run in
+    containerfs-nsscan's mode 3; a program that fails there (one older than this
+    code, say) leaves the listing to the Python path, which then gives it."""
+    runs: list[list[str]] = []
+    answer = {"rc": 0, "out": f"l ipc {HOST['ipc']} 3 {HOST['user']} - 10\n"}
+
+    def fake_run(argv: list[str], **kwargs: object) -> object:
+        runs.append(argv)
+
+        class Done:
+            returncode = answer["rc"]
+            stdout = str(answer["out"]).encode()
+            stderr = b"containerfs-nsscan: bad THREADS or NACTIVE" if answer["rc"] else b""
+
+        return Done()
+
+    monkeypatch.setattr(nslist.subprocess, "run", fake_run)
+    got = nslist.scan_listns(str(fake_proc), "/x/containerfs-nsscan")
+    assert got == [NsEntry("ipc", HOST["ipc"], 3, HOST["user"], None, False, nsid=10)]
+    assert runs[0][2:5] == [runs[0][2], "3", str(len(KINDS))] and runs[0][0].endswith("nsscan")
+    assert runs[0][5:] == list(KINDS)
+
+    answer.update(rc=2, out="")
+    fallback = []
+    monkeypatch.setattr(
+        nslist, "_count_processes", lambda *a: fallback.append(a[1]) or {"ipc:[1]": 1}
+    )
+    monkeypatch.setattr(nslist.ksys, "listns", lambda after, count=1024: [])
+    assert nslist.scan_listns(str(fake_proc), "/x/containerfs-nsscan") == []
+    assert fallback == ["/x/containerfs-nsscan"]
+
+
 @pytest.mark.parametrize(
     ("err", "expected"), [(errno.ENOSYS, False), (errno.EPERM, False), (None, True)]
 )
