@@ -705,10 +705,97 @@ static size_t kind_index(int flag)
 }
 
 /*
+ * Undo the kernel's \NNN escapes of a mountinfo field in place.
+ */
+static void unescape_field(char *s)
+{
+	char *out = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 4;
+		} else {
+			*out++ = *s++;
+		}
+	}
+	*out = '\0';
+}
+
+/*
+ * Detach every nsfs mount (an `ip netns add` name, a runtime's netns file)
+ * that the new mount namespace copied from the one it was made from.  They
+ * were made outside the container: kept, they would hold those namespaces
+ * alive as long as the container, and clone discovery would take each for a
+ * namespace made inside it.  Best effort: a mount that cannot be detached
+ * (locked) stays, and discovery then adopts it as before.
+ */
+static void drop_copied_nsfs(void)
+{
+	char *buf = NULL, *line, *next;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+	int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	for (;;) {
+		if (cap - len < 4096) {
+			char *grown = realloc(buf, cap + 65536);
+
+			if (grown == NULL)
+				goto out;
+			buf = grown;
+			cap += 65536;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (buf == NULL)
+		goto out;
+	buf[len] = '\0';
+	for (line = buf; line != NULL && *line; line = next) {
+		char *sep, *point, *end;
+		int i;
+
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		sep = strstr(line, " - ");
+		if (sep == NULL || strncmp(sep + 3, "nsfs ", 5) != 0)
+			continue;
+		/* id parent major:minor root MOUNTPOINT ... */
+		point = line;
+		for (i = 0; i < 4 && point != NULL; i++) {
+			point = strchr(point, ' ');
+			if (point != NULL)
+				point++;
+		}
+		if (point == NULL)
+			continue;
+		end = strchr(point, ' ');
+		if (end == NULL)
+			continue;
+		*end = '\0';
+		unescape_field(point);
+		(void)umount2(point, MNT_DETACH);
+	}
+out:
+	free(buf);
+	close(fd);
+}
+
+/*
  * In a new mount namespace, make every mount private and detach MOUNTPOINT
- * (the daemon's mount) from it.  EINVAL: not a mount point here, or locked
- * because the mount namespace was copied from one owned by another user
- * namespace: see join_all() for how a user-namespaced container avoids that.
+ * (the daemon's mount) and the nsfs mounts copied with it from it.  EINVAL:
+ * not a mount point here, or locked because the mount namespace was copied
+ * from one owned by another user namespace: see join_all() for how a
+ * user-namespaced container avoids that.
  */
 static void unshare_mnt_without(const char *mountpoint, int unshared)
 {
@@ -718,6 +805,7 @@ static void unshare_mnt_without(const char *mountpoint, int unshared)
 		fail("make / rprivate");
 	if (umount2(mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 		fail("detach mountpoint");
+	drop_copied_nsfs();
 }
 
 /*

@@ -478,6 +478,27 @@ def test_ip_netns_add_is_found_and_goes_with_ip_netns_del(cfs: Mounted) -> None:
         wait_for(lambda: not exists(cfs, f"box/{blue}"), timeout=5, what="it to go")
 
 
+def test_a_namespace_bound_outside_before_mkdir_is_no_clone(cfs: Mounted, tmp_path: Path) -> None:
+    """A net namespace bound on the host (as ``ip netns add`` or a container runtime
+    binds one) when a container is made is copied into the container's new mount
+    namespace with every other mount: it was not made inside, must not become a
+    child container (whose bind nobody inside would remove: rmdir then refused),
+    and must not be kept alive by the container."""
+    bound = tmp_path / "outside-net"
+    bound.touch()
+    subprocess.run(["unshare", f"--net={bound}", "true"], check=True)
+    try:
+        cfs.sh("mkdir box")  # owns mnt and net (the root's subtree)
+        holder = int(cfs.read("box/container.init"))
+        mounts = Path(f"/proc/{holder}/mountinfo").read_text()
+        assert " - nsfs " not in mounts, mounts
+        time.sleep(1.5)  # discovery looks three times a second
+        assert clones(cfs, "box") == []
+        cfs.sh("rmdir box")
+    finally:
+        subprocess.run(["umount", str(bound)], check=False)
+
+
 def test_a_clone_can_be_renamed_and_made_persistent(cfs: Mounted) -> None:
     cfs.sh("mkdir host")
     proc = background(cfs, "host", "exec unshare --net sleep 300")
