@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import resource
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,6 +241,17 @@ def _cgroups(v2_fallback: Path) -> Iterator[CgroupBackend]:
         cgroups.close()
 
 
+def _raise_nofile() -> None:
+    """The soft limit on open files up to the hard one, as systemd advises services
+    to do themselves: each container costs the daemon a few descriptors (its
+    holder's pidfd and socket, the sysctl files it was given, the figure files a
+    scrape keeps open), and a shell's soft limit is often 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def mount(
     mountpoint: str,
     state_dir: str,
@@ -254,6 +266,7 @@ def mount(
     if not os.path.exists("/dev/fuse"):
         raise SystemExit("containerfs: /dev/fuse is missing (modprobe fuse)")
     pin = find_pin()
+    _raise_nofile()
     # Taken from the environment before anything is started (see Notifier).
     notifier = Notifier()
     with state_lock(Path(state_dir)), contextlib.closing(notifier):
