@@ -256,15 +256,10 @@ class KnobLines:
 
 
 def container_families(
-    facts: Sequence[ContainerFacts],
-    readings: Mapping[str, Reading],
-    lookup: KnobLookup,
-    knob_lines: KnobLines | None = None,
+    facts: Sequence[ContainerFacts], readings: Mapping[str, Reading]
 ) -> list[Family]:
-    """Per-container families, from the engine's facts and the kernel's readings
-    (keyed by the container's path). Cgroup figures carry ``container`` and ``id``,
-    knobs (a namespace's, not a cgroup's) ``container``."""
-    cache = knob_lines or KnobLines()
+    """Per-container families of the cgroup figures (keyed by the container's
+    path), ``populated`` and ``released``: labels ``container`` and ``id``."""
     fams = [Family(name, kind, text) for _attr, name, kind, text in _CONTAINER_GAUGES]
     populated = Family(
         "containerfs_populated", "gauge", "1 while a process lives in the container or below it."
@@ -274,7 +269,6 @@ def container_families(
         "counter",
         "Times the container emptied and its release policy ran (container.events released).",
     )
-    knobs: dict[str, Family] = {}
     for f in facts:
         labels = label_text((("container", f.path), ("id", f.cgroup)))
         reading = readings.get(f.path)
@@ -285,6 +279,17 @@ def container_families(
                     fam.add_text(labels, value)
         populated.add_text(labels, 1 if f.populated else 0)
         released.add_text(labels, f.released)
+    return [*fams, populated, released]
+
+
+def knob_families(
+    facts: Sequence[ContainerFacts], lookup: KnobLookup, knob_lines: KnobLines | None = None
+) -> list[Family]:
+    """A family per knob with the views of every container owning its kind; label
+    ``container`` only (a knob is a namespace's, not a cgroup's)."""
+    cache = knob_lines or KnobLines()
+    knobs: dict[str, Family] = {}
+    for f in facts:
         if not f.views:
             continue
         container = label_text((("container", f.path),))
@@ -300,7 +305,7 @@ def container_families(
                 )
             kfam.lines.extend(lines)
     cache.done()
-    return [*fams, populated, released, *knobs.values()]
+    return list(knobs.values())
 
 
 def _add_knob(fam: Family, labels: str, knob: Knob, state: KnobState) -> None:

@@ -408,6 +408,8 @@ class Engine:
         # Bumped whenever a container is added, removed or renamed, so that callers
         # can keep what they derive from the whole tree until it changes.
         self.version = 0
+        # Bumped whenever a knob's recorded views change (``views_version``).
+        self._views_changes = 0
         self.view_knobs = [k for k in view_knobs if self.available.get(k.kind) is None]
         self._view_files = knob_table(self.view_knobs)
         # The file catalogue (engine/catalog.py) laid out for this host, in listing order.
@@ -776,6 +778,7 @@ class Engine:
         for knob in self.knobs_of(c.owned):
             if knob.file in kernel:
                 c.views[knob.file] = KnobState(internal=kernel[knob.file])
+        self._views_changes += 1
 
     def _state(self, c: Container, knob: Knob) -> KnobState:
         owner = c.owner(knob.kind)
@@ -792,10 +795,14 @@ class Engine:
         that becomes its internal view, and the effective value goes back.
         """
         owner = c.owner(knob.kind)
-        state = owner.views.setdefault(knob.file, KnobState(internal=kernel))
+        state = owner.views.get(knob.file)
+        if state is None:
+            state = owner.views[knob.file] = KnobState(internal=kernel)
+            self._views_changes += 1
         if kernel == state.effective(knob.type):
             return None
         state.internal = kernel
+        self._views_changes += 1
         effective = state.effective(knob.type)
         return None if effective == kernel else effective
 
@@ -828,6 +835,13 @@ class Engine:
 
     def commit_view(self, c: Container, knob: Knob, state: KnobState) -> None:
         c.owner(knob.kind).views[knob.file] = state
+        self._views_changes += 1
+
+    @property
+    def views_version(self) -> tuple[int, int]:
+        """Changes with the tree and with any knob's recorded views: what is derived
+        from every container's views (``metrics``) is kept until it changes."""
+        return (self.version, self._views_changes)
 
     # -- rendering -------------------------------------------------------------
 

@@ -309,14 +309,17 @@ class KeptFiles:
         if fd is None:
             fd = self._fds[name] = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            chunks = [os.pread(fd, _READ, 0)]
-            while len(chunks[-1]) == _READ:  # a long cgroup.procs
-                chunks.append(os.pread(fd, _READ, _READ * len(chunks)))
+            data = os.pread(fd, _READ, 0)
+            if len(data) == _READ:  # a long cgroup.procs
+                chunks = [data]
+                while len(chunks[-1]) == _READ:
+                    chunks.append(os.pread(fd, _READ, _READ * len(chunks)))
+                data = b"".join(chunks)
         except OSError:  # ENODEV: the cgroup was removed; opened again next time
             del self._fds[name]
             os.close(fd)
             raise
-        return b"".join(chunks)
+        return data
 
     def keep_only(self, names: set[str]) -> None:
         for name in [n for n in self._fds if n not in names]:

@@ -52,8 +52,10 @@ class Metrics:
         self._counted_at = -math.inf
         self._counting = False
         self._knob_lines = metrics.KnobLines()
-        # container uid -> the files of its figures (its cgroups do not move)
-        self._files: dict[int, UsageFiles] = {}
+        self._knobs_version: tuple[int, int] | None = None
+        self._knobs_rendered = ""
+        # container uid -> its cgroup and the files of its figures (they do not move)
+        self._files: dict[int, tuple[str, UsageFiles]] = {}
         self._renders: SharedRuns[None, str] = SharedRuns(self._render)
         self._idle_at = 0.0  # when the kept figure files are closed (``_keep_files``)
         self._closer = False
@@ -75,11 +77,22 @@ class Metrics:
         counts = await self._namespace_counts()
         families = [
             metrics.containers_family(len(facts) - 1),
-            *metrics.container_families(facts, readings, self._knob, self._knob_lines),
+            *metrics.container_families(facts, readings),
             metrics.namespace_family(counts),
             *self.requests.families(),
         ]
-        return metrics.render(families)
+        return metrics.render(families) + self._knob_text(facts)
+
+    def _knob_text(self, facts: list[ContainerFacts]) -> str:
+        """The knob families, rendered again only when a container or a view changed
+        (``Engine.views_version``): most of the text, and between two scrapes
+        usually the same."""
+        version = self.rt.engine.views_version
+        if version != self._knobs_version:
+            fams = metrics.knob_families(facts, self._knob, self._knob_lines)
+            self._knobs_rendered = metrics.render(fams)
+            self._knobs_version = version
+        return self._knobs_rendered
 
     def _facts(self) -> tuple[list[ContainerFacts], list[tuple[str, UsageFiles]]]:
         """The engine's side, in one pass with no await (a consistent tree), and
@@ -89,18 +102,22 @@ class Metrics:
         controllers = frozenset(k for k in engine.available if k not in NAMESPACE_NAMES)
         facts: list[ContainerFacts] = []
         asks: list[tuple[str, UsageFiles]] = []
-        files: dict[int, UsageFiles] = {}
+        files: dict[int, tuple[str, UsageFiles]] = {}
         for c in engine.root.walk():
             if c.removed:
                 continue
             path = "/" + "/".join(c.path)
+            found = self._files.get(c.uid)
             try:
-                cgroup = rt.cgroups.cgroup_of(c.cgpath)
-                found = self._files.get(c.uid)
                 if found is None:
-                    found = rt.cgroups.usage_files(c.cgpath, c.owned & controllers)
+                    cgpath = c.cgpath
+                    found = (
+                        rt.cgroups.cgroup_of(cgpath),
+                        rt.cgroups.usage_files(cgpath, c.owned & controllers),
+                    )
                 files[c.uid] = found
-                asks.append((path, found))
+                cgroup = found[0]
+                asks.append((path, found[1]))
             except OSError:
                 cgroup = ""
             facts.append(

@@ -15,6 +15,7 @@ from containerfs.engine.metrics import (
     RequestStats,
     container_families,
     containers_family,
+    knob_families,
     namespace_family,
     parse,
     render,
@@ -82,7 +83,13 @@ def test_a_container_and_its_knobs() -> None:
         "/": Reading(cpu_seconds=10.5, processes=3),
         "/web": Reading(pids=1, pids_limit=math.inf, memory_bytes=4096, processes=0),
     }
-    text = render([containers_family(1), *container_families(facts, readings, knobs.get)])
+    text = render(
+        [
+            containers_family(1),
+            *container_families(facts, readings),
+            *knob_families(facts, knobs.get),
+        ]
+    )
     out = parsed(text)
     web = {("container", "/web"), ("id", "/base/web")}
 
