@@ -269,16 +269,20 @@ def container_families(
         "counter",
         "Times the container emptied and its release policy ran (container.events released).",
     )
+    # Inline rather than through ``Family.add_text``: 8,000 samples at 1,000 containers.
+    gauges = zip(_CONTAINER_GAUGES, fams, strict=True)
+    columns = [(attr, fam.name, fam.lines) for (attr, *_rest), fam in gauges]
+    fmt = format_value
     for f in facts:
         labels = label_text((("container", f.path), ("id", f.cgroup)))
         reading = readings.get(f.path)
         if reading is not None:
-            for (attr, *_rest), fam in zip(_CONTAINER_GAUGES, fams, strict=True):
+            for attr, name, lines in columns:
                 value = getattr(reading, attr)
                 if value is not None:
-                    fam.add_text(labels, value)
-        populated.add_text(labels, 1 if f.populated else 0)
-        released.add_text(labels, f.released)
+                    lines.append(f"{name}{{{labels}}} {fmt(value)}\n")
+        populated.lines.append(f"containerfs_populated{{{labels}}} {1 if f.populated else 0}\n")
+        released.lines.append(f"containerfs_released_total{{{labels}}} {f.released}\n")
     return [*fams, populated, released]
 
 

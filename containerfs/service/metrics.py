@@ -26,6 +26,7 @@ from ..engine import metrics
 from ..engine.errors import NotFound
 from ..engine.kinds import NAMESPACE_NAMES
 from ..engine.metrics import ContainerFacts, Reading
+from ..engine.tree import Container
 from ..engine.views import Knob
 from ..kernel.cgcontrol import UsageFiles
 from ..shared import SharedRuns
@@ -54,8 +55,9 @@ class Metrics:
         self._knob_lines = metrics.KnobLines()
         self._knobs_version: tuple[int, int] | None = None
         self._knobs_rendered = ""
-        # container uid -> its cgroup and the files of its figures (they do not move)
-        self._files: dict[int, tuple[str, UsageFiles]] = {}
+        # (engine version, each container's path, cgroup and figure files): ``_layout``
+        self._layout_of: tuple[int, list[tuple[Container, str, str, UsageFiles | None]]] | None
+        self._layout_of = None
         self._renders: SharedRuns[None, str] = SharedRuns(self._render)
         self._idle_at = 0.0  # when the kept figure files are closed (``_keep_files``)
         self._closer = False
@@ -97,29 +99,11 @@ class Metrics:
     def _facts(self) -> tuple[list[ContainerFacts], list[tuple[str, UsageFiles]]]:
         """The engine's side, in one pass with no await (a consistent tree), and
         what the kernel is asked of each container: (path, its figures' files)."""
-        rt = self.rt
-        engine = rt.engine
-        controllers = frozenset(k for k in engine.available if k not in NAMESPACE_NAMES)
         facts: list[ContainerFacts] = []
         asks: list[tuple[str, UsageFiles]] = []
-        files: dict[int, tuple[str, UsageFiles]] = {}
-        for c in engine.root.walk():
-            if c.removed:
-                continue
-            path = "/" + "/".join(c.path)
-            found = self._files.get(c.uid)
-            try:
-                if found is None:
-                    cgpath = c.cgpath
-                    found = (
-                        rt.cgroups.cgroup_of(cgpath),
-                        rt.cgroups.usage_files(cgpath, c.owned & controllers),
-                    )
-                files[c.uid] = found
-                cgroup = found[0]
-                asks.append((path, found[1]))
-            except OSError:
-                cgroup = ""
+        for c, path, cgroup, files in self._layout():
+            if files is not None:
+                asks.append((path, files))
             facts.append(
                 ContainerFacts(
                     path=path,
@@ -130,8 +114,29 @@ class Metrics:
                     views={} if c.is_root else c.views,
                 )
             )
-        self._files = files  # removed containers forgotten
         return facts, asks
+
+    def _layout(self) -> list[tuple[Container, str, str, UsageFiles | None]]:
+        """Every container with its path, cgroup and figure files, worked out again
+        only when the tree changed (``Engine.version``: mkdir, rmdir, rename)."""
+        rt = self.rt
+        engine = rt.engine
+        if self._layout_of is not None and self._layout_of[0] == engine.version:
+            return self._layout_of[1]
+        controllers = frozenset(k for k in engine.available if k not in NAMESPACE_NAMES)
+        layout: list[tuple[Container, str, str, UsageFiles | None]] = []
+        for c in engine.root.walk():
+            if c.removed:
+                continue
+            cgpath = c.cgpath
+            try:
+                cgroup = rt.cgroups.cgroup_of(cgpath)
+                files: UsageFiles | None = rt.cgroups.usage_files(cgpath, c.owned & controllers)
+            except OSError:
+                cgroup, files = "", None
+            layout.append((c, "/" + "/".join(c.path), cgroup, files))
+        self._layout_of = (engine.version, layout)
+        return layout
 
     def _keep_files(self, asks: list[tuple[str, UsageFiles]]) -> None:
         """Close the kept files of removed containers now, and all of them after
