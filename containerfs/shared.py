@@ -8,6 +8,7 @@ took the CPUs from everyone else: other clients' requests went from 2 ms to
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -69,6 +70,9 @@ class SharedRuns(Generic[K, T]):
                     run.value = await self._fn(key)
                 except Exception as exc:
                     run.error = exc
+                except BaseException:  # cancelled: its readers must not get None
+                    run.error = OSError(errno.EINTR, "the shared run was cancelled")
+                    raise
         finally:
             if self._next.get(key) is run:  # cancelled while waiting for its turn
                 del self._next[key]

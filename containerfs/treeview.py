@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,14 +24,15 @@ def containerfs_mounts(mounts: str = "/proc/self/mounts") -> list[str]:
     """Mount points of every mounted containerfs, in mount order."""
     out = []
     try:
-        text = Path(mounts).read_text()
+        data = Path(mounts).read_bytes()
     except OSError:
         return []
-    for line in text.splitlines():
+    for line in data.splitlines():
         fields = line.split()
-        if len(fields) > 2 and fields[2] == "fuse.containerfs":
+        if len(fields) > 2 and fields[2] == b"fuse.containerfs":
             # the kernel writes space, tab, newline and backslash as octal escapes
-            out.append(fields[1].encode().decode("unicode_escape"))
+            raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[1])
+            out.append(os.fsdecode(raw))
     return out
 
 

@@ -631,14 +631,18 @@ class Holder:
             return errno.EMFILE
         return fds
 
-    async def write_sysctl_fd_async(self, name: str, value: bytes) -> bool:
+    async def write_sysctl_fd_async(
+        self, name: str, value: bytes, *, on_thread: bool = False
+    ) -> bool:
         """Write ``value`` to sysctl ``name`` through an fd the holder opened once
         (``pwrite`` at offset 0: the daemon's own write, no round trip). False when
         there is no such fd or the kernel refuses the daemon's credentials (an ipc
         sysctl of a user namespace with its root mapped: only that euid may
         write), so the caller asks the holder ("w"). Only for sysctls whose
         file stays bound to the namespace it was looked up in: the caller's
-        choice (``sysctls.bound_to_opener``)."""
+        choice (``sysctls.bound_to_opener``). ``on_thread``: the write may wait in
+        the kernel (a net handler may wait for the RTNL lock), so it is made on a
+        worker thread rather than on the event loop."""
         fd = self._sysctl_fds.get(name)
         if fd is None:
             if self._no_sysctl_fds:
@@ -652,16 +656,28 @@ class Holder:
                     _close_all(got)
                     return False
                 self._sysctl_fds[name] = fd = got[0]
-        with self._lock:
-            if self._sysctl_fds.get(name) != fd:
-                return False  # closed meanwhile
-            try:
-                written = os.pwrite(fd, value, 0)
-            except PermissionError:
-                return False
+        if on_thread:
+            import trio  # as in _request_async: the exec client does not load trio
+
+            written = await trio.to_thread.run_sync(self._pwrite_kept, name, fd, value)
+        else:
+            written = self._pwrite_kept(name, fd, value)
+        if written is None:
+            return False
         if written != len(value):
             raise OSError(errno.EIO, f"short write to sysctl {name}")
         return True
+
+    def _pwrite_kept(self, name: str, fd: int, value: bytes) -> int | None:
+        """``value`` written to the kept fd of ``name``; None when it was closed
+        meanwhile or the kernel wants the holder's credentials (EPERM)."""
+        with self._lock:
+            if self._sysctl_fds.get(name) != fd:
+                return None  # closed meanwhile
+            try:
+                return os.pwrite(fd, value, 0)
+            except PermissionError:
+                return None
 
     def sysctl_by_fd(self, name: str) -> str | None:
         """Sysctl ``name`` read through the fd kept for writing it, if there is

@@ -208,8 +208,10 @@ async def ipc_usage_async(holder: Holder | None) -> str:
             fds = []
         if fds:
             holder.keep_ipc_fds(fds)
-    kept = holder.with_ipc_fds(_read_ipc_fds)
-    if kept is not None:
+    kept = holder.with_ipc_fds(_read_ipc_fds_small)
+    if kept is _LARGE:  # a tenant's thousands of objects: not on the event loop
+        kept = await trio.to_thread.run_sync(holder.with_ipc_fds, _read_ipc_fds)
+    if isinstance(kept, IpcUsage):
         return format_ipc_usage(kept)
     usage = await run_in_namespaces_async(holder, ["ipc"], _read_ipc_here)
     return format_ipc_usage(usage)
@@ -242,6 +244,26 @@ def _pread_all(fd: int) -> str:
             return b"".join(chunks).decode()
         chunks.append(chunk)
         offset += len(chunk)
+
+
+#: What ``_read_ipc_fds_small`` answers for a table too long to read inline.
+_LARGE = object()
+#: Bytes of a sysvipc file read on the event loop; longer ones go to a thread.
+_INLINE_IPC = 16384
+
+
+def _read_ipc_fds_small(fds: tuple[int, ...]) -> IpcUsage | object:
+    """``_read_ipc_fds`` when every table is short (a few dozen objects), else
+    ``_LARGE``: the event loop serves every FUSE request, and a container's root
+    may make tens of thousands of objects."""
+    shm, msg, sem, mqueue = fds
+    texts = []
+    for fd in (shm, msg, sem):
+        data = os.pread(fd, _INLINE_IPC, 0)
+        if len(data) >= _INLINE_IPC:
+            return _LARGE
+        texts.append(data.decode())
+    return ipc_usage_from(texts[0], texts[1], texts[2], len(os.listdir(mqueue)))
 
 
 def _read_ipc_fds(fds: tuple[int, ...]) -> IpcUsage:

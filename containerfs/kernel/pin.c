@@ -783,7 +783,7 @@ static void drop_copied_nsfs(void)
 			continue;
 		*end = '\0';
 		unescape_field(point);
-		(void)umount2(point, MNT_DETACH);
+		(void)umount2(point, MNT_DETACH | UMOUNT_NOFOLLOW);
 	}
 out:
 	free(buf);

@@ -169,7 +169,11 @@ class Kernel:
             bound = sysctls.bound_to_opener(kind)
             if bound is None:  # once per daemon: does this kernel keep ipc sysctls bound?
                 bound = await trio.to_thread.run_sync(sysctls.probe_ipc_bound)
-            if bound and await holder.write_sysctl_fd_async(name, value.encode()):
+            # net handlers may wait for the RTNL lock: off the event loop
+            on_thread = kind == "net"
+            if bound and await holder.write_sysctl_fd_async(
+                name, value.encode(), on_thread=on_thread
+            ):
                 return
             await holder.set_sysctl_async(name, value)
         else:

@@ -185,7 +185,7 @@ class Files:
         return await self.listing.render(reader)
 
     async def _read_metrics(self, c: Container, spec: FileSpec, reader: Ids) -> str:
-        return await self.metrics.render()
+        return await self.metrics.render(reader)
 
     async def _read_init(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         holder = self.rt.holder_for(c)

@@ -58,17 +58,21 @@ class Metrics:
         # (engine version, each container's path, cgroup and figure files): ``_layout``
         self._layout_of: tuple[int, list[tuple[Container, str, str, UsageFiles | None]]] | None
         self._layout_of = None
-        self._renders: SharedRuns[None, str] = SharedRuns(self._render)
+        self._renders: SharedRuns[bool, str] = SharedRuns(self._render)
         self._idle_at = 0.0  # when the kept figure files are closed (``_keep_files``)
         self._closer = False
         self._rendering = False
 
-    async def render(self) -> str:
-        """The text; readers at once share renders (``SharedRuns``), so a user reading
-        in a loop from many processes costs the daemon one render at a time."""
-        return await self._renders.get(None)
+    async def render(self, reader: tuple[int, int] = (0, 0)) -> str:
+        """The text for ``reader`` (fsuid, fsgid; the HTTP endpoint reads as root).
+        Readers at once share renders (``SharedRuns``), so a user reading in a loop
+        from many processes costs the daemon one render at a time. Only root gets
+        the host's namespace counts: another user's ``namespaces`` shows only what
+        its own ``lsns`` would."""
+        return await self._renders.get(reader[0] == 0)
 
-    async def _render(self, _key: None) -> str:
+    async def _render(self, as_root: bool) -> str:
+        version = self.rt.engine.views_version
         facts, asks = self._facts()
         self._rendering = True
         try:
@@ -76,20 +80,20 @@ class Metrics:
         finally:
             self._rendering = False
         self._keep_files(asks)
-        counts = await self._namespace_counts()
         families = [
             metrics.containers_family(len(facts) - 1),
             *metrics.container_families(facts, readings),
-            metrics.namespace_family(counts),
             *self.requests.families(),
         ]
-        return metrics.render(families) + self._knob_text(facts)
+        if as_root:
+            families.append(metrics.namespace_family(await self._namespace_counts()))
+        return metrics.render(families) + self._knob_text(facts, version)
 
-    def _knob_text(self, facts: list[ContainerFacts]) -> str:
+    def _knob_text(self, facts: list[ContainerFacts], version: tuple[int, int]) -> str:
         """The knob families, rendered again only when a container or a view changed
-        (``Engine.views_version``): most of the text, and between two scrapes
-        usually the same."""
-        version = self.rt.engine.views_version
+        (``Engine.views_version``, taken with ``facts`` before any await: a mkdir
+        during the scrape must not be filed under the version it made): most of
+        the text, and between two scrapes usually the same."""
         if version != self._knobs_version:
             fams = metrics.knob_families(facts, self._knob, self._knob_lines)
             self._knobs_rendered = metrics.render(fams)

@@ -97,6 +97,15 @@ def test_metrics_show_what_was_written_and_what_the_kernel_counts(cfs: Mounted) 
     assert ("id", v2.removesuffix("/.tasks")) in next(ls for ls in ids if ("container", "/c") in ls)
     # the root's namespaces file's counts, and the daemon's own requests
     assert value(text, "containerfs_namespaces", kind="net") >= 2
+    # another user gets no host-wide namespace counts (its `namespaces` shows only
+    # what its own lsns would), the rest alike
+    os.chmod(cfs.mnt.parent, 0o755)  # made 0700: the user must reach the mount
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    theirs = subprocess.run(
+        [*nobody, "cat", str(cfs.mnt / "metrics")], capture_output=True, text=True, check=True
+    ).stdout
+    assert "containerfs_namespaces" not in theirs
+    assert value(theirs, "containerfs_pids_limit", container="/c") == 7
     assert value(text, "containerfs_requests_total", operation="mkdir") >= 1
     # opens, also those the page cache's fast path answers, and their releases
     opens = value(text, "containerfs_requests_total", operation="open")
@@ -137,10 +146,17 @@ def test_promtool_finds_nothing_to_say(cfs: Mounted) -> None:
 
 @pytest.fixture
 def listening() -> Iterator[tuple[Mounted, int]]:
-    port = free_port()
-    with mounted("metrics-listen", "--metrics-listen", f"127.0.0.1:{port}") as m:
-        wait_for(lambda: _answers(port), 10, "the metrics endpoint")
-        yield m, port
+    # A port found free may be taken by another test before the daemon binds it.
+    for attempt in range(3):
+        port = free_port()
+        try:
+            with mounted("metrics-listen", "--metrics-listen", f"127.0.0.1:{port}") as m:
+                wait_for(lambda p=port: _answers(p), 10, "the metrics endpoint")
+                yield m, port
+                return
+        except AssertionError as exc:
+            if "Address already in use" not in str(exc) or attempt == 2:
+                raise
 
 
 def _answers(port: int) -> bool:
@@ -170,11 +186,15 @@ def test_the_endpoint_serves_the_file(listening: tuple[Mounted, int]) -> None:
     assert _get(port, "/metrics", "HEAD")[:1] == (200,)
     assert _get(port, "/nothing")[0] == 404
     assert _get(port, "/metrics", "POST")[0] == 405
-    # garbage gets a 400 and the daemon keeps serving
+    # garbage gets a 400, a broken body ends its connection, and the daemon keeps serving
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"\x00\x01 nonsense\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n")
+        s.recv(100)
     assert _get(port, "/metrics")[0] == 200
+    assert (m.mnt / "metrics").exists() and os.path.ismount(m.mnt)
     # two requests on one connection (Prometheus keeps its connections)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2)

@@ -4,6 +4,7 @@ and the pure parts of ``containerfs tree`` and ``top``."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,7 +23,7 @@ from containerfs.engine.metrics import (
 )
 from containerfs.engine.views import KnobState
 from containerfs.top import Row, ordered, table, with_cpu
-from containerfs.treeview import Node
+from containerfs.treeview import Node, containerfs_mounts
 from containerfs.treeview import render as render_tree
 
 SHM_MNI = next(k for k in IPC_KNOBS if k.file == "ipc.shm_mni")
@@ -183,3 +184,13 @@ def test_tree_branches() -> None:
         "│ └─z  [0 tasks, release ignore]  owns: -",
         "└─b  [? tasks, release ?]  owns: -",
     ]
+
+
+def test_mount_points_are_read_as_the_kernel_escapes_them(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_bytes(
+        b"cfs /run/my\\040mnt\\303\\251 fuse.containerfs rw 0 0\n"
+        b"proc /proc proc rw 0 0\n"
+        b"cfs /run/containerfs fuse.containerfs rw 0 0\n"
+    )
+    assert containerfs_mounts(str(mounts)) == ["/run/my mnt\u00e9", "/run/containerfs"]
