@@ -115,9 +115,16 @@ def test_top_sorts_by_each_column_and_quits_on_q(cfs: Mounted, tmux: str) -> Non
     cfs.sh("mkdir busy idle && echo 100 > idle/pids.max")
     # one task spinning in busy, three sleeping in idle
     cfs.spawn("busy", "sh", "-c", "while :; do :; done")
-    for _ in range(3):
-        cfs.spawn("idle", "sleep", "600")
-    wait_for(lambda: len(cfs.read("idle/tasks").split()) == 3, 10, "three sleeps in idle")
+    for n in range(1, 4):  # one at a time (top's sorting is the subject here, not exec)
+        sleeper = cfs.spawn("idle", "sleep", "600")
+
+        def placed(n: int = n, p: subprocess.Popen[bytes] = sleeper) -> bool:
+            if p.poll() is not None:  # exec failed: say why
+                assert p.stderr is not None
+                raise AssertionError(f"exec exited {p.returncode}: {p.stderr.read()!r}")
+            return len(cfs.read("idle/tasks").split()) == n
+
+        wait_for(placed, 10, f"sleep {n} in idle")
     argv = " ".join([*CONTAINERFS, "top", "--delay", "0.5", str(cfs.mnt)])
     subprocess.run(
         ["tmux", "-S", tmux, "new-session", "-d", "-s", "top", "-x", "120", "-y", "20",
