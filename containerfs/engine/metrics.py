@@ -188,6 +188,7 @@ class ContainerFacts:
     released: int
     uid: int = 0  # the engine's id of the container (what the knob lines are kept by)
     views: Mapping[str, KnobState] = field(default_factory=dict)  # knob file -> views
+    labels: str = ""  # its ``container`` and ``id`` labels as ``label_text``, if made already
 
 
 #: The fields of a knob with several numbers, as proc(5) names them.
@@ -274,7 +275,7 @@ def container_families(
     columns = [(attr, fam.name, fam.lines) for (attr, *_rest), fam in gauges]
     fmt = format_value
     for f in facts:
-        labels = label_text((("container", f.path), ("id", f.cgroup)))
+        labels = f.labels or label_text((("container", f.path), ("id", f.cgroup)))
         reading = readings.get(f.path)
         if reading is not None:
             for attr, name, lines in columns:

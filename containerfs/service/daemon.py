@@ -58,7 +58,8 @@ class Daemon:
     async def read(
         self, c: Container, spec: FileSpec, reader_pid: int, reader: tuple[int, int] = (0, 0)
     ) -> bytes:
-        return (await self.files.read(c, spec, reader)).encode()
+        text = await self.files.read(c, spec, reader)
+        return text if isinstance(text, bytes) else text.encode()
 
     async def write(
         self, c: Container, spec: FileSpec, data: bytes, writer_pid: int, writer_uid: int

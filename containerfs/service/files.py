@@ -41,7 +41,7 @@ log = logging.getLogger("containerfs")
 
 Ids = tuple[int, int]
 #: How a file of a role is read: (container, file, reader's fsuid and fsgid).
-Reader = Callable[[Container, FileSpec, Ids], Awaitable[str]]
+Reader = Callable[[Container, FileSpec, Ids], Awaitable[str | bytes]]
 #: How one is written: (container, file, text, writer's pid, writer's uid).
 Writer = Callable[[Container, FileSpec, str, int, int], Awaitable[None]]
 
@@ -73,8 +73,9 @@ class Files:
         self.metrics = Metrics(rt, self.listing)
         self.readers, self.writers = self._tables()
 
-    async def read(self, c: Container, spec: FileSpec, reader: Ids) -> str:
-        """``reader``: the opener's fsuid and fsgid (who ``namespaces`` is shown to)."""
+    async def read(self, c: Container, spec: FileSpec, reader: Ids) -> str | bytes:
+        """``reader``: the opener's fsuid and fsgid (who ``namespaces`` is shown to).
+        Bytes from a reader that keeps its text encoded (``metrics``)."""
         return await self.readers[spec.role](c, spec, reader)
 
     async def write(
@@ -184,7 +185,7 @@ class Files:
     async def _read_namespaces(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         return await self.listing.render(reader)
 
-    async def _read_metrics(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+    async def _read_metrics(self, c: Container, spec: FileSpec, reader: Ids) -> bytes:
         return await self.metrics.render(reader)
 
     async def _read_init(self, c: Container, spec: FileSpec, reader: Ids) -> str:

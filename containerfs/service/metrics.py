@@ -19,6 +19,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 
@@ -42,6 +43,22 @@ FILES_IDLE = 300.0
 COUNTS_FRESH = 10.0
 
 
+#: Worker threads the figure files are read on: a read is mostly kernel time, with
+#: the interpreter's lock let go, so two threads overlap where two CPUs are free.
+READ_THREADS = 2
+
+
+@dataclass(slots=True)
+class _Row:
+    """A container as every scrape reports it, worked out once per tree version."""
+
+    container: Container
+    path: str
+    cgroup: str
+    labels: str  # ``container="...",id="..."``
+    files: UsageFiles | None
+
+
 class Metrics:
     """Renders ``metrics`` (and the HTTP endpoint's body)."""
 
@@ -54,16 +71,15 @@ class Metrics:
         self._counting = False
         self._knob_lines = metrics.KnobLines()
         self._knobs_version: tuple[int, int] | None = None
-        self._knobs_rendered = ""
-        # (engine version, each container's path, cgroup and figure files): ``_layout``
-        self._layout_of: tuple[int, list[tuple[Container, str, str, UsageFiles | None]]] | None
-        self._layout_of = None
-        self._renders: SharedRuns[bool, str] = SharedRuns(self._render)
+        self._knobs_rendered = b""
+        self._layout_of: tuple[int, list[_Row]] | None = None  # (engine version, rows)
+        self._renders: SharedRuns[bool, bytes] = SharedRuns(self._render)
         self._idle_at = 0.0  # when the kept figure files are closed (``_keep_files``)
         self._closer = False
-        self._rendering = False
+        self._reading = 0  # renders whose threads read the kept files now
+        self._prune: set[str] | None = None  # the files to keep, once no render reads
 
-    async def render(self, reader: tuple[int, int] = (0, 0)) -> str:
+    async def render(self, reader: tuple[int, int] = (0, 0)) -> bytes:
         """The text for ``reader`` (fsuid, fsgid; the HTTP endpoint reads as root).
         Readers at once share renders (``SharedRuns``), so a user reading in a loop
         from many processes costs the daemon one render at a time. Only root gets
@@ -71,15 +87,15 @@ class Metrics:
         its own ``lsns`` would."""
         return await self._renders.get(reader[0] == 0)
 
-    async def _render(self, as_root: bool) -> str:
+    async def _render(self, as_root: bool) -> bytes:
         version = self.rt.engine.views_version
         facts, asks = self._facts()
-        self._rendering = True
+        self._reading += 1
         try:
             readings = await _read_all(self.rt.cgroups.read_usage, asks)
         finally:
-            self._rendering = False
-        self._keep_files(asks)
+            self._reading -= 1
+        self._keep_files()
         families = [
             metrics.containers_family(len(facts) - 1),
             *metrics.container_families(facts, readings),
@@ -87,16 +103,17 @@ class Metrics:
         ]
         if as_root:
             families.append(metrics.namespace_family(await self._namespace_counts()))
-        return metrics.render(families) + self._knob_text(facts, version)
+        # The knob text, most of the bytes, is kept encoded: joined, not copied twice.
+        return b"".join((metrics.render(families).encode(), self._knob_text(facts, version)))
 
-    def _knob_text(self, facts: list[ContainerFacts], version: tuple[int, int]) -> str:
+    def _knob_text(self, facts: list[ContainerFacts], version: tuple[int, int]) -> bytes:
         """The knob families, rendered again only when a container or a view changed
         (``Engine.views_version``, taken with ``facts`` before any await: a mkdir
         during the scrape must not be filed under the version it made): most of
         the text, and between two scrapes usually the same."""
         if version != self._knobs_version:
             fams = metrics.knob_families(facts, self._knob, self._knob_lines)
-            self._knobs_rendered = metrics.render(fams)
+            self._knobs_rendered = metrics.render(fams).encode()
             self._knobs_version = version
         return self._knobs_rendered
 
@@ -105,30 +122,33 @@ class Metrics:
         what the kernel is asked of each container: (path, its figures' files)."""
         facts: list[ContainerFacts] = []
         asks: list[tuple[str, UsageFiles]] = []
-        for c, path, cgroup, files in self._layout():
-            if files is not None:
-                asks.append((path, files))
+        for row in self._layout():
+            c = row.container
+            if row.files is not None:
+                asks.append((row.path, row.files))
             facts.append(
                 ContainerFacts(
-                    path=path,
-                    cgroup=cgroup,
-                    populated=True if c.is_root else c.populated,
-                    released=c.released,
-                    uid=c.uid,
-                    views={} if c.is_root else c.views,
+                    row.path,
+                    row.cgroup,
+                    True if c.is_root else c.populated,
+                    c.released,
+                    c.uid,
+                    {} if c.is_root else c.views,
+                    row.labels,
                 )
             )
         return facts, asks
 
-    def _layout(self) -> list[tuple[Container, str, str, UsageFiles | None]]:
-        """Every container with its path, cgroup and figure files, worked out again
-        only when the tree changed (``Engine.version``: mkdir, rmdir, rename)."""
+    def _layout(self) -> list[_Row]:
+        """Every container with its path, cgroup, labels and figure files, worked out
+        again only when the tree changed (``Engine.version``: mkdir, rmdir, rename);
+        the kept files of containers gone are closed then (``_keep_files``)."""
         rt = self.rt
         engine = rt.engine
         if self._layout_of is not None and self._layout_of[0] == engine.version:
             return self._layout_of[1]
         controllers = frozenset(k for k in engine.available if k not in NAMESPACE_NAMES)
-        layout: list[tuple[Container, str, str, UsageFiles | None]] = []
+        rows: list[_Row] = []
         for c in engine.root.walk():
             if c.removed:
                 continue
@@ -138,15 +158,19 @@ class Metrics:
                 files: UsageFiles | None = rt.cgroups.usage_files(cgpath, c.owned & controllers)
             except OSError:
                 cgroup, files = "", None
-            layout.append((c, "/" + "/".join(c.path), cgroup, files))
-        self._layout_of = (engine.version, layout)
-        return layout
+            path = "/" + "/".join(c.path)
+            labels = metrics.label_text((("container", path), ("id", cgroup)))
+            rows.append(_Row(c, path, cgroup, labels, files))
+        self._layout_of = (engine.version, rows)
+        self._prune = {name for row in rows for _key, name in row.files or ()}
+        return rows
 
-    def _keep_files(self, asks: list[tuple[str, UsageFiles]]) -> None:
-        """Close the kept files of removed containers now, and all of them after
-        :data:`FILES_IDLE` seconds without a scrape (``KeptFiles``)."""
-        kept = self.rt.cgroups.kept_files
-        kept.keep_only({name for _path, files in asks for _key, name in files})
+    def _keep_files(self) -> None:
+        """Close the kept files of removed containers once no render reads them, and
+        all of them after :data:`FILES_IDLE` seconds without a scrape (``KeptFiles``)."""
+        if self._prune is not None and not self._reading:
+            self.rt.cgroups.kept_files.keep_only(self._prune)
+            self._prune = None
         self._idle_at = time.monotonic() + FILES_IDLE
         if not self._closer and self.rt.nursery is not None:
             self._closer = True
@@ -155,7 +179,7 @@ class Metrics:
     async def _close_when_idle(self) -> None:
         try:
             # never while a render's threads read them
-            while (left := self._idle_at - time.monotonic()) > 0 or self._rendering:
+            while (left := self._idle_at - time.monotonic()) > 0 or self._reading:
                 await trio.sleep(max(left, 1.0))
             self.rt.cgroups.kept_files.close()
         finally:
@@ -197,11 +221,15 @@ class Metrics:
 async def _read_all(
     read_usage: Callable[[UsageFiles], dict[str, float]], asks: list[tuple[str, UsageFiles]]
 ) -> dict[str, Reading]:
-    """Every container's figures, on one worker thread: with the files kept open a
-    read is about a microsecond of kernel time, and more threads would only take
-    turns at the interpreter's lock."""
+    """Every container's figures, on :data:`READ_THREADS` worker threads, each a
+    share of the containers (a path is read by one thread: ``KeptFiles``)."""
+    readings: dict[str, Reading] = {}
 
-    def read() -> dict[str, Reading]:
-        return {path: Reading(**read_usage(files)) for path, files in asks}
+    def read(share: list[tuple[str, UsageFiles]]) -> None:
+        got = {path: Reading(**read_usage(files)) for path, files in share}
+        readings.update(got)  # one call: atomic under the interpreter's lock
 
-    return await trio.to_thread.run_sync(read)
+    async with trio.open_nursery() as nursery:
+        for i in range(READ_THREADS):
+            nursery.start_soon(trio.to_thread.run_sync, read, asks[i::READ_THREADS])
+    return readings

@@ -31,7 +31,7 @@ MAX_CONNECTIONS = 32
 MAX_REQUESTS = 100  # on one connection; then it is closed
 _READ = 16384
 
-Render = Callable[[], Awaitable[str]]
+Render = Callable[[], Awaitable[bytes]]
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -100,7 +100,7 @@ async def _connection(stream: trio.SocketStream, render: Render) -> None:
             if method not in ("GET", "HEAD"):
                 await _send(conn, stream, 405, b"only GET and HEAD\n", allow=True)
             elif target == "/metrics":
-                body = (await render()).encode()
+                body = await render()
                 await _send(conn, stream, 200, body, head=method == "HEAD", ctype=CONTENT_TYPE)
             elif target == "/":
                 await _send(conn, stream, 200, b"containerfs: the metrics are at /metrics\n")

@@ -133,6 +133,31 @@ def test_a_limit_changed_shows_at_the_next_read(cfs: Mounted) -> None:
     assert value(text, "containerfs_containers") == 0
 
 
+def _open_into(pid: int, name: str) -> list[str]:
+    """What process `pid` holds open in a directory called `name` (any hierarchy)."""
+    held = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("/sys/fs/cgroup/") and f"/{name}/" in target:
+            held.append(target)
+    return held
+
+
+def test_the_figure_files_of_a_removed_container_are_let_go(cfs: Mounted) -> None:
+    """The daemon keeps each container's figure files open between scrapes; those of
+    a container removed are closed by the next scrape, not held (kernel memory)
+    until the daemon idles."""
+    cfs.sh("mkdir gone-soon && echo 7 > gone-soon/pids.max")
+    cfs.read("metrics")
+    assert _open_into(cfs.daemon.pid, "gone-soon"), "the figures are read from kept files"
+    cfs.sh("rmdir gone-soon")
+    cfs.read("metrics")
+    assert _open_into(cfs.daemon.pid, "gone-soon") == []
+
+
 def test_promtool_finds_nothing_to_say(cfs: Mounted) -> None:
     promtool = tool("promtool")
     cfs.sh('mkdir a a/b "we\\"ird" && echo 5 > a/pids.max && echo 3 > a/ipc.msg_mni')
