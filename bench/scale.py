@@ -262,17 +262,36 @@ class Run:
         return out
 
     def metrics_reads(self, runs: int) -> dict[str, object]:
-        """``cat metrics`` (issue 18: at most 50 ms with 1,000 containers): the first
-        read waits for the namespace walk, the next use its counts (README
-        "Monitoring"), so the first is reported apart."""
-        times, size = [], 0
-        for _ in range(runs + 1):
+        """``cat metrics`` (issue 18: at most 50 ms with 1,000 containers), three ways
+        (README "Monitoring"): back to back (the first read waits for the namespace
+        walk, so it is reported apart); at a steady pace of 2 s, as Prometheus
+        scrapes (the daemon reads the figures ahead of each scrape); and after
+        pauses of 1.5 and 4 s in turn, a pace with nothing to go by, so every read
+        reads the figures itself."""
+
+        def timed() -> tuple[float, int]:
             start = time.perf_counter()
             size = len((self.mnt / "metrics").read_bytes())
-            times.append(time.perf_counter() - start)
+            return time.perf_counter() - start, size
+
+        times, size = [], 0
+        for _ in range(runs + 1):
+            took, size = timed()
+            times.append(took)
+        time.sleep(5)  # the back-to-back pace forgotten
+        paced = []
+        for _ in range(METRICS_PACED + 1):
+            time.sleep(2.0)
+            paced.append(timed()[0])
+        unpaced = []
+        for i in range(METRICS_PACED + 1):
+            time.sleep(1.5 if i % 2 else 4.0)
+            unpaced.append(timed()[0])
         return {
             "metrics_first_ms": round(times[0] * 1000, 1),
             "metrics_next": summary(times[1:]),
+            "metrics_paced": summary(paced[1:]),  # the first sets the pace
+            "metrics_unpaced": summary(unpaced),
             "metrics_bytes": size,
         }
 
@@ -286,7 +305,8 @@ class Run:
         return times
 
 
-METRICS_RUNS = 20  # reads of the metrics file timed per stage
+METRICS_RUNS = 20  # reads of the metrics file timed per stage, back to back
+METRICS_PACED = 6  # reads at a steady pace, and at an unsteady one
 
 
 def batches(times: list[float], size: int) -> list[dict[str, float]]:
@@ -362,6 +382,13 @@ def print_figures(stages: dict[str, dict[str, object]]) -> None:
                 f" {m['median_ms']:.1f} ms (p90 {m['p90_ms']:.1f}, worst {m['max_ms']:.1f});"
                 f" {s['metrics_bytes']} bytes"
             )
+            for key, how in (("metrics_paced", "every 2 s"), ("metrics_unpaced", "unpaced")):
+                p = s.get(key)
+                if isinstance(p, dict):
+                    print(
+                        f"  {how}: median {p['median_ms']:.1f} ms"
+                        f" (p90 {p['p90_ms']:.1f}, worst {p['max_ms']:.1f})"
+                    )
     base = stages.get("start")
     for label, s in stages.items():
         n = s["containers"]

@@ -191,6 +191,34 @@ class ContainerFacts:
     labels: str = ""  # its ``container`` and ``id`` labels as ``label_text``, if made already
 
 
+#: Seconds a scrape's cgroup figures may be old: read ahead of a steady scraper, or at
+#: the scrape itself (``read_ahead_at``).
+FIGURES_FRESH = 1.0
+
+#: Scrapes further apart than this are not read ahead of: the figure files are closed
+#: by then (``service/metrics.py``'s ``FILES_IDLE``).
+READ_AHEAD_MAX = 300.0
+
+
+def read_ahead_at(scrapes: tuple[float, float], read_at: float) -> float | None:
+    """When to read every container's figures ahead of the next scrape, given the
+    times of the last two (``scrapes``) and of the last read (``read_at``); None
+    for no steady pace to go by (a first scrape, or a long pause).
+
+    A scraper comes at a steady pace (Prometheus's ``scrape_interval``, ``top``'s
+    refresh), so the next scrape is due one interval after the last: the figures
+    are read half a freshness window before it, and that scrape finds them young
+    enough to use (``FIGURES_FRESH``) and only renders; a scrape that comes
+    early or late reads them itself. One read a scrape, as without reading
+    ahead, but never more than two a window however fast the reads come."""
+    before, last = scrapes
+    interval = last - before
+    if not 0 < interval <= READ_AHEAD_MAX:
+        return None
+    lead = min(FIGURES_FRESH / 2, interval / 2)
+    return max(last + interval - lead, read_at + FIGURES_FRESH / 2)
+
+
 #: The fields of a knob with several numbers, as proc(5) names them.
 KNOB_FIELDS: Mapping[str, tuple[str, ...]] = {
     "ipc.sem": ("semmsl", "semmns", "semopm", "semmni"),

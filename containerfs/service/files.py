@@ -90,7 +90,10 @@ class Files:
             writer = self.writers.get(spec.role)
             if writer is None:
                 raise InvalidInput(f"{spec.name}: read-only")
-            await writer(c, spec, text, writer_pid, writer_uid)
+            try:
+                await writer(c, spec, text, writer_pid, writer_uid)
+            finally:  # whatever it changed, metrics reads anew (even a half-done write)
+                self.metrics.touched(c)
         except (ContainerError, OSError, ValueError) as exc:
             shown = data[:80].decode(errors="replace").strip()
             log.warning("%s: refused: %s", f"{where(c, spec.name)} <- {shown!r}", exc)

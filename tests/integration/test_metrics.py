@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from containerfs.engine.metrics import FIGURES_FRESH
+
 from .conftest import CONTAINERFS, TIME_SCALE, Mounted, mounted, wait_for
 
 pytestmark = pytest.mark.root
@@ -118,8 +120,12 @@ def test_metrics_show_what_was_written_and_what_the_kernel_counts(cfs: Mounted) 
     sleeper.kill()
     sleeper.wait()
     wait_for(lambda: cfs.read("c/tasks") == "", 10, "c empty")
-    text = cfs.read("metrics")
-    assert value(text, "containerfs_processes", container="/c") == 0
+    # the figures may have been read ahead of this scrape, at most a second before
+    wait_for(
+        lambda: value(cfs.read("metrics"), "containerfs_processes", container="/c") == 0,
+        FIGURES_FRESH + 2,
+        "the exit in metrics",
+    )
 
 
 def test_a_limit_changed_shows_at_the_next_read(cfs: Mounted) -> None:
@@ -131,6 +137,51 @@ def test_a_limit_changed_shows_at_the_next_read(cfs: Mounted) -> None:
     text = cfs.read("metrics")
     assert not [k for k in samples(text) if ("container", "/c") in k[1]]
     assert value(text, "containerfs_containers") == 0
+
+
+def test_a_steady_scraper_gets_figures_at_most_a_second_old(cfs: Mounted) -> None:
+    """Figures read ahead of a scraper at a steady pace are never older than
+    FIGURES_FRESH: a process that left outside containerfs's sight is gone from
+    every scrape begun that long after; a limit written through containerfs is
+    in the very next scrape, read ahead or not."""
+    cfs.sh("mkdir c")
+    sleeper = cfs.spawn("c", "sleep", "600")
+    wait_for(lambda: cfs.read("c/tasks").split() != [], 10, "the sleep in c")
+    pace = 0.1
+    for _ in range(10):  # a steady pace: the daemon reads ahead of it
+        assert value(cfs.read("metrics"), "containerfs_processes", container="/c") == 1
+        time.sleep(pace)
+    sleeper.kill()
+    sleeper.wait()  # reaped: the kernel's count is 0 from here
+    gone = time.monotonic()
+    seen = []
+    while (began := time.monotonic()) < gone + FIGURES_FRESH + 1.0:
+        seen.append((began - gone, cfs.read("metrics")))
+        time.sleep(pace)
+    late = [
+        (round(after, 2), value(text, "containerfs_processes", container="/c"))
+        for after, text in seen
+        if after >= FIGURES_FRESH
+    ]
+    assert late and all(n == 0 for _after, n in late), late
+    (cfs.mnt / "c" / "pids.max").write_text("9\n")
+    assert value(cfs.read("metrics"), "containerfs_pids_limit", container="/c") == 9
+
+
+def test_a_scrape_after_a_pause_reads_the_figures_itself(cfs: Mounted) -> None:
+    """Figures read ahead are not served once older than FIGURES_FRESH: a scraper
+    that paused longer gets the kernel's count as of its scrape."""
+    cfs.sh("mkdir c")
+    sleeper = cfs.spawn("c", "sleep", "600")
+    wait_for(lambda: cfs.read("c/tasks").split() != [], 10, "the sleep in c")
+    for _ in range(3):  # a pace to read ahead of; the next read is due soon after
+        assert value(cfs.read("metrics"), "containerfs_processes", container="/c") == 1
+        time.sleep(0.05)
+    time.sleep(FIGURES_FRESH)  # the read ahead done (due half a window on), the sleep in c
+    sleeper.kill()
+    sleeper.wait()
+    time.sleep(FIGURES_FRESH + 0.5)
+    assert value(cfs.read("metrics"), "containerfs_processes", container="/c") == 0
 
 
 def _open_into(pid: int, name: str) -> list[str]:

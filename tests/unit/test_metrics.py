@@ -10,6 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from containerfs.engine.catalog import IPC_KNOBS, NET_KNOBS
 from containerfs.engine.metrics import (
+    FIGURES_FRESH,
+    READ_AHEAD_MAX,
     ContainerFacts,
     Family,
     Reading,
@@ -19,6 +21,7 @@ from containerfs.engine.metrics import (
     knob_families,
     namespace_family,
     parse,
+    read_ahead_at,
     render,
 )
 from containerfs.engine.views import KnobState
@@ -144,6 +147,23 @@ def test_request_latencies_are_a_cumulative_histogram() -> None:
     assert out[("containerfs_requests_total", op)] == 5
     assert out[("containerfs_request_errors_total", op)] == 0
     assert out[("containerfs_request_errors_total", frozenset({("operation", "lookup")}))] == 1
+
+
+def test_a_steady_scraper_is_read_ahead_of_once_a_scrape() -> None:
+    # Prometheus every 15 s: the figures are read half a window before the next scrape,
+    # which then finds them younger than FIGURES_FRESH
+    due = read_ahead_at((100.0, 115.0), read_at=115.0)
+    assert due == 130.0 - FIGURES_FRESH / 2
+    assert due is not None and 130.0 - due < FIGURES_FRESH
+    # top every second: half an interval ahead, so each refresh gets figures one
+    # interval after the last (its CPU % stays even)
+    assert read_ahead_at((10.0, 11.0), read_at=10.6) == 11.5
+    # reads in a tight loop: at most one read ahead per half window, however fast
+    assert read_ahead_at((20.000, 20.010), read_at=20.0) == 20.0 + FIGURES_FRESH / 2
+    # nothing to go by: a first scrape, a long pause, a clock that went nowhere
+    assert read_ahead_at((-math.inf, 5.0), read_at=5.0) is None
+    assert read_ahead_at((0.0, READ_AHEAD_MAX + 1), read_at=1.0) is None
+    assert read_ahead_at((5.0, 5.0), read_at=5.0) is None
 
 
 def test_namespace_counts() -> None:
