@@ -364,6 +364,11 @@ class Discovery:
             if c.origin == Origin.CLONE:
                 lifecycle.set_held(c, False)
                 await self.releases.refresh_populated(c)
+            elif c.origin == Origin.OCI and c.uid not in self._dead:
+                # Its runtime's init ended, and its pid namespace with the holder
+                # inside: the container stays until its runtime's delete.
+                self._dead.add(c.uid)
+                log.info("%s: its init exited (holder %d gone)", "/".join(c.path), holder.pid)
             elif c.uid not in self._dead:
                 self._dead.add(c.uid)
                 log.error("%s: its namespace holder %d died", "/".join(c.path), holder.pid)

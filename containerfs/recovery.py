@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from . import statefile
 from .engine import lifecycle
 from .engine.errors import ContainerError
-from .engine.kinds import NAMESPACE_NAMES
+from .engine.kinds import NAMESPACE_NAMES, Origin
 from .engine.tree import Container
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def adopt(rt: Runtime, state: dict[str, Any]) -> None:
             continue
         if c.is_root:
             continue
+        if c.origin == Origin.OCI:  # its processes are in its directory (no .tasks)
+            rt.cgroups.direct.add(c.cgpath)
         why = _check(rt, c, rec)
         if why is not None:
             log.warning("state: dropping %s: %s", "/".join(path), why)

@@ -309,6 +309,7 @@ class FakeKernel(Kernel):
         self._inodes = itertools.count(ROOT_INODE + 1000)
         self._holder_pids = itertools.count(HOLDER_PID)
         self.ns_fds: dict[int, int] = {}  # fd from open_namespace -> namespace inode
+        self.ns_parents: dict[int, int] = {}  # pid/user namespace inode -> its parent's
 
     # -- test setup and inspection ---------------------------------------------------
 
@@ -504,6 +505,14 @@ class FakeKernel(Kernel):
         fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # the service closes it
         self.ns_fds[fd] = inode
         return fd
+
+    def namespace_ancestors(self, fd: int) -> list[int]:
+        """The fake's namespaces have no parents but those ``ns_parents`` names."""
+        out, ino = [], self.ns_fds[fd]
+        while ino in self.ns_parents:
+            ino = self.ns_parents[ino]
+            out.append(ino)
+        return out
 
     def mount_tables(self) -> procs.MountTables:
         return FakeMountTables()
