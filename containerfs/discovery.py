@@ -286,6 +286,11 @@ class Discovery:
         async with d.lock:
             if parent.removed:
                 return None
+            # The look ran without the lock: a claim may have made a container the
+            # owner of these namespaces meanwhile (``container.claim``).
+            index = lifecycle.namespace_index(d.engine.root)
+            if any((kind, str(os.fstat(fd).st_ino)) in index for kind, fd in fds.items()):
+                return None
             try:
                 plan = lifecycle.plan_clone(
                     d.engine, parent, comm, pid, fds, max_clones=self.max_clones

@@ -119,6 +119,11 @@ def _check(rt: Runtime, c: Container, rec: dict[str, Any]) -> str | None:
         try:
             holder = rt.kernel.attach_holder(pid, own_ns)
         except OSError as exc:
+            if c.origin == Origin.OCI:
+                # Its init exited (and the holder with its pid namespace): an OCI
+                # container stays until its runtime's delete, namespaces or not.
+                log.info("state: %s: its init has exited", "/".join(c.path))
+                return None if rt.cgroups.events_file(c.cgpath).exists() else "its cgroup is gone"
             return f"holder {pid}: {exc.strerror or exc}"
         rt.holders[c.uid] = holder
     if not rt.cgroups.events_file(c.cgpath).exists():
