@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def with_pidfd_kill(pid: int) -> None:
         return
     try:
         if Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
-            os.kill(pid, 9)
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
     except OSError:
         pass
     finally:
@@ -310,5 +311,120 @@ def test_tasks_of_a_claimed_container_are_its_directorys(oci: tuple[Mounted, Uns
     out = m.exec("oci/web", "sh", "-c", "cat /proc/self/cgroup; hostname")
     v2 = [line for line in out.stdout.splitlines() if line.startswith("0::")]
     assert v2 and v2[0].endswith("/oci/web"), out.stdout
-    time.sleep(0)  # the exec'd process is gone; the init stays the only task
+    # the exec'd process is gone; the init stays the only task
     assert m.read("oci/web/tasks").split() == [str(p.pid)]
+
+
+def shm_limit_holds(p: Unshared, expect_internal: str, expect_segments: str) -> None:
+    """Inside (nsenter into the process's namespaces, no containerfs read between):
+    the container's own shmmni reads back, and the kernel stops at the limit."""
+    script = (
+        "ipcrm -a 2>/dev/null; echo 100 > /proc/sys/kernel/shmmni; cat /proc/sys/kernel/shmmni;"
+        " for i in 1 2 3 4 5 6; do ipcmk -M 1024 >/dev/null 2>&1; done;"
+        " ipcs -m | grep -c '^0x'"
+    )
+    out = subprocess.run(
+        ["nsenter", "-t", str(p.pid), "-a", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.stdout.split() == [expect_internal, expect_segments], out.stderr
+
+
+@pytest.mark.parametrize("how", ["stop", "crash"])
+def test_a_claimed_container_survives_a_restart(oci: tuple[Mounted, Unshared], how: str) -> None:
+    m, p = oci
+    claim(m, "oci/web", str(p.pid))
+    m.sh("echo 4 > oci/web/ipc.shm_mni")
+    before = subsystems(m, "oci/web")
+    holder = m.read("oci/web/container.init")
+    m.stop(signal.SIGTERM if how == "stop" else signal.SIGKILL)
+    m.start()
+    assert subsystems(m, "oci/web") == before
+    assert m.read("oci/web/container.origin") == "oci\n"
+    assert m.read("oci/web/container.init") == holder
+    assert m.read("oci/web/tasks").split() == [str(p.pid)]  # in its directory, still
+    shm_limit_holds(p, "100", "4")  # the views are bound again
+    m.sh("echo 1 > oci/web/container.kill && rmdir oci/web")
+    assert not any(d.exists() for d in cgroup_dirs_of(m, "oci/web"))
+
+
+def test_an_exited_init_leaves_the_container_until_rmdir(oci: tuple[Mounted, Unshared]) -> None:
+    """The OCI lifecycle: a container whose process exited is ``stopped``, not gone;
+    its runtime's ``delete`` removes it. Its holder's end is expected, no error."""
+    m, p = oci
+    claim(m, "oci/web", str(p.pid))
+    holder = int(m.read("oci/web/container.init"))
+    os.kill(p.pid, signal.SIGKILL)
+    wait_for(lambda: gone(holder), 10, "the holder to end with the pid namespace")
+    wait_for(lambda: "its init exited" in m.log.read_text(), 5, "discovery to see it")
+    time.sleep(0.5)  # a release, had there been one, came in milliseconds
+    assert (m.mnt / "oci/web").is_dir()
+    assert m.read("oci/web/container.events").splitlines() == ["populated 0", "released 0"]
+    assert "died" not in m.log.read_text()
+    m.stop()
+    m.start()  # taken over though its holder is gone
+    assert m.read("oci/web/container.origin") == "oci\n"
+    m.sh("rmdir oci/web")
+    assert not any(d.exists() for d in cgroup_dirs_of(m, "oci/web"))
+
+
+def test_a_user_namespace_is_claimed_and_joined_last(cfs: Mounted) -> None:
+    """runc with a user namespace: its init's namespaces are owned by that user
+    namespace; the holder joins it after every other, and the views hold."""
+    oci_parent(cfs)
+    cfs.sh("mkdir oci/web")
+    p = Unshared("--user", "--map-root-user", "--pid", "--mount", "--uts", "--ipc", "--net")
+    try:
+        p.place(cgroup_dirs_of(cfs, "oci/web"))
+        claim(cfs, "oci/web", str(p.pid))
+        now = subsystems(cfs, "oci/web")
+        for kind in (*MADE, "user"):
+            assert now[kind] == ("own", str(ns_inode(p.pid, kind))), kind
+        cfs.sh("echo 4 > oci/web/ipc.shm_mni")
+        shm_limit_holds(p, "100", "4")
+    finally:
+        p.stop()
+
+
+def test_namespaces_made_inside_a_claimed_container_are_a_clone_below_it(
+    oci: tuple[Mounted, Unshared],
+) -> None:
+    m, p = oci
+    claim(m, "oci/web", str(p.pid))
+    inner = subprocess.Popen(
+        ["nsenter", "-t", str(p.pid), "-a", "unshare", "--uts", "sleep", "1000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: bool(children(inner.pid)), 10, "the inner unshare")
+        # nsenter's child is not in the container's cgroup: put it where runc's
+        # exec puts a process (the container's directory).
+        sleeper = children(inner.pid)[0]
+        for d in cgroup_dirs_of(m, "oci/web"):
+            (d / "cgroup.procs").write_text(str(sleeper))
+        web = m.mnt / "oci/web"
+        wait_for(lambda: any((web / n).is_dir() for n in os.listdir(web)), 10, "a clone")
+        kids = [n for n in os.listdir(m.mnt / "oci/web") if (m.mnt / "oci/web" / n).is_dir()]
+        assert len(kids) == 1, (kids, m.log_tail())
+        (kid,) = kids
+        assert m.read(f"oci/web/{kid}/container.origin") == "clone\n"
+        assert subsystems(m, f"oci/web/{kid}")["uts"] == ("own", str(ns_inode(sleeper, "uts")))
+        wait_for(
+            lambda: m.read(f"oci/web/{kid}/tasks").split() == [str(sleeper)],
+            10,
+            "the task moved into the clone (after it is made)",
+        )
+        assert m.read("oci/web/tasks").split() == [str(p.pid)]
+    finally:
+        inner.kill()
+        inner.wait(10)
+
+
+def test_metrics_count_the_processes_in_the_directory(oci: tuple[Mounted, Unshared]) -> None:
+    m, p = oci
+    claim(m, "oci/web", str(p.pid))
+    lines = [ln for ln in m.read("metrics").splitlines() if ln.startswith("containerfs_processes")]
+    assert any('container="/oci/web"' in ln and ln.endswith(" 1") for ln in lines), lines
