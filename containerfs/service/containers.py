@@ -419,7 +419,10 @@ class Containers:
         try:
             return await trio.to_thread.run_sync(self.rt.cgroups.procs, c.cgpath)
         except FileNotFoundError:
-            log.warning("%s: its cgroup was removed behind the daemon's back", where(c))
+            if c.origin == Origin.OCI:  # runc's delete removes the cgroupsPath directories
+                log.info("%s: its cgroup was removed by its runtime", where(c))
+            else:
+                log.warning("%s: its cgroup was removed behind the daemon's back", where(c))
             return []
 
     def destroy(self, c: Container) -> None:

@@ -209,6 +209,8 @@ def test_rmdir_after_the_runtime_removed_the_cgroups(oci: tuple[Mounted, Unshare
     m.sh("rmdir oci/web")
     assert not (m.mnt / "oci/web").exists()
     assert "oci" in os.listdir(m.mnt) and "web" not in os.listdir(m.mnt / "oci")
+    assert "removed by its runtime" in m.log.read_text()  # expected: no warning
+    assert "WARNING" not in m.log.read_text()
 
 
 def unchanged(m: Mounted, before: dict[str, tuple[str, str]]) -> None:
