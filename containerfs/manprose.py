@@ -471,8 +471,9 @@ The PID of the holder of the container's namespaces (its own, or its nearest
 ancestor's); `0` in the root.
 """,
     "container.origin": """\
-`mkdir`, or `clone` for a container found from namespaces a process inside made
-itself.
+`mkdir`, `clone` for a container found from namespaces a process inside made
+itself, or `oci` for one that claimed an OCI runtime's namespaces
+(`container.claim`).
 """,
     "container.max.depth": """\
 How many levels of containers may be made below this one: a number from 0, or
@@ -486,6 +487,19 @@ How many containers may be below this one, all levels: a number from 0, or `max`
 Writing `1` sends SIGKILL to every task of the container and its descendants
 (through `cgroup.kill`, or one signal per process before Linux 5.14); the write
 returns once they are gone. Reads are empty.
+""",
+    "container.claim": """\
+For an OCI runtime front end: writing a PID (in the writer's pid namespace) of a
+process in the container's cgroup makes the container own each namespace of that
+process that differs from its parent's, held by a holder that joins them; its
+`container.origin` becomes `oci`. The write returns once the namespaces are held
+and the knob views bound. Only root may write; a container that owns namespaces
+already, has children, or a process outside it, is refused and nothing changes.
+""",
+    "container.cgroup": """\
+The container's cgroup as one absolute path, the same in every hierarchy the
+daemon uses (what an OCI runtime's `linux.cgroupsPath` takes). A read fails with
+`EOPNOTSUPP` when the daemon's cgroups are not at one path in every hierarchy.
 """,
     "uts.hostname": """\
 The UTS namespace's host name: at most 64 bytes, printable, no spaces.

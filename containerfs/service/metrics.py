@@ -53,8 +53,9 @@ class Metrics:
         self._counted_at = -math.inf
         self._counting = False
         self._knob_lines = metrics.KnobLines()
-        # container uid -> the files of its figures (its cgroups do not move)
-        self._files: dict[int, UsageFiles] = {}
+        # (container uid, origin) -> the files of its figures (its cgroups do not move;
+        # a claim moves its processes from its .tasks leaf into its directory)
+        self._files: dict[tuple[int, str], UsageFiles] = {}
         self._renders: SharedRuns[None, str] = SharedRuns(self._render)
 
     async def render(self) -> str:
@@ -82,17 +83,18 @@ class Metrics:
         controllers = frozenset(k for k in engine.available if k not in NAMESPACE_NAMES)
         facts: list[ContainerFacts] = []
         asks: list[tuple[str, UsageFiles]] = []
-        files: dict[int, UsageFiles] = {}
+        files: dict[tuple[int, str], UsageFiles] = {}
         for c in engine.root.walk():
             if c.removed:
                 continue
             path = "/" + "/".join(c.path)
             try:
                 cgroup = rt.cgroups.cgroup_of(c.cgpath)
-                found = self._files.get(c.uid)
+                key = (c.uid, c.origin)  # a claim moves its processes (``direct``)
+                found = self._files.get(key)
                 if found is None:
                     found = rt.cgroups.usage_files(c.cgpath, c.owned & controllers)
-                files[c.uid] = found
+                files[key] = found
                 asks.append((path, found))
             except OSError:
                 cgroup = ""
