@@ -53,7 +53,9 @@ def check_id(cid: str) -> None:
     if not _RUNC_ID.match(cid) or cid in (".", ".."):
         raise BundleError("invalid container ID format")
     if cid.startswith("."):
-        raise BundleError(f"invalid container ID format: {cid}: containerfs names cannot start with '.'")
+        raise BundleError(
+            f"invalid container ID format: {cid}: containerfs names cannot start with '.'"
+        )
     if len(cid.encode()) > 255:
         raise BundleError(f"invalid container ID format: {cid[:32]}...: longer than 255 bytes")
 

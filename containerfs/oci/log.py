@@ -26,7 +26,11 @@ def _now() -> str:
     """RFC 3339 with seconds in local time, as Go's time.RFC3339 (``Z`` for UTC)."""
     t = time.localtime()
     off = t.tm_gmtoff or 0
-    zone = "Z" if off == 0 else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
+    zone = (
+        "Z"
+        if off == 0
+        else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
+    )
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + zone
 
 

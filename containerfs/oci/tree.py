@@ -26,6 +26,7 @@ _SUBSYSTEMS = "subsystems"
 _CONTAINER_SUBSYSTEMS = "container.subsystems"
 _SUBTREE = "container.subtree"
 _CLAIM = "container.claim"
+_CGROUP = "container.cgroup"
 _KILL = "container.kill"
 
 #: How long ``rmdir`` is tried again while the kernel still counts the last tasks.
@@ -190,16 +191,27 @@ class Tree:
             raise TreeError(f"mkdir {self.dir(cid)}: {e.strerror}") from None
 
     def cgroups_path(self, cid: str) -> str:
+        """runc's ``linux.cgroupsPath``: ``container.cgroup``, the container's one
+        absolute path in every hierarchy (``EOPNOTSUPP`` where the daemon's cgroups
+        are at different paths; then ``container.subsystems`` names them)."""
+        d = self.dir(cid)
+        try:
+            return (d / _CGROUP).read_text().strip()
+        except OSError as e:
+            if e.errno != errno.EOPNOTSUPP:
+                raise TreeError(f"cannot read {d / _CGROUP}: {e.strerror}") from None
         _, controllers = self.kinds
-        owned = parse_container_subsystems(_read(self.dir(cid) / _CONTAINER_SUBSYSTEMS))
-        return one_cgroup_path(owned, controllers)
+        owned = parse_container_subsystems(_read(d / _CONTAINER_SUBSYSTEMS))
+        return one_cgroup_path(owned, controllers)  # raises, naming the paths
 
     def claim(self, cid: str, pid: int) -> None:
         """The container takes the namespaces of ``pid`` (runc's init)."""
         try:
             _write(self.dir(cid) / _CLAIM, f"{pid}\n")
         except TreeError as e:
-            raise TreeError(f"claim of the namespaces of pid {pid} by {self.name(cid)}: {e}") from None
+            raise TreeError(
+                f"claim of the namespaces of pid {pid} by {self.name(cid)}: {e}"
+            ) from None
 
     def write_view(self, cid: str, name: str, value: str) -> None:
         _write(self.dir(cid) / name, value + "\n")

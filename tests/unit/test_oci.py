@@ -363,7 +363,9 @@ def test_a_failed_claim_leaves_nothing_and_logs_one_line(
     assert not Path(f"{root}.containerfs/c2").exists()
 
 
-def test_a_failed_runc_create_leaves_nothing_and_adds_no_line(fake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_runc_create_leaves_nothing_and_adds_no_line(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_RUNC_FAIL", "1")
     root = fake / "root"
     status = frontend.main(
@@ -388,7 +390,9 @@ def test_an_existing_id_is_refused_before_anything_is_made(fake: Path) -> None:
 
 def test_state_shows_the_callers_bundle(fake: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = fake / "root"
-    assert frontend.main(["--root", str(root), "create", "--bundle", str(fake / "bundle"), "c5"]) == 0
+    assert (
+        frontend.main(["--root", str(root), "create", "--bundle", str(fake / "bundle"), "c5"]) == 0
+    )
     capsys.readouterr()
     assert frontend.main(["--root", str(root), "state", "c5"]) == 0
     st = json.loads(capsys.readouterr().out)
@@ -397,7 +401,9 @@ def test_state_shows_the_callers_bundle(fake: Path, capsys: pytest.CaptureFixtur
 
 def test_delete_removes_the_tree_first_then_runcs_state(fake: Path) -> None:
     root = fake / "root"
-    assert frontend.main(["--root", str(root), "create", "--bundle", str(fake / "bundle"), "c6"]) == 0
+    assert (
+        frontend.main(["--root", str(root), "create", "--bundle", str(fake / "bundle"), "c6"]) == 0
+    )
     FakeTree.calls = []
     assert frontend.main(["--root", str(root), "delete", "c6"]) == 0
     assert FakeTree.calls == [("kill", "c6"), ("remove", "c6")]
@@ -407,7 +413,9 @@ def test_delete_removes_the_tree_first_then_runcs_state(fake: Path) -> None:
 
 def test_delete_of_a_running_container_needs_force(fake: Path) -> None:
     root = fake / "root"
-    assert frontend.main(["--root", str(root), "create", "--bundle", str(fake / "bundle"), "c7"]) == 0
+    assert (
+        frontend.main(["--root", str(root), "create", "--bundle", str(fake / "bundle"), "c7"]) == 0
+    )
     (fake / "states" / "c7").write_text("running")
     FakeTree.calls = []
     assert frontend.main(["--root", str(root), "delete", "c7"]) == 1
