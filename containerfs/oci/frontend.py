@@ -331,6 +331,8 @@ def features(s: Settings) -> int:
     found = json.loads(done.stdout)
     notes = found.setdefault("annotations", {})
     notes[FEATURES_ANNOTATION] = f"containerfs {_version()}"
+    if "org.opencontainers.runc.checkpoint.enabled" in notes:  # refused here
+        notes["org.opencontainers.runc.checkpoint.enabled"] = "false"
     print(json.dumps(found, indent=4))
     return 0
 

@@ -145,14 +145,24 @@ def same_path_mount(name: str) -> Iterator[Mounted]:
 
 
 def make_rootfs(rootfs: Path) -> None:
-    """busybox-static and its applets: the whole image."""
+    """busybox-static and its applets, and util-linux's ``ipcmk`` (busybox has none)
+    with the libraries ``ldd`` names: the whole image."""
     (rootfs / "bin").mkdir(parents=True)
     assert BUSYBOX is not None
     shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
-    for applet in ("sh", "hostname", "sleep", "cat", "echo", "ipcmk", "ps", "true"):
+    for applet in ("sh", "hostname", "sleep", "cat", "echo", "ps", "true"):
         (rootfs / "bin" / applet).symlink_to("busybox")
     for d in ("proc", "sys", "dev", "etc", "tmp"):
         (rootfs / d).mkdir()
+    ipcmk = shutil.which("ipcmk")
+    if ipcmk is not None:
+        shutil.copy(ipcmk, rootfs / "bin" / "ipcmk")
+        libs = subprocess.run(["ldd", ipcmk], capture_output=True, text=True).stdout
+        for word in libs.split():
+            if word.startswith("/") and os.path.exists(word):
+                dest = rootfs / word.lstrip("/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(word, dest)
 
 
 def make_bundle(where: Path, args: list[str], **linux: Any) -> Path:
@@ -295,6 +305,28 @@ def test_create_start_state_kill_delete_through_the_front_end(
     assert not Path(f"{front.root}.containerfs/web").exists()
     assert front.run("state", "web").returncode == 1
     assert front.run("delete", "--force", "web").returncode == 0  # containerd's second delete
+
+
+def test_a_config_sysctl_is_the_internal_view_and_a_parent_limit_holds(
+    oci: tuple[Mounted, Front, Path],
+) -> None:
+    """``linux.sysctl``'s ``kernel.shmmni`` is the container's own value; a parent's
+    limit written between create and start holds for the process runc starts."""
+    m, front, tmp = oci
+    script = "cat /proc/sys/kernel/shmmni; for i in 1 2 3; do ipcmk -M 1024 2>&1; done; echo end"
+    bundle = make_bundle(tmp, ["sh", "-c", script], sysctl={"kernel.shmmni": "3"})
+    assert front.create(bundle, "ipc")[0] == 0
+    assert m.read("oci/ipc/ipc.shm_mni.internal").strip() == "3"
+    (m.mnt / "oci" / "ipc" / "ipc.shm_mni").write_text("2\n")
+    assert m.read("oci/ipc/ipc.shm_mni.effective").strip() == "2"
+    assert front.run("start", "ipc").returncode == 0
+    wait_for(lambda: "end" in front.out.read_text(), 10, "the container's script")
+    out = front.out.read_text().splitlines()
+    assert out[0] == "3"  # what the container set for itself
+    assert sum("Shared memory id" in line for line in out) == 2, out  # the parent's 2
+    assert any("No space left on device" in line for line in out), out
+    assert front.run("delete", "--force", "ipc").returncode == 0
+    assert not (m.mnt / "oci" / "ipc").exists()
 
 
 def test_delete_force_of_a_running_container_leaves_nothing(
@@ -538,13 +570,18 @@ def test_podman_limits_and_sysctl_show_in_containerfs_and_hold(
     assert m.read(f"oci/{cid}/pids.max").strip() == "20"
     assert m.read(f"oci/{cid}/ipc.shm_mni.internal").strip() == "64"
     assert pm("exec", cid, "cat", "/proc/sys/kernel/shmmni").stdout.strip() == "64"
+    # a limit written through containerfs while it runs holds too: the container
+    # still reads its own value (64), the kernel enforces the parent's 2
+    (m.mnt / "oci" / cid / "ipc.shm_mni").write_text("2\n")
+    assert m.read(f"oci/{cid}/ipc.shm_mni.effective").strip() == "2"
+    assert pm("exec", cid, "cat", "/proc/sys/kernel/shmmni").stdout.strip() == "64"
+    made = pm("exec", cid, "sh", "-c", "for i in 1 2 3; do ipcmk -M 1024; done", check=False)
+    assert made.stdout.count("Shared memory id") == 2, made.stdout + made.stderr
+    assert "No space left on device" in made.stderr, made.stderr
     forks = "i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; echo made"
     done = pm("exec", cid, "sh", "-c", forks, check=False)
     assert "can't fork" in done.stderr, done.stderr
     assert int(m.read(f"oci/{cid}/pids.current")) <= 20
-    # a limit written through containerfs while it runs holds too
-    (m.mnt / "oci" / cid / "ipc.shm_mni").write_text("2\n")
-    assert pm("exec", cid, "cat", "/proc/sys/kernel/shmmni").stdout.strip() == "2"
     pm("rm", "--force", "--time", "0", cid)
     assert left_behind(m, cid, None) == []
 
