@@ -12,9 +12,11 @@ DEB    := fuse3 libfuse3-dev pkg-config gcc patch python3-dev python3-venv util-
           man-db groff-base mandoc zsh bash-completion tmux
 # Debian's prometheus and promtool, unpacked (not installed) for the tests of `metrics`
 PROMTOOL := $(VENV)/prometheus/usr/bin/promtool
-# Debian's podman and conmon, unpacked (not installed) for the tests of `containerfs oci`;
+# Debian's podman and conmon, and containerd, unpacked (not installed) for the tests
+# of `containerfs oci`;
 # without them (no network) those tests say skipped
 PODMAN := $(VENV)/podman/usr/bin/podman
+CONTAINERD := $(VENV)/containerd/usr/bin/containerd
 MOUNTPOINT ?= /run/containerfs
 
 .PHONY: run test test-v2 test-systemd unit lint typecheck bench deps clean install uninstall
@@ -25,7 +27,7 @@ run: $(STAMP) $(BINS)
 # The suite runs under `python -X dev` with warnings as errors: the daemons the tests
 # start inherit TEST_ENV, and a test fails on any warning (an unclosed file) they print.
 TEST_ENV ?= PYTHONDEVMODE=1 PYTHONWARNINGS=error
-test: $(STAMP) $(BINS) $(PROMTOOL) $(PODMAN)
+test: $(STAMP) $(BINS) $(PROMTOOL) $(PODMAN) $(CONTAINERD)
 	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS)
 
 $(PROMTOOL): | $(STAMP)
@@ -33,6 +35,9 @@ $(PROMTOOL): | $(STAMP)
 
 $(PODMAN): | $(STAMP)
 	-tools/fetch-podman $(VENV)/podman
+
+$(CONTAINERD): | $(STAMP)
+	-tools/fetch-containerd $(VENV)/containerd
 
 # The integration tests on pure cgroup v2 in throw-away qemu guests (Debian 6.1 and
 # 6.12 kernels, root and delegated cgroup): tools/v2vm/matrix says which.

@@ -217,9 +217,14 @@ class Tree:
         _write(self.dir(cid) / name, value + "\n")
 
     def kill(self, cid: str) -> None:
-        """SIGKILL every task (``container.kill`` returns once they are gone)."""
-        if self.exists(cid):
+        """SIGKILL every task (``container.kill`` returns once they are gone); a
+        container already removed (a concurrent ``delete``: podman's own and its
+        cleanup's) is no error."""
+        try:
             _write(self.dir(cid) / _KILL, "1\n")
+        except TreeError:
+            if self.exists(cid):
+                raise
 
     def remove(self, cid: str) -> None:
         """``rmdir``, tried again for a moment while the last tasks are on their way out."""

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -598,4 +599,195 @@ def test_podman_kill_and_rm_force_leave_nothing(podman: tuple[Mounted, Podman]) 
     pm("rm", a)
     pm("rm", "--force", "--time", "0", b)
     assert left_behind(m, a, pid_a) == [] and left_behind(m, b, pid_b) == []
+    assert oci_children(m) == []
+
+
+# -- containerd ------------------------------------------------------------------------
+
+#: Where ``tools/fetch-containerd`` unpacks Debian's containerd (``make test`` runs it).
+CONTAINERD_DIR = Path(sys.executable).parent.parent / "containerd"
+CTR_IMAGE = "localhost/cfs-busybox:1"
+
+
+def oci_layout_tar(layer: bytes, out: Path, ref: str) -> None:
+    """An OCI image layout tarball of one layer, made offline (``ctr images import``)."""
+    import hashlib
+    import io
+    import tarfile
+
+    def digest(b: bytes) -> str:
+        return "sha256:" + hashlib.sha256(b).hexdigest()
+
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [digest(layer)]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": digest(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": digest(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest(manifest),
+                    "size": len(manifest),
+                    "annotations": {"org.opencontainers.image.ref.name": ref},
+                }
+            ],
+        }
+    ).encode()
+    with tarfile.open(out, "w") as t:
+        for name, data in [
+            ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+            ("index.json", index),
+            *[(f"blobs/sha256/{digest(b)[7:]}", b) for b in (layer, config, manifest)],
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+
+class Containerd:
+    """Debian's containerd from ``CONTAINERD_DIR`` with root, state and socket under
+    one directory and the CRI plugin off; ``ctr`` talks to it in a namespace of the
+    test's own."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.sock = tmp / "containerd.sock"
+        (tmp / "config.toml").write_text(
+            f'version = 2\nroot = "{tmp}/root"\nstate = "{tmp}/state"\n'
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+            f'[grpc]\n  address = "{self.sock}"\n'
+            f'[ttrpc]\n  address = "{self.sock}.ttrpc"\n'
+            '[plugins."io.containerd.monitor.v1.cgroups"]\n  no_prometheus = true\n'
+        )
+        bin_dir = CONTAINERD_DIR / "usr" / "bin"
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        self.log = open(tmp / "containerd.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [str(bin_dir / "containerd"), "--config", str(tmp / "config.toml")],
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        self.ns = f"cfs-{secrets.token_hex(3)}"
+        wait_for(lambda: self.sock.exists() or self.proc.poll() is not None, 20, "containerd")
+
+    def ctr(
+        self, *argv: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [
+                str(CONTAINERD_DIR / "usr" / "bin" / "ctr"),
+                "-a",
+                str(self.sock),
+                "-n",
+                self.ns,
+                *argv,
+            ],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout * TIME_SCALE,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(argv)} exited {done.returncode}: {done.stderr}")
+        return done
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def containerd(request: pytest.FixtureRequest) -> Iterator[tuple[Mounted, Containerd, Path]]:
+    if not (CONTAINERD_DIR / "usr" / "bin" / "containerd").exists():
+        pytest.skip(
+            f"containerd not unpacked at {CONTAINERD_DIR} (make test runs tools/fetch-containerd)"
+        )
+    with same_path_mount(request.node.name) as m:
+        tmp = Path(tempfile.mkdtemp(prefix="cfs-containerd-"))
+        cd = Containerd(tmp)
+        wrapper = tmp / "containerfs-runc"
+        wrapper.write_text(
+            f'#!/bin/sh\nexec {sys.executable} -m containerfs oci --mount {m.mnt} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        try:
+            rootfs = tmp / "rootfs"
+            make_rootfs(rootfs)
+            layer = tmp / "layer.tar"
+            subprocess.run(["tar", "-C", str(rootfs), "-cf", str(layer), "."], check=True)
+            oci_layout_tar(layer.read_bytes(), tmp / "image.tar", CTR_IMAGE)
+            cd.ctr("images", "import", "--snapshotter", "native", str(tmp / "image.tar"))
+            yield m, cd, wrapper
+        finally:
+            for line in cd.ctr("tasks", "ls", "-q", check=False).stdout.split():
+                cd.ctr("tasks", "kill", "-s", "KILL", line, check=False)
+                time.sleep(0.2)
+                cd.ctr("tasks", "rm", "-f", line, check=False)
+            for line in cd.ctr("containers", "ls", "-q", check=False).stdout.split():
+                cd.ctr("containers", "rm", line, check=False)
+            cd.stop()
+            subprocess.run(["umount", "-R", str(tmp / "root")], capture_output=True, check=False)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_ctr_run_detached_then_exec_kill_and_rm_leave_nothing(
+    containerd: tuple[Mounted, Containerd, Path],
+) -> None:
+    m, cd, wrapper = containerd
+    runc_root = cd.tmp / "runc"
+    cd.ctr(
+        "run", "-d", "--snapshotter", "native", "--runtime", "io.containerd.runc.v2",
+        "--runc-binary", str(wrapper), "--runc-root", str(runc_root),
+        CTR_IMAGE, "c1", "sleep", "1000",
+    )  # fmt: skip
+    assert oci_children(m) == ["c1"]
+    assert m.read("oci/c1/container.origin").strip() == "oci"
+    pid = int(
+        next(x.split()[1] for x in cd.ctr("tasks", "ls").stdout.splitlines() if x.startswith("c1 "))
+    )
+    assert str(pid) in m.read("oci/c1/tasks").split()
+    line = next(
+        x for x in m.read("oci/c1/container.subsystems").splitlines() if x.startswith("pid ")
+    )
+    assert line.split()[1:] == ["own", str(ns_inode(pid, "pid"))]
+    done = cd.ctr("tasks", "exec", "--exec-id", "e1", "c1", "cat", "/proc/self/cgroup")
+    assert m.read("oci/c1/container.cgroup").strip() in done.stdout
+    cd.ctr("tasks", "kill", "-s", "KILL", "c1")
+    wait_for(lambda: gone(pid), 10, "the task's end")
+    cd.ctr("tasks", "rm", "c1")
+    cd.ctr("containers", "rm", "c1")
+    assert left_behind(m, "c1", pid) == []
     assert oci_children(m) == []
