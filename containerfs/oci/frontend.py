@@ -48,18 +48,19 @@ REFUSED = {
 PASSED = ("start", "kill", "exec", "ps", "pause", "resume", "update", "events", "list", "spec")
 
 HELP = """\
-{prog}: an OCI runtime with runc's command line, whose containers are containers of a
-mounted containerfs (see containerfs(8), section OCI RUNTIME).
+{prog}: an OCI runtime with runc's command line, whose containers are
+containers of a mounted containerfs (containerfs(8), "containerfs oci").
 
 usage: {prog} [global options] COMMAND [command options] [ID] ...
 
-commands: create, start, state, kill, delete, exec, ps, pause, resume, update,
-          events, list, spec, features (runc's own meaning each)
-global options: runc's (--root DIR, default {root}; --log FILE; --log-format
-          text|json; --debug; --systemd-cgroup, accepted and not used) and
-          --mount DIR (the containerfs mount, default ${mount_env} or {mount}),
-          --parent PATH (the container OCI containers are made in, default
-          ${parent_env} or {parent})
+commands: create, start, state, kill, delete, exec, ps, pause, resume,
+  update, events, list, spec, features (each as runc's)
+global options: runc's (--root DIR, default {root};
+  --log FILE; --log-format text|json; --debug; --systemd-cgroup, accepted
+  and not used), and
+  --mount DIR    the containerfs mount (default ${mount_env}, else {mount})
+  --parent PATH  the container OCI containers are made in (default
+                 ${parent_env}, else {parent})
 """
 
 

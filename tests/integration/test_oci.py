@@ -369,6 +369,35 @@ def test_a_failed_create_leaves_nothing_and_says_why_once(
     assert not Path(f"{front.root}.containerfs/bad").exists()
 
 
+def test_a_refused_claim_undoes_runcs_container_too(oci: tuple[Mounted, Front, Path]) -> None:
+    """A bundle joining another OCI container's ipc namespace: runc makes it, the
+    daemon refuses the claim (the namespace is another container's), and the front
+    end removes runc's container, the directory and the private copy again."""
+    m, front, tmp = oci
+    bundle = make_bundle(tmp, ["sleep", "1000"])
+    assert front.create(bundle, "first")[0] == 0
+    first = front.pid()
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["namespaces"] = [
+        ns if ns["type"] != "ipc" else {"type": "ipc", "path": f"/proc/{first}/ns/ipc"}
+        for ns in config["linux"]["namespaces"]
+    ]
+    (bundle / "config.json").write_text(json.dumps(config))
+    front.log.unlink(missing_ok=True)
+    status, err = front.create(bundle, "second")
+    assert status == 1, err
+    (line,) = front.log.read_text().splitlines()
+    assert "claim" in json.loads(line)["msg"] and "claim" in err
+    second = front.pid()
+    wait_for(lambda: gone(second), 10, "runc's init of the refused container")
+    assert not (m.mnt / "oci" / "second").exists()
+    assert cgroup_dirs_of(m, "oci/second") == []
+    assert not (front.root / "second").exists()
+    assert not Path(f"{front.root}.containerfs/second").exists()
+    assert m.read("oci/first/container.origin").strip() == "oci"  # untouched
+    assert not gone(first)
+
+
 def test_an_id_taken_in_the_tree_is_refused(oci: tuple[Mounted, Front, Path]) -> None:
     m, front, tmp = oci
     bundle = make_bundle(tmp, ["sleep", "1000"])
