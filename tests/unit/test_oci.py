@@ -438,3 +438,15 @@ def test_run_and_checkpoint_are_refused_clearly(
     assert "run is not supported" in capsys.readouterr().err
     assert frontend.main(["checkpoint", "x"]) == 1
     assert _calls(fake) == []
+
+
+def test_containerfs_oci_is_the_front_end_and_exec_is_untouched(
+    fake: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from containerfs import cli
+
+    assert cli.main(["oci", "--root", str(fake / "root"), "delete", "--force", "x"]) == 0
+    assert cli.main(["oci", "run", "x"]) == 1
+    assert "containerfs oci run is not supported" in capsys.readouterr().err
+    parsed = cli.build_parser().parse_args(["exec", "/c", "--", "true"])
+    assert (parsed.command, parsed.container, parsed.argv) == ("exec", "/c", ["true"])
