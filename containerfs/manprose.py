@@ -545,8 +545,8 @@ already, has children, or a process outside it, is refused and nothing changes.
 """,
     "container.cgroup": """\
 The container's cgroup as one absolute path, the same in every hierarchy the
-daemon uses (what an OCI runtime's `linux.cgroupsPath` takes). A read fails with
-`EOPNOTSUPP` when the daemon's cgroups are not at one path in every hierarchy.
+daemon uses (what an OCI runtime's `linux.cgroupsPath` takes), or `-` when the
+daemon's cgroups are not at one path in every hierarchy (the daemon logs them once).
 """,
     "uts.hostname": """\
 The UTS namespace's host name: at most 64 bytes, printable, no spaces.

@@ -224,6 +224,16 @@ def _where(c: Container) -> str:
     return "/".join(c.path) or "/"
 
 
+def _is_above(a: Container, c: Container) -> bool:
+    """Whether ``a`` is an ancestor of ``c``."""
+    node = c.parent
+    while node is not None:
+        if node is a:
+            return True
+        node = node.parent
+    return False
+
+
 def check_claim_writer(uid: int) -> None:
     """Only root may claim: the claim hands a container namespaces any process made."""
     if uid != 0:
@@ -267,13 +277,21 @@ def plan_claim(
         if ino == mine:
             continue  # shared with the parent, as now
         other = index.get((kind, ino))
+        if other is not None and _is_above(other, c):
+            # The runtime ran in an ancestor's namespaces, which c does not share.
+            raise InvalidInput(
+                f"{where}: the process is in {_where(other)}'s {kind} namespace, but the"
+                f" container shares {_where(c.owner(kind))}'s: an OCI container's parent"
+                " must own no namespace kind"
+            )
         if other is not None:
             raise InvalidInput(
                 f"{where}: the process's {kind} namespace is {_where(other)}'s, not one of its own"
             )
         if kind in NESTING_KINDS and mine not in {str(a) for a in ancestors.get(kind, ())}:
             raise InvalidInput(
-                f"{where}: the process's {kind} namespace {ino} is not below the container's {mine}"
+                f"{where}: the process's {kind} namespace {ino} is not below the container's"
+                f" {mine} ({_where(c.owner(kind))}'s)"
             )
         out[kind] = ino
     return out

@@ -72,6 +72,7 @@ class Files:
         self.listing = Listing(rt)
         self.metrics = Metrics(rt, self.listing)
         self.readers, self.writers = self._tables()
+        self._told_no_one_path = False  # container.cgroup's '-' explained in the log
 
     async def read(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         """``reader``: the opener's fsuid and fsgid (who ``namespaces`` is shown to)."""
@@ -198,11 +199,15 @@ class Files:
         return ""  # write-only, like cgroup.kill
 
     async def _read_cgroup_path(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        """The one path, or ``-`` when there is none (readable all the same: every
+        file is, to anyone); why is logged once."""
         try:
             return self.rt.cgroups.one_path(c.cgpath) + "\n"
-        except OSError as exc:  # a read has no refusal log of its own
-            log.warning("%s: %s", where(c, spec.name), exc.strerror)
-            raise
+        except OSError as exc:
+            if not self._told_no_one_path:
+                self._told_no_one_path = True
+                log.warning("container.cgroup is '-': %s", exc.strerror)
+            return "-\n"
 
     async def _read_sysctl(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         assert spec.kind is not None

@@ -125,6 +125,20 @@ def test_a_pid_or_user_namespace_must_be_below_the_parents() -> None:
     assert lifecycle.plan_claim(e, web, made(e, ("net",)), {}) == {"net": "1002"}
 
 
+def test_a_parent_owning_namespaces_is_named_in_the_refusal() -> None:
+    """runc runs in the host's namespaces: below a parent that owns some, its init is
+    in the root's where the container shares the parent's, which no claim can mend."""
+    e = make_engine()
+    parent = e.commit_mkdir(e.plan_mkdir(e.root, "p"), {"uts": "555", "ipc": "556"})
+    parent.subtree = CONTROLLERS
+    web = e.commit_mkdir(e.plan_mkdir(parent, "web"), {})
+    inodes = made(e, ("net", "mnt"))  # uts and ipc: the root's, as runc's own
+    with pytest.raises(ContainerError) as exc:
+        lifecycle.plan_claim(e, web, inodes, {})
+    assert exc.value.errno == errno.EINVAL
+    assert "parent must own no namespace kind" in exc.value.message
+
+
 def test_a_process_in_the_parents_namespaces_claims_nothing_new() -> None:
     e = make_engine()
     _, web = oci_web(e)
