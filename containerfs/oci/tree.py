@@ -192,14 +192,12 @@ class Tree:
 
     def cgroups_path(self, cid: str) -> str:
         """runc's ``linux.cgroupsPath``: ``container.cgroup``, the container's one
-        absolute path in every hierarchy (``EOPNOTSUPP`` where the daemon's cgroups
-        are at different paths; then ``container.subsystems`` names them)."""
+        absolute path in every hierarchy (``-`` where the daemon's cgroups are at
+        different paths; then ``container.subsystems`` names them in the error)."""
         d = self.dir(cid)
-        try:
-            return (d / _CGROUP).read_text().strip()
-        except OSError as e:
-            if e.errno != errno.EOPNOTSUPP:
-                raise TreeError(f"cannot read {d / _CGROUP}: {e.strerror}") from None
+        path = _read(d / _CGROUP).strip()
+        if path.startswith("/"):
+            return path
         _, controllers = self.kinds
         owned = parse_container_subsystems(_read(d / _CONTAINER_SUBSYSTEMS))
         return one_cgroup_path(owned, controllers)  # raises, naming the paths
