@@ -471,10 +471,30 @@ class Podman:
         self.env = {**os.environ, **env, "XDG_RUNTIME_DIR": str(self.tmp / "xdg")}
 
     def __call__(
-        self, *argv: str, check: bool = True, timeout: float = 60
+        self, *argv: str, check: bool = True, timeout: float = 60, readonly_var_lib: bool = False
     ) -> subprocess.CompletedProcess[str]:
+        """podman ``argv``. With ``readonly_var_lib`` it runs in a mount namespace of
+        its own where /var/lib is read-only: an image copy (``import``) keeps a blob
+        cache in /var/lib/containers/cache for root whatever the storage's root,
+        and falls back to one in memory when it cannot write there."""
+        podman = [str(PODMAN_DIR / "usr" / "bin" / "podman"), *argv]
+        if readonly_var_lib:
+            script = (
+                'mount --bind /var/lib /var/lib && mount -o remount,bind,ro /var/lib && exec "$@"'
+            )
+            podman = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                "-",
+                *podman,
+            ]
         done = subprocess.run(
-            [str(PODMAN_DIR / "usr" / "bin" / "podman"), *argv],
+            podman,
             env=self.env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -506,6 +526,7 @@ def podman_storage() -> Iterator[Podman]:
             str(PODMAN_DIR / "etc" / "containers" / "policy.json"),
             str(tmp / "bb.tar"),
             IMAGE,
+            readonly_var_lib=True,
         )
         yield pm
     finally:
@@ -764,6 +785,10 @@ def containerd(request: pytest.FixtureRequest) -> Iterator[tuple[Mounted, Contai
         pytest.skip(
             f"containerd not unpacked at {CONTAINERD_DIR} (make test runs tools/fetch-containerd)"
         )
+    # containerd 1.6 puts its shims' sockets in /run/containerd/s whatever its
+    # state dir: removed after when it was not there before
+    run_dir = Path("/run/containerd")
+    had_run_dir = run_dir.exists()
     with same_path_mount(request.node.name) as m:
         tmp = Path(tempfile.mkdtemp(prefix="cfs-containerd-"))
         cd = Containerd(tmp)
@@ -790,6 +815,10 @@ def containerd(request: pytest.FixtureRequest) -> Iterator[tuple[Mounted, Contai
             cd.stop()
             subprocess.run(["umount", "-R", str(tmp / "root")], capture_output=True, check=False)
             shutil.rmtree(tmp, ignore_errors=True)
+            if not had_run_dir:
+                for d in (run_dir / "s", run_dir / "fifo", run_dir):
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
 
 
 def test_ctr_run_detached_then_exec_kill_and_rm_leave_nothing(
@@ -800,6 +829,7 @@ def test_ctr_run_detached_then_exec_kill_and_rm_leave_nothing(
     cd.ctr(
         "run", "-d", "--snapshotter", "native", "--runtime", "io.containerd.runc.v2",
         "--runc-binary", str(wrapper), "--runc-root", str(runc_root),
+        "--fifo-dir", str(cd.tmp / "fifo"),
         CTR_IMAGE, "c1", "sleep", "1000",
     )  # fmt: skip
     assert oci_children(m) == ["c1"]
