@@ -286,6 +286,11 @@ class Discovery:
         async with d.lock:
             if parent.removed:
                 return None
+            # The look ran without the lock: a claim may have made a container the
+            # owner of these namespaces meanwhile (``container.claim``).
+            index = lifecycle.namespace_index(d.engine.root)
+            if any((kind, str(os.fstat(fd).st_ino)) in index for kind, fd in fds.items()):
+                return None
             try:
                 plan = lifecycle.plan_clone(
                     d.engine, parent, comm, pid, fds, max_clones=self.max_clones
@@ -364,6 +369,11 @@ class Discovery:
             if c.origin == Origin.CLONE:
                 lifecycle.set_held(c, False)
                 await self.releases.refresh_populated(c)
+            elif c.origin == Origin.OCI and c.uid not in self._dead:
+                # Its runtime's init ended, and its pid namespace with the holder
+                # inside: the container stays until its runtime's delete.
+                self._dead.add(c.uid)
+                log.info("%s: its init exited (holder %d gone)", "/".join(c.path), holder.pid)
             elif c.uid not in self._dead:
                 self._dead.add(c.uid)
                 log.error("%s: its namespace holder %d died", "/".join(c.path), holder.pid)

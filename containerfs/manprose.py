@@ -102,6 +102,44 @@ and pids (the largest first), `q` quits. Each refresh is one read of the root's
 `metrics` file, so any user who may read that file can run it. With `--batch`
 it prints a plain table at each refresh and reads no keys.
 """,
+    "oci": """\
+An OCI runtime with runc's command line, so that podman, conmon and containerd
+make their containers as containers of a mounted containerfs: each OCI
+container is the container *PARENT*`/`*ID* (`oci/`*ID* by default), with
+`container.origin` `oci`. `containerfs-runc` is the same command under an
+executable name of its own, for settings that take a runtime's path without
+arguments (podman's `[engine.runtimes]`, `ctr run --runc-binary`).
+
+runc (Debian's runc 1.1, found as `/usr/sbin/runc` or on `PATH`, or named by
+`$CONTAINERFS_OCI_RUNC`) does every process-level step: root file system,
+mounts, capabilities, seccomp, rlimits, user, masked and read-only paths,
+console, hooks and `linux.resources`, and it makes the namespaces. For `create`
+the front end makes the parent if it is missing (sharing every namespace of the
+root, its children owning every available controller), makes *PARENT*`/`*ID*,
+hands runc a private copy of `config.json` (`root.path` and bind mount sources
+absolute, `linux.cgroupsPath` the container's `container.cgroup`, the
+`linux.sysctl` keys containerfs has a namespace knob for taken out), runs
+`runc create` as its direct child with its standard input, output and error
+and every other descriptor passed through, writes the init's pid to
+`container.claim`, and writes the knob values to the container's internal
+views. Only then does it exit, so that `start` finds the views bound. A
+failure at any step undoes all of them: nothing is left in the tree, in
+cgroupfs or in runc's state.
+
+`state` prints runc's state with the caller's bundle; `delete` writes
+`container.kill`, removes the directory, then runs `runc delete --force`
+(`--force` of an unknown *ID* succeeds). `start`, `kill`, `exec`, `ps`,
+`pause`, `resume`, `update`, `events`, `list` and `spec` are runc's own; `run`,
+`checkpoint` and `restore` are refused. `features` is runc's answer with the
+annotation `io.containerfs.oci.frontend`; `--version` prints a line of its own,
+then runc's.
+
+Global options are runc's (`--log`, `--log-format`, `--debug`, `--criu`,
+`--rootless`, `--systemd-cgroup`, which is accepted and not passed on: the
+cgroup is containerfs's, given by path) and those below. Errors are as runc
+gives them: one line in `--log` in its `--log-format` (`text` or `json`), the
+message on standard error, exit status 1.
+""",
 }
 
 #: Positional arguments the parser gives no help for, by (command, dest).
@@ -115,6 +153,10 @@ EXIT_STATUS8 = """\
 on standard error (not root, `/dev/fuse` missing, the state directory unusable,
 *MOUNTPOINT* already a mount point, an unknown kind in `--subtree`); 2 for a
 usage error.
+
+@ `containerfs oci`
+0 on success; 1 with an error in the log and on standard error (for runc's own
+commands, runc's status).
 
 @ `containerfs exec`
 The exit status of *CMD*, or 128+*N* when it was killed by signal *N*; 126 when
@@ -180,6 +222,11 @@ host that has no cgroup2 mount.
 @ `/usr/local/lib/systemd/system/containerfs.service`
 The systemd unit, where `make install` puts it (under its `PREFIX`, `/usr/local`
 by default).
+
+@ `/run/containerfs-runc`
+The default state directory of `containerfs oci` (runc's `--root`), and, beside
+it, `/run/containerfs-runc.containerfs`, each OCI container's private
+`config.json`.
 
 @ `/dev/fuse`
 The FUSE device (`modprobe fuse` when it is missing).
@@ -471,8 +518,9 @@ The PID of the holder of the container's namespaces (its own, or its nearest
 ancestor's); `0` in the root.
 """,
     "container.origin": """\
-`mkdir`, or `clone` for a container found from namespaces a process inside made
-itself.
+`mkdir`, `clone` for a container found from namespaces a process inside made
+itself, or `oci` for one that claimed an OCI runtime's namespaces
+(`container.claim`).
 """,
     "container.max.depth": """\
 How many levels of containers may be made below this one: a number from 0, or
@@ -486,6 +534,19 @@ How many containers may be below this one, all levels: a number from 0, or `max`
 Writing `1` sends SIGKILL to every task of the container and its descendants
 (through `cgroup.kill`, or one signal per process before Linux 5.14); the write
 returns once they are gone. Reads are empty.
+""",
+    "container.claim": """\
+For an OCI runtime front end: writing a PID (in the writer's pid namespace) of a
+process in the container's cgroup makes the container own each namespace of that
+process that differs from its parent's, held by a holder that joins them; its
+`container.origin` becomes `oci`. The write returns once the namespaces are held
+and the knob views bound. Only root may write; a container that owns namespaces
+already, has children, or a process outside it, is refused and nothing changes.
+""",
+    "container.cgroup": """\
+The container's cgroup as one absolute path, the same in every hierarchy the
+daemon uses (what an OCI runtime's `linux.cgroupsPath` takes), or `-` when the
+daemon's cgroups are not at one path in every hierarchy (the daemon logs them once).
 """,
     "uts.hostname": """\
 The UTS namespace's host name: at most 64 bytes, printable, no spaces.

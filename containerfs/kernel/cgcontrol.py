@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import cgfs
 from .cgfiles import CONTROL_FILES, V1_SAME, ControlFile, normalise
-from .cghierarchy import TASKS, Hierarchy, HostCgroups, check_path
+from .cghierarchy import Hierarchy, HostCgroups, check_path
 from .cgvalues import (
     IO_MAX_V1_FILES,
     bytes_limit_from_v1,
@@ -224,7 +224,7 @@ class Usage(ControlFiles):
         check_path(path)
         d = str(self._v2().dir(path))
         files: list[tuple[str, str]] = [("cpu_seconds", f"{d}/cpu.stat")]
-        files.append(("processes", f"{d}/{TASKS}/cgroup.procs"))
+        files.append(("processes", f"{self._v2().dir(self.task_dir(path))}/cgroup.procs"))
         if not path:
             files.append(("processes", f"{d}/cgroup.procs"))
         for kind, key, name in _USAGE_FILES:

@@ -269,6 +269,10 @@ class Kernel:
         that is namespace ``inode``; ``ProcessLookupError`` when it is another by now."""
         return namespaces.open_ns_checked(path, inode)
 
+    def namespace_ancestors(self, fd: int) -> list[int]:
+        """Inodes above the pid or user namespace of nsfs ``fd``, nearest first."""
+        return namespaces.ancestors(fd)
+
     def mount_tables(self) -> procs.MountTables:
         """The nsfs mounts of mount namespaces, re-read only when they change."""
         return procs.MountTables()

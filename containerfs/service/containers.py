@@ -16,7 +16,7 @@ import trio
 from ..engine import lifecycle
 from ..engine.errors import TryAgain
 from ..engine.kinds import NAMESPACE_NAMES, KindClass, Origin
-from ..engine.tree import ROOT_IDS, Container, MkdirPlan
+from ..engine.tree import ROOT_IDS, Container, MkdirPlan, check_not_internal, parse_pid
 from ..kernel.holder import Holder
 from .persistence import Persistence
 from .runtime import Runtime, refusals_logged, where
@@ -78,7 +78,10 @@ class Containers:
         """
         if not any(self.rt.engine.kinds[k].cls == KindClass.NAMESPACE for k in plan.owned):
             return
-        node: Container | None = plan.parent
+        self._check_holder_room_from(plan.parent)
+
+    def _check_holder_room_from(self, node: Container | None) -> None:
+        """``check_holder_room`` for a holder charged to ``node`` and its ancestors."""
         while node is not None and not node.is_root:
             if "pids" in node.owned:
                 self._check_pids_room(node)
@@ -294,6 +297,108 @@ class Containers:
             return
         self.rt.engine.set_inside_root(c, uid, gid)
 
+    # -- claim (OCI) ---------------------------------------------------------------------
+
+    async def claim(self, c: Container, text: str, writer_pid: int, writer_uid: int) -> None:
+        """``container.claim``: ``c`` comes to own the namespaces an OCI runtime made
+        for the process named (README "OCI runtimes"). Answered once they are held
+        and the knob views bound: the front end's ``create`` returns only then, so
+        ``start`` runs the container's program with the views in place."""
+        lifecycle.check_claim_writer(writer_uid)
+        pid = parse_pid(text)
+        rt = self.rt
+        kernel = rt.kernel
+        internal = rt.internal_pids()
+
+        def held() -> tuple[int, int]:
+            real = kernel.translate_pid(pid, writer_pid) if writer_pid else pid
+            check_not_internal(real, internal)  # before anything reads its /proc
+            return real, kernel.hold(real)  # the process named now, whatever its pid becomes
+
+        try:
+            real, pidfd = await trio.to_thread.run_sync(held)
+        except (ProcessLookupError, FileNotFoundError):
+            raise OSError(errno.ESRCH, f"no process {pid}") from None
+        try:
+            async with rt.lock:
+                if c.removed:
+                    raise OSError(errno.ENOENT, f"{where(c)}: no longer exists")
+                holder = await self._claim_held(c, real, pidfd)
+        finally:
+            os.close(pidfd)
+        if holder is not None and rt.ready.get(c.uid) is not None:
+            # Outside the lock, as a mkdir's binding (it looks a path up on our mount).
+            await self.bind_internal_views(c, holder)
+        log.info(
+            "claim %s: process %d, own %s",
+            where(c),
+            real,
+            " ".join(k for k in NAMESPACE_NAMES if k in c.owned) or "-",
+        )
+
+    async def _claim_held(self, c: Container, pid: int, pidfd: int) -> Holder | None:
+        """:meth:`claim` under the lock with the process held by ``pidfd``."""
+        rt, kernel = self.rt, self.rt.kernel
+        fds: dict[str, int] = {}
+
+        def facts() -> dict[str, str]:
+            if not rt.cgroups.inside(pid, c.cgpath):
+                raise OSError(errno.ESRCH, f"process {pid} is not in {where(c)}'s cgroup")
+            inodes = kernel.process_inodes(pid)
+            ancestors: dict[str, list[int]] = {}
+            for kind in lifecycle.NESTING_KINDS:
+                if kind in inodes and str(inodes[kind]) != c.instance_id(kind):
+                    fds[kind] = kernel.open_namespace(f"/proc/{pid}/ns/{kind}", inodes[kind])
+                    ancestors[kind] = kernel.namespace_ancestors(fds[kind])
+            plan = lifecycle.plan_claim(rt.engine, c, inodes, ancestors)
+            for kind, ino in plan.items():
+                if kind not in fds:
+                    fds[kind] = kernel.open_namespace(f"/proc/{pid}/ns/{kind}", int(ino))
+            for kind in set(fds) - set(plan):
+                os.close(fds.pop(kind))
+            kernel.check_held(pidfd, pid)  # the namespaces read were this process's
+            return plan
+
+        try:
+            try:
+                plan = await trio.to_thread.run_sync(facts)
+            except (ProcessLookupError, FileNotFoundError) as exc:
+                raise OSError(errno.ESRCH, f"process {pid} is gone: {exc}") from None
+            if plan:
+                self._check_holder_room_from(c)
+
+            def kernel_objects() -> Holder | None:
+                holder = None
+                if plan:
+                    holder = self._spawn_holder(c.parent or c, c.cgpath, frozenset(plan), fds)
+                try:
+                    if holder is not None:
+                        got = {k: str(holder.inodes[k]) for k in plan}
+                        if got != plan:
+                            raise OSError(errno.ESRCH, f"the holder joined {got}, not {plan}")
+                    rt.cgroups.make_direct(c.cgpath)
+                except BaseException:
+                    if holder is not None:
+                        holder.kill()
+                        holder.close()
+                    raise
+                return holder
+
+            holder = await trio.to_thread.run_sync(kernel_objects)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        lifecycle.commit_claim(rt.engine, c, plan)
+        if holder is not None:
+            rt.holders[c.uid] = holder
+            if "user" in plan:
+                await self.learn_inside_root(c, holder)
+            await self._init_views(c, holder)
+            if rt.engine.views_enforced(c) and rt.loopback is not None:
+                rt.ready[c.uid] = trio.Event()  # `tasks` and `exec` wait for the binding
+        self.store.save(c)
+        return holder
+
     # -- rmdir -------------------------------------------------------------------------
 
     async def rmdir(self, c: Container) -> None:
@@ -314,7 +419,10 @@ class Containers:
         try:
             return await trio.to_thread.run_sync(self.rt.cgroups.procs, c.cgpath)
         except FileNotFoundError:
-            log.warning("%s: its cgroup was removed behind the daemon's back", where(c))
+            if c.origin == Origin.OCI:  # runc's delete removes the cgroupsPath directories
+                log.info("%s: its cgroup was removed by its runtime", where(c))
+            else:
+                log.warning("%s: its cgroup was removed behind the daemon's back", where(c))
             return []
 
     def destroy(self, c: Container) -> None:

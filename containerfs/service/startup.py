@@ -23,7 +23,7 @@ from .. import recovery
 from ..defaults import find_program
 from ..discovery import Discovery
 from ..engine.errors import ContainerError
-from ..engine.kinds import NAMESPACE_NAMES, Origin
+from ..engine.kinds import NAMESPACE_NAMES
 from ..fuse.loopback import Loopback
 from ..fuse.ops import Operations
 from ..kernel import mounts
@@ -91,7 +91,7 @@ async def _start_lifecycle(daemon: Daemon) -> None:
         holder = rt.holders.get(c.uid)
         if holder is not None and "user" in c.owned:
             await daemon.containers.learn_inside_root(c, holder)
-        if holder is not None and "mnt" in c.owned and c.origin == Origin.MKDIR:
+        if holder is not None and rt.engine.views_enforced(c):
             rt.ready[c.uid] = trio.Event()
             rt.nursery.start_soon(daemon.containers.bind_internal_views, c, holder, True)
     for c in reversed(list(rt.engine.root.walk())):  # children first

@@ -64,6 +64,9 @@ _containerfs_value_kind()
     top:-d | top:--delay) REPLY=word ;;
     top:-o | top:--order) REPLY=word ;;
     top:-n | top:--iterations) REPLY=word ;;
+    oci:--mount) REPLY=directory ;;
+    oci:--parent) REPLY=word ;;
+    oci:--root) REPLY=directory ;;
     *) REPLY= ;;
     esac
 }
@@ -101,6 +104,11 @@ _containerfs()
                     groups=('-h --help' '-d --delay' '-o --order' '-n --iterations' '-b --batch')
                     positionals=(container)
                     ;;
+                oci)
+                    options=(-h --help --mount --parent --root)
+                    groups=('-h --help' '--mount' '--parent' '--root')
+                    positionals=(word)
+                    ;;
             *) return ;;
             esac
             continue
@@ -128,7 +136,7 @@ _containerfs()
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W '-h --help' -- "$cur"))
         else
-            COMPREPLY=($(compgen -W 'mount exec tree top' -- "$cur"))
+            COMPREPLY=($(compgen -W 'mount exec tree top oci' -- "$cur"))
         fi
         return
     fi

@@ -115,6 +115,15 @@ class FakeCgroups(CgroupBackend):
         self.dirs -= {path, (*path, TASKS)}
         self.values = {k: v for k, v in self.values.items() if k[0] != path}
         self.removed.append(path)
+        self.direct.discard(path)
+
+    def make_direct(self, path: tuple[str, ...]) -> None:
+        leaf = self.h.dir((*path, TASKS))
+        for pid, d in self.at.items():
+            if d == leaf:
+                self.at[pid] = self.h.dir(path)
+        self.dirs.discard((*path, TASKS))
+        self.direct.add(path)
 
     def _below(self, path: tuple[str, ...]) -> list[tuple[str, ...]]:
         return [d for d in self.dirs if len(d) > len(path) and d[: len(path)] == path]
@@ -143,7 +152,7 @@ class FakeCgroups(CgroupBackend):
         self.procs_read.append(path)
         if path not in self.dirs:
             raise FileNotFoundError(errno.ENOENT, f"no cgroup {path}")
-        dirs = {self.h.dir((*path, TASKS))} | ({self.h.dir()} if not path else set())
+        dirs = {self.h.dir(self.task_dir(path))} | ({self.h.dir()} if not path else set())
         return sorted(pid for pid, d in self.at.items() if d in dirs)
 
     def populated(self, path: tuple[str, ...]) -> bool:
@@ -154,6 +163,9 @@ class FakeCgroups(CgroupBackend):
 
     def holds(self, pid: int, path: tuple[str, ...]) -> bool:
         return pid in self.procs(path)
+
+    def inside(self, pid: int, path: tuple[str, ...]) -> bool:
+        return self.at.get(pid) in (self.h.dir(path), self.h.dir((*path, TASKS)))
 
     def where(self, pid: int) -> dict[Hierarchy, Path]:
         if pid not in self.at:
@@ -309,6 +321,7 @@ class FakeKernel(Kernel):
         self._inodes = itertools.count(ROOT_INODE + 1000)
         self._holder_pids = itertools.count(HOLDER_PID)
         self.ns_fds: dict[int, int] = {}  # fd from open_namespace -> namespace inode
+        self.ns_parents: dict[int, int] = {}  # pid/user namespace inode -> its parent's
 
     # -- test setup and inspection ---------------------------------------------------
 
@@ -504,6 +517,14 @@ class FakeKernel(Kernel):
         fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # the service closes it
         self.ns_fds[fd] = inode
         return fd
+
+    def namespace_ancestors(self, fd: int) -> list[int]:
+        """The fake's namespaces have no parents but those ``ns_parents`` names."""
+        out, ino = [], self.ns_fds[fd]
+        while ino in self.ns_parents:
+            ino = self.ns_parents[ino]
+            out.append(ino)
+        return out
 
     def mount_tables(self) -> procs.MountTables:
         return FakeMountTables()
