@@ -52,6 +52,14 @@ the release policy of any container that emptied while no daemon was watching.
 Holders and cgroup directories that no saved container accounts for are removed;
 a dead mount left by a killed daemon is detached. To remove everything, `rmdir`
 the containers before stopping the daemon.
+
+Each container that owns its network namespace is shown to `ip`(8) `netns` as
+*PREFIX*`:`*PATH*: the container `/web/db` is `cfs:web:db`, a `:` or `%` in a
+name written `%3A` or `%25`. The name is made with the container, moved by
+`mv`, and removed with it (and, at the next start, when the container is gone;
+names longer than 255 bytes are not made, and logged). Give each daemon running
+at once a prefix of its own with `--netns-prefix`: a daemon whose prefix is in
+use by another makes no names and says so in its log.
 """,
     "exec": """\
 Runs *CMD* inside every subsystem of *CONTAINER*, a directory of a mounted
@@ -180,6 +188,10 @@ host that has no cgroup2 mount.
 @ `/usr/local/lib/systemd/system/containerfs.service`
 The systemd unit, where `make install` puts it (under its `PREFIX`, `/usr/local`
 by default).
+
+@ `/run/netns/cfs:`*PATH*
+The `ip netns` names of the containers that own their network namespace (see
+`--netns-prefix`).
 
 @ `/dev/fuse`
 The FUSE device (`modprobe fuse` when it is missing).

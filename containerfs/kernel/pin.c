@@ -12,7 +12,8 @@
  * knows both sides; joining one's own user namespace would fail), joined
  * through PARENT_PIDFD.  UNSHARE_FLAGS are the CLONE_NEW* bits the container
  * owns.  Flags are decimal or 0x hex.  MOUNTPOINT is detached from a mount
- * namespace the container owns, so containers do not see the daemon's mount.
+ * namespace the container owns, so containers do not see the daemon's mount,
+ * and so are the ip netns names in /run/netns (see detach_netns_names).
  * Each KIND=FD word (KIND: ipc uts net pid mnt user cgroup time) names an
  * inherited nsfs fd on a namespace to join instead of the parent's of that
  * kind: one that processes of a container made themselves (unshare -n, ip
@@ -164,6 +165,7 @@
  * kernel reap orphans of its pid namespace), and serves requests forever.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -704,11 +706,48 @@ static size_t kind_index(int flag)
 	return i;
 }
 
+/* Where iproute2 keeps its names (kernel/netns.py NETNS_DIR). */
+#define NETNS_DIR "/run/netns"
+
+/*
+ * Detach the ip netns names (/run/netns/NAME, bind mounts of network
+ * namespaces) copied into a new mount namespace: each copy would keep its
+ * namespace alive for as long as this container lives, a removed
+ * container's among them, and `ip netns delete` on the host could not free
+ * it.  /run/netns as a whole when it is a mount (as iproute2 makes it: one
+ * detach takes every name below), else name by name.  Errors are ignored:
+ * nothing there is ours to fail on.
+ */
+static void detach_netns_names(void)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *dir;
+	int i, n = 0;
+
+	while (n < 8 && umount2(NETNS_DIR, MNT_DETACH) == 0)
+		n++;
+	if (n > 0)
+		return;
+	dir = opendir(NETNS_DIR);
+	if (dir == NULL)
+		return;
+	while ((e = readdir(dir)) != NULL) {
+		if (e->d_name[0] == '.' || (size_t)snprintf(path, sizeof path, NETNS_DIR "/%s",
+							    e->d_name) >= sizeof path)
+			continue;
+		for (i = 0; i < 8 && umount2(path, MNT_DETACH) == 0; i++)
+			;
+	}
+	closedir(dir);
+}
+
 /*
  * In a new mount namespace, make every mount private and detach MOUNTPOINT
- * (the daemon's mount) from it.  EINVAL: not a mount point here, or locked
- * because the mount namespace was copied from one owned by another user
- * namespace: see join_all() for how a user-namespaced container avoids that.
+ * (the daemon's mount) and the ip netns names from it.  EINVAL: not a mount
+ * point here, or locked because the mount namespace was copied from one
+ * owned by another user namespace: see join_all() for how a user-namespaced
+ * container avoids that.
  */
 static void unshare_mnt_without(const char *mountpoint, int unshared)
 {
@@ -718,6 +757,7 @@ static void unshare_mnt_without(const char *mountpoint, int unshared)
 		fail("make / rprivate");
 	if (umount2(mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 		fail("detach mountpoint");
+	detach_netns_names();
 }
 
 /*

@@ -83,6 +83,7 @@ class Daemon:
         ``containerfs mount`` with the same state dir takes them over.
         """
         self.releases.agents.close()
+        self.containers.names.close()
         for holder in self.rt.holders.values():
             holder.close()
         self.store.close()
