@@ -42,18 +42,25 @@ def bound_inode(name: str) -> int | None:
     return st.st_ino if st.st_dev == _nsfs_dev() else None
 
 
+_prepared = False  # /run/netns made ready by this process already
+
+
 def _prepare_dir() -> None:
     """``/run/netns`` as iproute2 makes it: a directory, a mount of its own with
-    shared propagation (a bind of itself when it is not a mount yet)."""
+    shared propagation (a bind of itself when it is not a mount yet). Once per
+    daemon: changing the propagation walks every name below it."""
+    global _prepared
+    if _prepared and os.path.isdir(NETNS_DIR):
+        return
     os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
     try:
         ksys.mount(None, NETNS_DIR, None, ksys.MS_SHARED | ksys.MS_REC, None)
-        return
     except OSError as exc:
         if exc.errno != errno.EINVAL:  # EINVAL: not a mount point
             raise
-    ksys.mount(NETNS_DIR, NETNS_DIR, None, ksys.MS_BIND | ksys.MS_REC, None)
-    ksys.mount(None, NETNS_DIR, None, ksys.MS_SHARED | ksys.MS_REC, None)
+        ksys.mount(NETNS_DIR, NETNS_DIR, None, ksys.MS_BIND | ksys.MS_REC, None)
+        ksys.mount(None, NETNS_DIR, None, ksys.MS_SHARED | ksys.MS_REC, None)
+    _prepared = True
 
 
 def bind(nsfd: int, name: str) -> bool:

@@ -165,7 +165,6 @@
  * kernel reap orphans of its pid namespace), and serves requests forever.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -713,33 +712,18 @@ static size_t kind_index(int flag)
  * Detach the ip netns names (/run/netns/NAME, bind mounts of network
  * namespaces) copied into a new mount namespace: each copy would keep its
  * namespace alive for as long as this container lives, a removed
- * container's among them, and `ip netns delete` on the host could not free
- * it.  /run/netns as a whole when it is a mount (as iproute2 makes it: one
- * detach takes every name below), else name by name.  Errors are ignored:
- * nothing there is ours to fail on.
+ * container's among them, and a name bound on the host before the mkdir
+ * would show up as a clone of this container.  /run/netns is a mount of its
+ * own wherever iproute2 or the daemon made a name (kernel/netns.py), so one
+ * lazy unmount takes every name below it.  Errors are ignored (EINVAL: no
+ * names here, as in a parent container's namespace that had them detached).
  */
 static void detach_netns_names(void)
 {
-	char path[PATH_MAX];
-	struct dirent *e;
-	DIR *dir;
-	int i, n = 0;
+	int n = 0;
 
-	while (n < 8 && umount2(NETNS_DIR, MNT_DETACH) == 0)
-		n++;
-	if (n > 0)
-		return;
-	dir = opendir(NETNS_DIR);
-	if (dir == NULL)
-		return;
-	while ((e = readdir(dir)) != NULL) {
-		if (e->d_name[0] == '.' || (size_t)snprintf(path, sizeof path, NETNS_DIR "/%s",
-							    e->d_name) >= sizeof path)
-			continue;
-		for (i = 0; i < 8 && umount2(path, MNT_DETACH) == 0; i++)
-			;
-	}
-	closedir(dir);
+	while (n++ < 8 && umount2(NETNS_DIR, MNT_DETACH) == 0)
+		;
 }
 
 /*

@@ -223,3 +223,18 @@ async def test_daemons_names_in_a_mount_namespace_are_neither_clones_nor_holds(
     await d.releases.refresh_populated(clone)
     assert clone.removed
     assert f"cfs:box:{clone.name}" not in kernel.netns
+
+
+def test_the_mount_option_takes_a_prefix_of_the_family_or_none(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from containerfs.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["mount"]).netns_prefix == "cfs"
+    assert parser.parse_args(["mount", "--netns-prefix", "cfs-b"]).netns_prefix == "cfs-b"
+    assert parser.parse_args(["mount", "--netns-prefix", ""]).netns_prefix == ""
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["mount", "--netns-prefix", "web"])
+    assert exit_.value.code == 2
+    assert "a netns prefix is 'cfs'" in capsys.readouterr().err
