@@ -151,6 +151,17 @@ class NetNames:
         if name is not None:
             self._unbind(name, int(c.ids["net"]), f"{where(c)} removed")
 
+    def changed(self, c: Container, old_inode: int | None) -> None:
+        """After ``c`` came to own another network namespace than ``old_inode`` (or
+        one at all: None), as a claim of an OCI runtime's namespaces does: its name
+        is bound to the one it has now."""
+        name = self.name(c)
+        if name is None:
+            return
+        if old_inode is not None and old_inode != int(c.ids["net"]):
+            self._unbind(name, old_inode, f"{where(c)} took another network namespace")
+        self.add(c)
+
     def renamed(self, moved: list[tuple[str | None, Container]]) -> None:
         """After a ``mv``: each container of the moved subtree that had name ``old``
         gets its new one first, then the old one goes (``ip netns`` never

@@ -322,5 +322,8 @@ def _mount_locked(
         }
         if debug:
             options.add("debug")
-        trio.run(serve, daemon, options, notifier, busy_poll_us, metrics_listen)
+        try:
+            trio.run(serve, daemon, options, notifier, busy_poll_us, metrics_listen)
+        finally:  # also when serve() stops before its teardown (a busy --metrics-listen)
+            daemon.containers.names.close()
     return 0

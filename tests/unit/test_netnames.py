@@ -238,3 +238,17 @@ def test_the_mount_option_takes_a_prefix_of_the_family_or_none(
         parser.parse_args(["mount", "--netns-prefix", "web"])
     assert exit_.value.code == 2
     assert "a netns prefix is 'cfs'" in capsys.readouterr().err
+
+
+async def test_a_container_that_takes_another_net_namespace_is_renamed_to_it(
+    named: tuple[Daemon, FakeKernel],
+) -> None:
+    """What a claim of an OCI runtime's namespaces calls (``NetNames.changed``)."""
+    d, kernel = named
+    a = await d.mkdir(d.engine.root, "a")
+    old = net_of(d, "a")
+    holder = d.rt.holders[a.uid]
+    kernel.processes[holder.pid].inodes["net"] = 4500  # the holder joined another
+    a.ids["net"] = "4500"
+    d.containers.names.changed(a, old)
+    assert kernel.netns == {"cfs:a": 4500}
