@@ -284,11 +284,18 @@ A process inside a container that makes new namespaces itself (`unshare`(1),
 a child container whose `container.origin` is `clone`, named `COMM-PID` after
 the process that made it, or after the file its namespace is bound to. It owns
 the kinds where its processes differ from their container, its release policy
-is `delete`, and at most 1024 exist at once.
+is `delete`, and at most 1024 exist at once. Names of the form `cfs...:...` in
+`/run/netns` are containerfs's own and never taken for such a file.
+
+Each container that owns its network namespace has an `ip`(8) `netns` name,
+`cfs:` and its path with `/` written `:` (`/web/db` is `cfs:web:db`; a `:` or
+`%` in a name is written `%3A` or `%25`; the prefix is set by `containerfs
+mount --netns-prefix`). It is made with the container, follows `mv` and goes
+with `rmdir`.
 
 Inside a container that owns its mount namespace the tree is not there: the
-daemon's mount point is detached, and only the container's own knob views are
-bound in, over `/proc/sys`.
+daemon's mount point and the host's `/run/netns` names are detached, and only
+the container's own knob views are bound in, over `/proc/sys`.
 """,
     ),
     (
