@@ -172,10 +172,11 @@ class NetNames:
                 self._unbind(old, int(c.ids["net"]), f"{where(c)} renamed")
 
     def names_below(self, c: Container) -> list[tuple[str | None, Container]]:
-        """Each container of ``c``'s subtree that has a name, with that name now."""
+        """Each container of ``c``'s subtree that owns its network namespace, with its
+        name now (None: too long for one, which the new path may not be)."""
         if not self.prefix:
             return []
-        return [(self.name(d), d) for d in c.walk() if self.name(d) is not None]
+        return [(self.name(d), d) for d in c.walk() if "net" in d.owned and "net" in d.ids]
 
     def _unbind(self, name: str, ino: int | None, why: str) -> None:
         try:

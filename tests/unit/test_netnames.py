@@ -252,3 +252,15 @@ async def test_a_container_that_takes_another_net_namespace_is_renamed_to_it(
     a.ids["net"] = "4500"
     d.containers.names.changed(a, old)
     assert kernel.netns == {"cfs:a": 4500}
+
+
+async def test_a_rename_to_a_shorter_path_names_what_was_too_long(
+    named: tuple[Daemon, FakeKernel],
+) -> None:
+    d, kernel = named
+    a = await d.mkdir(d.engine.root, "a" * 200)
+    d.engine.set_subtree(a, "+net")
+    await d.mkdir(a, "b" * 60)  # cfs: + 200 + : + 60 bytes: too long for a name
+    assert set(kernel.netns) == {"cfs:" + "a" * 200}
+    await d.rename(a, d.engine.root, "a")
+    assert set(kernel.netns) == {"cfs:a", "cfs:a:" + "b" * 60}
