@@ -275,3 +275,71 @@ def test_a_new_mount_namespace_holds_no_copy_of_the_names(cfs: Mounted) -> None:
         assert clones(cfs, "later") == [] and clones(cfs, "userns") == []
     finally:
         subprocess.run(["ip", "netns", "del", user_name], check=False)
+
+
+#: What the shells of the load below do, at random, on overlapping names.
+NAMES_LOAD = """
+RANDOM={seed}
+tops=(a b c d e f g h)
+end=$(( $(date +%s%N) + {ns} ))
+while [ "$(date +%s%N)" -lt "$end" ]; do
+  t=${{tops[RANDOM % 8]}}; u=${{tops[RANDOM % 8]}}
+  case $((RANDOM % 4)) in
+    0) mkdir "$t" && echo +net > "$t/container.subtree" && mkdir "$t/x" ;;
+    1) rmdir "$t/x" "$t" ;;
+    2|3) [ -e "$u" ] || mv "$t" "$u" ;;
+  esac >/dev/null 2>&1
+done
+"""
+
+
+def expected_names(m: Mounted) -> dict[str, str]:
+    """Name -> inode each container owning its network namespace must have."""
+    out = {}
+    for path in all_paths(m):
+        state, ino = listed(m, path)["net"]
+        if state == "own":
+            out[f"{prefix(m)}:{path.replace('/', ':')}"] = ino
+    return out
+
+
+def bound_names(m: Mounted) -> dict[str, str]:
+    """Name -> inode of this daemon's names in /run/netns, as ``stat`` shows them."""
+    return {n: str(os.stat(f"/run/netns/{n}").st_ino) for n in names(m)}
+
+
+def run_names_load(m: Mounted, seconds: float, seed: int) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            ["bash", "-c", NAMES_LOAD.format(seed=seed * 10 + i, ns=int(seconds * 1e9))],
+            cwd=m.mnt,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(4)
+    ]
+
+
+def test_names_stay_in_step_under_load_and_after_a_crash_in_it(cfs: Mounted) -> None:
+    """Four shells make, rename and remove containers at once; then the names are
+    exactly the tree's. Again with the daemon killed in the middle of it: the
+    next start puts them right (a bind made before the state was saved, a mv
+    half done)."""
+    # Containers that own a net namespace and nothing else: quick to make.
+    cfs.sh("for k in $(cat container.subtree); do echo -$k > container.subtree; done")
+    cfs.sh("echo +net > container.subtree")
+    for sh in run_names_load(cfs, 4.0, seed=1):
+        sh.wait(timeout=60)
+    text = cfs.log.read_text()
+    assert text.count("INFO mv ") > 5 and text.count("INFO mkdir ") > 5  # it did work
+    assert bound_names(cfs) == expected_names(cfs)
+    shells = run_names_load(cfs, 4.0, seed=2)
+    time.sleep(2.0)
+    assert cfs.stop(signal.SIGKILL) == -signal.SIGKILL
+    for sh in shells:
+        sh.wait(timeout=60)
+    cfs.start()
+    assert bound_names(cfs) == expected_names(cfs)
+    for path in sorted(all_paths(cfs), key=len, reverse=True):
+        cfs.sh(f"rmdir {path}")
+    assert names(cfs) == set()
