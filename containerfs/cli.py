@@ -111,8 +111,24 @@ def _busy_poll(text: str) -> int:
     return value
 
 
+def _netns_prefix(text: str) -> str:
+    """``--netns-prefix``'s argument (``engine.netnames.check_prefix``); '' for none."""
+    from .engine.errors import ContainerError
+    from .engine.netnames import check_prefix
+
+    try:
+        return check_prefix(text)
+    except ContainerError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .defaults import DEFAULT_BUSY_POLL_US, DEFAULT_MOUNTPOINT, DEFAULT_STATE_DIR
+    from .defaults import (
+        DEFAULT_BUSY_POLL_US,
+        DEFAULT_MOUNTPOINT,
+        DEFAULT_NETNS_PREFIX,
+        DEFAULT_STATE_DIR,
+    )
 
     parser = argparse.ArgumentParser(
         prog="containerfs",
@@ -157,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR:PORT",
         help="also serve the root's metrics file over HTTP at /metrics on this address "
         "(e.g. 127.0.0.1:9464; [::1]:9464 for IPv6); off by default",
+    )
+    m.add_argument(
+        "--netns-prefix",
+        type=_netns_prefix,
+        default=DEFAULT_NETNS_PREFIX,
+        metavar="PREFIX",
+        help="show each container that owns its network namespace to `ip netns` as "
+        f"PREFIX:PATH (default {DEFAULT_NETNS_PREFIX}; 'cfs' and up to 32 of "
+        "[A-Za-z0-9_.-]; one daemon per prefix; '' for no names)",
     )
     m.add_argument("--debug", action="store_true", help="log every FUSE request")
 
@@ -329,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             args.debug,
             busy_poll_us=args.busy_poll,
             metrics_listen=args.metrics_listen,
+            netns_prefix=args.netns_prefix,
         )
     if args.command == "exec":
         cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv

@@ -52,6 +52,14 @@ the release policy of any container that emptied while no daemon was watching.
 Holders and cgroup directories that no saved container accounts for are removed;
 a dead mount left by a killed daemon is detached. To remove everything, `rmdir`
 the containers before stopping the daemon.
+
+Each container that owns its network namespace is shown to `ip`(8) `netns` as
+*PREFIX*`:`*PATH*: the container `/web/db` is `cfs:web:db`, a `:` or `%` in a
+name written `%3A` or `%25`. The name is made with the container, moved by
+`mv`, and removed with it (and, at the next start, when the container is gone;
+names longer than 255 bytes are not made, and logged). Give each daemon running
+at once a prefix of its own with `--netns-prefix`: a daemon whose prefix is in
+use by another makes no names and says so in its log.
 """,
     "exec": """\
 Runs *CMD* inside every subsystem of *CONTAINER*, a directory of a mounted
@@ -227,6 +235,9 @@ by default).
 The default state directory of `containerfs oci` (runc's `--root`), and, beside
 it, `/run/containerfs-runc.containerfs`, each OCI container's private
 `config.json`.
+@ `/run/netns/cfs:`*PATH*
+The `ip netns` names of the containers that own their network namespace (see
+`--netns-prefix`).
 
 @ `/dev/fuse`
 The FUSE device (`modprobe fuse` when it is missing).
@@ -319,11 +330,18 @@ A process inside a container that makes new namespaces itself (`unshare`(1),
 a child container whose `container.origin` is `clone`, named `COMM-PID` after
 the process that made it, or after the file its namespace is bound to. It owns
 the kinds where its processes differ from their container, its release policy
-is `delete`, and at most 1024 exist at once.
+is `delete`, and at most 1024 exist at once. Names of the form `cfs...:...` in
+`/run/netns` are containerfs's own and never taken for such a file.
+
+Each container that owns its network namespace has an `ip`(8) `netns` name,
+`cfs:` and its path with `/` written `:` (`/web/db` is `cfs:web:db`; a `:` or
+`%` in a name is written `%3A` or `%25`; the prefix is set by `containerfs
+mount --netns-prefix`). It is made with the container, follows `mv` and goes
+with `rmdir`.
 
 Inside a container that owns its mount namespace the tree is not there: the
-daemon's mount point is detached, and only the container's own knob views are
-bound in, over `/proc/sys`.
+daemon's mount point and the host's `/run/netns` names are detached, and only
+the container's own knob views are bound in, over `/proc/sys`.
 """,
     ),
     (

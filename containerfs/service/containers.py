@@ -18,6 +18,7 @@ from ..engine.errors import TryAgain
 from ..engine.kinds import NAMESPACE_NAMES, KindClass, Origin
 from ..engine.tree import ROOT_IDS, Container, MkdirPlan, check_not_internal, parse_pid
 from ..kernel.holder import Holder
+from .netnames import NetNames
 from .persistence import Persistence
 from .runtime import Runtime, refusals_logged, where
 
@@ -33,6 +34,7 @@ class Containers:
     def __init__(self, rt: Runtime, store: Persistence) -> None:
         self.rt = rt
         self.store = store
+        self.names = NetNames(rt)  # their ip netns names
 
     # -- mkdir -----------------------------------------------------------------------
 
@@ -129,7 +131,10 @@ class Containers:
             try:
                 if not own_ns:
                     return None
-                return self._spawn_holder(plan.parent, cgpath, plan.owned, join_fds or {})
+                made = self._spawn_holder(plan.parent, cgpath, plan.owned, join_fds or {})
+                if "net" in own_ns:  # its ip netns name, before the mkdir is answered
+                    self.names.add_path(path, made.pid, made.inodes["net"])
+                return made
             except BaseException:
                 try:
                     rt.cgroups.remove(cgpath)
@@ -391,6 +396,8 @@ class Containers:
         lifecycle.commit_claim(rt.engine, c, plan)
         if holder is not None:
             rt.holders[c.uid] = holder
+            if "net" in plan:  # it owned no network namespace before: now a name
+                await trio.to_thread.run_sync(self.names.changed, c, None)
             if "user" in plan:
                 await self.learn_inside_root(c, holder)
             await self._init_views(c, holder)
@@ -429,6 +436,7 @@ class Containers:
         """Free the kernel objects of ``c``: cgroups first, since they refuse while
         anything is inside (leaving the container whole), then the holder."""
         self.rt.cgroups.remove(c.cgpath)
+        self.names.remove(c)  # a name would keep its network namespace alive
         # From its parent up, disable the v2 controllers no container below needs now.
         for node, freed in lifecycle.freed_by_removal(c):
             self.rt.cgroups.trim(node.cgpath, freed)
@@ -454,7 +462,10 @@ class Containers:
             async with self.rt.lock:
                 lifecycle.check_rename(self.rt.engine, c, new_parent, new_name)
                 old = where(c)
+                named = self.names.names_below(c)
                 lifecycle.commit_rename(self.rt.engine, c, new_name)
+                if named:  # the ip netns names follow the paths
+                    await trio.to_thread.run_sync(self.names.renamed, named)
                 self.store.save()
                 log.info("mv %s %s", old, where(c))
 

@@ -60,6 +60,7 @@ _containerfs_value_kind()
     mount:--subtree) REPLY=word ;;
     mount:--busy-poll) REPLY=word ;;
     mount:--metrics-listen) REPLY=word ;;
+    mount:--netns-prefix) REPLY=word ;;
     exec:-u | exec:--user) REPLY=word ;;
     top:-d | top:--delay) REPLY=word ;;
     top:-o | top:--order) REPLY=word ;;
@@ -85,8 +86,8 @@ _containerfs()
             cmd=$word
             case $cmd in
                 mount)
-                    options=(-h --help --state-dir --subtree --busy-poll --metrics-listen --debug)
-                    groups=('-h --help' '--state-dir' '--subtree' '--busy-poll' '--metrics-listen' '--debug')
+                    options=(-h --help --state-dir --subtree --busy-poll --metrics-listen --netns-prefix --debug)
+                    groups=('-h --help' '--state-dir' '--subtree' '--busy-poll' '--metrics-listen' '--netns-prefix' '--debug')
                     positionals=(directory)
                     ;;
                 exec)

@@ -25,7 +25,7 @@ import pytest
 
 from tests.cgtree import cgroup_dirs
 
-from .conftest import Mounted, live_pins, wait_for
+from .conftest import Mounted, live_pins, netns_prefix, wait_for
 from .test_core import gone, ns_inode
 
 pytestmark = pytest.mark.root
@@ -149,6 +149,9 @@ def test_a_claim_owns_the_processs_namespaces(oci: tuple[Mounted, Unshared]) -> 
     holder = int(m.read("oci/web/container.init"))
     assert holder != p.pid and holder in live_pins(str(m.mnt))
     assert all(ns_inode(holder, k) == ns_inode(p.pid, k) for k in MADE)
+    # Its network namespace has its ip netns name now, as any container owning one.
+    name = f"{netns_prefix(m.state)}:oci:web"
+    assert os.stat(f"/run/netns/{name}").st_ino == ns_inode(p.pid, "net")
     # The namespace files are the container's to write now.
     m.sh("echo web-1 > oci/web/uts.hostname")
     out = subprocess.run(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,6 +323,9 @@ class FakeKernel(Kernel):
         self._holder_pids = itertools.count(HOLDER_PID)
         self.ns_fds: dict[int, int] = {}  # fd from open_namespace -> namespace inode
         self.ns_parents: dict[int, int] = {}  # pid/user namespace inode -> its parent's
+        self.netns: dict[str, int | None] = {}  # /run/netns: name -> bound inode (None: a file)
+        self.netns_taken: set[str] = set()  # prefixes another daemon holds
+        self.nsfs_files: dict[str, int] = {}  # a bound nsfs file's path (as mounted) -> inode
 
     # -- test setup and inspection ---------------------------------------------------
 
@@ -509,7 +513,15 @@ class FakeKernel(Kernel):
         return self.process_stat(pid)[2]
 
     def open_namespace(self, path: str, inode: int) -> int:
-        parts = path.split("/")  # only /proc/PID/ns/KIND: no nsfs bind mounts here
+        parts = path.split("/")  # /proc/PID/ns/KIND, or /proc/PID/root + an nsfs_files path
+        if len(parts) > 4 and parts[3] == "root":
+            point = "/" + "/".join(parts[4:])
+            if self.nsfs_files.get(point) != inode:
+                raise FileNotFoundError(errno.ENOENT, f"no nsfs file {path} here")
+            self._process(int(parts[2]))
+            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            self.ns_fds[fd] = inode
+            return fd
         if len(parts) != 5 or parts[:2] != ["", "proc"] or parts[3] != "ns":
             raise FileNotFoundError(errno.ENOENT, f"no nsfs file {path} here")
         if self._process(int(parts[2])).inodes[parts[4]] != inode:
@@ -528,6 +540,36 @@ class FakeKernel(Kernel):
 
     def mount_tables(self) -> procs.MountTables:
         return FakeMountTables()
+
+    # -- ip netns names: /run/netns in memory ---------------------------------------
+
+    def netns_bind(self, pid: int, inode: int, name: str) -> bool:
+        if self._process(pid).inodes["net"] != inode:
+            raise ProcessLookupError(errno.ESRCH, f"{pid} is no longer in net:[{inode}]")
+        there = self.netns.get(name)
+        if there == inode:
+            return False
+        if there is not None:
+            raise FileExistsError(errno.EEXIST, f"/run/netns/{name} is bound to net:[{there}]")
+        self.netns[name] = inode
+        return True
+
+    def netns_unbind(self, name: str, inode: int | None) -> bool:
+        if name not in self.netns or (inode is not None and self.netns[name] not in (inode, None)):
+            return False
+        del self.netns[name]
+        return True
+
+    def netns_names(self) -> list[str]:
+        return list(self.netns)
+
+    def netns_bound(self, name: str) -> int | None:
+        return self.netns.get(name)
+
+    def claim_netns_prefix(self, prefix: str) -> socket.socket | None:
+        if prefix in self.netns_taken:
+            return None
+        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
 
     def ptrace_refusal(self, caller: int, target: int) -> str | None:
         writer, p = self._process(caller), self._process(target)

@@ -231,7 +231,15 @@ def test_bash_completes_commands_and_global_options(tree: Path) -> None:
 
 def test_bash_offers_each_option_once_and_none_it_excludes(tree: Path) -> None:
     mount = ["containerfs", "mount"]
-    every = ["--help", "--state-dir", "--subtree", "--busy-poll", "--metrics-listen", "--debug"]
+    every = [
+        "--help",
+        "--state-dir",
+        "--subtree",
+        "--busy-poll",
+        "--metrics-listen",
+        "--netns-prefix",
+        "--debug",
+    ]
     assert bash_complete(tree, *mount, "--") == every
     assert bash_complete(tree, *mount, "--debug", "--") == every[:-1]
     # --user and --preserve-credentials are a mutually exclusive group
@@ -371,6 +379,7 @@ def test_zsh_completes_commands_options_and_containers(tree: Path) -> None:
         "--subtree",
         "--busy-poll",
         "--metrics-listen",
+        "--netns-prefix",
         "--debug",
     }
     assert zsh_complete(tree, "containerfs exec --user 5 --") == {"--help"}
