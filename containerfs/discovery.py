@@ -342,7 +342,9 @@ class Discovery:
         held: set[tuple[str, str]] = set()
         for owner, mounts in look.mounts.items():
             for kind, ino, point in mounts:
-                if daemons_name(point):
+                # a copy of a name a daemon made on the host, to the same namespace;
+                # a tenant's own bind of a name of that form is not passed over
+                if daemons_name(point) and d.kernel.netns_bound(os.path.basename(point)) == ino:
                     continue
                 held.add((kind, str(ino)))
                 index = lifecycle.namespace_index(d.engine.root)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
-import socket
 import stat
 
 from . import sys as ksys
@@ -121,17 +121,43 @@ def names() -> list[str]:
         return []
 
 
-def claim_prefix(prefix: str) -> socket.socket | None:
-    """Hold ``prefix`` for this daemon while the returned socket is open: an
-    abstract unix socket of that name, which the kernel frees with its last
-    holder, so a crashed daemon leaves no lock behind. None when another
-    daemon holds it."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+#: Where the locks on prefixes are: root's alone (an abstract socket, which any
+#: user may bind, let anyone turn a daemon's names off).
+PREFIX_LOCKS = "/run/containerfs-netns"
+
+
+class Held:
+    """A lock held while its fd is open (``claim_prefix``)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def claim_prefix(prefix: str, locks: str = PREFIX_LOCKS) -> Held | None:
+    """Hold ``prefix`` for this daemon while the returned object is open: an
+    ``flock`` on ``LOCKS/PREFIX.lock`` in a directory only root may write, which
+    the kernel drops with its last holder, so a crashed daemon leaves no lock
+    behind. None when another daemon holds it."""
+    os.makedirs(locks, mode=0o700, exist_ok=True)
+    st = os.lstat(locks)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise OSError(errno.EPERM, f"{locks} is not a directory only root may write")
+    fd = os.open(
+        os.path.join(locks, f"{prefix}.lock"),
+        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+        0o600,
+    )
     try:
-        sock.bind(f"\0containerfs-netns-prefix:{prefix}")
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            return None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
         raise
-    return sock
+    return Held(fd)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -297,7 +296,7 @@ class Kernel:
         """The inode of the namespace bound at ``/run/netns/NAME``, if any."""
         return netns.bound_inode(name)
 
-    def claim_netns_prefix(self, prefix: str) -> socket.socket | None:
+    def claim_netns_prefix(self, prefix: str) -> netns.Held | None:
         """Hold ``prefix`` for this daemon (None: another daemon holds it)."""
         return netns.claim_prefix(prefix)
 

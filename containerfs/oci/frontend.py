@@ -125,6 +125,9 @@ def main(argv: Sequence[str], prog: str = "containerfs-runc") -> int:
     except (Failed, runc.RuncMissing) as e:
         settings.log.error(str(e))
         return 1
+    except (OSError, ValueError, KeyError, TypeError) as e:  # a bug: still runc's form
+        settings.log.error(f"{prog} {parsed.command}: internal error: {e!r}")
+        return 1
 
 
 def _help(prog: str) -> str:
@@ -151,6 +154,10 @@ def dispatch(s: Settings, command: str, rest: list[str], prog: str) -> int:
         if command == "features":
             return features(s)
         cid = cli.container_id(command, positional)
+        try:  # before anything makes a path of it (a "../x" would leave the state dir)
+            check_id(cid)
+        except BundleError as e:
+            raise Failed(str(e)) from None
         if command == "create":
             return create(s, flags, cid)
         if command == "state":

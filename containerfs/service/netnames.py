@@ -20,10 +20,10 @@ change of names.
 from __future__ import annotations
 
 import logging
-import socket
 
 from ..engine import netnames
 from ..engine.tree import Container
+from ..kernel import netns
 from .runtime import Runtime, where
 
 log = logging.getLogger("containerfs")
@@ -34,7 +34,7 @@ class NetNames:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self._claim: socket.socket | None = None
+        self._claim: netns.Held | None = None
         self._told: set[tuple[str, ...]] = set()  # paths logged as too long for a name
 
     @property

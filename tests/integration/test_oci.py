@@ -35,6 +35,8 @@ from .conftest import (
     Mounted,
     _check_warnings,
     _skip_reason,
+    netns_prefix,
+    remove_netns_names,
     start_daemon,
     stop_daemon,
     wait_for,
@@ -136,6 +138,7 @@ def same_path_mount(name: str) -> Iterator[Mounted]:
                 yield m
             finally:
                 stop_daemon(m)
+                remove_netns_names(netns_prefix(state))  # the containers outlive it
                 print(f"daemon log tail:\n{m.log_tail(60)}")
                 _check_warnings(log)
     finally:

@@ -28,12 +28,12 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import socket
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from containerfs.engine.catalog import INFO_FILES, Role
+from containerfs.kernel import netns as knetns
 from containerfs.kernel import nslist, procs
 from containerfs.kernel.cgroups import PINS, STANDARD_KINDS, TASKS, CgroupBackend, Hierarchy
 from containerfs.kernel.holder import Holder
@@ -566,10 +566,10 @@ class FakeKernel(Kernel):
     def netns_bound(self, name: str) -> int | None:
         return self.netns.get(name)
 
-    def claim_netns_prefix(self, prefix: str) -> socket.socket | None:
+    def claim_netns_prefix(self, prefix: str) -> knetns.Held | None:
         if prefix in self.netns_taken:
             return None
-        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        return knetns.Held(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
 
     def ptrace_refusal(self, caller: int, target: int) -> str | None:
         writer, p = self._process(caller), self._process(target)

@@ -207,16 +207,24 @@ async def test_daemons_names_in_a_mount_namespace_are_neither_clones_nor_holds(
     await disc.once()
     (clone,) = box.children.values()
     assert clone.origin == Origin.CLONE and kernel.netns[f"cfs:box:{clone.name}"] == 4100
-    # box's mount namespace now shows its name, another daemon's, and a user's.
-    kernel.nsfs_files |= {"/run/netns/cfs-2:web": 4200, "/run/netns/blue": 4300}
+    # box's mount namespace now shows its name, another daemon's (made on the host,
+    # where daemons make names), a user's, and a tenant's bind under a name of the
+    # daemons' form that no daemon made (not on the host): that one is no copy.
+    kernel.netns["cfs-2:web"] = 4200
+    kernel.nsfs_files |= {
+        "/run/netns/cfs-2:web": 4200,
+        "/run/netns/blue": 4300,
+        "/run/netns/cfs-9:hidden": 4400,
+    }
     tables.mounts[box] = [
         ("net", 4100, f"/run/netns/cfs:box:{clone.name}"),
         ("net", 4200, "/run/netns/cfs-2:web"),
         ("net", 4300, "/run/netns/blue"),
+        ("net", 4400, "/run/netns/cfs-9:hidden"),
     ]
     d.rt.engine.version += 1  # the look's snapshot is taken anew
     await disc.once()
-    assert sorted(box.children) == sorted([clone.name, "blue"])  # the user's only
+    assert sorted(box.children) == sorted([clone.name, "blue", "cfs-9:hidden"])
     assert not clone.held  # released once its task goes
     kernel.exit(4242)
     kernel.cgroups.exit(4242)
