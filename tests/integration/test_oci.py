@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -413,6 +414,58 @@ def test_an_id_taken_in_the_tree_is_refused(oci: tuple[Mounted, Front, Path]) ->
     assert front.run("delete", "--force", "one").returncode == 0
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def test_kill_all_signals_every_process_not_only_the_init(
+    oci: tuple[Mounted, Front, Path],
+) -> None:
+    """``kill --all`` reaches every process of the container's cgroup: the init's
+    children and a process ``exec`` added. SIGTERM shows the difference: the init of
+    a pid namespace without a handler for it ignores it, its children do not, so
+    ``kill ID TERM`` (the init only) leaves the sleeps and ``kill --all`` ends them."""
+    m, front, tmp = oci
+    script = "sleep 1000 & sleep 1000 & echo started; while :; do sleep 1; done"
+    bundle = make_bundle(tmp, ["sh", "-c", script])
+    assert front.create(bundle, "all")[0] == 0
+    init = front.pid()
+    assert front.run("start", "all").returncode == 0
+    wait_for(lambda: "started" in front.out.read_text(), 10, "the container's script")
+    added = subprocess.run(  # not front.run: the sleep keeps its stdio, no pipes
+        front.words("exec", "--detach", "all", "sleep", "1000"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60 * TIME_SCALE,
+    )
+    assert added.returncode == 0, front.log.read_text()
+
+    def sleeps() -> list[int]:
+        tasks = [int(p) for p in m.read("oci/all/tasks").split()]
+        return [p for p in tasks if _cmdline(p) == "sleep 1000"]
+
+    wait_for(lambda: len(sleeps()) == 3, 10, "two children and the exec'd sleep")
+    children = sleeps()
+    assert front.run("kill", "all", "TERM").returncode == 0  # the init only: ignored
+    time.sleep(0.5 * TIME_SCALE)
+    assert not any(gone(p) for p in [init, *children]), "TERM without --all reached a child"
+    assert front.run("kill", "--all", "all", "TERM").returncode == 0
+    wait_for(lambda: all(gone(p) for p in children), 10, "every sleep's end")
+    assert not gone(init)  # protected from TERM, still the container's init
+    assert json.loads(front.run("state", "all").stdout)["status"] == "running"
+    # KILL --all: the init and whatever it forked meanwhile
+    assert front.run("kill", "--all", "all", "KILL").returncode == 0
+    wait_for(lambda: gone(init), 10, "the init's end")
+    wait_for(lambda: m.read("oci/all/tasks").split() == [], 10, "an empty tasks file")
+    assert front.run("delete", "all").returncode == 0
+    assert not (m.mnt / "oci" / "all").exists()
+    assert cgroup_dirs_of(m, "oci/all") == []
+
+
 # -- podman -------------------------------------------------------------------------
 
 #: Where ``tools/fetch-podman`` unpacks Debian's podman (``make test`` runs it).
@@ -653,6 +706,202 @@ def test_podman_kill_and_rm_force_leave_nothing(podman: tuple[Mounted, Podman]) 
     pm("rm", "--force", "--time", "0", b)
     assert left_behind(m, a, pid_a) == [] and left_behind(m, b, pid_b) == []
     assert oci_children(m) == []
+
+
+# -- the kernel's truth about a podman container's limits ---------------------------
+
+
+def kernel_cgroup(m: Mounted, cid: str, controller: str) -> Path:
+    """The container's directory in cgroupfs for ``controller`` (v1, else cgroup2):
+    what the tests read as the kernel's truth, next to the containerfs files."""
+    rel = [p for p in m.read(f"oci/{cid}/container.cgroup").strip().split("/") if p]
+    dirs = cgroup_dirs()
+    mount = next((d.mount for d in dirs if controller in d.controllers), None)
+    if mount is None:
+        mount = next(d.mount for d in dirs if d.version == 2)
+    return mount.joinpath(*rel)
+
+
+def oom_kills(m: Mounted, cid: str) -> int:
+    """The kernel's count of OOM kills in the container's memory cgroup
+    (``oom_kill`` in v1's ``memory.oom_control``, v2's ``memory.events``)."""
+    d = kernel_cgroup(m, cid, "memory")
+    f = d / "memory.oom_control" if (d / "memory.oom_control").exists() else d / "memory.events"
+    return int(dict(line.split() for line in f.read_text().splitlines()).get("oom_kill", 0))
+
+
+#: Reads from /dev/zero into one buffer of BS bytes, touching all of it (busybox dd).
+def fill(bs: str) -> list[str]:
+    return ["busybox", "dd", "if=/dev/zero", "of=/dev/null", f"bs={bs}", "count=1"]
+
+
+def test_podman_memory_limit_kills_past_it(podman: tuple[Mounted, Podman]) -> None:
+    """``--memory 64m``: the kernel's limit in the container's memory cgroup; 32 MiB
+    touched fits, 96 MiB is killed by the OOM killer (this host has no swap)."""
+    m, pm = podman
+    cid = pm("run", "-d", "--memory", "64m", IMAGE, "sleep", "1000").stdout.strip()
+    assert m.read(f"oci/{cid}/memory.max").strip() == str(64 << 20)
+    d = kernel_cgroup(m, cid, "memory")
+    limit = (
+        d / "memory.limit_in_bytes" if (d / "memory.limit_in_bytes").exists() else d / "memory.max"
+    )
+    assert limit.read_text().strip() == str(64 << 20)
+    small = pm("exec", cid, *fill("32M"), check=False)
+    assert small.returncode == 0, small.stderr
+    assert oom_kills(m, cid) == 0
+    big = pm("exec", cid, *fill("96M"), check=False)
+    assert big.returncode == 137, (big.returncode, big.stderr)  # 128 + SIGKILL
+    assert oom_kills(m, cid) >= 1
+    assert pm("exec", cid, "true", check=False).returncode == 0  # the init lives on
+    pm("rm", "--force", "--time", "0", cid)
+    assert left_behind(m, cid, None) == []
+
+
+def test_podman_limits_written_through_containerfs_while_it_runs_hold(
+    podman: tuple[Mounted, Podman],
+) -> None:
+    """A container started with neither a pids nor a memory limit: ``pids.max`` and
+    ``memory.max`` written through containerfs while it runs are what the kernel
+    enforces at the container's next fork and allocation (nothing reads or writes
+    through containerfs in between)."""
+    m, pm = podman
+    cid = pm("run", "-d", "--pids-limit", "0", IMAGE, "sleep", "1000").stdout.strip()
+    pids = kernel_cgroup(m, cid, "pids")
+    assert (pids / "pids.max").read_text().strip() == "max"
+    forks = (
+        'p=; for i in $(busybox seq 12); do sleep 30 & p="$p $!"; done; echo made; kill $p; wait'
+    )
+    before = pm("exec", cid, "sh", "-c", forks, check=False)
+    assert "made" in before.stdout and "can't fork" not in before.stderr, before.stderr
+    big = pm("exec", cid, *fill("96M"), check=False)
+    assert big.returncode == 0, big.stderr
+
+    (m.mnt / "oci" / cid / "pids.max").write_text("8\n")
+    done = pm("exec", cid, "sh", "-c", forks, check=False)
+    assert "made" not in done.stdout and "can't fork" in done.stderr, done.stdout + done.stderr
+    assert (pids / "pids.max").read_text().strip() == "8"
+    events = dict(line.split() for line in (pids / "pids.events").read_text().splitlines())
+    assert int(events["max"]) >= 1  # the kernel refused the forks
+    assert int((pids / "pids.current").read_text()) <= 8
+
+    before_kills = oom_kills(m, cid)
+    (m.mnt / "oci" / cid / "memory.max").write_text("64M\n")
+    big = pm("exec", cid, *fill("96M"), check=False)
+    assert big.returncode == 137, (big.returncode, big.stderr)
+    assert oom_kills(m, cid) > before_kills
+    assert m.read(f"oci/{cid}/memory.max").strip() == str(64 << 20)
+    pm("rm", "--force", "--time", "0", cid)
+    assert left_behind(m, cid, None) == []
+
+
+def _state(pid: int) -> str:
+    """``State`` of /proc/PID/status: frozen tasks show as ``D`` (uninterruptible)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("State:"):
+            return line.split()[1]
+    raise AssertionError(f"no State in /proc/{pid}/status")
+
+
+def test_podman_pause_freezes_every_process_and_unpause_runs_them(
+    podman: tuple[Mounted, Podman],
+) -> None:
+    """``podman pause``/``unpause`` (the front end's ``pause``/``resume``, runc's
+    freezer in containerfs's cgroup): every task of ``oci/ID`` frozen (``D`` in
+    /proc, the freezer cgroup ``FROZEN``), a counter the container writes stands
+    still; after ``unpause`` it counts again."""
+    m, pm = podman
+    script = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"
+    cid = pm("run", "-d", IMAGE, "sh", "-c", script).stdout.strip()
+    pid = int(pm("inspect", "--format", "{{.State.Pid}}", cid).stdout)
+    counter = Path(f"/proc/{pid}/root/tmp/n")
+
+    def count() -> int:
+        try:
+            return int(counter.read_text() or 0)
+        except ValueError:  # read between the truncation and the write
+            return 0
+
+    wait_for(lambda: count() > 2, 10, "the container's counter")
+    freezer = kernel_cgroup(m, cid, "freezer") / "freezer.state"
+    pm("pause", cid)
+    assert pm("inspect", "--format", "{{.State.Status}}", cid).stdout.strip() == "paused"
+    if freezer.exists():
+        assert freezer.read_text().strip() == "FROZEN"
+    tasks = [int(p) for p in m.read(f"oci/{cid}/tasks").split()]
+    assert pid in tasks
+    assert {p: _state(p) for p in tasks} == {p: "D" for p in tasks}
+    frozen_at = count()
+    time.sleep(0.5)
+    assert count() == frozen_at, "the counter moved while paused"
+    pm("unpause", cid)
+    if freezer.exists():
+        assert freezer.read_text().strip() == "THAWED"
+    wait_for(lambda: count() > frozen_at + 2, 10, "the counter after unpause")
+    assert _state(pid) != "D"
+    pm("rm", "--force", "--time", "0", cid)
+    assert left_behind(m, cid, pid) == []
+
+
+def test_podman_update_memory_is_the_kernels_limit(podman: tuple[Mounted, Podman]) -> None:
+    """``podman update --memory`` (the front end's ``update --resources``): the new
+    limit in ``memory.max`` and in the kernel's cgroup, and enforced."""
+    m, pm = podman
+    cid = pm("run", "-d", "--memory", "256m", IMAGE, "sleep", "1000").stdout.strip()
+    assert m.read(f"oci/{cid}/memory.max").strip() == str(256 << 20)
+    assert pm("exec", cid, *fill("96M"), check=False).returncode == 0
+    pm("update", "--memory", "64m", cid)
+    d = kernel_cgroup(m, cid, "memory")
+    limit = (
+        d / "memory.limit_in_bytes" if (d / "memory.limit_in_bytes").exists() else d / "memory.max"
+    )
+    assert limit.read_text().strip() == str(64 << 20)
+    # runc wrote cgroupfs behind the daemon's back: a new open shows it within the
+    # cache's second (README, "Caching"), never the old value for good
+    wait_for(
+        lambda: m.read(f"oci/{cid}/memory.max").strip() == str(64 << 20),
+        2,
+        "the new limit in memory.max",
+    )
+    big = pm("exec", cid, *fill("96M"), check=False)
+    assert big.returncode == 137, (big.returncode, big.stderr)
+    pm("rm", "--force", "--time", "0", cid)
+    assert left_behind(m, cid, None) == []
+
+
+def test_podman_run_t_and_exec_t_give_the_container_a_terminal(
+    podman: tuple[Mounted, Podman],
+) -> None:
+    """``-t``: runc's console socket passed through the front end (``create`` and
+    ``exec --console-socket``); the container's stdin and stdout are a terminal.
+    podman runs under ``script`` for a terminal of its own; without ``-t`` the same
+    command says it has none."""
+    m, pm = podman
+    if shutil.which("script") is None:
+        pytest.skip("script missing (util-linux)")
+    probe = "if test -t 0 && test -t 1; then echo has-tty; busybox tty; else echo no-tty; fi"
+
+    def under_script(*argv: str) -> str:
+        command = shlex.join([str(PODMAN_DIR / "usr" / "bin" / "podman"), *argv])
+        done = subprocess.run(
+            ["script", "-qec", command, "/dev/null"],
+            env=pm.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60 * TIME_SCALE,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = under_script("run", "--rm", "-t", IMAGE, "sh", "-c", probe)
+    assert "has-tty" in out and "/dev/pts/" in out, out
+    assert "no-tty" in under_script("run", "--rm", IMAGE, "sh", "-c", probe)
+    cid = pm("run", "-d", IMAGE, "sleep", "1000").stdout.strip()
+    out = under_script("exec", "-t", cid, "sh", "-c", probe)
+    assert "has-tty" in out and "/dev/pts/" in out, out
+    assert "no-tty" in under_script("exec", cid, "sh", "-c", probe)
+    pm("rm", "--force", "--time", "0", cid)
+    wait_for(lambda: not oci_children(m), 10, "the containers' removal from the tree")
 
 
 # -- containerd ------------------------------------------------------------------------
