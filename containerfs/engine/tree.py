@@ -473,8 +473,13 @@ class Engine:
         kernel may serve it from its page cache (see ``fuse/ops.py``). A view
         qualifies only where its container's processes see it bound over
         /proc/sys (their mount namespace is the owner's): elsewhere they set
-        the kernel value directly and each read must catch that."""
+        the kernel value directly and each read must catch that. An OCI
+        container's controller settings are not: its runtime writes them to
+        cgroupfs itself (``runc update``, for ``podman update``), and a read right
+        after must show them."""
         cache = spec.entry.cache
+        if spec.entry.role is Role.CGROUP and c.origin is Origin.OCI:
+            return False
         if cache is Cache.ENFORCED:
             assert spec.kind is not None
             return self.views_enforced(c.owner(spec.kind))

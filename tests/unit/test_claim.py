@@ -169,3 +169,18 @@ def test_the_origin_survives_a_save_and_a_restore() -> None:
         lifecycle.restore(e2, rec)
     back = e2.lookup(("oci", "web"))
     assert back.origin == Origin.OCI and back.ids["net"] == web.ids["net"]
+
+
+def test_a_claimed_containers_controller_settings_are_never_page_cached() -> None:
+    """runc writes an OCI container's cgroup settings itself (``runc update``): a read
+    right after ``podman update`` must ask the kernel, not the page cache."""
+    e = make_engine()
+    _, web = oci_web(e)
+    inodes = made(e, ("ipc", "uts", "net", "pid", "mnt"))
+    assert e.page_cached(web, e.files(web)["pids.max"])  # a mkdir container's limit
+    plan = lifecycle.plan_claim(e, web, inodes, {"pid": [root_inode(e, "pid")]})
+    lifecycle.commit_claim(e, web, plan)
+    files = e.files(web)
+    assert not e.page_cached(web, files["pids.max"])
+    assert not e.page_cached(web, files["memory.max"])
+    assert e.page_cached(web, files["container.subtree"])  # changed through containerfs only
