@@ -450,7 +450,8 @@ page cache: `stat`(2) shows their length, and an `open`(2) of an unchanged value
 costs one round trip to the daemon and no read. A write through containerfs
 shows at once; a value changed behind the daemon's back (a direct write to
 cgroupfs) shows within one second. They are: {cached}, the writable controller
-files, and the knob views of a container that owns its mount namespace.
+files (not in an `oci` container, whose runtime writes them too), and the knob
+views of a container that owns its mount namespace.
 Everything else is read from the kernel at every read and shows size 0.
 """,
     ),
