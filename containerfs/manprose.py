@@ -639,7 +639,8 @@ KNOB_PROSE: dict[str, str] = {
 #: v1 sources of controller files whose value is translated (the same-named ones
 #: come from the cgroup backend's table).
 V1_TRANSLATED: dict[str, str] = {
-    "memory.max": "`memory.limit_in_bytes`",
+    "memory.max": "`memory.limit_in_bytes` (a raise past `memory.memsw.limit_in_bytes` "
+    "raises that first by as much)",
     "cpu.max": "`cpu.cfs_quota_us` and `cpu.cfs_period_us`",
     "cpu.weight": "`cpu.shares`, converted as runc and systemd do",
     "cpu.stat": "the cpu and cpuacct controllers' counters",

@@ -794,6 +794,29 @@ def test_podman_limits_written_through_containerfs_while_it_runs_hold(
     assert left_behind(m, cid, None) == []
 
 
+def test_podman_memory_raised_through_containerfs_lets_the_allocation_pass(
+    podman: tuple[Mounted, Podman],
+) -> None:
+    """``--memory 64m``, then ``memory.max`` 256M written through containerfs while
+    it runs: the 96 MiB ``dd`` the OOM killer ended before now passes. On v1 podman
+    set the memory+swap limit to 128M, which the kernel keeps above the memory
+    limit: the write raises it too."""
+    m, pm = podman
+    cid = pm("run", "-d", "--memory", "64m", IMAGE, "sleep", "1000").stdout.strip()
+    assert pm("exec", cid, *fill("96M"), check=False).returncode == 137
+    (m.mnt / "oci" / cid / "memory.max").write_text("256M\n")
+    d = kernel_cgroup(m, cid, "memory")
+    limit = (
+        d / "memory.limit_in_bytes" if (d / "memory.limit_in_bytes").exists() else d / "memory.max"
+    )
+    assert limit.read_text().strip() == str(256 << 20)
+    assert m.read(f"oci/{cid}/memory.max").strip() == str(256 << 20)
+    done = pm("exec", cid, *fill("96M"), check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    pm("rm", "--force", "--time", "0", cid)
+    assert left_behind(m, cid, None) == []
+
+
 def _state(pid: int) -> str:
     """``State`` of /proc/PID/status: frozen tasks show as ``D`` (uninterruptible)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
