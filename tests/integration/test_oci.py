@@ -552,6 +552,7 @@ class Podman:
         done = subprocess.run(
             podman,
             env=self.env,
+            cwd=self.tmp,  # conmon writes a file "oom" to its working directory
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -904,6 +905,7 @@ def test_podman_run_t_and_exec_t_give_the_container_a_terminal(
         done = subprocess.run(
             ["script", "-qec", command, "/dev/null"],
             env=pm.env,
+            cwd=pm.tmp,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
