@@ -466,6 +466,35 @@ def test_kill_all_signals_every_process_not_only_the_init(
     assert cgroup_dirs_of(m, "oci/all") == []
 
 
+def test_update_resources_from_stdin_is_the_kernels_limit(
+    oci: tuple[Mounted, Front, Path],
+) -> None:
+    """``update --resources -`` (containerd's form: the JSON on stdin, which the front
+    end hands runc): ``pids.max`` shows the new limit at once, cgroupfs has it, and
+    a fork past it fails inside."""
+    m, front, tmp = oci
+    bundle = make_bundle(tmp, ["sleep", "1000"])
+    assert front.create(bundle, "upd")[0] == 0
+    assert front.run("start", "upd").returncode == 0
+    assert m.read("oci/upd/pids.max").strip() == "max"  # read before: no stale copy after
+    done = subprocess.run(
+        front.words("update", "--resources", "-", "upd"),
+        input=json.dumps({"pids": {"limit": 4}}),
+        capture_output=True,
+        text=True,
+        timeout=60 * TIME_SCALE,
+    )
+    assert done.returncode == 0, done.stderr
+    assert m.read("oci/upd/pids.max").strip() == "4"
+    assert (kernel_cgroup(m, "upd", "pids") / "pids.max").read_text().strip() == "4"
+    # the sleeps keep no pipe of ours open
+    forks = "for i in 1 2 3 4 5 6; do sleep 30 </dev/null >/dev/null 2>&1 & done; echo made"
+    inside = front.run("exec", "upd", "sh", "-c", forks)
+    assert "can't fork" in inside.stderr, inside.stdout + inside.stderr
+    assert front.run("delete", "--force", "upd").returncode == 0
+    assert cgroup_dirs_of(m, "oci/upd") == []
+
+
 # -- podman -------------------------------------------------------------------------
 
 #: Where ``tools/fetch-podman`` unpacks Debian's podman (``make test`` runs it).
