@@ -12,6 +12,11 @@ DEB    := fuse3 libfuse3-dev pkg-config gcc patch python3-dev python3-venv util-
           man-db groff-base mandoc zsh bash-completion tmux
 # Debian's prometheus and promtool, unpacked (not installed) for the tests of `metrics`
 PROMTOOL := $(VENV)/prometheus/usr/bin/promtool
+# Debian's podman and conmon, and containerd, unpacked (not installed) for the tests
+# of `containerfs oci`;
+# without them (no network) those tests say skipped
+PODMAN := $(VENV)/podman/usr/bin/podman
+CONTAINERD := $(VENV)/containerd/usr/bin/containerd
 MOUNTPOINT ?= /run/containerfs
 
 .PHONY: run test test-v2 test-systemd unit lint typecheck bench bench-listns deps clean install uninstall
@@ -22,12 +27,18 @@ run: $(STAMP) $(BINS)
 # The suite runs under `python -X dev` with warnings as errors: the daemons the tests
 # start inherit TEST_ENV, and a test fails on any warning (an unclosed file) they print.
 TEST_ENV ?= PYTHONDEVMODE=1 PYTHONWARNINGS=error
-test: $(STAMP) $(BINS) $(PROMTOOL)
+test: $(STAMP) $(BINS) $(PROMTOOL) $(PODMAN) $(CONTAINERD)
 	$(TEST_ENV) $(PY) -m pytest tests $(PYTEST_ARGS)
 
 # Best effort: offline, the tests that need them say skipped.
 $(PROMTOOL): | $(STAMP)
 	-tools/fetch-prometheus $(VENV)/prometheus || echo "promtool not fetched: its tests will be skipped"
+
+$(PODMAN): | $(STAMP)
+	-tools/fetch-podman $(VENV)/podman
+
+$(CONTAINERD): | $(STAMP)
+	-tools/fetch-containerd $(VENV)/containerd
 
 # The integration tests on pure cgroup v2 in throw-away qemu guests (Debian 6.1 and
 # 6.12 kernels, root and delegated cgroup): tools/v2vm/matrix says which.
@@ -110,7 +121,8 @@ $(VENV)/bin/containerfs-exec: containerfs/kernel/cfsexec.c $(STAMP)
 # must not depend on an interpreter in someone's home (pyenv); the install lives as
 # long as that interpreter. pip builds the package from this checkout, the two C
 # programs included (setup.py; they land in the package, where the daemon looks).
-# `containerfs` in $(PREFIX)/bin is a link to the venv's command. With DESTDIR the
+# `containerfs` in $(PREFIX)/bin is a link to the venv's command, `containerfs-runc`
+# (the OCI runtime's one executable path, pip's console script) one to the venv's. With DESTDIR the
 # venv is made where it is staged: the staging prefix is then cut from its scripts,
 # and bytecode is compiled with the final paths. pip needs PyPI (or PIP_INDEX_URL /
 # PIP_FIND_LINKS, PIP_INSTALL_ARGS) for pyfuse3 and trio. Files under dist/ are
@@ -164,6 +176,7 @@ install:
 	rm -rf '$(STAGED).old'
 	install -d '$(DESTDIR)$(BINDIR)'
 	ln -sfn '$(APPDIR)/bin/containerfs' '$(DESTDIR)$(BINDIR)/containerfs'
+	ln -sfn '$(APPDIR)/bin/containerfs-runc' '$(DESTDIR)$(BINDIR)/containerfs-runc'
 	if [ -f $(UNIT) ]; then \
 	  install -d '$(DESTDIR)$(UNITDIR)' && \
 	  sed 's|@BINDIR@|$(BINDIR)|g' $(UNIT) > '$(DESTDIR)$(UNITDIR)/containerfs.service' && \
@@ -179,6 +192,9 @@ install:
 uninstall:
 	if [ "$$(readlink '$(DESTDIR)$(BINDIR)/containerfs')" = '$(APPDIR)/bin/containerfs' ]; then \
 	  rm -f '$(DESTDIR)$(BINDIR)/containerfs'; \
+	fi
+	if [ "$$(readlink '$(DESTDIR)$(BINDIR)/containerfs-runc')" = '$(APPDIR)/bin/containerfs-runc' ]; then \
+	  rm -f '$(DESTDIR)$(BINDIR)/containerfs-runc'; \
 	fi
 	rm -f '$(DESTDIR)$(UNITDIR)/containerfs.service'
 	for pair in $(DATA); do rm -f '$(DESTDIR)'$${pair#*:}; done

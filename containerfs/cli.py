@@ -1,4 +1,5 @@
-"""The `containerfs` command line: `mount` runs the daemon, `exec` enters a container."""
+"""The `containerfs` command line: `mount` runs the daemon, `exec` enters a container,
+`oci` is an OCI runtime (containerfs/oci/)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,21 @@ Reads the root's metrics file, so any user who may read it can run it.
 Memory and pids show only for containers that own those controllers.
 """
 
+OCI_HELP = """\
+An OCI runtime with runc's command line, for podman and containerd: each OCI
+container is a container PARENT/ID of the containerfs mounted at DIR. runc
+(Debian's runc 1.1) does the process set-up (root file system, mounts,
+capabilities, seccomp, rlimits, user, console, hooks, linux.resources) and
+makes the namespaces; containerfs makes the container's cgroups and takes the
+namespaces over (container.claim) before `create` returns. Commands and
+options are runc's (create, start, state, kill, delete, exec, ps, pause,
+resume, update, events, list, spec, features, --version; --root, --log,
+--log-format, --debug, --systemd-cgroup). `containerfs-runc` is the same
+command under one executable name, for runtime settings that take a path:
+
+    containerfs oci --log-format=json create --bundle B --pid-file P ID
+"""
+
 _PATH_HELP = "a container directory (default: the root of the first mounted containerfs)"
 
 
@@ -95,8 +111,24 @@ def _busy_poll(text: str) -> int:
     return value
 
 
+def _netns_prefix(text: str) -> str:
+    """``--netns-prefix``'s argument (``engine.netnames.check_prefix``); '' for none."""
+    from .engine.errors import ContainerError
+    from .engine.netnames import check_prefix
+
+    try:
+        return check_prefix(text)
+    except ContainerError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .defaults import DEFAULT_BUSY_POLL_US, DEFAULT_MOUNTPOINT, DEFAULT_STATE_DIR
+    from .defaults import (
+        DEFAULT_BUSY_POLL_US,
+        DEFAULT_MOUNTPOINT,
+        DEFAULT_NETNS_PREFIX,
+        DEFAULT_STATE_DIR,
+    )
 
     parser = argparse.ArgumentParser(
         prog="containerfs",
@@ -141,6 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR:PORT",
         help="also serve the root's metrics file over HTTP at /metrics on this address "
         "(e.g. 127.0.0.1:9464; [::1]:9464 for IPv6); off by default",
+    )
+    m.add_argument(
+        "--netns-prefix",
+        type=_netns_prefix,
+        default=DEFAULT_NETNS_PREFIX,
+        metavar="PREFIX",
+        help="show each container that owns its network namespace to `ip netns` as "
+        f"PREFIX:PATH (default {DEFAULT_NETNS_PREFIX}; 'cfs' and up to 32 of "
+        "[A-Za-z0-9_.-]; one daemon per prefix; '' for no names)",
     )
     m.add_argument("--debug", action="store_true", help="log every FUSE request")
 
@@ -211,6 +252,37 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument(
         "-b", "--batch", action="store_true", help="print plain tables, no screen, no keys"
     )
+    o = sub.add_parser(
+        "oci",
+        help="an OCI runtime with runc's command line, for podman and containerd",
+        description=OCI_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="containerfs oci [--mount DIR] [--parent PATH] [--root DIR] [RUNC-OPTIONS] "
+        "COMMAND [ARGS...]",
+    )
+    o.add_argument(
+        "--mount",
+        metavar="DIR",
+        help="the containerfs mount the containers are made in (default "
+        f"$CONTAINERFS_OCI_MOUNT, else {DEFAULT_MOUNTPOINT})",
+    )
+    o.add_argument(
+        "--parent",
+        metavar="PATH",
+        help="the container, below the mount's root, that OCI containers are made in "
+        "(default $CONTAINERFS_OCI_PARENT, else oci); made if missing",
+    )
+    o.add_argument(
+        "--root",
+        metavar="DIR",
+        help="runc's state directory (default /run/containerfs-runc)",
+    )
+    o.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="runc's command, its options and the container's ID",
+    )
     return parser
 
 
@@ -265,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         from .fastexec import hand_over
 
         hand_over(sys.argv[1:])
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["oci"]:  # runc's command line, parsed as runc does (oci/args.py)
+        from .oci.frontend import main as oci_main
+
+        return oci_main(words[1:], prog="containerfs oci")
     args = build_parser().parse_args(argv)
     if args.command == "mount":
         setup_logging(logging.DEBUG if args.debug else logging.INFO)
@@ -277,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             args.debug,
             busy_poll_us=args.busy_poll,
             metrics_listen=args.metrics_listen,
+            netns_prefix=args.netns_prefix,
         )
     if args.command == "exec":
         cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from .defaults import DEFAULT_MOUNTPOINT
 
 #: What to offer for each positional argument, by (command, dest): "directory",
-#: "container", or "command" (the command and its arguments; last).
+#: "container", "command" (the command and its arguments; last), or "word" (nothing
+#: offered: runc's command line after ``containerfs oci``).
 POSITIONAL_KINDS: dict[tuple[str, str], str] = {
     ("mount", "mountpoint"): "directory",
     ("exec", "container"): "container",
     ("exec", "argv"): "command",
     ("tree", "path"): "container",
     ("top", "path"): "container",
+    ("oci", "argv"): "word",
 }
 
 #: What to offer for an option's value, by its metavar; "word" (anything: nothing
@@ -424,7 +426,7 @@ def _zsh_option(o: Option) -> list[str]:
 def _zsh_positional(index: int, metavar: str, kind: str, optional: bool) -> str:
     if kind == "command":  # zsh hands it every positional word: skip those before
         return _q(f"*::command:_containerfs_command {index - 1}")
-    action = {"directory": "_files -/", "container": "_containerfs_containers"}[kind]
+    action = {"directory": "_files -/", "container": "_containerfs_containers", "word": " "}[kind]
     return _q(f"{index}:{':' if optional else ''}{metavar}:{action}")
 
 

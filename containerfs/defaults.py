@@ -10,6 +10,8 @@ DEFAULT_STATE_DIR = "/run/containerfs-state"
 #: parks (``containerfs mount --busy-poll``; needs the patched pyfuse3).
 DEFAULT_BUSY_POLL_US = 50
 MAX_BUSY_POLL_US = 1000
+#: The prefix of the containers' ``ip netns`` names (``engine/netnames.py``).
+DEFAULT_NETNS_PREFIX = "cfs"
 
 
 #: Where a wheel puts the C programs (setup.py builds them into the package).

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .engine import lifecycle
+from .engine import lifecycle, netnames
 from .engine.errors import ContainerError
 from .engine.kinds import NAMESPACE_NAMES, Origin
 from .engine.tree import Container
 from .kernel import procs
 from .kernel.holder import Holder
+from .kernel.netns import NETNS_DIR
 
 if TYPE_CHECKING:
     from .kernel.system import Kernel
@@ -101,6 +102,18 @@ def _look(
     mounts = tables.nsfs_mounts(holders)
     lost = [c for c, holder in held if holder.gone()]
     return Look(tasks, {c: m for c, m in mounts.items() if isinstance(c, Container)}, lost)
+
+
+def daemons_name(point: str) -> bool:
+    """Whether an nsfs mount at ``point`` is an ``ip netns`` name some containerfs
+    daemon made (``engine/netnames.py``: the ``cfs...:`` family), ours or
+    another's. A mount namespace copied from the host's after it was made
+    (``unshare -m`` inside a container that shares the host's) holds a copy:
+    that is neither a namespace a container's process bound itself (another
+    daemon's would become a clone of ours) nor what keeps a clone of ours
+    alive (the copy would keep it from ever being released)."""
+    head, _, name = point.rpartition("/")
+    return head == NETNS_DIR and netnames.reserved(name)
 
 
 def founder(kernel: Kernel, pids: list[int]) -> tuple[int, str] | None:
@@ -286,6 +299,11 @@ class Discovery:
         async with d.lock:
             if parent.removed:
                 return None
+            # The look ran without the lock: a claim may have made a container the
+            # owner of these namespaces meanwhile (``container.claim``).
+            index = lifecycle.namespace_index(d.engine.root)
+            if any((kind, str(os.fstat(fd).st_ino)) in index for kind, fd in fds.items()):
+                return None
             try:
                 plan = lifecycle.plan_clone(
                     d.engine, parent, comm, pid, fds, max_clones=self.max_clones
@@ -324,6 +342,10 @@ class Discovery:
         held: set[tuple[str, str]] = set()
         for owner, mounts in look.mounts.items():
             for kind, ino, point in mounts:
+                # a copy of a name a daemon made on the host, to the same namespace;
+                # a tenant's own bind of a name of that form is not passed over
+                if daemons_name(point) and d.kernel.netns_bound(os.path.basename(point)) == ino:
+                    continue
                 held.add((kind, str(ino)))
                 index = lifecycle.namespace_index(d.engine.root)
                 if (kind, str(ino)) in index or owner.removed or kind not in d.engine.kinds:
@@ -364,6 +386,11 @@ class Discovery:
             if c.origin == Origin.CLONE:
                 lifecycle.set_held(c, False)
                 await self.releases.refresh_populated(c)
+            elif c.origin == Origin.OCI and c.uid not in self._dead:
+                # Its runtime's init ended, and its pid namespace with the holder
+                # inside: the container stays until its runtime's delete.
+                self._dead.add(c.uid)
+                log.info("%s: its init exited (holder %d gone)", "/".join(c.path), holder.pid)
             elif c.uid not in self._dead:
                 self._dead.add(c.uid)
                 log.error("%s: its namespace holder %d died", "/".join(c.path), holder.pid)

@@ -318,6 +318,8 @@ def _attributes(entry: Entry) -> str:
         parts = ["Read-only"]
     elif entry.mode is Mode.WRITABLE:
         parts = ["Read-write"]
+    elif entry.mode is Mode.WRITE_ONLY:
+        parts = ["Write-only"]
     else:
         parts = [f"Read-write where the container owns `{entry.kind}`"]
     if entry.where is Where.ROOT:

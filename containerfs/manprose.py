@@ -52,6 +52,14 @@ the release policy of any container that emptied while no daemon was watching.
 Holders and cgroup directories that no saved container accounts for are removed;
 a dead mount left by a killed daemon is detached. To remove everything, `rmdir`
 the containers before stopping the daemon.
+
+Each container that owns its network namespace is shown to `ip`(8) `netns` as
+*PREFIX*`:`*PATH*: the container `/web/db` is `cfs:web:db`, a `:` or `%` in a
+name written `%3A` or `%25`. The name is made with the container, moved by
+`mv`, and removed with it (and, at the next start, when the container is gone;
+names longer than 255 bytes are not made, and logged). Give each daemon running
+at once a prefix of its own with `--netns-prefix`: a daemon whose prefix is in
+use by another makes no names and says so in its log.
 """,
     "exec": """\
 Runs *CMD* inside every subsystem of *CONTAINER*, a directory of a mounted
@@ -102,6 +110,44 @@ and pids (the largest first), `q` quits. Each refresh is one read of the root's
 `metrics` file, so any user who may read that file can run it. With `--batch`
 it prints a plain table at each refresh and reads no keys.
 """,
+    "oci": """\
+An OCI runtime with runc's command line, so that podman, conmon and containerd
+make their containers as containers of a mounted containerfs: each OCI
+container is the container *PARENT*`/`*ID* (`oci/`*ID* by default), with
+`container.origin` `oci`. `containerfs-runc` is the same command under an
+executable name of its own, for settings that take a runtime's path without
+arguments (podman's `[engine.runtimes]`, `ctr run --runc-binary`).
+
+runc (Debian's runc 1.1, found as `/usr/sbin/runc` or on `PATH`, or named by
+`$CONTAINERFS_OCI_RUNC`) does every process-level step: root file system,
+mounts, capabilities, seccomp, rlimits, user, masked and read-only paths,
+console, hooks and `linux.resources`, and it makes the namespaces. For `create`
+the front end makes the parent if it is missing (sharing every namespace of the
+root, its children owning every available controller), makes *PARENT*`/`*ID*,
+hands runc a private copy of `config.json` (`root.path` and bind mount sources
+absolute, `linux.cgroupsPath` the container's `container.cgroup`, the
+`linux.sysctl` keys containerfs has a namespace knob for taken out), runs
+`runc create` as its direct child with its standard input, output and error
+and every other descriptor passed through, writes the init's pid to
+`container.claim`, and writes the knob values to the container's internal
+views. Only then does it exit, so that `start` finds the views bound. A
+failure at any step undoes all of them: nothing is left in the tree, in
+cgroupfs or in runc's state.
+
+`state` prints runc's state with the caller's bundle; `delete` writes
+`container.kill`, removes the directory, then runs `runc delete --force`
+(`--force` of an unknown *ID* succeeds). `start`, `kill`, `exec`, `ps`,
+`pause`, `resume`, `update`, `events`, `list` and `spec` are runc's own; `run`,
+`checkpoint` and `restore` are refused. `features` is runc's answer with the
+annotation `io.containerfs.oci.frontend`; `--version` prints a line of its own,
+then runc's.
+
+Global options are runc's (`--log`, `--log-format`, `--debug`, `--criu`,
+`--rootless`, `--systemd-cgroup`, which is accepted and not passed on: the
+cgroup is containerfs's, given by path) and those below. Errors are as runc
+gives them: one line in `--log` in its `--log-format` (`text` or `json`), the
+message on standard error, exit status 1.
+""",
 }
 
 #: Positional arguments the parser gives no help for, by (command, dest).
@@ -115,6 +161,10 @@ EXIT_STATUS8 = """\
 on standard error (not root, `/dev/fuse` missing, the state directory unusable,
 *MOUNTPOINT* already a mount point, an unknown kind in `--subtree`); 2 for a
 usage error.
+
+@ `containerfs oci`
+0 on success; 1 with an error in the log and on standard error (for runc's own
+commands, runc's status).
 
 @ `containerfs exec`
 The exit status of *CMD*, or 128+*N* when it was killed by signal *N*; 126 when
@@ -180,6 +230,14 @@ host that has no cgroup2 mount.
 @ `/usr/local/lib/systemd/system/containerfs.service`
 The systemd unit, where `make install` puts it (under its `PREFIX`, `/usr/local`
 by default).
+
+@ `/run/containerfs-runc`
+The default state directory of `containerfs oci` (runc's `--root`), and, beside
+it, `/run/containerfs-runc.containerfs`, each OCI container's private
+`config.json`.
+@ `/run/netns/cfs:`*PATH*
+The `ip netns` names of the containers that own their network namespace (see
+`--netns-prefix`).
 
 @ `/dev/fuse`
 The FUSE device (`modprobe fuse` when it is missing).
@@ -272,11 +330,18 @@ A process inside a container that makes new namespaces itself (`unshare`(1),
 a child container whose `container.origin` is `clone`, named `COMM-PID` after
 the process that made it, or after the file its namespace is bound to. It owns
 the kinds where its processes differ from their container, its release policy
-is `delete`, and at most 1024 exist at once.
+is `delete`, and at most 1024 exist at once. Names of the form `cfs...:...` in
+`/run/netns` are containerfs's own and never taken for such a file.
+
+Each container that owns its network namespace has an `ip`(8) `netns` name,
+`cfs:` and its path with `/` written `:` (`/web/db` is `cfs:web:db`; a `:` or
+`%` in a name is written `%3A` or `%25`; the prefix is set by `containerfs
+mount --netns-prefix`). It is made with the container, follows `mv` and goes
+with `rmdir`.
 
 Inside a container that owns its mount namespace the tree is not there: the
-daemon's mount point is detached, and only the container's own knob views are
-bound in, over `/proc/sys`.
+daemon's mount point and the host's `/run/netns` names are detached, and only
+the container's own knob views are bound in, over `/proc/sys`.
 """,
     ),
     (
@@ -385,7 +450,8 @@ page cache: `stat`(2) shows their length, and an `open`(2) of an unchanged value
 costs one round trip to the daemon and no read. A write through containerfs
 shows at once; a value changed behind the daemon's back (a direct write to
 cgroupfs) shows within one second. They are: {cached}, the writable controller
-files, and the knob views of a container that owns its mount namespace.
+files (not in an `oci` container, whose runtime writes them too), and the knob
+views of a container that owns its mount namespace.
 Everything else is read from the kernel at every read and shows size 0.
 """,
     ),
@@ -471,8 +537,9 @@ The PID of the holder of the container's namespaces (its own, or its nearest
 ancestor's); `0` in the root.
 """,
     "container.origin": """\
-`mkdir`, or `clone` for a container found from namespaces a process inside made
-itself.
+`mkdir`, `clone` for a container found from namespaces a process inside made
+itself, or `oci` for one that claimed an OCI runtime's namespaces
+(`container.claim`).
 """,
     "container.max.depth": """\
 How many levels of containers may be made below this one: a number from 0, or
@@ -486,6 +553,19 @@ How many containers may be below this one, all levels: a number from 0, or `max`
 Writing `1` sends SIGKILL to every task of the container and its descendants
 (through `cgroup.kill`, or one signal per process before Linux 5.14); the write
 returns once they are gone. Reads are empty.
+""",
+    "container.claim": """\
+For an OCI runtime front end: writing a PID (in the writer's pid namespace) of a
+process in the container's cgroup makes the container own each namespace of that
+process that differs from its parent's, held by a holder that joins them; its
+`container.origin` becomes `oci`. The write returns once the namespaces are held
+and the knob views bound. Only root may write; a container that owns namespaces
+already, has children, or a process outside it, is refused and nothing changes.
+""",
+    "container.cgroup": """\
+The container's cgroup as one absolute path, the same in every hierarchy the
+daemon uses (what an OCI runtime's `linux.cgroupsPath` takes), or `-` when the
+daemon's cgroups are not at one path in every hierarchy (the daemon logs them once).
 """,
     "uts.hostname": """\
 The UTS namespace's host name: at most 64 bytes, printable, no spaces.
@@ -559,7 +639,8 @@ KNOB_PROSE: dict[str, str] = {
 #: v1 sources of controller files whose value is translated (the same-named ones
 #: come from the cgroup backend's table).
 V1_TRANSLATED: dict[str, str] = {
-    "memory.max": "`memory.limit_in_bytes`",
+    "memory.max": "`memory.limit_in_bytes` (a raise past `memory.memsw.limit_in_bytes` "
+    "raises that first by as much)",
     "cpu.max": "`cpu.cfs_quota_us` and `cpu.cfs_period_us`",
     "cpu.weight": "`cpu.shares`, converted as runc and systemd do",
     "cpu.stat": "the cpu and cpuacct controllers' counters",

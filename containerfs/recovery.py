@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from . import statefile
 from .engine import lifecycle
 from .engine.errors import ContainerError
-from .engine.kinds import NAMESPACE_NAMES
+from .engine.kinds import NAMESPACE_NAMES, Origin
 from .engine.tree import Container
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def adopt(rt: Runtime, state: dict[str, Any]) -> None:
             continue
         if c.is_root:
             continue
+        if c.origin == Origin.OCI:  # its processes are in its directory (no .tasks)
+            rt.cgroups.direct.add(c.cgpath)
         why = _check(rt, c, rec)
         if why is not None:
             log.warning("state: dropping %s: %s", "/".join(path), why)
@@ -117,6 +119,11 @@ def _check(rt: Runtime, c: Container, rec: dict[str, Any]) -> str | None:
         try:
             holder = rt.kernel.attach_holder(pid, own_ns)
         except OSError as exc:
+            if c.origin == Origin.OCI:
+                # Its init exited (and the holder with its pid namespace): an OCI
+                # container stays until its runtime's delete, namespaces or not.
+                log.info("state: %s: its init has exited", "/".join(c.path))
+                return None if rt.cgroups.events_file(c.cgpath).exists() else "its cgroup is gone"
             return f"holder {pid}: {exc.strerror or exc}"
         rt.holders[c.uid] = holder
     if not rt.cgroups.events_file(c.cgpath).exists():

@@ -39,6 +39,8 @@ class Role(StrEnum):
     NAMESPACES = "namespaces"  # root only: every namespace on the host
     METRICS = "metrics"  # root only: the tree in Prometheus's text format
     KILL = "container.kill"  # not in the root: write 1 to end every task inside
+    CLAIM = "container.claim"  # not in the root: root writes a PID whose namespaces it owns
+    CGROUP_PATH = "container.cgroup"  # the one cgroup path of it in every hierarchy
     MAX_DEPTH = "container.max.depth"  # as cgroup.max.depth: levels allowed below
     MAX_DESCENDANTS = "container.max.descendants"  # as cgroup.max.descendants
     SYSCTL = "sysctl"  # a namespace's sysctl ``Entry.key``, no views
@@ -55,6 +57,7 @@ class Mode(Enum):
 
     READ_ONLY = "read-only"
     WRITABLE = "writable"  # in every container that shows it
+    WRITE_ONLY = "write-only"  # writable, and nothing to read (mode 0200)
     OWNED = "owned"  # where the container owns the file's kind (never in the root)
 
 
@@ -166,7 +169,12 @@ CONTAINER_FILES: tuple[Entry, ...] = (
     Entry("container.max.depth", Role.MAX_DEPTH, mode=_W, cache=Cache.ALWAYS),
     Entry("container.max.descendants", Role.MAX_DESCENDANTS, mode=_W, cache=Cache.ALWAYS),
     Entry("container.kill", Role.KILL, mode=_W, where=Where.BELOW_ROOT),
-)
+    Entry(
+        "container.claim", Role.CLAIM, mode=Mode.WRITE_ONLY, where=Where.BELOW_ROOT,
+        owner=Owner.ROOT,
+    ),
+    Entry("container.cgroup", Role.CGROUP_PATH, cache=Cache.ALWAYS),
+)  # fmt: skip
 
 # The user namespace's limits on namespaces made inside it.
 USER_NS_LIMITS: tuple[str, ...] = tuple(

@@ -32,11 +32,14 @@ class Release(StrEnum):
 
 
 class Origin(StrEnum):
-    """How a container came to be: ``mkdir`` in containerfs, or a process inside that
-    made new namespaces itself (``clone``/``unshare``/``ip netns add``)."""
+    """How a container came to be: ``mkdir`` in containerfs, a process inside that
+    made new namespaces itself (``clone``/``unshare``/``ip netns add``), or an OCI
+    runtime's container claimed through ``container.claim`` (runc made its
+    namespaces; the container owns them since)."""
 
     MKDIR = "mkdir"
     CLONE = "clone"
+    OCI = "oci"
 
 
 @dataclass(frozen=True)

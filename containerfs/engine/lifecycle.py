@@ -14,13 +14,20 @@ Pure functions over the tree (no I/O), fed what the daemon observed:
   new one made for it (origin ``clone``). Namespaces the tree already knows
   elsewhere are not new: a process that joined another container's namespace
   is not turned into a container.
+- **Claims.** An OCI runtime (runc) makes a container's namespaces itself;
+  ``container.claim`` names its init, and the container comes to own each of
+  that process's namespaces that differs from its parent's (origin ``oci``).
+  Only a container that owns no namespace yet may be claimed, and only
+  namespaces no other container has, nested below its parent's where the kind
+  nests (pid, user). An OCI container is never released by a policy: its
+  runtime's ``delete`` removes it.
 - **Saved state.** The tree as plain data for ``state.json``, and back.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .errors import Busy, Exists, InvalidInput, NotPermitted
@@ -115,8 +122,8 @@ def take_release(c: Container) -> Release | None:
     Counts the release and clears ``occupied``, so one emptying acts once; the
     next task (or child) arms it again.
     """
-    if c.is_root or c.removed or not c.occupied:
-        return None
+    if c.is_root or c.removed or not c.occupied or c.origin == Origin.OCI:
+        return None  # an OCI container waits for its runtime's delete
     if c.populated or c.children or c.held:
         return None
     c.occupied = False
@@ -205,6 +212,99 @@ def plan_clone(
     # Made by a process of the parent's subtree: whoever manages that subtree has it.
     plan = engine.plan_mkdir(parent, name, parent.owner_ids)
     return MkdirPlan(plan.parent, plan.name, frozenset(kinds), plan.cgname, plan.owner_ids)
+
+
+# -- claims (OCI) --------------------------------------------------------------
+
+#: Namespace kinds whose instances form a tree (``NS_GET_PARENT`` answers).
+NESTING_KINDS = frozenset({"pid", "user"})
+
+
+def _where(c: Container) -> str:
+    return "/".join(c.path) or "/"
+
+
+def _is_above(a: Container, c: Container) -> bool:
+    """Whether ``a`` is an ancestor of ``c``."""
+    node = c.parent
+    while node is not None:
+        if node is a:
+            return True
+        node = node.parent
+    return False
+
+
+def check_claim_writer(uid: int) -> None:
+    """Only root may claim: the claim hands a container namespaces any process made."""
+    if uid != 0:
+        raise NotPermitted(f"uid {uid}: only root may write container.claim")
+
+
+def plan_claim(
+    engine: Engine,
+    c: Container,
+    inodes: Mapping[str, int],
+    ancestors: Mapping[str, Sequence[int]],
+) -> dict[str, str]:
+    """The namespaces ``c`` would own after a claim of a process in them: kind ->
+    inode, each of the process's namespaces that differs from ``c``'s now.
+
+    ``inodes``: the process's namespaces (``/proc/PID/ns``); ``ancestors``: for the
+    kinds that nest, the inodes above the process's instance, nearest first (as
+    far as the daemon may look). Refused (nothing changes): the root; a container
+    that owns namespaces already, was claimed or found, or has children (EBUSY);
+    a namespace another container has (EINVAL: a process that joined another
+    container's namespaces is not that container's owner); a pid or user
+    namespace not below ``c``'s (EINVAL: the kernel's hierarchy would not
+    match the tree's).
+    """
+    where = _where(c)
+    if c.is_root:
+        raise NotPermitted("the root container cannot be claimed")
+    if c.origin != Origin.MKDIR:
+        raise Busy(f"{where}: container.origin is {c.origin}; only a mkdir one can be claimed")
+    owned = sorted(k for k in c.owned if k in NAMESPACE_NAMES)
+    if owned:
+        raise Busy(f"{where}: owns namespaces already ({' '.join(owned)})")
+    if c.children:
+        raise Busy(f"{where}: has child containers")
+    index = namespace_index(engine.root)
+    out: dict[str, str] = {}
+    for kind in NAMESPACE_NAMES:
+        if engine.available.get(kind) is not None or kind not in inodes:
+            continue
+        mine, ino = c.instance_id(kind), str(inodes[kind])
+        if ino == mine:
+            continue  # shared with the parent, as now
+        other = index.get((kind, ino))
+        if other is not None and _is_above(other, c):
+            # The runtime ran in an ancestor's namespaces, which c does not share.
+            raise InvalidInput(
+                f"{where}: the process is in {_where(other)}'s {kind} namespace, but the"
+                f" container shares {_where(c.owner(kind))}'s: an OCI container's parent"
+                " must own no namespace kind"
+            )
+        if other is not None:
+            raise InvalidInput(
+                f"{where}: the process's {kind} namespace is {_where(other)}'s, not one of its own"
+            )
+        if kind in NESTING_KINDS and mine not in {str(a) for a in ancestors.get(kind, ())}:
+            raise InvalidInput(
+                f"{where}: the process's {kind} namespace {ino} is not below the container's"
+                f" {mine} ({_where(c.owner(kind))}'s)"
+            )
+        out[kind] = ino
+    return out
+
+
+def commit_claim(engine: Engine, c: Container, ids: Mapping[str, str]) -> None:
+    """``c`` owns namespaces ``ids`` (kind -> inode) now, held by its new holder;
+    it is an OCI container from now on (its files of those kinds become writable)."""
+    c.owned = c.owned | frozenset(ids)
+    c.ids.update(ids)
+    c.origin = Origin.OCI
+    c.occupied = True  # its runtime's init is inside
+    engine.layout_changed(c)
 
 
 # -- rename --------------------------------------------------------------------

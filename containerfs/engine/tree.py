@@ -435,14 +435,19 @@ class Engine:
     def files(self, c: Container) -> dict[str, FileSpec]:
         """The files of a container directory, in listing order.
 
-        Made once per container: they depend only on what it owns, which never
-        changes after mkdir (every lookup and getattr asks; rebuilding the list
+        Made once per container: they depend only on what it owns, which changes
+        only by a claim (``layout_changed``) (every lookup and getattr asks; rebuilding the list
         each time made ``ls -R`` quadratic). Do not modify the returned dict.
         """
         cached = self._files.get(c.uid)
         if cached is None:
             cached = self._files[c.uid] = self._make_files(c)
         return cached
+
+    def layout_changed(self, c: Container) -> None:
+        """``c`` owns other kinds now (a claim): its files are laid out anew."""
+        self._files.pop(c.uid, None)
+        self.version += 1
 
     def _make_files(self, c: Container) -> dict[str, FileSpec]:
         out: dict[str, FileSpec] = {}
@@ -461,15 +466,20 @@ class Engine:
         was started in): shown, never written."""
         if entry.mode is Mode.OWNED:
             return entry.kind in c.owned and not c.is_root
-        return entry.mode is Mode.WRITABLE
+        return entry.mode in (Mode.WRITABLE, Mode.WRITE_ONLY)
 
     def page_cached(self, c: Container, spec: FileSpec) -> bool:
         """Whether the file's value changes only through containerfs, so that the
         kernel may serve it from its page cache (see ``fuse/ops.py``). A view
         qualifies only where its container's processes see it bound over
         /proc/sys (their mount namespace is the owner's): elsewhere they set
-        the kernel value directly and each read must catch that."""
+        the kernel value directly and each read must catch that. An OCI
+        container's controller settings are not: its runtime writes them to
+        cgroupfs itself (``runc update``, for ``podman update``), and a read right
+        after must show them."""
         cache = spec.entry.cache
+        if spec.entry.role is Role.CGROUP and c.origin is Origin.OCI:
+            return False
         if cache is Cache.ENFORCED:
             assert spec.kind is not None
             return self.views_enforced(c.owner(spec.kind))
@@ -596,8 +606,9 @@ class Engine:
     def views_enforced(c: Container) -> bool:
         """Whether the kernel holds ``c``'s effective values against the container
         itself: its internal views are bound over /proc/sys in a mount namespace
-        of its own (made by mkdir; a clone's is its maker's, nothing is bound)."""
-        return "mnt" in c.owned and c.origin == Origin.MKDIR and not c.is_root
+        of its own (made by mkdir, or claimed from an OCI runtime, which made it
+        for the container; a clone's is its maker's, nothing is bound)."""
+        return "mnt" in c.owned and c.origin in (Origin.MKDIR, Origin.OCI) and not c.is_root
 
     def chown(self, c: Container, uid: int | None, gid: int | None) -> None:
         """Delegate (or take back) a container directory: its owner becomes ``uid``/``gid``
@@ -719,7 +730,13 @@ class Engine:
             start_counting(c)
 
     def set_release(self, c: Container, text: str) -> None:
-        c.release = parse_release(text)
+        release = parse_release(text)
+        if c.origin == Origin.OCI:
+            raise InvalidInput(
+                f"{'/'.join(c.path)}: an OCI container is removed by its runtime's delete,"
+                " not by a release policy"
+            )
+        c.release = release
 
     def check_knob_write(self, c: Container, name: str) -> FileSpec:
         spec = self.file(c, name)

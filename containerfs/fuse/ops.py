@@ -38,7 +38,7 @@ from typing import Protocol
 
 import pyfuse3
 
-from ..engine.catalog import Role
+from ..engine.catalog import Mode, Role
 from ..engine.metrics import RequestStats
 from ..engine.tree import Container, Engine, FileSpec
 from .errors import fuse_errors
@@ -112,6 +112,13 @@ class _Cached:
 # POLLPRI|POLLERR once the file changed since the handle last read it.
 _READABLE = select.POLLIN | select.POLLRDNORM
 _CHANGED = select.POLLPRI | select.POLLERR
+
+
+def _file_mode(spec: FileSpec) -> int:
+    """A file's permission bits: 0644 writable, 0444 read-only, 0200 write-only."""
+    if not spec.writable:
+        return 0o444
+    return 0o200 if spec.entry.mode is Mode.WRITE_ONLY else 0o644
 
 
 class Operations(pyfuse3.Operations):
@@ -309,7 +316,7 @@ class Operations(pyfuse3.Operations):
             attr.st_uid, attr.st_gid = node.container.owner_ids
         else:
             spec = self.service.engine.file(node.container, node.file)
-            attr.st_mode = stat.S_IFREG | (0o644 if spec.writable else 0o444)
+            attr.st_mode = stat.S_IFREG | _file_mode(spec)
             attr.st_nlink = 1
             attr.st_uid, attr.st_gid = self.service.engine.file_owner(node.container, spec)
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.ctime_ns
@@ -570,10 +577,21 @@ class Operations(pyfuse3.Operations):
             self.changed()  # also after a refusal: part of a write may have been applied
             if handle.spec.role == Role.ID_MAP:  # owners of internal views may change
                 self._drop_internal_view_attrs(handle.node.container)
+            elif handle.spec.role == Role.CLAIM:  # files of the kinds it owns now: writable
+                self._drop_file_attrs(handle.node.container)
         ino = self._known(handle.node.container.uid, handle.node.file)
         if ino is not None:
             self._drop_cached(ino)
         return len(buf)
+
+    def _drop_file_attrs(self, c: Container) -> None:
+        """A claim made ``c`` own namespaces: its files of those kinds are writable
+        now (mode 0644, not 0444); drop the kernel's cached attributes, which it
+        checks access against (attribute-only: safe from a handler)."""
+        for name, ino in self._inodes.get(c.uid, {}).items():
+            if name is not None:
+                with contextlib.suppress(OSError):
+                    pyfuse3.invalidate_inode(ino, attr_only=True)
 
     def _drop_internal_view_attrs(self, c: Container) -> None:
         """An ID map was written: internal views of ``c`` and below may have a new owner

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import cgfs
 from .cgfiles import CONTROL_FILES, V1_SAME, ControlFile, normalise
-from .cghierarchy import TASKS, Hierarchy, HostCgroups, check_path
+from .cghierarchy import Hierarchy, HostCgroups, check_path
 from .cgvalues import (
     IO_MAX_V1_FILES,
     bytes_limit_from_v1,
@@ -158,8 +158,7 @@ class ControlFiles(HostCgroups):
             ctrl, v1_name = V1_SAME[name]
             cgfs.write(self._need_v1_dir(ctrl, path) / v1_name, text)
         elif name == "memory.max":
-            d = self._need_v1_dir("memory", path)
-            cgfs.write(d / "memory.limit_in_bytes", bytes_limit_to_v1(parse_bytes_limit(text)))
+            self._write_v1_memory_max(self._need_v1_dir("memory", path), parse_bytes_limit(text))
         elif name == "cpu.weight":
             d = self._need_v1_dir("cpu", path)
             cgfs.write(d / "cpu.shares", str(weight_to_shares(int(text))))
@@ -172,6 +171,34 @@ class ControlFiles(HostCgroups):
                 cgfs.write(d / IO_MAX_V1_FILES[key], f"{dev} {0 if limit is None else limit}")
         else:
             raise AssertionError(f"no v1 writer for {name}")
+
+    def _write_v1_memory_max(self, d: Path, limit: int | None) -> None:
+        """``memory.limit_in_bytes``, which v1 keeps at or below
+        ``memory.memsw.limit_in_bytes`` (memory plus swap; ``EINVAL`` past it). A
+        runtime sets that one too (podman: twice ``--memory``), so a raise past it
+        raises it first by the same amount: the swap it allowed beyond the memory
+        limit stays what it was, as v2's separate ``memory.swap.max`` would."""
+        limit_file, memsw_file = d / "memory.limit_in_bytes", d / "memory.memsw.limit_in_bytes"
+        memsw = self._v1_bytes(memsw_file) if memsw_file.exists() else None
+        if memsw is None or (limit is not None and limit <= memsw):
+            cgfs.write(limit_file, bytes_limit_to_v1(limit))
+            return
+        old = self._v1_bytes(limit_file)
+        swap = memsw - old if old is not None else 0
+        cgfs.write(memsw_file, bytes_limit_to_v1(None if limit is None else limit + swap))
+        try:
+            cgfs.write(limit_file, bytes_limit_to_v1(limit))
+        except OSError:
+            try:
+                cgfs.write(memsw_file, str(memsw))
+            except OSError as e:
+                log.warning("memory.max rollback: cannot write %s to %s: %s", memsw, memsw_file, e)
+            raise
+
+    def _v1_bytes(self, f: Path) -> int | None:
+        """A v1 ``*.limit_in_bytes`` as a number of bytes, None for no limit."""
+        value = bytes_limit_from_v1(cgfs.read(f), self.page_size)
+        return None if value == "max" else int(value)
 
     @staticmethod
     def _write_v1_cpu_max(d: Path, quota: int | None, period: int | None) -> None:
@@ -224,7 +251,7 @@ class Usage(ControlFiles):
         check_path(path)
         d = str(self._v2().dir(path))
         files: list[tuple[str, str]] = [("cpu_seconds", f"{d}/cpu.stat")]
-        files.append(("processes", f"{d}/{TASKS}/cgroup.procs"))
+        files.append(("processes", f"{self._v2().dir(self.task_dir(path))}/cgroup.procs"))
         if not path:
             files.append(("processes", f"{d}/cgroup.procs"))
         for kind, key, name in _USAGE_FILES:

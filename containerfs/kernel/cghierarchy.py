@@ -151,6 +151,15 @@ class HostCgroups:
         self.mounted_v2 = mounted_v2
         #: systemd's start leaf below the base, when the unit named one (``daemon_base``)
         self.service_leaf: str | None = None
+        #: Containers whose processes live in their cgroup2 directory itself, with no
+        #: ``.tasks`` leaf: OCI containers, whose runtime (runc) puts its init at
+        #: ``linux.cgroupsPath``, the container's directory (``Lifecycle.make_direct``).
+        self.direct: set[tuple[str, ...]] = set()
+
+    def task_dir(self, path: tuple[str, ...]) -> tuple[str, ...]:
+        """Where container `path`'s processes live in the cgroup2 tree, below the
+        base: its ``.tasks`` leaf, or its directory for a ``direct`` one."""
+        return path if path in self.direct else (*path, TASKS)
 
     def kinds(self) -> dict[str, str | None]:
         """Every controller kind known here -> None if usable, else a short reason.

@@ -9,6 +9,7 @@ crash asks of the tree (leftover directories and processes).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -258,7 +259,56 @@ class Lifecycle(Placement):
                 raise OSError(errno.EBUSY, f"{d} is not empty")
             dirs.append(d)
         for d in dirs:
-            cgfs.remove_dir(d)
+            # Gone meanwhile: runc's delete removes an OCI container's directories.
+            with contextlib.suppress(FileNotFoundError):
+                cgfs.remove_dir(d)
+        self.direct.discard(path)
+
+    def make_direct(self, path: tuple[str, ...]) -> None:
+        """Make container `path`'s cgroup2 directory the place of its processes, as
+        an OCI runtime has it (runc puts its init at ``linux.cgroupsPath``): any in
+        its ``.tasks`` leaf move up into it, and the leaf goes. A move within the
+        container's own cgroups; its controllers are the directory's either way."""
+        check_path(path)
+        if not path:
+            raise ValueError("the root container keeps its leaf")
+        if self.v2 is not None:
+            d = self.v2.dir(path)
+            leaf = d / TASKS
+            for _ in range(100):  # a process forking meanwhile lands in the leaf again
+                pids = cgfs.procs_of(leaf) if leaf.is_dir() else []
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        cgfs.write(d / "cgroup.procs", str(pid))
+                try:
+                    if leaf.is_dir():
+                        cgfs.remove_dir(leaf)
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        raise
+            else:
+                raise OSError(errno.EBUSY, f"{leaf}: processes keep arriving")
+        self.direct.add(path)
+
+    def one_path(self, path: tuple[str, ...]) -> str:
+        """Container `path`'s cgroup as one absolute path, the same in every hierarchy
+        the daemon uses (what runc 1.1's ``linux.cgroupsPath`` takes: it puts its
+        init at that path in every hierarchy, cgroup2 included).
+        ``OSError(EOPNOTSUPP)`` when the daemon's bases differ between hierarchies."""
+        check_path(path)
+        bases = {h: "/" + "/".join(p for p in h.base.split("/") if p) for h in self.hierarchies}
+        if len(set(bases.values())) != 1:
+            shown = ", ".join(
+                f"{','.join(sorted(h.controllers)) or 'cgroup2'}: {b}" for h, b in bases.items()
+            )
+            raise OSError(
+                errno.EOPNOTSUPP,
+                "the daemon's cgroups are not at one path in every hierarchy"
+                f" ({shown}); an OCI runtime takes one cgroup path",
+            )
+        base = next(iter(bases.values()))
+        return "/" + "/".join([p for p in base.split("/") if p] + list(path))
 
     # -- after a crash ------------------------------------------------------
 

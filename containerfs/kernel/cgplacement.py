@@ -42,14 +42,15 @@ class Placement(HostCgroups):
         force, as with v2 nesting).
 
         ``leaf=False`` gives the container's v2 directory itself instead of its
-        ``.tasks`` leaf: where a process must be when it unshares the
-        container's cgroup namespace, whose root is fixed at that moment.
+        ``.tasks`` leaf: where a process must be when it unshares the container's
+        cgroup namespace, whose root is fixed at that moment. A ``direct``
+        container has no leaf: its directory either way.
         """
         check_path(path)
         out: list[Path] = []
         for h in self.hierarchies:
             if h.version == 2:
-                out.append(h.dir((*path, TASKS) if leaf else path))
+                out.append(h.dir(self.task_dir(path) if leaf else path))
                 continue
             owners = [owner_of(k) for k in sorted(h.kinds)]
             owner = max(owners, key=len)
@@ -201,7 +202,16 @@ class Placement(HostCgroups):
         check_path(path)
         h = self._v2()
         where = self._current(pid).get(h)
-        return where == h.dir((*path, TASKS)) or (not path and where == h.dir())
+        return where == h.dir(self.task_dir(path)) or (not path and where == h.dir())
+
+    def inside(self, pid: int, path: tuple[str, ...]) -> bool:
+        """Whether `pid` is in container `path`'s cgroup2 directory or its ``.tasks``
+        leaf: where its own ``tasks`` put it, or where an OCI runtime put its init
+        (``linux.cgroupsPath``), before the container is ``direct``."""
+        check_path(path)
+        h = self._v2()
+        where = self._current(pid).get(h)
+        return where in (h.dir(path), h.dir((*path, TASKS)))
 
     def where(self, pid: int) -> dict[Hierarchy, Path]:
         """Where `pid` is now in each hierarchy (for :meth:`put_back`)."""
@@ -241,14 +251,15 @@ class Placement(HostCgroups):
     # -- who is inside ------------------------------------------------------
 
     def procs(self, path: tuple[str, ...]) -> list[int]:
-        """Processes of container `path` (its v2 leaf), sorted.
+        """Processes of container `path` (its v2 leaf, or its directory when it is
+        ``direct``), sorted.
 
         The root's also include those in the start cgroup itself: whatever was
         started there after the daemon moved into its leaf (an administrator's
         shell, a service's other processes) is in the root container too.
         """
         check_path(path)
-        pids = cgfs.procs_of(self._v2().dir((*path, TASKS)))
+        pids = cgfs.procs_of(self._v2().dir(self.task_dir(path)))
         if not path:
             pids += cgfs.procs_of(self._v2().dir())
         return sorted(pids)

@@ -94,6 +94,28 @@ def open_ns_checked(path: str, inode: int) -> int:
     return fd
 
 
+def ancestors(fd: int, limit: int = 64) -> list[int]:
+    """Inodes of the namespaces above nsfs ``fd``'s (a pid or user namespace),
+    nearest first, as far as the kernel answers ``NS_GET_PARENT`` (EPERM past the
+    caller's own namespace: the daemon's, which is where a claim stops looking)."""
+    out: list[int] = []
+    cur = os.dup(fd)
+    try:
+        for _ in range(limit):  # the kernel nests them 32 deep at most
+            try:
+                parent = ksys.ns_get_parent(cur)
+            except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.ENOTTY, errno.EINVAL):
+                    break
+                raise
+            os.close(cur)
+            cur = parent
+            out.append(os.fstat(cur).st_ino)
+    finally:
+        os.close(cur)
+    return out
+
+
 def availability() -> dict[str, str | None]:
     """Namespace kind -> None when this kernel has it, else the reason it is unusable."""
     return {k: None if os.path.exists(f"/proc/self/ns/{k}") else "kernel-lacks-it" for k in KINDS}

@@ -12,7 +12,8 @@
  * knows both sides; joining one's own user namespace would fail), joined
  * through PARENT_PIDFD.  UNSHARE_FLAGS are the CLONE_NEW* bits the container
  * owns.  Flags are decimal or 0x hex.  MOUNTPOINT is detached from a mount
- * namespace the container owns, so containers do not see the daemon's mount.
+ * namespace the container owns, so containers do not see the daemon's mount,
+ * and so are the ip netns names in /run/netns (see detach_netns_names).
  * Each KIND=FD word (KIND: ipc uts net pid mnt user cgroup time) names an
  * inherited nsfs fd on a namespace to join instead of the parent's of that
  * kind: one that processes of a container made themselves (unshare -n, ip
@@ -704,6 +705,27 @@ static size_t kind_index(int flag)
 	return i;
 }
 
+/* Where iproute2 keeps its names (kernel/netns.py NETNS_DIR). */
+#define NETNS_DIR "/run/netns"
+
+/*
+ * Detach the ip netns names (/run/netns/NAME, bind mounts of network
+ * namespaces) copied into a new mount namespace: each copy would keep its
+ * namespace alive for as long as this container lives, a removed
+ * container's among them, and a name bound on the host before the mkdir
+ * would show up as a clone of this container.  /run/netns is a mount of its
+ * own wherever iproute2 or the daemon made a name (kernel/netns.py), so one
+ * lazy unmount takes every name below it.  Errors are ignored (EINVAL: no
+ * names here, as in a parent container's namespace that had them detached).
+ */
+static void detach_netns_names(void)
+{
+	int n = 0;
+
+	while (n++ < 8 && umount2(NETNS_DIR, MNT_DETACH) == 0)
+		;
+}
+
 /*
  * Undo the kernel's \NNN escapes of a mountinfo field in place.
  */
@@ -792,10 +814,10 @@ out:
 
 /*
  * In a new mount namespace, make every mount private and detach MOUNTPOINT
- * (the daemon's mount) and the nsfs mounts copied with it from it.  EINVAL:
- * not a mount point here, or locked because the mount namespace was copied
- * from one owned by another user namespace: see join_all() for how a
- * user-namespaced container avoids that.
+ * (the daemon's mount), the ip netns names and the other nsfs mounts copied
+ * with it from it.  EINVAL: not a mount point here, or locked because the
+ * mount namespace was copied from one owned by another user namespace: see
+ * join_all() for how a user-namespaced container avoids that.
  */
 static void unshare_mnt_without(const char *mountpoint, int unshared)
 {
@@ -805,6 +827,7 @@ static void unshare_mnt_without(const char *mountpoint, int unshared)
 		fail("make / rprivate");
 	if (umount2(mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 		fail("detach mountpoint");
+	detach_netns_names();
 	drop_copied_nsfs();
 }
 

@@ -60,6 +60,7 @@ NS_FLAGS: dict[str, int] = {
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MS_SHARED = 1 << 20
 MNT_DETACH = 0x2
 
 # linux/nsfs.h: _IO(0xb7, n)
@@ -215,6 +216,27 @@ def open_tree_clone(path: str) -> int:
     return _check(
         _libc.syscall(
             _SYS_OPEN_TREE, AT_FDCWD, os.fsencode(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+        )
+    )
+
+
+AT_EMPTY_PATH = 0x1000
+
+
+def open_tree_of_fd(fd: int) -> int:
+    """A detached bind mount of what ``fd`` names (an nsfs fd: a bind of that
+    namespace, as a bind of ``/proc/PID/ns/KIND`` is), for :func:`move_mount_to`."""
+    return _check(
+        _libc.syscall(_SYS_OPEN_TREE, fd, b"", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)
+    )
+
+
+def move_mount_to(fd: int, target: str) -> None:
+    """Attach the detached mount ``fd`` on the path ``target`` (in the caller's
+    mount namespace)."""
+    _check(
+        _libc.syscall(
+            _SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, os.fsencode(target), MOVE_MOUNT_F_EMPTY_PATH
         )
     )
 

@@ -26,6 +26,7 @@ from . import (
     inject,
     mounts,
     namespaces,
+    netns,
     nsinfo,
     nslist,
     procfs,
@@ -268,6 +269,36 @@ class Kernel:
         """An nsfs fd on ``path`` (``/proc/PID/ns/KIND``, a bind-mounted nsfs file)
         that is namespace ``inode``; ``ProcessLookupError`` when it is another by now."""
         return namespaces.open_ns_checked(path, inode)
+
+    def namespace_ancestors(self, fd: int) -> list[int]:
+        """Inodes above the pid or user namespace of nsfs ``fd``, nearest first."""
+        return namespaces.ancestors(fd)
+
+    # -- ip netns names (blocking) ---------------------------------------------------
+
+    def netns_bind(self, pid: int, inode: int, name: str) -> bool:
+        """Bind network namespace ``inode``, taken from process ``pid`` and checked,
+        at ``/run/netns/NAME``; False when it is bound there already."""
+        fd = self.open_namespace(f"/proc/{pid}/ns/net", inode)
+        try:
+            return netns.bind(fd, name)
+        finally:
+            os.close(fd)
+
+    def netns_unbind(self, name: str, inode: int | None) -> bool:
+        """Remove ``/run/netns/NAME`` while it is namespace ``inode``'s (None: any)."""
+        return netns.unbind(name, inode)
+
+    def netns_names(self) -> list[str]:
+        return netns.names()
+
+    def netns_bound(self, name: str) -> int | None:
+        """The inode of the namespace bound at ``/run/netns/NAME``, if any."""
+        return netns.bound_inode(name)
+
+    def claim_netns_prefix(self, prefix: str) -> netns.Held | None:
+        """Hold ``prefix`` for this daemon (None: another daemon holds it)."""
+        return netns.claim_prefix(prefix)
 
     def mount_tables(self) -> procs.MountTables:
         """The nsfs mounts of mount namespaces, re-read only when they change."""

@@ -16,8 +16,9 @@ import trio
 from ..engine import lifecycle
 from ..engine.errors import TryAgain
 from ..engine.kinds import NAMESPACE_NAMES, KindClass, Origin
-from ..engine.tree import ROOT_IDS, Container, MkdirPlan
+from ..engine.tree import ROOT_IDS, Container, MkdirPlan, check_not_internal, parse_pid
 from ..kernel.holder import Holder
+from .netnames import NetNames
 from .persistence import Persistence
 from .runtime import Runtime, refusals_logged, where
 
@@ -33,6 +34,7 @@ class Containers:
     def __init__(self, rt: Runtime, store: Persistence) -> None:
         self.rt = rt
         self.store = store
+        self.names = NetNames(rt)  # their ip netns names
 
     # -- mkdir -----------------------------------------------------------------------
 
@@ -78,7 +80,10 @@ class Containers:
         """
         if not any(self.rt.engine.kinds[k].cls == KindClass.NAMESPACE for k in plan.owned):
             return
-        node: Container | None = plan.parent
+        self._check_holder_room_from(plan.parent)
+
+    def _check_holder_room_from(self, node: Container | None) -> None:
+        """``check_holder_room`` for a holder charged to ``node`` and its ancestors."""
         while node is not None and not node.is_root:
             if "pids" in node.owned:
                 self._check_pids_room(node)
@@ -126,7 +131,10 @@ class Containers:
             try:
                 if not own_ns:
                     return None
-                return self._spawn_holder(plan.parent, cgpath, plan.owned, join_fds or {})
+                made = self._spawn_holder(plan.parent, cgpath, plan.owned, join_fds or {})
+                if "net" in own_ns:  # its ip netns name, before the mkdir is answered
+                    self.names.add_path(path, made.pid, made.inodes["net"])
+                return made
             except BaseException:
                 try:
                     rt.cgroups.remove(cgpath)
@@ -294,6 +302,110 @@ class Containers:
             return
         self.rt.engine.set_inside_root(c, uid, gid)
 
+    # -- claim (OCI) ---------------------------------------------------------------------
+
+    async def claim(self, c: Container, text: str, writer_pid: int, writer_uid: int) -> None:
+        """``container.claim``: ``c`` comes to own the namespaces an OCI runtime made
+        for the process named (README "OCI runtimes"). Answered once they are held
+        and the knob views bound: the front end's ``create`` returns only then, so
+        ``start`` runs the container's program with the views in place."""
+        lifecycle.check_claim_writer(writer_uid)
+        pid = parse_pid(text)
+        rt = self.rt
+        kernel = rt.kernel
+        internal = rt.internal_pids()
+
+        def held() -> tuple[int, int]:
+            real = kernel.translate_pid(pid, writer_pid) if writer_pid else pid
+            check_not_internal(real, internal)  # before anything reads its /proc
+            return real, kernel.hold(real)  # the process named now, whatever its pid becomes
+
+        try:
+            real, pidfd = await trio.to_thread.run_sync(held)
+        except (ProcessLookupError, FileNotFoundError):
+            raise OSError(errno.ESRCH, f"no process {pid}") from None
+        try:
+            async with rt.lock:
+                if c.removed:
+                    raise OSError(errno.ENOENT, f"{where(c)}: no longer exists")
+                holder = await self._claim_held(c, real, pidfd)
+        finally:
+            os.close(pidfd)
+        if holder is not None and rt.ready.get(c.uid) is not None:
+            # Outside the lock, as a mkdir's binding (it looks a path up on our mount).
+            await self.bind_internal_views(c, holder)
+        log.info(
+            "claim %s: process %d, own %s",
+            where(c),
+            real,
+            " ".join(k for k in NAMESPACE_NAMES if k in c.owned) or "-",
+        )
+
+    async def _claim_held(self, c: Container, pid: int, pidfd: int) -> Holder | None:
+        """:meth:`claim` under the lock with the process held by ``pidfd``."""
+        rt, kernel = self.rt, self.rt.kernel
+        fds: dict[str, int] = {}
+
+        def facts() -> dict[str, str]:
+            if not rt.cgroups.inside(pid, c.cgpath):
+                raise OSError(errno.ESRCH, f"process {pid} is not in {where(c)}'s cgroup")
+            inodes = kernel.process_inodes(pid)
+            ancestors: dict[str, list[int]] = {}
+            for kind in lifecycle.NESTING_KINDS:
+                if kind in inodes and str(inodes[kind]) != c.instance_id(kind):
+                    fds[kind] = kernel.open_namespace(f"/proc/{pid}/ns/{kind}", inodes[kind])
+                    ancestors[kind] = kernel.namespace_ancestors(fds[kind])
+            plan = lifecycle.plan_claim(rt.engine, c, inodes, ancestors)
+            for kind, ino in plan.items():
+                if kind not in fds:
+                    fds[kind] = kernel.open_namespace(f"/proc/{pid}/ns/{kind}", int(ino))
+            for kind in set(fds) - set(plan):
+                os.close(fds.pop(kind))
+            kernel.check_held(pidfd, pid)  # the namespaces read were this process's
+            return plan
+
+        try:
+            try:
+                plan = await trio.to_thread.run_sync(facts)
+            except (ProcessLookupError, FileNotFoundError) as exc:
+                raise OSError(errno.ESRCH, f"process {pid} is gone: {exc}") from None
+            if plan:
+                self._check_holder_room_from(c)
+
+            def kernel_objects() -> Holder | None:
+                holder = None
+                if plan:
+                    holder = self._spawn_holder(c.parent or c, c.cgpath, frozenset(plan), fds)
+                try:
+                    if holder is not None:
+                        got = {k: str(holder.inodes[k]) for k in plan}
+                        if got != plan:
+                            raise OSError(errno.ESRCH, f"the holder joined {got}, not {plan}")
+                    rt.cgroups.make_direct(c.cgpath)
+                except BaseException:
+                    if holder is not None:
+                        holder.kill()
+                        holder.close()
+                    raise
+                return holder
+
+            holder = await trio.to_thread.run_sync(kernel_objects)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        lifecycle.commit_claim(rt.engine, c, plan)
+        if holder is not None:
+            rt.holders[c.uid] = holder
+            if "net" in plan:  # it owned no network namespace before: now a name
+                await trio.to_thread.run_sync(self.names.changed, c, None)
+            if "user" in plan:
+                await self.learn_inside_root(c, holder)
+            await self._init_views(c, holder)
+            if rt.engine.views_enforced(c) and rt.loopback is not None:
+                rt.ready[c.uid] = trio.Event()  # `tasks` and `exec` wait for the binding
+        self.store.save(c)
+        return holder
+
     # -- rmdir -------------------------------------------------------------------------
 
     async def rmdir(self, c: Container) -> None:
@@ -314,13 +426,17 @@ class Containers:
         try:
             return await trio.to_thread.run_sync(self.rt.cgroups.procs, c.cgpath)
         except FileNotFoundError:
-            log.warning("%s: its cgroup was removed behind the daemon's back", where(c))
+            if c.origin == Origin.OCI:  # runc's delete removes the cgroupsPath directories
+                log.info("%s: its cgroup was removed by its runtime", where(c))
+            else:
+                log.warning("%s: its cgroup was removed behind the daemon's back", where(c))
             return []
 
     def destroy(self, c: Container) -> None:
         """Free the kernel objects of ``c``: cgroups first, since they refuse while
         anything is inside (leaving the container whole), then the holder."""
         self.rt.cgroups.remove(c.cgpath)
+        self.names.remove(c)  # a name would keep its network namespace alive
         # From its parent up, disable the v2 controllers no container below needs now.
         for node, freed in lifecycle.freed_by_removal(c):
             self.rt.cgroups.trim(node.cgpath, freed)
@@ -346,7 +462,10 @@ class Containers:
             async with self.rt.lock:
                 lifecycle.check_rename(self.rt.engine, c, new_parent, new_name)
                 old = where(c)
+                named = self.names.names_below(c)
                 lifecycle.commit_rename(self.rt.engine, c, new_name)
+                if named:  # the ip netns names follow the paths
+                    await trio.to_thread.run_sync(self.names.renamed, named)
                 self.store.save()
                 log.info("mv %s %s", old, where(c))
 

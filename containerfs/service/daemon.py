@@ -85,6 +85,7 @@ class Daemon:
         """
         self.releases.agents.close()
         self.files.metrics.close()
+        self.containers.names.close()
         for holder in self.rt.holders.values():
             holder.close()
         self.store.close()

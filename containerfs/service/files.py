@@ -72,6 +72,7 @@ class Files:
         self.listing = Listing(rt)
         self.metrics = Metrics(rt, self.listing)
         self.readers, self.writers = self._tables()
+        self._told_no_one_path = False  # container.cgroup's '-' explained in the log
 
     async def read(self, c: Container, spec: FileSpec, reader: Ids) -> str | bytes:
         """``reader``: the opener's fsuid and fsgid (who ``namespaces`` is shown to).
@@ -117,6 +118,8 @@ class Files:
             Role.METRICS: self._read_metrics,
             Role.INIT: self._read_init,
             Role.KILL: self._read_nothing,
+            Role.CLAIM: self._read_nothing,
+            Role.CGROUP_PATH: self._read_cgroup_path,
             Role.SYSCTL: self._read_sysctl,
             Role.ID_MAP: self._read_id_map,
             Role.TIME_OFFSETS: self._read_time_offsets,
@@ -132,6 +135,7 @@ class Files:
             Role.MAX_DEPTH: self._write_limit,
             Role.MAX_DESCENDANTS: self._write_limit,
             Role.KILL: self._write_kill,
+            Role.CLAIM: self._write_claim,
             Role.RELEASE_AGENT: self._write_release_agent,
             Role.SYSCTL: self._write_sysctl,
             Role.ID_MAP: self._write_id_map,
@@ -197,6 +201,17 @@ class Files:
 
     async def _read_nothing(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         return ""  # write-only, like cgroup.kill
+
+    async def _read_cgroup_path(self, c: Container, spec: FileSpec, reader: Ids) -> str:
+        """The one path, or ``-`` when there is none (readable all the same: every
+        file is, to anyone); why is logged once."""
+        try:
+            return self.rt.cgroups.one_path(c.cgpath) + "\n"
+        except OSError as exc:
+            if not self._told_no_one_path:
+                self._told_no_one_path = True
+                log.warning("container.cgroup is '-': %s", exc.strerror)
+            return "-\n"
 
     async def _read_sysctl(self, c: Container, spec: FileSpec, reader: Ids) -> str:
         assert spec.kind is not None
@@ -298,6 +313,11 @@ class Files:
         parse_kill(text)
         n = await trio.to_thread.run_sync(self.rt.cgroups.kill, c.cgpath)
         log.info("%s: killed (%d task(s))", where(c), n)
+
+    async def _write_claim(
+        self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int
+    ) -> None:
+        await self.containers.claim(c, text, writer_pid, writer_uid)
 
     async def _write_release_agent(
         self, c: Container, spec: FileSpec, text: str, writer_pid: int, writer_uid: int

@@ -49,6 +49,7 @@ class Persistence:
                     "version": STATE_VERSION,
                     "mountpoint": rt.mountpoint,
                     "release_agent": rt.release_agent,
+                    "netns_prefix": rt.netns_prefix,
                     "containers": [self._record(c) for c in rt.engine.root.walk()],
                     "moving": list(rt.moving.values()),
                 }

@@ -90,6 +90,7 @@ class Runtime:
         self.nursery: trio.Nursery | None = None  # for background work; set by serve()
         self.lock = trio.Lock()
         self.release_agent = ""  # the program `notify` runs (root file release_agent)
+        self.netns_prefix = ""  # of the containers' ip netns names; empty: none (netnames.py)
         self.moving: dict[int, dict[str, object]] = {}  # pid -> a namespace move under way
         # container uid -> `tasks` moves under way into it or below (``tasks.Entry``),
         # and how many have started (a read of `populated` across one is stale)

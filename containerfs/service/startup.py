@@ -23,7 +23,7 @@ from .. import recovery
 from ..defaults import find_program
 from ..discovery import Discovery
 from ..engine.errors import ContainerError
-from ..engine.kinds import NAMESPACE_NAMES, Origin
+from ..engine.kinds import NAMESPACE_NAMES
 from ..fuse.loopback import Loopback
 from ..fuse.ops import Operations
 from ..kernel import mounts
@@ -91,7 +91,7 @@ async def _start_lifecycle(daemon: Daemon) -> None:
         holder = rt.holders.get(c.uid)
         if holder is not None and "user" in c.owned:
             await daemon.containers.learn_inside_root(c, holder)
-        if holder is not None and "mnt" in c.owned and c.origin == Origin.MKDIR:
+        if holder is not None and rt.engine.views_enforced(c):
             rt.ready[c.uid] = trio.Event()
             rt.nursery.start_soon(daemon.containers.bind_internal_views, c, holder, True)
     for c in reversed(list(rt.engine.root.walk())):  # children first
@@ -259,8 +259,10 @@ def mount(
     debug: bool,
     metrics_listen: tuple[str, int] | None = None,
     busy_poll_us: int = 0,
+    netns_prefix: str = "",
 ) -> int:
-    """`containerfs mount`: run in the foreground until SIGINT/SIGTERM."""
+    """`containerfs mount`: run in the foreground until SIGINT/SIGTERM.
+    ``netns_prefix``: of the containers' ``ip netns`` names (empty: none)."""
     if os.geteuid() != 0:
         raise SystemExit("containerfs: mount needs root")
     if not os.path.exists("/dev/fuse"):
@@ -284,6 +286,7 @@ def mount(
             notifier,
             busy_poll_us=busy_poll_us,
             metrics_listen=metrics_listen,
+            netns_prefix=netns_prefix,
         )
 
 
@@ -296,6 +299,7 @@ def _mount_locked(
     notifier: Notifier,
     metrics_listen: tuple[str, int] | None = None,
     busy_poll_us: int = 0,
+    netns_prefix: str = "",
 ) -> int:
     saved = recovery.load(Path(state_dir))
     with _cgroups(Path(state_dir) / "cgroup2") as cgroups:
@@ -317,6 +321,11 @@ def _mount_locked(
                 engine.reset_subtree(engine.root, frozenset())
                 if root_subtree.strip():
                     engine.set_subtree(engine.root, root_subtree)
+        daemon.rt.netns_prefix = netns_prefix
+        try:  # names of the containers taken over; those of gone ones removed
+            daemon.containers.names.start(saved.get("netns_prefix") if saved else None)
+        except OSError as exc:
+            log.error("ip netns names: %s", exc)
         daemon.store.save()
         options = {
             "fsname=containerfs",
@@ -326,5 +335,8 @@ def _mount_locked(
         }
         if debug:
             options.add("debug")
-        trio.run(serve, daemon, options, notifier, busy_poll_us, metrics_listen)
+        try:
+            trio.run(serve, daemon, options, notifier, busy_poll_us, metrics_listen)
+        finally:  # also when serve() stops before its teardown (a busy --metrics-listen)
+            daemon.containers.names.close()
     return 0

@@ -163,11 +163,13 @@ class Tasks:
             if h.version != 2 or not h.contains(path):
                 continue
             parts = path.relative_to(h.dir()).parts
-            if not parts or parts[-1] != TASKS:
+            if parts and parts[-1] == TASKS:
+                parts = parts[:-1]
+            elif parts not in self.rt.cgroups.direct:  # an OCI container's directory
                 return None
-            if any(part.startswith(".") for part in parts[:-1]):
+            if any(part.startswith(".") for part in parts):
                 return None
-            return self.rt.engine.by_cgpath(parts[:-1])
+            return self.rt.engine.by_cgpath(parts)
         return None
 
     def _record_move(

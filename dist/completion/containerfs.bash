@@ -60,10 +60,14 @@ _containerfs_value_kind()
     mount:--subtree) REPLY=word ;;
     mount:--busy-poll) REPLY=word ;;
     mount:--metrics-listen) REPLY=word ;;
+    mount:--netns-prefix) REPLY=word ;;
     exec:-u | exec:--user) REPLY=word ;;
     top:-d | top:--delay) REPLY=word ;;
     top:-o | top:--order) REPLY=word ;;
     top:-n | top:--iterations) REPLY=word ;;
+    oci:--mount) REPLY=directory ;;
+    oci:--parent) REPLY=word ;;
+    oci:--root) REPLY=directory ;;
     *) REPLY= ;;
     esac
 }
@@ -82,8 +86,8 @@ _containerfs()
             cmd=$word
             case $cmd in
                 mount)
-                    options=(-h --help --state-dir --subtree --busy-poll --metrics-listen --debug)
-                    groups=('-h --help' '--state-dir' '--subtree' '--busy-poll' '--metrics-listen' '--debug')
+                    options=(-h --help --state-dir --subtree --busy-poll --metrics-listen --netns-prefix --debug)
+                    groups=('-h --help' '--state-dir' '--subtree' '--busy-poll' '--metrics-listen' '--netns-prefix' '--debug')
                     positionals=(directory)
                     ;;
                 exec)
@@ -100,6 +104,11 @@ _containerfs()
                     options=(-h --help -d --delay -o --order -n --iterations -b --batch)
                     groups=('-h --help' '-d --delay' '-o --order' '-n --iterations' '-b --batch')
                     positionals=(container)
+                    ;;
+                oci)
+                    options=(-h --help --mount --parent --root)
+                    groups=('-h --help' '--mount' '--parent' '--root')
+                    positionals=(word)
                     ;;
             *) return ;;
             esac
@@ -128,7 +137,7 @@ _containerfs()
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W '-h --help' -- "$cur"))
         else
-            COMPREPLY=($(compgen -W 'mount exec tree top' -- "$cur"))
+            COMPREPLY=($(compgen -W 'mount exec tree top oci' -- "$cur"))
         fi
         return
     fi

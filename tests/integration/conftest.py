@@ -10,6 +10,7 @@ unmount), then removes the subtree, even when the test failed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pty
 import select
@@ -256,6 +257,25 @@ def wait_for(predicate: object, timeout: float = 10.0, what: str = "condition") 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def netns_prefix(state: Path) -> str:
+    """The ``ip netns`` prefix of the daemon of ``state``: one of its own, so that
+    daemons of tests and of other sessions running at once never share one, and
+    every name it made can be removed after it (``remove_netns_names``)."""
+    return "cfs-t" + hashlib.sha256(str(state).encode()).hexdigest()[:12]
+
+
+def remove_netns_names(prefix: str) -> list[str]:
+    """Remove every ``ip netns`` name of ``prefix`` (the containers stay after a
+    SIGTERM, and their names with them); the names there were."""
+    from containerfs.kernel import netns
+
+    found = [n for n in netns.names() if n.startswith(prefix + ":")]
+    for name in found:
+        with contextlib.suppress(OSError):
+            netns.unbind(name, None)
+    return found
+
+
 def start_daemon(
     subtree: OwnSubtree,
     mnt: Path,
@@ -264,6 +284,8 @@ def start_daemon(
     *extra: str,
     command: Sequence[str] = CONTAINERFS,
 ) -> subprocess.Popen[bytes]:
+    if not any(a.startswith("--netns-prefix") for a in extra):
+        extra = (*extra, "--netns-prefix", netns_prefix(state))
     with open(log, "ab") as out:
         return subprocess.Popen(
             [*command, "mount", str(mnt), "--state-dir", str(state), *extra],
@@ -341,6 +363,7 @@ def mounted(name: str, *extra: str, command: Sequence[str] = CONTAINERFS) -> Ite
                 yield m
             finally:
                 stop_daemon(m)
+                remove_netns_names(netns_prefix(state))
                 print(f"daemon log tail:\n{m.log_tail(60)}")  # shown by pytest on failure only
                 if KEEP_LOGS:  # the whole log, to read after the run
                     safe = name.replace("/", "_")  # parameters may hold paths

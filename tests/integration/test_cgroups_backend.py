@@ -267,6 +267,34 @@ def test_memory_max(tree: OwnSubtree) -> None:
     b.remove(("a",))
 
 
+def test_memory_max_raised_past_a_v1_memsw_limit(tree: OwnSubtree) -> None:
+    """v1 refuses a memory limit above ``memory.memsw.limit_in_bytes`` (EINVAL),
+    which runtimes set (podman: twice ``--memory``): a raise raises memsw first by
+    as much, keeping the swap it allowed; a lower limit leaves it alone."""
+    b = backend_in(tree)
+    need(b, "memory")
+    v1 = in_v1(tree, b, "memory")
+    if v1 is None:
+        pytest.skip("memory is not on a v1 hierarchy here")
+    b.create(("a",), frozenset({"memory"}))
+    d = v1.dir(("a",))
+    limit, memsw = d / "memory.limit_in_bytes", d / "memory.memsw.limit_in_bytes"
+    if not memsw.exists():
+        b.remove(("a",))
+        pytest.skip("no swap accounting here (memory.memsw.*): nothing to keep in step")
+    limit.write_text(str(64 << 20))
+    memsw.write_text(str(128 << 20))  # what podman's --memory 64m sets
+    b.write(("a",), "memory.max", "256M")
+    assert limit.read_text() == f"{256 << 20}\n"
+    assert memsw.read_text() == f"{320 << 20}\n"  # its 64M of swap kept
+    b.write(("a",), "memory.max", "32M")
+    assert limit.read_text() == f"{32 << 20}\n" and memsw.read_text() == f"{320 << 20}\n"
+    b.write(("a",), "memory.max", "max")
+    assert int(limit.read_text()) > 1 << 62 and int(memsw.read_text()) > 1 << 62
+    assert b.read(("a",), "memory.max") == "max\n"
+    b.remove(("a",))
+
+
 def test_pids_max_stops_the_sixth_process(tree: OwnSubtree) -> None:
     b = backend_in(tree)
     need(b, "pids")

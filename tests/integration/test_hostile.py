@@ -131,7 +131,9 @@ def dog(cfs: Mounted) -> Iterator[Watchdog]:
 
 
 def writable(d: Path) -> list[str]:
-    return sorted(n for n in os.listdir(d) if stat.S_IMODE(os.stat(d / n).st_mode) == 0o644)
+    """The files of ``d`` a write may reach: rw, and write-only (``container.claim``)."""
+    modes = (0o644, 0o200)
+    return sorted(n for n in os.listdir(d) if stat.S_IMODE(os.stat(d / n).st_mode) in modes)
 
 
 def read(dog: Watchdog, path: Path) -> bytes:
@@ -295,7 +297,8 @@ def test_arbitrary_writes_to_every_writable_file(cfs: Mounted, dog: Watchdog) ->
     # Every writable file the README lists for a container that owns its kinds.
     for want in ("tasks", "container.subtree", "container.release", "pids.max", "memory.max",
                  "uts.hostname", "uts.domainname", "ipc.shm_mni", "ipc.shm_mni.internal",
-                 "ipc.sem", "net.ip_local_port_range", "time.offsets"):  # fmt: skip
+                 "ipc.sem", "net.ip_local_port_range", "time.offsets",
+                 "container.claim"):  # fmt: skip
         assert want in names, (want, names)
     assert all(not n.endswith(".effective") for n in names)
     seen: dict[str, set[int | None]] = {}

@@ -176,6 +176,11 @@ def test_make_install_with_destdir_and_uninstall_leave_nothing(tmp_path: Path) -
 
     app = stage / "usr/lib/containerfs"
     assert os.readlink(stage / "usr/bin/containerfs") == "/usr/lib/containerfs/bin/containerfs"
+    # the OCI runtime's path for podman and containerd: pip's script, the venv's python
+    runc = "/usr/lib/containerfs/bin/containerfs-runc"
+    assert os.readlink(stage / "usr/bin/containerfs-runc") == runc
+    script = (app / "bin/containerfs-runc").read_text()
+    assert script.startswith("#!/usr/lib/containerfs/bin/python")
     # The command is containerfs-exec (kernel/cfsexec.c), which runs the venv's python
     # for all but `exec`; pip's entry script (a Python script) is replaced by it.
     command = (app / "bin/containerfs").read_bytes()

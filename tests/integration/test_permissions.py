@@ -148,7 +148,8 @@ def test_files_are_root_owned_with_modes_that_match_what_is_writable(cfs: Mounte
         for f in listing:
             uid, gid, mode = owner(f)
             assert (uid, gid) == (0, 0), f
-            assert mode in (0o644, 0o444), (f, oct(mode))
+            assert mode in (0o644, 0o444, 0o200), (f, oct(mode))
+            assert (mode == 0o200) == (f.name == "container.claim"), f  # write-only
             # The mode is the daemon's own verdict: root (whom the kernel lets
             # past any mode) is refused exactly the 0444 files.
             try:
@@ -156,7 +157,7 @@ def test_files_are_root_owned_with_modes_that_match_what_is_writable(cfs: Mounte
                 writable = True
             except PermissionError:
                 writable = False
-            assert writable == (mode == 0o644), f
+            assert writable == (mode != 0o444), f
     # the same as `ls -l` shows it
     out = cfs.sh("ls -l web").stdout
     assert "-rw-r--r-- 1 root root " in out and "-r--r--r-- 1 root root " in out
@@ -168,12 +169,14 @@ def test_a_user_reads_everything_but_writes_nothing(user: User, cfs: Mounted) ->
     cfs.sh("mkdir web && echo +pids > web/container.subtree && mkdir web/db")
     limits = [p for d in ("", "web", "web/db") for p in files(cfs.mnt / d) if owner(p)[2] == 0o644]
     before = {p: p.read_bytes() for p in limits}
-    # every file reads
+    # every file reads but the write-only one (container.claim: root's, mode 0200)
     for d in ("", "web", "web/db"):
         user.sh(
             cfs,
-            f"cd ./{d} && for f in *; do if [ -f $f ]; then cat $f >/dev/null || exit 1; fi; done",
+            f"cd ./{d} && for f in *; do [ $f = container.claim ] && continue;"
+            " if [ -f $f ]; then cat $f >/dev/null || exit 1; fi; done",
         )
+    assert user.sh(cfs, "cat web/container.claim", check=False).returncode != 0
     user.sh(cfs, "cat web/container.subtree web/tasks container.subtree")
     # ...and nothing writes: the kernel refuses before the daemon sees it
     for script in (
@@ -184,6 +187,7 @@ def test_a_user_reads_everything_but_writes_nothing(user: User, cfs: Mounted) ->
         "echo +net > container.subtree",
         "echo /bin/true > release_agent",
         "echo 5 > web/db/pids.max",
+        "echo 1 > web/db/container.claim",
         "mkdir x",
         "mkdir web/x",
         "rmdir web/db",
@@ -229,7 +233,8 @@ def test_chown_delegates_a_subtree_to_its_new_owner(user: User, cfs: Mounted) ->
     user.sh(cfs, f"{plus}mkdir a/b && {plus.replace('a/', 'a/b/')}mkdir a/b/c")
     for f in files(cfs.mnt / "a" / "b"):
         # the ID maps grant host IDs: root's always
-        assert owner(f)[:2] == ((0, 0) if f.name.endswith("id_map") else (u, g)), f
+        roots = f.name.endswith("id_map") or f.name == "container.claim"  # they grant namespaces
+        assert owner(f)[:2] == ((0, 0) if roots else (u, g)), f
     assert owner(cfs.mnt / "a" / "b") == (u, g, 0o755)
     if pids:
         user.sh(cfs, "echo 7 > a/b/pids.max && echo 3 > a/b/c/pids.max")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from containerfs.engine.catalog import INFO_FILES, Role
+from containerfs.kernel import netns as knetns
 from containerfs.kernel import nslist, procs
 from containerfs.kernel.cgroups import PINS, STANDARD_KINDS, TASKS, CgroupBackend, Hierarchy
 from containerfs.kernel.holder import Holder
@@ -115,6 +116,15 @@ class FakeCgroups(CgroupBackend):
         self.dirs -= {path, (*path, TASKS)}
         self.values = {k: v for k, v in self.values.items() if k[0] != path}
         self.removed.append(path)
+        self.direct.discard(path)
+
+    def make_direct(self, path: tuple[str, ...]) -> None:
+        leaf = self.h.dir((*path, TASKS))
+        for pid, d in self.at.items():
+            if d == leaf:
+                self.at[pid] = self.h.dir(path)
+        self.dirs.discard((*path, TASKS))
+        self.direct.add(path)
 
     def _below(self, path: tuple[str, ...]) -> list[tuple[str, ...]]:
         return [d for d in self.dirs if len(d) > len(path) and d[: len(path)] == path]
@@ -143,7 +153,7 @@ class FakeCgroups(CgroupBackend):
         self.procs_read.append(path)
         if path not in self.dirs:
             raise FileNotFoundError(errno.ENOENT, f"no cgroup {path}")
-        dirs = {self.h.dir((*path, TASKS))} | ({self.h.dir()} if not path else set())
+        dirs = {self.h.dir(self.task_dir(path))} | ({self.h.dir()} if not path else set())
         return sorted(pid for pid, d in self.at.items() if d in dirs)
 
     def populated(self, path: tuple[str, ...]) -> bool:
@@ -154,6 +164,9 @@ class FakeCgroups(CgroupBackend):
 
     def holds(self, pid: int, path: tuple[str, ...]) -> bool:
         return pid in self.procs(path)
+
+    def inside(self, pid: int, path: tuple[str, ...]) -> bool:
+        return self.at.get(pid) in (self.h.dir(path), self.h.dir((*path, TASKS)))
 
     def where(self, pid: int) -> dict[Hierarchy, Path]:
         if pid not in self.at:
@@ -309,6 +322,10 @@ class FakeKernel(Kernel):
         self._inodes = itertools.count(ROOT_INODE + 1000)
         self._holder_pids = itertools.count(HOLDER_PID)
         self.ns_fds: dict[int, int] = {}  # fd from open_namespace -> namespace inode
+        self.ns_parents: dict[int, int] = {}  # pid/user namespace inode -> its parent's
+        self.netns: dict[str, int | None] = {}  # /run/netns: name -> bound inode (None: a file)
+        self.netns_taken: set[str] = set()  # prefixes another daemon holds
+        self.nsfs_files: dict[str, int] = {}  # a bound nsfs file's path (as mounted) -> inode
 
     # -- test setup and inspection ---------------------------------------------------
 
@@ -496,7 +513,15 @@ class FakeKernel(Kernel):
         return self.process_stat(pid)[2]
 
     def open_namespace(self, path: str, inode: int) -> int:
-        parts = path.split("/")  # only /proc/PID/ns/KIND: no nsfs bind mounts here
+        parts = path.split("/")  # /proc/PID/ns/KIND, or /proc/PID/root + an nsfs_files path
+        if len(parts) > 4 and parts[3] == "root":
+            point = "/" + "/".join(parts[4:])
+            if self.nsfs_files.get(point) != inode:
+                raise FileNotFoundError(errno.ENOENT, f"no nsfs file {path} here")
+            self._process(int(parts[2]))
+            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            self.ns_fds[fd] = inode
+            return fd
         if len(parts) != 5 or parts[:2] != ["", "proc"] or parts[3] != "ns":
             raise FileNotFoundError(errno.ENOENT, f"no nsfs file {path} here")
         if self._process(int(parts[2])).inodes[parts[4]] != inode:
@@ -505,8 +530,46 @@ class FakeKernel(Kernel):
         self.ns_fds[fd] = inode
         return fd
 
+    def namespace_ancestors(self, fd: int) -> list[int]:
+        """The fake's namespaces have no parents but those ``ns_parents`` names."""
+        out, ino = [], self.ns_fds[fd]
+        while ino in self.ns_parents:
+            ino = self.ns_parents[ino]
+            out.append(ino)
+        return out
+
     def mount_tables(self) -> procs.MountTables:
         return FakeMountTables()
+
+    # -- ip netns names: /run/netns in memory ---------------------------------------
+
+    def netns_bind(self, pid: int, inode: int, name: str) -> bool:
+        if self._process(pid).inodes["net"] != inode:
+            raise ProcessLookupError(errno.ESRCH, f"{pid} is no longer in net:[{inode}]")
+        there = self.netns.get(name)
+        if there == inode:
+            return False
+        if there is not None:
+            raise FileExistsError(errno.EEXIST, f"/run/netns/{name} is bound to net:[{there}]")
+        self.netns[name] = inode
+        return True
+
+    def netns_unbind(self, name: str, inode: int | None) -> bool:
+        if name not in self.netns or (inode is not None and self.netns[name] not in (inode, None)):
+            return False
+        del self.netns[name]
+        return True
+
+    def netns_names(self) -> list[str]:
+        return list(self.netns)
+
+    def netns_bound(self, name: str) -> int | None:
+        return self.netns.get(name)
+
+    def claim_netns_prefix(self, prefix: str) -> knetns.Held | None:
+        if prefix in self.netns_taken:
+            return None
+        return knetns.Held(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
 
     def ptrace_refusal(self, caller: int, target: int) -> str | None:
         writer, p = self._process(caller), self._process(target)

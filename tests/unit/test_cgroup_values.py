@@ -1479,3 +1479,74 @@ def test_holds_reads_where_the_process_is(tmp_path: Path) -> None:
     assert b.holds(4243, ()) and not b.holds(4243, ("a",))
     with pytest.raises(ProcessLookupError):
         b.holds(4244, ())
+
+
+# -- OCI containers: one cgroup path, processes in the directory itself -------------
+
+
+def test_one_path_is_the_containers_cgroup_in_every_hierarchy(tmp_path: Path) -> None:
+    b = CgroupBackend.discover(make_v1_host(tmp_path).proc)
+    assert {h.base for h in b.hierarchies} == {"/svc"}  # cgroup2 included
+    assert b.one_path(("oci", "web")) == "/svc/oci/web"
+    assert b.one_path(()) == "/svc"
+
+
+def test_one_path_is_refused_when_the_bases_differ(tmp_path: Path) -> None:
+    host = make_v1_host(tmp_path)
+    (host.fs / "memory" / "elsewhere").mkdir()
+    text = (host.proc / "self" / "cgroup").read_text()
+    (host.proc / "self" / "cgroup").write_text(text.replace("memory:/svc", "memory:/elsewhere"))
+    b = CgroupBackend.discover(host.proc)
+    with pytest.raises(OSError) as exc:
+        b.one_path(("oci", "web"))
+    assert exc.value.errno == errno.EOPNOTSUPP
+    assert "memory: /elsewhere" in str(exc.value) and "cgroup2: /svc" in str(exc.value)
+
+
+def test_make_direct_moves_the_leafs_processes_up_and_removes_the_leaf(
+    tmp_path: Path, writes: list[tuple[Path, str]]
+) -> None:
+    host, b, _ = hybrid_with_container(tmp_path)
+    d = host.fs / "unified" / "svc" / "a"
+    (d / ".tasks" / "cgroup.procs").write_text("77\n")
+    writes.clear()
+    b.make_direct(("a",))
+    assert writes == [(d / "cgroup.procs", "77")]
+    assert not (d / ".tasks").exists()
+    # Its processes are those of its directory now, and that is where they go.
+    (d / "cgroup.procs").write_text("77\n88\n")
+    assert b.procs(("a",)) == [77, 88]
+    assert b.placement(("a",), lambda kind: ("a",))[0] == d
+    host.pid_cgroup("77", "4:pids:/svc/a\n3:memory:/svc/a\n2:cpuset:/svc/a\n0::/svc/a\n")
+    assert b.holds(77, ("a",)) and b.inside(77, ("a",))
+    assert ("a",) in b.direct
+    (d / "cgroup.procs").write_text("")
+    b.remove(("a",))
+    assert not d.exists() and ("a",) not in b.direct
+
+
+def test_inside_is_the_directory_or_its_leaf(tmp_path: Path) -> None:
+    host, b, _ = hybrid_with_container(tmp_path)
+    host.pid_cgroup("5", "0::/svc/a/.tasks\n")
+    host.pid_cgroup("6", "0::/svc/a\n")
+    host.pid_cgroup("7", "0::/svc\n")
+    assert b.inside(5, ("a",)) and b.inside(6, ("a",)) and not b.inside(7, ("a",))
+
+
+def test_remove_takes_directories_removed_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """runc's delete removes an OCI container's directories; one gone between the
+    look and the rmdir is no failure."""
+    host, b, _ = hybrid_with_container(tmp_path)
+    gone = host.fs / "memory" / "svc" / "a"
+
+    def remove(path: Path) -> None:
+        if path == gone:
+            _fake_remove_dir(path)  # runc got there first
+            raise FileNotFoundError(errno.ENOENT, "gone", str(path))
+        _fake_remove_dir(path)
+
+    monkeypatch.setattr(cgfs, "remove_dir", remove)
+    b.remove(("a",))
+    assert not (host.fs / "unified" / "svc" / "a").exists() and not gone.exists()

@@ -222,7 +222,7 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 
 
 def test_bash_completes_commands_and_global_options(tree: Path) -> None:
-    assert bash_complete(tree, "containerfs", "") == ["mount", "exec", "tree", "top"]
+    assert bash_complete(tree, "containerfs", "") == ["mount", "exec", "tree", "top", "oci"]
     assert bash_complete(tree, "containerfs", "e") == ["exec"]
     assert bash_complete(tree, "containerfs", "t") == ["tree", "top"]
     assert bash_complete(tree, "containerfs", "-") == ["-h", "--help"]
@@ -231,13 +231,29 @@ def test_bash_completes_commands_and_global_options(tree: Path) -> None:
 
 def test_bash_offers_each_option_once_and_none_it_excludes(tree: Path) -> None:
     mount = ["containerfs", "mount"]
-    every = ["--help", "--state-dir", "--subtree", "--busy-poll", "--metrics-listen", "--debug"]
+    every = [
+        "--help",
+        "--state-dir",
+        "--subtree",
+        "--busy-poll",
+        "--metrics-listen",
+        "--netns-prefix",
+        "--debug",
+    ]
     assert bash_complete(tree, *mount, "--") == every
     assert bash_complete(tree, *mount, "--debug", "--") == every[:-1]
     # --user and --preserve-credentials are a mutually exclusive group
     assert bash_complete(tree, "containerfs", "exec", "--user", "5", "--") == ["--help"]
     assert bash_complete(tree, "containerfs", "exec", "-u", "5", "-") == ["-h", "--help"]
     assert bash_complete(tree, "containerfs", "exec", "--preserve-credentials", "--u") == []
+
+
+def test_bash_completes_the_oci_options_and_offers_nothing_for_runcs_words(tree: Path) -> None:
+    oci = ["containerfs", "oci"]
+    assert bash_complete(tree, *oci, "--") == ["--help", "--mount", "--parent", "--root"]
+    assert bash_complete(tree, *oci, "--parent", "x", "--") == ["--help", "--mount", "--root"]
+    assert bash_complete(tree, *oci, "") == []  # runc's command: no host commands offered
+    assert bash_complete(tree, *oci, "create", "") == []
 
 
 def test_bash_completes_directories_for_directory_arguments(tree: Path) -> None:
@@ -356,13 +372,14 @@ def zsh_complete(tree: Path, line: str) -> set[str]:
 
 
 def test_zsh_completes_commands_options_and_containers(tree: Path) -> None:
-    assert zsh_complete(tree, "containerfs ") == {"mount", "exec", "tree", "top"}
+    assert zsh_complete(tree, "containerfs ") == {"mount", "exec", "tree", "top", "oci"}
     assert zsh_complete(tree, "containerfs mount --") == {
         "--help",
         "--state-dir",
         "--subtree",
         "--busy-poll",
         "--metrics-listen",
+        "--netns-prefix",
         "--debug",
     }
     assert zsh_complete(tree, "containerfs exec --user 5 --") == {"--help"}

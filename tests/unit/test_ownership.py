@@ -57,6 +57,7 @@ def test_a_container_is_wholly_its_makers_but_the_id_maps() -> None:
     b = mkdir(e, e.root, "b", ALICE)
     got = owners(e, b)
     assert got.pop("user.uid_map") == got.pop("user.gid_map") == (0, 0)
+    assert got.pop("container.claim") == (0, 0)  # root's: it hands out namespaces
     assert set(got.values()) == {ALICE}
     # a clone found below is the subtree manager's too
     plan = lifecycle.plan_clone(e, b, "unshare", 42, ["net"])

@@ -428,3 +428,61 @@ def test_the_fake_kernel_answers_every_kernel_call() -> None:
     from the unit tier (and fail without root, or touch the host with it)."""
     calls = {name for name in vars(Kernel) if not name.startswith("_")}
     assert calls - set(vars(FakeKernel)) == set()
+
+
+# -- container.claim (OCI) -------------------------------------------------------------
+
+
+async def oci_web(daemon: Daemon) -> Container:
+    """``oci/web``, owning controllers only (as the OCI front end makes it)."""
+    root = daemon.engine.root
+    await write(daemon, root, "container.subtree", "-uts -ipc -mnt -cgroup")
+    oci = await daemon.mkdir(root, "oci")
+    await write(daemon, oci, "container.subtree", "+pids +memory")
+    return await daemon.mkdir(oci, "web")
+
+
+async def test_a_claim_makes_a_holder_join_the_processs_namespaces(
+    daemon: Daemon, kernel: FakeKernel
+) -> None:
+    web = await oci_web(daemon)
+    assert not kernel.spawned  # owning controllers only, no holder
+    inodes = kernel.root_inodes | {"uts": 71, "mnt": 72, "pid": 73}
+    kernel.ns_parents[73] = kernel.root_inodes["pid"]
+    kernel.start(500, inodes=inodes)
+    kernel.cgroups.place(500, web.cgpath, leaf=None)  # where runc puts its init
+    kernel.start(999)  # the writer
+    await write(daemon, web, "container.claim", "500\n", pid=999)
+    [spawned] = kernel.spawned
+    assert not spawned.unshare and spawned.parent is None
+    holder = holder_of(daemon, web)
+    assert {k: holder.inodes[k] for k in ("uts", "mnt", "pid")} == {"uts": 71, "mnt": 72, "pid": 73}
+    assert await read(daemon, web, "container.origin") == "oci\n"
+    assert await read(daemon, web, "tasks") == "500\n"  # in its directory: no .tasks
+    assert (*web.cgpath, TASKS) not in kernel.cgroups.dirs
+    assert saved(daemon.rt.state_dir)[("oci", "web")]["origin"] == "oci"
+    kernel.exit(500)
+    await daemon.rmdir(web)
+    assert web.cgpath not in kernel.cgroups.direct
+
+
+async def test_a_refused_claim_changes_nothing(daemon: Daemon, kernel: FakeKernel) -> None:
+    web = await oci_web(daemon)
+    kernel.start(500, inodes=kernel.root_inodes | {"uts": 71})
+    kernel.cgroups.place(500, web.cgpath, leaf=None)
+    kernel.start(600, inodes=kernel.root_inodes | {"uts": 81})  # not in the container
+    kernel.start(999)
+    kernel.start(1, inodes=kernel.root_inodes | {"uts": 91}, cgroup=web.cgpath)  # init
+    before = await read(daemon, web, "container.subsystems")
+    cases = [
+        (errno.EPERM, "500", 1000),  # not root
+        (errno.EINVAL, "five hundred", 0),
+        (errno.EINVAL, "1", 0),  # pid 1
+        (errno.ESRCH, "600", 0),  # outside the container's cgroup
+        (errno.ESRCH, "4000", 0),  # no such process
+    ]
+    for code, text, uid in cases:
+        await refused(code, write(daemon, web, "container.claim", text, pid=999, uid=uid))
+    assert kernel.spawned == []
+    assert await read(daemon, web, "container.subsystems") == before
+    assert web.origin.value == "mkdir" and (*web.cgpath, TASKS) in kernel.cgroups.dirs
