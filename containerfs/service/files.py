@@ -94,7 +94,7 @@ class Files:
             try:
                 await writer(c, spec, text, writer_pid, writer_uid)
             finally:  # whatever it changed, metrics reads anew (even a half-done write)
-                self.metrics.touched(c)
+                self.metrics.touched(c, everything=spec.role in (Role.TASKS, Role.KILL))
         except (ContainerError, OSError, ValueError) as exc:
             shown = data[:80].decode(errors="replace").strip()
             log.warning("%s: refused: %s", f"{where(c, spec.name)} <- {shown!r}", exc)

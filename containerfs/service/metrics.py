@@ -49,6 +49,9 @@ FILES_IDLE = 300.0
 #: Seconds the namespace counts are used before a scrape starts a new walk.
 COUNTS_FRESH = 10.0
 
+#: In ``Metrics._touched``: a write that changed every container's figures.
+_EVERY = -1
+
 
 @dataclass(slots=True)
 class _Row:
@@ -99,11 +102,18 @@ class Metrics:
         its own ``lsns`` would."""
         return await self._renders.get(reader[0] == 0)
 
-    def touched(self, c: Container) -> None:
-        """Something of `c` was written through containerfs (a limit, its tasks):
-        the next scrape reads its figures anew rather than use those read ahead."""
-        self._touched[c.uid] = time.monotonic()
-        self._sample.pop(c.uid, None)
+    def touched(self, c: Container, everything: bool = False) -> None:
+        """Something of `c` was written through containerfs (a limit): the next scrape
+        reads its figures anew rather than use those read ahead. `everything` for a
+        write that changes other containers' figures too (a process moved by
+        ``tasks`` leaves another container, and both have ancestors counting it). A
+        read under way when it comes keeps nothing of what it covers (``_keep``)."""
+        if everything:
+            self._sample = {}
+        else:
+            self._sample.pop(c.uid, None)
+        if self._reading:
+            self._touched[_EVERY if everything else c.uid] = time.monotonic()
 
     async def _render(self, as_root: bool) -> bytes:
         version = self.rt.engine.views_version
@@ -191,7 +201,8 @@ class Metrics:
         under way is waited for rather than done twice."""
         async with self._read_lock:
             fresh = time.monotonic() - self._read_at <= metrics.FIGURES_FRESH
-            sample = self._sample if fresh else {}
+            # a copy: a write while this scrape reads the rest may drop entries
+            sample = dict(self._sample) if fresh else {}
             missing = [(uid, files) for uid, _path, files in asks if uid not in sample]
             if not missing:
                 return sample
@@ -209,12 +220,13 @@ class Metrics:
 
     def _keep(self, got: dict[int, Reading], start: float, whole: bool) -> None:
         """Keep what a read that began at `start` found, but not of a container
-        written to since (its figures may predate the write)."""
+        written to since (its figures may predate the write). Reads are one at a
+        time, so what was touched during this one is of no use after it."""
         late = {uid for uid, at in self._touched.items() if at >= start}
-        kept = {uid: r for uid, r in got.items() if uid not in late}
+        self._touched.clear()
+        kept = {} if _EVERY in late else {u: r for u, r in got.items() if u not in late}
         if whole:
             self._sample, self._read_at = kept, start
-            self._touched = {uid: at for uid, at in self._touched.items() if at >= start}
         else:
             self._sample.update(kept)
 
@@ -246,9 +258,18 @@ class Metrics:
                     continue
                 self._ahead_at = None
                 async with self._read_lock:
+                    # a scrape read them while this waited, or planned anew
+                    young = time.monotonic() - self._read_at < metrics.FIGURES_FRESH / 2
+                    if young or self._ahead_at is not None:
+                        continue
                     asks = [(r.container.uid, r.files) for r in self._layout() if r.files]
                     start = time.monotonic()
-                    self._keep(await self._read(asks), start, whole=True)
+                    try:
+                        got = await self._read(asks)
+                    except Exception:  # only ever a head start: the scrape reads itself
+                        log.exception("metrics: reading the figures ahead failed")
+                        continue
+                    self._keep(got, start, whole=True)
         finally:
             self._ahead = False
 

@@ -152,10 +152,15 @@ def test_a_steady_scraper_gets_figures_at_most_a_second_old(cfs: Mounted) -> Non
         assert value(cfs.read("metrics"), "containerfs_processes", container="/c") == 1
         time.sleep(pace)
     sleeper.kill()
-    sleeper.wait()  # reaped: the kernel's count is 0 from here
-    gone = time.monotonic()
+    sleeper.wait()
+    # `containerfs exec` forks: the sleep leaves with its parent (PDEATHSIG), a little later
+    wait_for(lambda: cfs.read("c/tasks") == "", 10, "c empty")
+    gone = time.monotonic()  # the kernel's count is 0 from here
     seen = []
-    while (began := time.monotonic()) < gone + FIGURES_FRESH + 1.0:
+    deadline = gone + FIGURES_FRESH + 10 * TIME_SCALE
+    while (began := time.monotonic()) < gone + FIGURES_FRESH + 1.0 or (
+        began < deadline and not [a for a, _t in seen if a >= FIGURES_FRESH]
+    ):
         seen.append((began - gone, cfs.read("metrics")))
         time.sleep(pace)
     late = [
@@ -166,6 +171,25 @@ def test_a_steady_scraper_gets_figures_at_most_a_second_old(cfs: Mounted) -> Non
     assert late and all(n == 0 for _after, n in late), late
     (cfs.mnt / "c" / "pids.max").write_text("9\n")
     assert value(cfs.read("metrics"), "containerfs_pids_limit", container="/c") == 9
+
+
+def test_a_process_moved_by_tasks_is_counted_once_at_the_next_scrape(cfs: Mounted) -> None:
+    """A `tasks` write changes the figures of the container the process leaves too:
+    a scrape right after it, figures read ahead or not, counts the process in its
+    new container only."""
+    # a and its child b share the root's namespaces: a running process may move
+    cfs.sh("echo '-ipc -uts -net -pid -mnt -cgroup -time' > container.subtree && mkdir a a/b")
+    cfs.spawn("a", "sleep", "600")
+    wait_for(lambda: cfs.read("a/tasks").split() != [], 10, "the sleep in a")
+    pid = int(cfs.read("a/tasks").split()[0])
+    for _ in range(12):  # a steady pace: the daemon reads ahead of it
+        text = cfs.read("metrics")
+        assert value(text, "containerfs_processes", container="/a") == 1
+        time.sleep(0.1)
+    (cfs.mnt / "a" / "b" / "tasks").write_text(f"{pid}\n")
+    text = cfs.read("metrics")
+    assert value(text, "containerfs_processes", container="/a") == 0
+    assert value(text, "containerfs_processes", container="/a/b") == 1
 
 
 def test_a_scrape_after_a_pause_reads_the_figures_itself(cfs: Mounted) -> None:
