@@ -752,6 +752,14 @@ def kernel_cgroup(m: Mounted, cid: str, controller: str) -> Path:
     return mount.joinpath(*rel)
 
 
+def memory_limit_file(m: Mounted, cid: str) -> Path:
+    """The kernel's memory limit of the container: v1 ``memory.limit_in_bytes``, else
+    cgroup2's ``memory.max``."""
+    d = kernel_cgroup(m, cid, "memory")
+    v1 = d / "memory.limit_in_bytes"
+    return v1 if v1.exists() else d / "memory.max"
+
+
 def oom_kills(m: Mounted, cid: str) -> int:
     """The kernel's count of OOM kills in the container's memory cgroup
     (``oom_kill`` in v1's ``memory.oom_control``, v2's ``memory.events``)."""
@@ -771,10 +779,7 @@ def test_podman_memory_limit_kills_past_it(podman: tuple[Mounted, Podman]) -> No
     m, pm = podman
     cid = pm("run", "-d", "--memory", "64m", IMAGE, "sleep", "1000").stdout.strip()
     assert m.read(f"oci/{cid}/memory.max").strip() == str(64 << 20)
-    d = kernel_cgroup(m, cid, "memory")
-    limit = (
-        d / "memory.limit_in_bytes" if (d / "memory.limit_in_bytes").exists() else d / "memory.max"
-    )
+    limit = memory_limit_file(m, cid)
     assert limit.read_text().strip() == str(64 << 20)
     small = pm("exec", cid, *fill("32M"), check=False)
     assert small.returncode == 0, small.stderr
@@ -835,10 +840,7 @@ def test_podman_memory_raised_through_containerfs_lets_the_allocation_pass(
     cid = pm("run", "-d", "--memory", "64m", IMAGE, "sleep", "1000").stdout.strip()
     assert pm("exec", cid, *fill("96M"), check=False).returncode == 137
     (m.mnt / "oci" / cid / "memory.max").write_text("256M\n")
-    d = kernel_cgroup(m, cid, "memory")
-    limit = (
-        d / "memory.limit_in_bytes" if (d / "memory.limit_in_bytes").exists() else d / "memory.max"
-    )
+    limit = memory_limit_file(m, cid)
     assert limit.read_text().strip() == str(256 << 20)
     assert m.read(f"oci/{cid}/memory.max").strip() == str(256 << 20)
     done = pm("exec", cid, *fill("96M"), check=False)
@@ -905,10 +907,7 @@ def test_podman_update_memory_is_the_kernels_limit(podman: tuple[Mounted, Podman
     assert m.read(f"oci/{cid}/memory.max").strip() == str(256 << 20)
     assert pm("exec", cid, *fill("96M"), check=False).returncode == 0
     pm("update", "--memory", "64m", cid)
-    d = kernel_cgroup(m, cid, "memory")
-    limit = (
-        d / "memory.limit_in_bytes" if (d / "memory.limit_in_bytes").exists() else d / "memory.max"
-    )
+    limit = memory_limit_file(m, cid)
     assert limit.read_text().strip() == str(64 << 20)
     # runc wrote cgroupfs itself: an OCI container's limits are never served from
     # the page cache, so the read right after shows it (256m was read above)
