@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Mounted, mounted, netns_prefix, remove_netns_names, wait_for
+from .conftest import TIME_SCALE, Mounted, mounted, netns_prefix, remove_netns_names, wait_for
 from .test_core import gone, listed
 from .test_lifecycle import background, netns_in
 
@@ -328,16 +328,16 @@ def test_names_stay_in_step_under_load_and_after_a_crash_in_it(cfs: Mounted) -> 
     # Containers that own a net namespace and nothing else: quick to make.
     cfs.sh("for k in $(cat container.subtree); do echo -$k > container.subtree; done")
     cfs.sh("echo +net > container.subtree")
-    for sh in run_names_load(cfs, 4.0, seed=1):
-        sh.wait(timeout=60)
+    for sh in run_names_load(cfs, 4.0 * TIME_SCALE, seed=1):  # enough work when slow
+        sh.wait(timeout=60 * TIME_SCALE)
     text = cfs.log.read_text()
     assert text.count("INFO mv ") > 5 and text.count("INFO mkdir ") > 5  # it did work
     assert bound_names(cfs) == expected_names(cfs)
-    shells = run_names_load(cfs, 4.0, seed=2)
-    time.sleep(2.0)
+    shells = run_names_load(cfs, 4.0 * TIME_SCALE, seed=2)
+    time.sleep(2.0 * TIME_SCALE)
     assert cfs.stop(signal.SIGKILL) == -signal.SIGKILL
     for sh in shells:
-        sh.wait(timeout=60)
+        sh.wait(timeout=60 * TIME_SCALE)
     cfs.start()
     assert bound_names(cfs) == expected_names(cfs)
     for path in sorted(all_paths(cfs), key=len, reverse=True):
