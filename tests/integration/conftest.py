@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -346,14 +347,20 @@ def cfs(request: pytest.FixtureRequest) -> Iterator[Mounted]:
 
 
 @contextlib.contextmanager
-def mounted(name: str, *extra: str, command: Sequence[str] = CONTAINERFS) -> Iterator[Mounted]:
+def mounted(
+    name: str,
+    *extra: str,
+    command: Sequence[str] = CONTAINERFS,
+    subtree_of: Callable[[str], AbstractContextManager[OwnSubtree]] = own_subtree,
+) -> Iterator[Mounted]:
     """What the ``cfs`` fixture gives, for a test named ``name``, started with
-    ``command`` (another install's ``containerfs``, say) and its ``extra`` arguments."""
+    ``command`` (another install's ``containerfs``, say) and its ``extra`` arguments,
+    in the cgroups ``subtree_of`` makes (``test_oci``'s: one path in every hierarchy)."""
     tmp = Path(tempfile.mkdtemp(prefix="cfs-test-"))
     mnt, state, log = tmp / "mnt", tmp / "state", tmp / "daemon.log"
     mnt.mkdir()
     try:
-        with own_subtree(name[:20]) as subtree:
+        with subtree_of(name[:20]) as subtree:
             daemon = start_daemon(subtree, mnt, state, log, *extra, command=command)
             m = Mounted(mnt, state, subtree, daemon, log, command=tuple(command))
             try:

@@ -34,12 +34,8 @@ from tests.cgtree import OwnSubtree, _delegate, _delegated, _teardown, cgroup_di
 from .conftest import (
     TIME_SCALE,
     Mounted,
-    _check_warnings,
     _skip_reason,
-    netns_prefix,
-    remove_netns_names,
-    start_daemon,
-    stop_daemon,
+    mounted,
     wait_for,
 )
 from .test_core import gone, ns_inode
@@ -125,28 +121,12 @@ def same_path_subtree(tag: str) -> Iterator[OwnSubtree]:
 
 @contextlib.contextmanager
 def same_path_mount(name: str) -> Iterator[Mounted]:
+    """The ``cfs`` fixture's daemon, started in cgroups at one path (runc's need)."""
     reason = _skip()
     if reason:
         pytest.skip(reason)
-    tmp = Path(tempfile.mkdtemp(prefix="cfs-oci-"))
-    mnt, state, log = tmp / "mnt", tmp / "state", tmp / "daemon.log"
-    mnt.mkdir()
-    try:
-        with same_path_subtree(name) as subtree:
-            daemon = start_daemon(subtree, mnt, state, log)
-            m = Mounted(mnt, state, subtree, daemon, log)
-            try:
-                wait_for(lambda: os.path.ismount(mnt) or daemon.poll() is not None, 20, "the mount")
-                if not os.path.ismount(mnt):
-                    raise AssertionError(f"daemon exited {daemon.poll()}:\n{m.log_tail()}")
-                yield m
-            finally:
-                stop_daemon(m)
-                remove_netns_names(netns_prefix(state))  # the containers outlive it
-                print(f"daemon log tail:\n{m.log_tail(60)}")
-                _check_warnings(log)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with mounted(name, subtree_of=same_path_subtree) as m:
+        yield m
 
 
 # -- runc through the front end ------------------------------------------------------
