@@ -282,7 +282,8 @@ class Discovery:
                 os.close(fd)
             return  # it exited meanwhile; the next look sees the rest
         try:
-            child = await self._make(parent, comm, pid, fds)
+            inos = {kind: str(ino) for kind, ino in diff.items()}
+            child = await self._make(parent, comm, pid, fds, inos)
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -293,8 +294,15 @@ class Discovery:
         await self.releases.refresh_populated(child)
 
     async def _make(
-        self, parent: Container, comm: str, pid: int | None, fds: dict[str, int]
+        self,
+        parent: Container,
+        comm: str,
+        pid: int | None,
+        fds: dict[str, int],
+        inos: dict[str, str],
     ) -> Container | None:
+        """A clone container of `parent` owning the namespaces `fds` (opened with
+        the inode numbers `inos`, as ``open_namespace`` checked)."""
         d = self.rt
         async with d.lock:
             if parent.removed:
@@ -302,7 +310,7 @@ class Discovery:
             # The look ran without the lock: a claim may have made a container the
             # owner of these namespaces meanwhile (``container.claim``).
             index = lifecycle.namespace_index(d.engine.root)
-            if any((kind, str(os.fstat(fd).st_ino)) in index for kind, fd in fds.items()):
+            if any(key in index for key in inos.items()):
                 return None
             try:
                 plan = lifecycle.plan_clone(
@@ -359,7 +367,7 @@ class Discovery:
                     continue  # unmounted meanwhile
                 try:
                     name = os.path.basename(point.rstrip("/")) or kind
-                    child = await self._make(owner, name, None, {kind: fd})
+                    child = await self._make(owner, name, None, {kind: fd}, {kind: str(ino)})
                 finally:
                     os.close(fd)
                 if child is not None:
